@@ -1,0 +1,70 @@
+"""Wall time of a step: CUDA events on the GPU, ``time.perf_counter`` on the CPU.
+
+Every call is timed on its own (the GPU is synchronized after each one), after ``warmup``
+untimed calls (allocator growth, autotuning, optimizer-state creation).
+"""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Timing", "time_step"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-call milliseconds of the timed repeats."""
+    times_ms: tuple
+
+    @property
+    def median_ms(self):
+        return float(np.median(self.times_ms))
+
+    @property
+    def p10_ms(self):
+        return float(np.percentile(self.times_ms, 10))
+
+    @property
+    def p90_ms(self):
+        return float(np.percentile(self.times_ms, 90))
+
+
+def _cpu_call_ms(step):
+    start = time.perf_counter()
+    step()
+    return (time.perf_counter() - start) * 1e3
+
+
+def _cuda_call_ms(step, stream):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record(stream)
+    step()
+    end.record(stream)
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def time_step(step, device, warmup=2, repeats=10, max_seconds=None):
+    """Time ``step()`` ``repeats`` times after ``warmup`` untimed calls.
+
+    max_seconds: budget for the whole measurement; after the warm-up the number of repeats
+    is cut so that the estimated total stays within it (at least one timed call is made).
+    """
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        stream = torch.cuda.current_stream(device)
+        call_ms = lambda step: _cuda_call_ms(step, stream)  # noqa: E731
+    else:
+        call_ms = _cpu_call_ms
+    begin = time.perf_counter()
+    last_ms = None
+    for _ in range(warmup):
+        last_ms = call_ms(step)
+    n = repeats
+    if max_seconds is not None and last_ms:
+        left_ms = max_seconds * 1e3 - (time.perf_counter() - begin) * 1e3
+        n = max(1, min(repeats, int(left_ms / last_ms)))
+    return Timing(tuple(call_ms(step) for _ in range(n)))

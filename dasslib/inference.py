@@ -1,0 +1,344 @@
+"""Inference on long inputs: :func:`predict`, :func:`measure` and :func:`max_length_that_fits`.
+
+Everything runs under ``torch.inference_mode()`` with the model in eval mode, under autocast
+at ``dtype`` on CUDA (bfloat16 by default; weights stay float32) and in plain float32 on the
+CPU. Inputs are moved to the device one batch at a time and dropped as soon as the logits are
+on the host.
+
+When an input does not fit in accelerator memory, :func:`predict` and :func:`measure` raise
+:class:`InputTooLongError` (a ``MemoryError``, deliberately not a ``RuntimeError``, so it is
+never mistaken for, or swallowed as, a raw CUDA error). Its message gives the largest length
+that fits, predicted by :func:`max_length_that_fits`: peak allocated memory is measured at a few
+shorter lengths that do fit, a polynomial in the length is fitted to it (degree 1: SSMs and
+flash / memory-efficient attention grow linearly; degree 2 for eager attention) and solved for
+the memory available on the device.
+"""
+import contextlib
+import gc
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["FRAMES_PER_SECOND", "InputTooLongError", "LengthFit", "fit_memory_model",
+           "max_length_that_fits", "measure", "predict"]
+
+FRAMES_PER_SECOND = 100  # fbank frames per second of audio (10 ms frame shift)
+_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def _gib(n_bytes):
+    return f"{n_bytes / 2**30:.2f} GiB"
+
+
+def _span(frames):
+    return f"{frames} frames ({frames / FRAMES_PER_SECOND:.1f} s)"
+
+
+@dataclass(frozen=True)
+class LengthFit:
+    """Largest input length predicted to fit, from a memory model fitted to probes.
+
+    max_frames: largest length (frames) whose predicted peak stays within ``budget_bytes``
+    (the memory available when the fit was made); max_frames_total: the same for
+    ``total_bytes`` (the whole device), None when unknown; coeffs: the fitted polynomial
+    peak_bytes(frames), highest power first (None when no probe fitted); probes: measured
+    (frames, peak_bytes or None when it did not fit), in the order tried.
+    """
+    max_frames: int
+    max_frames_total: int | None
+    budget_bytes: int
+    total_bytes: int | None
+    batch_size: int
+    coeffs: tuple | None
+    probes: tuple
+
+    @property
+    def max_seconds(self):
+        return self.max_frames / FRAMES_PER_SECOND
+
+    def __str__(self):
+        if self.coeffs is None:
+            tried = min(f for f, _ in self.probes) if self.probes else 0
+            return f"nothing fits: even {_span(tried)} at batch size {self.batch_size} ran out of memory"
+        text = (f"largest length predicted to fit at batch size {self.batch_size}: "
+                f"{_span(self.max_frames)} in the {_gib(self.budget_bytes)} available now")
+        if self.max_frames_total is not None:
+            text += (f"; {_span(self.max_frames_total)} if all {_gib(self.total_bytes)} "
+                     "of the device were free")
+        fitted = ", ".join(str(f) for f, peak in self.probes if peak is not None)
+        *quad, per_frame, base = self.coeffs
+        model = f"{_gib(base)} + {per_frame / 2**10:.1f} KiB/frame"
+        if quad:
+            model += f" + {quad[0]:.3g} B/frame^2"
+        return text + f" (peak memory ~ {model}, fitted to peaks measured at {fitted} frames)"
+
+
+class InputTooLongError(MemoryError):
+    """The input does not fit in accelerator memory.
+
+    requested_frames: the input length that failed; fit: the :class:`LengthFit` estimate of the
+    largest length that fits (None when it could not be made).
+    """
+
+    def __init__(self, requested_frames, fit=None, device=None):
+        self.requested_frames = requested_frames
+        self.fit = fit
+        where = f" on {device}" if device is not None else ""
+        text = f"an input of {_span(requested_frames)} does not fit in memory{where}"
+        super().__init__(text + (f"; {fit}" if fit is not None else ""))
+
+
+def fit_memory_model(probes, budget_bytes, degree=1):
+    """Fit ``peak_bytes = poly(frames)`` to ``probes`` and solve it for ``budget_bytes``.
+
+    probes: (frames, peak_bytes) pairs with at least ``degree + 1`` distinct lengths.
+    Returns (max_frames, coeffs): the largest integer length whose predicted peak is
+    <= budget_bytes (0 when even a length-0 input would not fit) and the polynomial
+    coefficients, highest power first. A degree-2 fit that does not curve upwards falls back
+    to degree 1; ValueError when the peak does not grow with the length at all.
+    """
+    if degree not in (1, 2):
+        raise ValueError(f"degree must be 1 or 2, got {degree!r}")
+    frames = np.array([f for f, _ in probes], dtype=np.float64)
+    peaks = np.array([p for _, p in probes], dtype=np.float64)
+    if len(np.unique(frames)) < degree + 1:
+        raise ValueError(f"a degree-{degree} memory model needs {degree + 1} distinct lengths, "
+                         f"got {[int(f) for f in frames]}")
+    coeffs = np.polyfit(frames, peaks, degree)
+    if degree == 2 and coeffs[0] <= 0:
+        return fit_memory_model(probes, budget_bytes, degree=1)
+    if degree == 1 and coeffs[0] < 1.0:  # less than a byte per frame: no measurable growth
+        raise ValueError("peak memory does not grow with the length, cannot extrapolate; probes "
+                         f"(frames, bytes): {[(int(f), int(p)) for f, p in zip(frames, peaks)]}")
+    shifted = coeffs.copy()
+    shifted[-1] -= budget_bytes
+    roots = [r.real for r in np.roots(shifted) if abs(r.imag) < 1e-9 * max(1.0, abs(r.real))]
+    largest = max(roots, default=-1.0)
+    max_frames = int(math.floor(largest + 1e-6)) if largest > 0 else 0  # 1e-6: the fit's rounding
+    return max_frames, tuple(float(c) for c in coeffs)
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _autocast(device, dtype):
+    if device.type != "cuda" or dtype in (None, torch.float32):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _check_dtype(dtype):
+    if dtype is not None and dtype not in _DTYPES:
+        raise ValueError(f"dtype must be None or one of {_DTYPES}, got {dtype!r}")
+
+
+def _resolve_device(model, device):
+    """The device to run on: the model's; ``device``, when given, must agree with it."""
+    param = next(model.parameters(), None)
+    if device is None:
+        return param.device if param is not None else torch.device("cpu")
+    device = torch.device(device)
+    if param is None:
+        return device
+    here = param.device
+    if here.type != device.type or (device.index is not None and device.index != here.index):
+        raise ValueError(f"the model is on {here} but device={device}: call model.to(device) first")
+    return here
+
+
+def _release(device):
+    """Free what a failed call left behind. Call outside the ``except`` block (its traceback
+    keeps the failed call's tensors alive)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def _forward(model, x, device, dtype):
+    """Logits of one batch: x moved to ``device`` here, freed on return; float32 host result."""
+    with torch.inference_mode(), _autocast(device, dtype):
+        x = x.to(device)
+        logits = model(x)
+        del x
+        return logits.float().cpu()
+
+
+def _cuda_probe(model, num_mel_bins, device, batch_size, dtype):
+    """``probe(frames) -> peak allocated bytes`` of one forward on a random input, None on OOM."""
+    def probe(frames):
+        failed = False
+        try:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            with torch.inference_mode(), _autocast(device, dtype):
+                model(torch.randn(batch_size, frames, num_mel_bins, device=device))
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device)
+        except torch.cuda.OutOfMemoryError:
+            failed = True
+        if failed:
+            _release(device)
+            return None
+        return peak
+    return probe
+
+
+def _cuda_budget(device, headroom):
+    """(bytes PyTorch can still hold: free + its own cache, whole device), times ``headroom``."""
+    _release(device)
+    free, total = torch.cuda.mem_get_info(device)
+    return int((free + torch.cuda.memory_reserved(device)) * headroom), int(total * headroom)
+
+
+def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtype=torch.bfloat16,
+                         start_frames=8192, min_frames=64, degree=1, headroom=0.95,
+                         probe=None, budget_bytes=None, total_bytes=None):
+    """Predict the largest input length (frames) ``model`` can run on ``device``.
+
+    Peak memory is probed at ``start_frames`` (halved until it fits, down to ``min_frames``)
+    and at that length / 2 (and / 4 for ``degree=2``); :func:`fit_memory_model` extrapolates.
+    The budget is ``headroom`` times the memory PyTorch can still use (free + its cache);
+    ``total`` the same for the whole device. ``probe(frames) -> peak bytes or None`` and the
+    two budgets can be injected (for tests, or for a CPU-only caller); by default they are
+    measured on the CUDA ``device``. Returns a :class:`LengthFit`.
+    """
+    _check_dtype(dtype)
+    device = _resolve_device(model, device)
+    if probe is None or budget_bytes is None:
+        if device.type != "cuda":
+            raise ValueError(f"memory can only be measured on a CUDA device, not {device}; "
+                             "pass probe= and budget_bytes= to use your own measurements")
+        if budget_bytes is None:
+            budget_bytes, total_bytes = _cuda_budget(device, headroom)
+        if probe is None:
+            probe = _cuda_probe(model, num_mel_bins, device, batch_size, dtype)
+    if not (1 <= min_frames <= start_frames):
+        raise ValueError(f"need 1 <= min_frames <= start_frames, got {min_frames}, {start_frames}")
+
+    tried = []
+    frames = start_frames
+    with _eval_mode(model):
+        while True:
+            tried.append((frames, probe(frames)))
+            if tried[-1][1] is not None:
+                break
+            if frames // 2 < min_frames:
+                return LengthFit(0, None, budget_bytes, total_bytes, batch_size, None, tuple(tried))
+            frames //= 2
+        for k in range(1, degree + 1):
+            smaller = max(1, frames >> k)
+            tried.append((smaller, probe(smaller)))
+    fitted = [(f, p) for f, p in tried if p is not None]
+    max_frames, coeffs = fit_memory_model(fitted, budget_bytes, degree)
+    max_total = fit_memory_model(fitted, total_bytes, degree)[0] if total_bytes is not None else None
+    return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried))
+
+
+def _too_long(model, shape, device, batch_size, dtype):
+    """The InputTooLongError for a (B, T, F) input that ran out of memory."""
+    _release(device)
+    frames, mel_bins = shape[1], shape[2]
+    fit = max_length_that_fits(model, mel_bins, device, batch_size=batch_size, dtype=dtype,
+                               start_frames=max(64, frames // 2 // 64 * 64), min_frames=64)
+    return InputTooLongError(frames, fit, device)
+
+
+def _as_batch(x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() not in (2, 3):
+        raise ValueError(f"x must be (T, F) or (B, T, F), got shape {tuple(x.shape)}")
+    return x[None] if x.dim() == 2 else x
+
+
+def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None):
+    """Logits of ``model`` on fbank input ``x``: (B, T, F) -> (B, C), or (T, F) -> (C,).
+
+    device: where the model already is (None: the model's device); x may live anywhere, each
+    batch of ``batch_size`` items (None: all at once) is moved there just in time.
+    dtype: autocast dtype on CUDA (None or float32: none); the CPU always runs float32.
+    Returns float32 logits on the CPU. Raises :class:`InputTooLongError` (with the largest
+    length that fits) instead of a CUDA out-of-memory error.
+    """
+    _check_dtype(dtype)
+    batch = _as_batch(x)
+    device = _resolve_device(model, device)
+    size = batch.shape[0] if batch_size is None else batch_size
+    if not (isinstance(size, int) and size >= 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    outputs, failed = [], False
+    with _eval_mode(model):
+        for start in range(0, batch.shape[0], size):
+            try:
+                outputs.append(_forward(model, batch[start:start + size], device, dtype))
+            except torch.cuda.OutOfMemoryError:
+                failed = True
+            if failed:
+                outputs.clear()
+                raise _too_long(model, batch.shape, device, min(size, batch.shape[0]), dtype)
+    logits = torch.cat(outputs)
+    return logits[0] if x.dim() == 2 else logits
+
+
+def _timed_calls(model, shape, device, dtype, warmup, repeats):
+    """Seconds of each timed forward on a random input of ``shape``; CUDA peak stats are reset
+    after the warm-up. The input lives in this frame only, so it is freed on any exit."""
+    cuda = device.type == "cuda"
+    x = torch.randn(*shape, device=device)
+    times = []
+    for i in range(warmup + repeats):
+        if i == warmup and cuda:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        begin = time.perf_counter()
+        with torch.inference_mode(), _autocast(device, dtype):
+            model(x)
+        if cuda:
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - begin)
+    return times
+
+
+def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1,
+            dtype=torch.bfloat16, warmup=1, repeats=3):
+    """Time and peak memory of a forward on a random (batch_size, length_frames, num_mel_bins)
+    input.
+
+    Returns dict(length_frames, length_s, batch_size, seconds (median of ``repeats`` calls,
+    after ``warmup`` untimed ones), seconds_all, peak_mem_bytes (``max_memory_allocated``
+    during the timed calls: weights + input + the forward's high-water mark; None on the CPU,
+    which has no such counter), device, dtype). Raises :class:`InputTooLongError` when the
+    length does not fit.
+    """
+    _check_dtype(dtype)
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+    device = _resolve_device(model, device)
+    shape = (batch_size, length_frames, num_mel_bins)
+    failed = False
+    with _eval_mode(model):
+        try:
+            times = _timed_calls(model, shape, device, dtype, warmup, repeats)
+        except torch.cuda.OutOfMemoryError:
+            failed = True
+        if failed:
+            raise _too_long(model, shape, device, batch_size, dtype)
+    cuda = device.type == "cuda"
+    return dict(length_frames=length_frames, length_s=length_frames / FRAMES_PER_SECOND,
+                batch_size=batch_size, seconds=statistics.median(times), seconds_all=times,
+                peak_mem_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
+                device=str(device),
+                dtype=str(dtype).removeprefix("torch.") if cuda and dtype else "float32")

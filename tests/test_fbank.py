@@ -1,0 +1,126 @@
+"""Kaldi fbank as AST computes it: golden values, frame count, padding, normalization."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torchaudio.compliance.kaldi as kaldi
+
+from dasslib.data import (AUDIOSET_MEAN, AUDIOSET_STD, normalize_fbank, num_frames, pad_or_crop,
+                          wav2fbank)
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "fbank_chirp.json")
+GOLDEN_ROWS = (0, 50, 100, 150, 197)
+
+
+def golden_waveform() -> torch.Tensor:
+    """(1, 32000) float32: 2 s linear chirp 100 -> 4000 Hz, 440 Hz tone, a 1 kHz tone in the
+    second half and a DC offset of 0.05."""
+    sr = 16000
+    t = np.arange(2 * sr, dtype=np.float64) / sr
+    chirp = 0.3 * np.sin(2 * np.pi * (100.0 * t + (4000.0 - 100.0) / 4.0 * t ** 2))
+    tones = 0.2 * np.sin(2 * np.pi * 440.0 * t) + 0.1 * np.sin(2 * np.pi * 1000.0 * t) * (t >= 1.0)
+    return torch.from_numpy((chirp + tones + 0.05).astype(np.float32)).unsqueeze(0)
+
+
+def golden_summary(fbank: torch.Tensor) -> dict:
+    """What the golden file pins: shape, selected rows, per-bin and per-frame means."""
+    x = fbank.double().numpy()
+    return {"shape": list(x.shape), "rows": {str(r): x[r].round(5).tolist() for r in GOLDEN_ROWS},
+            "bin_mean": x.mean(axis=0).round(5).tolist(),
+            "frame_mean": x.mean(axis=1).round(5).tolist()}
+
+
+def test_golden_fbank_of_chirp_and_tones():
+    fbank = wav2fbank(golden_waveform(), target_length=None)
+    with open(GOLDEN) as f:
+        golden = json.load(f)
+    got = golden_summary(fbank)
+    assert got["shape"] == golden["shape"] == [198, 128]
+    for r in GOLDEN_ROWS:
+        np.testing.assert_allclose(got["rows"][str(r)], golden["rows"][str(r)], atol=2e-3)
+    np.testing.assert_allclose(got["bin_mean"], golden["bin_mean"], atol=1e-3)
+    np.testing.assert_allclose(got["frame_mean"], golden["frame_mean"], atol=1e-3)
+
+
+def test_matches_torchaudio_kaldi_with_ast_parameters():
+    wav = golden_waveform()
+    expected = kaldi.fbank(wav - wav.mean(), htk_compat=True, sample_frequency=16000,
+                           use_energy=False, window_type="hanning", num_mel_bins=128,
+                           dither=0.0, frame_shift=10)
+    got = wav2fbank(wav, target_length=None)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("n", [400, 401, 559, 560, 16000, 160000])
+def test_frame_count_and_shape(n):
+    wav = torch.randn(1, n, generator=torch.Generator().manual_seed(n))
+    fbank = wav2fbank(wav, target_length=None)
+    assert fbank.shape == (1 + (n - 400) // 160, 128)
+    assert num_frames(n) == fbank.shape[0]
+
+
+def test_ten_seconds_pad_to_1024_with_zeros_at_the_end():
+    wav = torch.randn(160000, generator=torch.Generator().manual_seed(0))
+    fbank = wav2fbank(wav)  # (samples,) accepted, target_length 1024
+    assert fbank.shape == (1024, 128)
+    assert num_frames(160000) == 998
+    assert torch.count_nonzero(fbank[998:]) == 0
+    assert (fbank[:998] != 0).all()
+    torch.testing.assert_close(fbank[:998], wav2fbank(wav, target_length=None))
+
+
+def test_crop_keeps_first_frames():
+    x = torch.arange(20.0).reshape(10, 2)
+    torch.testing.assert_close(pad_or_crop(x, 4), x[:4])
+    padded = pad_or_crop(x, 13)
+    assert padded.shape == (13, 2) and torch.equal(padded[:10], x) and not padded[10:].any()
+    with pytest.raises(ValueError, match="target_length"):
+        pad_or_crop(x, 0)
+
+
+def test_dc_offset_does_not_change_fbank():
+    wav = golden_waveform()
+    torch.testing.assert_close(wav2fbank(wav + 0.3), wav2fbank(wav), atol=1e-2, rtol=1e-3)
+
+
+def test_pure_tone_peaks_at_its_htk_mel_bin():
+    """A 1 kHz tone peaks in the mel bin whose centre (HTK mel scale, 20 Hz-8 kHz, 128 bins)
+    is nearest 1 kHz."""
+    t = np.arange(16000) / 16000
+    wav = torch.from_numpy(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    fbank = wav2fbank(wav, target_length=None)
+    mel = lambda f: 1127.0 * math.log(1.0 + f / 700.0)
+    lo, hi = mel(20.0), mel(8000.0)
+    centres_mel = lo + (hi - lo) / 129 * np.arange(1, 129)
+    expected_bin = int(np.argmin(np.abs(centres_mel - mel(1000.0))))
+    assert int(fbank.mean(dim=0).argmax()) == expected_bin
+
+
+def test_normalize_as_ast():
+    x = torch.tensor([AUDIOSET_MEAN, AUDIOSET_MEAN + 2 * AUDIOSET_STD])
+    torch.testing.assert_close(normalize_fbank(x), torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(normalize_fbank(torch.tensor([3.0]), mean=1.0, std=0.5),
+                               torch.tensor([2.0]))
+    assert (AUDIOSET_MEAN, AUDIOSET_STD) == (-4.2677393, 4.5689974)
+    with pytest.raises(ValueError, match="std"):
+        normalize_fbank(x, std=0.0)
+
+
+def test_bad_waveforms_raise():
+    with pytest.raises(ValueError, match="mono"):
+        wav2fbank(torch.zeros(2, 16000))
+    with pytest.raises(ValueError, match="fewer than one"):
+        wav2fbank(torch.zeros(399))
+    with pytest.raises(ValueError, match="NaN"):
+        wav2fbank(torch.full((1, 1000), float("nan")))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        wav2fbank(np.zeros(16000))
+
+
+if __name__ == "__main__":  # regenerate the golden file (only when the fbank definition changes)
+    with open(GOLDEN, "w") as f:
+        json.dump(golden_summary(wav2fbank(golden_waveform(), target_length=None)), f)

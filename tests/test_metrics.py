@@ -1,0 +1,101 @@
+"""Metrics against scikit-learn / scipy, plus the edge cases AST-style evaluation meets."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+
+from dasslib.metrics import class_stats, d_prime, evaluate
+
+
+def random_multilabel(n=200, c=7, seed=0):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, c)) < 0.2).astype(np.float32)
+    scores = targets * rng.normal(1.0, 1.0, (n, c)) + rng.normal(0.0, 1.0, (n, c))  # informative
+    return scores, targets
+
+
+def test_multilabel_matches_sklearn():
+    scores, targets = random_multilabel()
+    out = evaluate(scores, targets)
+    assert set(out) == {"mAP", "mAUC", "d_prime"}
+    assert out["mAP"] == pytest.approx(average_precision_score(targets, scores, average="macro"))
+    assert out["mAUC"] == pytest.approx(roc_auc_score(targets, scores, average="macro"))
+    assert out["d_prime"] == pytest.approx(math.sqrt(2) * norm.ppf(out["mAUC"]))
+    assert 0.5 < out["mAUC"] < 1.0 and out["d_prime"] > 0
+
+
+def test_class_stats_match_sklearn_per_class():
+    scores, targets = random_multilabel(seed=1)
+    stats = class_stats(torch.from_numpy(scores), torch.from_numpy(targets))
+    np.testing.assert_allclose(stats["ap"], average_precision_score(targets, scores, average=None))
+    np.testing.assert_allclose(stats["auc"], roc_auc_score(targets, scores, average=None))
+    np.testing.assert_array_equal(stats["positives"], targets.sum(axis=0))
+
+
+def test_class_without_positives_is_excluded():
+    scores, targets = random_multilabel(seed=2)
+    targets[:, 3] = 0
+    stats = class_stats(scores, targets)
+    assert np.isnan(stats["ap"][3]) and np.isnan(stats["auc"][3])
+    keep = [c for c in range(7) if c != 3]
+    out = evaluate(scores, targets)
+    ap = [average_precision_score(targets[:, c], scores[:, c]) for c in keep]
+    auc = [roc_auc_score(targets[:, c], scores[:, c]) for c in keep]
+    assert out["mAP"] == pytest.approx(np.mean(ap))
+    assert out["mAUC"] == pytest.approx(np.mean(auc))
+
+
+def test_class_with_only_positives_has_ap_but_no_auc():
+    scores, targets = random_multilabel(seed=3)
+    targets[:, 0] = 1
+    stats = class_stats(scores, targets)
+    assert stats["ap"][0] == pytest.approx(1.0) and np.isnan(stats["auc"][0])
+    assert evaluate(scores, targets)["mAUC"] == pytest.approx(np.nanmean(stats["auc"]))
+
+
+def test_perfect_scores():
+    _, targets = random_multilabel(seed=4)
+    out = evaluate(targets * 5.0 - 2.0, targets)
+    assert out["mAP"] == 1.0 and out["mAUC"] == 1.0 and out["d_prime"] == math.inf
+
+
+def test_d_prime_values():
+    assert d_prime(0.5) == 0.0
+    assert d_prime(0.9) == pytest.approx(math.sqrt(2) * 1.2815515655446004)
+
+
+def test_multiclass_accuracy_and_one_hot_metrics():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 5, 300)
+    scores = np.eye(5)[labels] * 1.5 + rng.normal(0, 1, (300, 5))
+    out = evaluate(torch.from_numpy(scores), torch.from_numpy(labels), task="multiclass")
+    assert out["acc"] == pytest.approx(accuracy_score(labels, scores.argmax(axis=1)))
+    one_hot = np.eye(5)[labels]
+    assert out["mAP"] == pytest.approx(average_precision_score(one_hot, scores, average="macro"))
+    assert out["mAUC"] == pytest.approx(roc_auc_score(one_hot, scores, average="macro"))
+    assert evaluate(scores, one_hot, task="multiclass") == out
+    assert 0.2 < out["acc"] < 1.0
+
+
+@pytest.mark.parametrize("scores, targets, task, match", [
+    (np.zeros((4, 3)), np.zeros((4, 2)), "multilabel", "shape"),
+    (np.zeros(4), np.zeros(4), "multilabel", r"\(N, C\)"),
+    (np.full((2, 2), np.nan), np.eye(2), "multilabel", "NaN"),
+    (np.zeros((2, 2)), np.full((2, 2), 0.5), "multilabel", "multi-hot"),
+    (np.zeros((3, 2)), np.zeros((3, 2)), "multilabel", "no class has a positive"),
+    (np.zeros((2, 2)), np.eye(2), "regression", "task"),
+    (np.zeros((2, 3)), np.array([0, 3]), "multiclass", "class indices"),
+    (np.zeros((2, 3)), np.array([0.5, 1]), "multiclass", "class indices"),
+    (np.zeros((2, 3)), np.array([0, 1, 2]), "multiclass", "class indices"),
+])
+def test_bad_inputs(scores, targets, task, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate(scores, targets, task=task)
+
+
+def test_non_numeric_input():
+    with pytest.raises(TypeError, match="scores"):
+        evaluate([["a", "b"]], [[1, 0]])
