@@ -32,8 +32,10 @@ test: test-unit test-notebooks
 test-unit: install
 	$(BIN)/python -m pytest -q
 
+# exit code 5 = no notebook collected yet: reported, not an error
 test-notebooks: install
-	$(BIN)/python -m pytest -q --nbval notebooks/ --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+	$(BIN)/python -m pytest -q --nbval notebooks/ ; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no notebooks to check yet"; exit 0; fi; exit $$rc
 
 lab: install
 	$(BIN)/python -m pip install --quiet jupyterlab==4.6.6

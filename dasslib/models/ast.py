@@ -1,0 +1,142 @@
+"""AST: Audio Spectrogram Transformer (Gong et al.), DeiT-distilled layout.
+
+Input (B, T, F) -> (B, 1, F, T) -> 16x16 patches with strides (fstride, tstride) -> tokens in
+f-major order (index f * t_dim + t) -> [cls, dist, patches] + positional embedding -> timm
+Blocks -> LayerNorm -> (cls + dist) / 2 -> mlp_head (LayerNorm, Linear).
+
+Positional embedding: ``"learned"`` (stored for the configured input_fdim x input_tdim grid and
+resized to other grids, see :func:`dasslib.models.layers.resize_pos_grid`) or ``"sinusoidal"``
+(a fixed table over the flattened positions 0 = cls, 1 = dist, 2 + f * t_dim + t; any length).
+Keys equal the official checkpoint keys minus ``module.`` and ``v.``.
+"""
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn as nn
+from timm.models.vision_transformer import Block
+
+from .layers import PatchEmbed, resize_pos_grid, sinusoid_table_1d, trunc_normal_
+from .registry import register
+
+POS_EMBEDS = ("learned", "sinusoidal")
+ATTNS = ("sdpa", "eager")
+
+
+@dataclass(frozen=True)
+class ASTConfig:
+    """AST hyper-parameters (defaults: AST-Base 384, fstride = tstride = 10, 128 x 1024)."""
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    fstride: int = 10
+    tstride: int = 10
+    input_fdim: int = 128
+    input_tdim: int = 1024
+    pos_embed: str = "learned"
+    pos_resize: str = "official"
+    attn: str = "sdpa"
+    drop_path: float = 0.0
+    num_classes: int = 527
+
+    def __post_init__(self):
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"unknown pos_embed {self.pos_embed!r}; choose one of {POS_EMBEDS}")
+        if self.attn not in ATTNS:
+            raise ValueError(f"unknown attn {self.attn!r}; choose one of {ATTNS}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads "
+                             f"{self.num_heads}")
+
+
+def make_transformer_blocks(depth, dim, num_heads, mlp_ratio=4.0, drop_path=0.0, attn="sdpa"):
+    """timm ViT Blocks (qkv bias, LayerNorm eps 1e-6); ``attn="eager"`` turns off SDPA."""
+    if attn not in ATTNS:
+        raise ValueError(f"unknown attn {attn!r}; choose one of {ATTNS}")
+    rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()
+    blocks = nn.ModuleList(
+        Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=rates[i],
+              norm_layer=partial(nn.LayerNorm, eps=1e-6)) for i in range(depth))
+    for blk in blocks:
+        blk.attn.fused_attn = attn == "sdpa"
+    return blocks
+
+
+def vit_init(m):
+    """timm ViT init: Linear trunc_normal(0.02) and zero bias; LayerNorm ones / zeros."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+class AST(nn.Module):
+    """AST classifier: forward(x (B, T, F)) -> logits (B, num_classes)."""
+
+    official_prefixes = ("module.", "v.")
+
+    def __init__(self, cfg: ASTConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, p = cfg.embed_dim, cfg.patch_size
+        self.patch_embed = PatchEmbed(1, d, (p, p), (cfg.fstride, cfg.tstride))
+        self.grid = self.patch_embed.grid(cfg.input_fdim, cfg.input_tdim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, d))
+        if cfg.pos_embed == "learned":
+            self.pos_embed = nn.Parameter(torch.zeros(1, 2 + self.grid[0] * self.grid[1], d))
+            trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = make_transformer_blocks(cfg.depth, d, cfg.num_heads, cfg.mlp_ratio,
+                                              cfg.drop_path, cfg.attn)
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.blocks.apply(vit_init)
+        trunc_normal_(self.cls_token, std=0.02)
+        trunc_normal_(self.dist_token, std=0.02)
+        self.mlp_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.num_classes)
+                                      if cfg.num_classes > 0 else nn.Identity())
+
+    @property
+    def official_ignored(self):
+        """Official-checkpoint keys (after prefix stripping) this model does not use: DeiT's
+        1000-class heads, and the fixed table when ``pos_embed="sinusoidal"``."""
+        ignored = (r"head\..*", r"head_dist\..*")
+        return ignored + ((r"pos_embed",) if self.cfg.pos_embed == "sinusoidal" else ())
+
+    def position_table(self, grid, device):
+        """Positional embedding (1, 2 + f*t, D) for a token grid (f, t)."""
+        if self.cfg.pos_embed == "sinusoidal":
+            n = 2 + grid[0] * grid[1]
+            return sinusoid_table_1d(n, self.cfg.embed_dim, device=device)[None]
+        pos = resize_pos_grid(self.pos_embed[:, 2:], self.grid, grid, self.cfg.pos_resize)
+        return torch.cat([self.pos_embed[:, :2], pos], dim=1)
+
+    def forward_tokens(self, x):
+        """x (B, T, F) -> normalised tokens (B, 2 + f*t, D)."""
+        if x.dim() != 3:
+            raise ValueError(f"AST expects (B, T, F) input, got shape {tuple(x.shape)}")
+        tokens, grid = self.patch_embed(x.unsqueeze(1).transpose(2, 3))
+        b = tokens.shape[0]
+        x = torch.cat([self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1),
+                       tokens], dim=1)
+        x = x + self.position_table(grid, x.device)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def forward_features(self, x):
+        """x (B, T, F) -> (cls + dist) / 2 embedding (B, D)."""
+        x = self.forward_tokens(x)
+        return (x[:, 0] + x[:, 1]) / 2
+
+    def forward(self, x):
+        return self.mlp_head(self.forward_features(x))
+
+
+_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
+for _name, (_dim, _heads) in _SIZES.items():
+    register(f"ast_{_name}", AST, ASTConfig(embed_dim=_dim, num_heads=_heads))

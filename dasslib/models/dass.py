@@ -1,0 +1,152 @@
+"""DASS: the VMamba-style 4-stage SS2D audio classifier (Bhati et al.).
+
+Input (B, T, F) fbank -> (B, 1, F, T) image -> patch embed (/4) -> 4 stages of VSS blocks with
+conv downsampling between them (sizes n -> ceil(n/2)) -> LayerNorm2d -> pooling -> Linear.
+No positional embedding: any T (and F) works.
+
+State-dict keys equal the official checkpoint keys minus their ``module.v.`` prefix
+(``patch_embed.{0,2,5,7}``, ``layers.i.blocks.j.*``, ``layers.i.downsample.{1,3}``,
+``classifier.{norm,head}``); :func:`dasslib.models.load_official` strips the prefix.
+"""
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .layers import DropPath, LayerNorm2d, Mlp2d, pad_sequential, trunc_normal_
+from .pooling import check_pooling, pool_grid
+from .registry import register
+from .ss2d import SS2D
+
+
+@dataclass(frozen=True)
+class DASSConfig:
+    """DASS hyper-parameters (defaults: DASS-Small)."""
+    depths: tuple = (2, 2, 8, 2)
+    dims: tuple = (96, 192, 384, 768)
+    drop_path: float = 0.2
+    d_state: int = 1
+    ssm_ratio: float = 1.0
+    dt_rank: object = "auto"
+    d_conv: int = 3
+    mlp_ratio: float = 4.0
+    pooling: str = "mean"
+    in_chans: int = 1
+    num_classes: int = 527
+    scan_backend: str = "auto"
+    mlp_chunk_elems: int = 1 << 30
+
+    def __post_init__(self):
+        check_pooling(self.pooling)
+        if len(self.depths) != len(self.dims) or not self.depths:
+            raise ValueError(f"depths {self.depths} and dims {self.dims} must be non-empty and "
+                             "of equal length")
+        if self.dims[0] % 2:
+            raise ValueError(f"dims[0] must be even (the stem's first conv has dims[0]/2 "
+                             f"channels), got {self.dims[0]}")
+
+
+class VSSBlock(nn.Module):
+    """x + DropPath(SS2D(LN(x))), then x + DropPath(MLP(LN(x))), on (B, C, H, W)."""
+
+    def __init__(self, dim, drop_path, cfg):
+        super().__init__()
+        self.norm = LayerNorm2d(dim)
+        self.op = SS2D(dim, d_state=cfg.d_state, ssm_ratio=cfg.ssm_ratio, dt_rank=cfg.dt_rank,
+                       d_conv=cfg.d_conv, conv_bias=False, scan_backend=cfg.scan_backend)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = LayerNorm2d(dim)
+        self.mlp = Mlp2d(dim, int(dim * cfg.mlp_ratio), chunk_elems=cfg.mlp_chunk_elems)
+
+    def forward(self, x):
+        x = x + self.drop_path(self.op(self.norm(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class Classifier(nn.Module):
+    """LayerNorm2d -> pooling over the (F, T) grid -> Linear. Keys ``norm.*``, ``head.*``."""
+
+    def __init__(self, dim, num_classes, pooling):
+        super().__init__()
+        self.norm = LayerNorm2d(dim)
+        self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.pooling = pooling
+
+    def forward(self, x):
+        return self.head(pool_grid(self.norm(x), self.pooling))
+
+
+def _stem(in_chans, dim):
+    # official "v2" patch embed: conv s2 -> LN -> GELU -> conv s2 -> LN (indices as saved)
+    return pad_sequential({0: nn.Conv2d(in_chans, dim // 2, 3, stride=2, padding=1),
+                           2: LayerNorm2d(dim // 2), 4: nn.GELU(),
+                           5: nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
+                           7: LayerNorm2d(dim)}, 8)
+
+
+def _downsample(dim, out_dim):
+    # official "v3" downsampling: conv k3 s2 p1 -> LN
+    return pad_sequential({1: nn.Conv2d(dim, out_dim, 3, stride=2, padding=1),
+                           3: LayerNorm2d(out_dim)}, 4)
+
+
+class DASS(nn.Module):
+    """DASS classifier: forward(x (B, T, F)) -> logits (B, num_classes)."""
+
+    official_prefixes = ("module.", "v.")
+    official_ignored = ()
+
+    def __init__(self, cfg: DASSConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = _stem(cfg.in_chans, cfg.dims[0])
+        rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths), device="cpu").tolist()
+        self.layers = nn.ModuleList()
+        start = 0
+        for i, (depth, dim) in enumerate(zip(cfg.depths, cfg.dims)):
+            blocks = nn.Sequential(*[VSSBlock(dim, rates[start + j], cfg) for j in range(depth)])
+            start += depth
+            last = i == len(cfg.depths) - 1
+            down = nn.Identity() if last else _downsample(dim, cfg.dims[i + 1])
+            self.layers.append(nn.Sequential(OrderedDict(blocks=blocks, downsample=down)))
+        self.classifier = Classifier(cfg.dims[-1], cfg.num_classes, cfg.pooling)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):          # includes Linear2d (in_proj, out_proj, MLP, head)
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    @property
+    def pooling(self):
+        return self.classifier.pooling
+
+    @pooling.setter
+    def pooling(self, mode):
+        self.classifier.pooling = check_pooling(mode)
+
+    def forward_grid(self, x):
+        """x (B, T, F) -> final feature grid (B, C, ceil(F/32), ceil(T/32)) before the norm."""
+        if x.dim() != 3:
+            raise ValueError(f"DASS expects (B, T, F) input, got shape {tuple(x.shape)}")
+        x = self.patch_embed(x.unsqueeze(1).transpose(2, 3))
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def forward_features(self, x):
+        """x (B, T, F) -> pooled, normalised embedding (B, C)."""
+        return pool_grid(self.classifier.norm(self.forward_grid(x)), self.classifier.pooling)
+
+    def forward(self, x):
+        return self.classifier(self.forward_grid(x))
+
+
+register("dass_small", DASS, DASSConfig(depths=(2, 2, 8, 2), drop_path=0.2))
+register("dass_medium", DASS, DASSConfig(depths=(2, 2, 20, 2), drop_path=0.3))

@@ -1,0 +1,164 @@
+"""Building blocks shared by the model families.
+
+- :class:`LayerNorm2d`, :class:`Linear2d`, :class:`Mlp2d`: channel-first (B, C, H, W) layers
+  as VMamba uses them (Linear2d keeps ``nn.Linear``'s (out, in) weight so keys and shapes
+  match the official checkpoints).
+- :class:`PatchEmbed`: strided Conv2d patchifier returning tokens and their grid.
+- :func:`sinusoid_table_1d` (AST's fixed table), :func:`sincos_table_2d` (MAE / SSAM table),
+  :func:`resize_pos_grid` (learned grid embeddings resized to another grid).
+- ``DropPath`` and ``trunc_normal_`` are re-exported from timm.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, lecun_normal_, trunc_normal_
+
+__all__ = ["DropPath", "trunc_normal_", "lecun_normal_", "LayerNorm2d", "Linear2d", "Mlp2d",
+           "PatchEmbed", "sinusoid_table_1d", "sincos_table_2d", "resize_pos_grid", "pad_sequential",
+           "conv_out_size"]
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channel axis of (B, C, H, W)."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                         self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class Linear2d(nn.Linear):
+    """Per-position linear map on (B, C_in, H, W) -> (B, C_out, H, W), applied as a 1x1 conv;
+    the weight keeps ``nn.Linear``'s (C_out, C_in) shape."""
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
+
+
+class Mlp2d(nn.Module):
+    """VMamba's channel-first MLP: fc1 -> GELU (exact) -> fc2 on (B, C, H, W).
+
+    When the hidden activation would exceed ``chunk_elems`` elements, the (position-wise) MLP
+    runs on slices of the last axis, so long inputs never materialise one huge hidden tensor
+    (and each conv stays below 2**31 elements).
+    """
+
+    def __init__(self, dim, hidden, chunk_elems=1 << 30):
+        super().__init__()
+        self.fc1 = Linear2d(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = Linear2d(hidden, dim)
+        self.chunk_elems = chunk_elems
+
+    def _mlp(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        hidden = b * self.fc1.out_features * h * w
+        if hidden <= self.chunk_elems:
+            return self._mlp(x)
+        step = math.ceil(w / math.ceil(hidden / self.chunk_elems))
+        return torch.cat([self._mlp(x[..., i:i + step]) for i in range(0, w, step)], dim=-1)
+
+
+def conv_out_size(n, kernel, stride, padding=0):
+    """Output length of a convolution along one axis."""
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+class PatchEmbed(nn.Module):
+    """Conv2d patchifier: (B, C, H, W) -> tokens (B, h*w, D) in row-major (h, w) order,
+    plus the grid (h, w). Key: ``proj.{weight,bias}``."""
+
+    def __init__(self, in_chans, embed_dim, patch_size, stride):
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.stride = tuple(stride)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.stride)
+
+    def grid(self, h, w):
+        """Token grid for an (h, w) input."""
+        return (conv_out_size(h, self.patch_size[0], self.stride[0]),
+                conv_out_size(w, self.patch_size[1], self.stride[1]))
+
+    def forward(self, x):
+        if x.shape[-2] < self.patch_size[0] or x.shape[-1] < self.patch_size[1]:
+            raise ValueError(f"input of size {tuple(x.shape[-2:])} is smaller than one patch "
+                             f"{self.patch_size}")
+        x = self.proj(x)
+        grid = tuple(x.shape[-2:])
+        return x.flatten(2).transpose(1, 2), grid
+
+
+def sinusoid_table_1d(n, dim, base=1e4, device=None):
+    """Transformer sinusoids (n, dim): even dims sin(p * w_i), odd dims cos(p * w_i),
+    w_i = base ** (-2i / dim), positions p = 0..n-1 (the official AST 'sine' table)."""
+    if dim % 2:
+        raise ValueError(f"sinusoidal table needs an even dim, got {dim}")
+    pos = torch.arange(n, dtype=torch.float32, device=device)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device)
+                     * (-math.log(base) / dim))
+    table = torch.empty(n, dim, device=device)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    return table
+
+
+def _sincos_halves(dim, pos):
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float32, device=pos.device)
+                            / (dim / 2))
+    out = pos.reshape(-1, 1).float() * omega
+    return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
+
+
+def sincos_table_2d(rows, cols, dim, device=None):
+    """MAE-style 2-D sin-cos table (rows*cols, dim), row-major (index r*cols + c).
+    The first dim/2 channels encode the column index, the last dim/2 the row index; each half
+    is [sin(p w_i), cos(p w_i)] with w_i = 1e4 ** (-i / (dim/4))."""
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos table needs dim divisible by 4, got {dim}")
+    r = torch.arange(rows, device=device).repeat_interleave(cols)
+    c = torch.arange(cols, device=device).repeat(rows)
+    return torch.cat([_sincos_halves(dim // 2, c), _sincos_halves(dim // 2, r)], dim=1)
+
+
+def resize_pos_grid(pos, old_grid, new_grid, mode="bilinear"):
+    """Resize a grid of embeddings pos (1, f*t, D) laid out f-major to ``new_grid``.
+
+    mode "bilinear": bilinear interpolation (align_corners=False); "bilinear_aa": the same
+    with antialiasing (AuM / FlexiViT resampling); "official": the official AST rule for each
+    axis, time first: crop from the middle when the new size is smaller, bilinear when larger.
+    Returns (1, f'*t', D).
+    """
+    (f0, t0), (f1, t1) = tuple(old_grid), tuple(new_grid)
+    if (f0, t0) == (f1, t1):
+        return pos
+    d = pos.shape[-1]
+    grid = pos.reshape(1, f0, t0, d).permute(0, 3, 1, 2)
+    if mode in ("bilinear", "bilinear_aa"):
+        grid = F.interpolate(grid, size=(f1, t1), mode="bilinear", align_corners=False,
+                             antialias=mode == "bilinear_aa")
+    elif mode == "official":
+        if t1 < t0:
+            s = t0 // 2 - t1 // 2
+            grid = grid[..., s:s + t1]
+        else:
+            grid = F.interpolate(grid, size=(f0, t1), mode="bilinear", align_corners=False)
+        if f1 < f0:
+            s = f0 // 2 - f1 // 2
+            grid = grid[:, :, s:s + f1]
+        elif f1 > f0:
+            grid = F.interpolate(grid, size=(f1, t1), mode="bilinear", align_corners=False)
+    else:
+        raise ValueError(f"unknown pos_resize mode {mode!r}; choose bilinear, bilinear_aa or official")
+    return grid.permute(0, 2, 3, 1).reshape(1, f1 * t1, d)
+
+
+def pad_sequential(modules, length):
+    """nn.Sequential of ``length`` entries with ``modules`` ({index: module}) at their indices
+    and nn.Identity elsewhere: keeps an official checkpoint's numeric keys (e.g. VMamba's
+    patch_embed.0/.2/.5/.7) where the official model had parameter-free placeholders."""
+    return nn.Sequential(*[modules.get(i, nn.Identity()) for i in range(length)])

@@ -1,0 +1,44 @@
+"""Model registry: ``create(name, num_classes=527, **overrides)`` and ``list_models()``.
+
+Each entry is a model class plus a default config dataclass; overrides replace config fields
+(e.g. ``depths``, ``dims``, ``embed_dim``, ``depth``, ``scan_backend``, ``pooling``).
+"""
+import dataclasses
+
+_MODELS = {}
+
+
+def register(name, model_cls, config):
+    """Register ``model_cls(config)`` under ``name``; ``config`` is a dataclass instance."""
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"config for {name!r} must be a dataclass instance")
+    _MODELS[name] = (model_cls, config)
+
+
+def list_models():
+    """Sorted names accepted by :func:`create`."""
+    return sorted(_MODELS)
+
+
+def get_config(name, num_classes=527, **overrides):
+    """The config :func:`create` would build for ``name`` with these overrides."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    _, base = _MODELS[name]
+    fields = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for model {name!r}; valid: {sorted(fields)}")
+    return dataclasses.replace(base, num_classes=num_classes, **overrides)
+
+
+def create(name, num_classes=527, **overrides):
+    """Build the registered model ``name`` (randomly initialised)."""
+    model_cls, _ = _MODELS.get(name, (None, None))
+    cfg = get_config(name, num_classes=num_classes, **overrides)
+    return model_cls(cfg)
+
+
+__all__ = ["register", "create", "list_models", "get_config"]

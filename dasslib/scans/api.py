@@ -1,0 +1,61 @@
+"""``selective_scan``: one entry point, several backends (see docs/scans.md)."""
+import logging
+
+from .args import check_scan_args
+
+log = logging.getLogger("dasslib.scans")
+BACKENDS = ("auto", "torch", "triton", "mamba_ssm")
+_logged = set()
+
+
+def _mamba_ssm_available():
+    try:
+        import mamba_ssm  # noqa: F401  (optional CUDA extension, imported lazily on purpose)
+    except Exception:  # ImportError or a broken CUDA build: fall back silently
+        return False
+    return True
+
+
+def resolve_backend(backend, device, need_initial_state=False):
+    """Pick the concrete backend for ``backend`` on ``device``:
+    auto = mamba_ssm > triton on CUDA, torch elsewhere."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown scan backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    if device.type != "cuda":
+        return "torch"
+    if not need_initial_state and _mamba_ssm_available():
+        return "mamba_ssm"
+    return "triton"
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, backend="auto", initial_state=None):
+    """Selective scan with mamba-ssm semantics.
+
+    u, delta: (batch, dim, L); A: (dim, N); B, C: (batch, G, N, L) with G | dim (channel d uses
+    group d // (dim // G)) or (dim, N) time-invariant; D, delta_bias: (dim,); z: (batch, dim, L)
+    gate (y *= silu(z)); initial_state: (batch, dim, N) state before step 0 (default zeros).
+    ZOH: h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t + D u_t.
+    State and accumulation are float32. Returns y (u's dtype), or (y, last_state float32
+    (batch, dim, N)) when ``return_last_state``.
+    backend: "torch" (chunked PyTorch, any device), "triton" (fused kernel, CUDA or
+    TRITON_INTERPRET=1), "mamba_ssm" (the official CUDA kernel, if installed), or "auto".
+    """
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    name = resolve_backend(backend, u.device, initial_state is not None)
+    key = (backend, name, u.device.type, u.dtype)
+    if key not in _logged:
+        _logged.add(key)
+        log.debug("selective_scan backend=%s -> %s on %s (%s)", backend, name, u.device, u.dtype)
+    kw = dict(D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+              return_last_state=return_last_state, initial_state=initial_state)
+    if name == "torch":
+        from .torch_backend import selective_scan_torch
+        return selective_scan_torch(u, delta, A, B, C, **kw)
+    if name == "triton":
+        from .triton_backend import selective_scan_triton
+        return selective_scan_triton(u, delta, A, B, C, **kw)
+    from .mamba_backend import selective_scan_mamba
+    return selective_scan_mamba(u, delta, A, B, C, **kw)

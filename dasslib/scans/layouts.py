@@ -1,0 +1,134 @@
+"""Scan layouts built on :func:`selective_scan`.
+
+- Unidirectional (Mamba / SSAM): :func:`selective_scan` itself.
+- Bidirectional (AuM Fo-Bi, Vim / AuM Bi-Bi): :func:`bidirectional_selective_scan`.
+- VMamba SS2D over a 2-D token grid: :func:`cross_scan_2d`, :func:`cross_merge_2d`
+  and :func:`cross_selective_scan_2d` (scan of the four directions in one call).
+
+Several directions are always folded into the channel axis of ONE selective-scan
+call (B/C as groups), so each layout launches a single scan kernel.
+"""
+import torch
+
+from .api import selective_scan
+
+__all__ = ["selective_scan", "cross_scan_2d", "cross_merge_2d", "cross_selective_scan_2d",
+           "bidirectional_selective_scan"]
+
+
+def _check_grid(x, name="x"):
+    if not torch.is_tensor(x) or x.dim() != 4:
+        raise ValueError(f"{name} must be a 4-D tensor (B, C, H, W), got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+
+
+def cross_scan_2d(x):
+    """Unfold a grid into VMamba's four scan orders.
+
+    x: (B, C, H, W) -> (B, 4, C, H*W) with k0 row-major (index h*W + w), k1 column-major
+    (index w*H + h), k2 = k0 reversed, k3 = k1 reversed.
+    """
+    _check_grid(x)
+    b, c, h, w = x.shape
+    rows = x.flatten(2)                       # (B, C, L) index h*W + w
+    cols = x.transpose(2, 3).flatten(2)       # (B, C, L) index w*H + h
+    fwd = torch.stack([rows, cols], dim=1)    # (B, 2, C, L)
+    return torch.cat([fwd, fwd.flip(-1)], dim=1)
+
+
+def cross_merge_2d(y, H, W):
+    """Inverse layout of :func:`cross_scan_2d`, summing the four directions.
+
+    y: (B, 4, C, H*W) -> (B, C, H*W) in row-major order (un-flip, un-transpose, sum).
+    """
+    if not torch.is_tensor(y) or y.dim() != 4 or y.shape[1] != 4:
+        raise ValueError(f"y must be (B, 4, C, H*W), got {tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}")
+    if y.shape[-1] != H * W:
+        raise ValueError(f"y has length {y.shape[-1]} but H*W = {H}*{W} = {H * W}")
+    b, _, c, L = y.shape
+    y = y[:, 0:2] + y[:, 2:4].flip(-1)                                   # (B, 2, C, L)
+    cols = y[:, 1].reshape(b, c, W, H).transpose(2, 3).reshape(b, c, L)  # back to h*W + w
+    return y[:, 0] + cols
+
+
+def cross_selective_scan_2d(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True,
+                            backend="auto"):
+    """VMamba SS2D core: cross-scan, one grouped selective scan, cross-merge.
+
+    x: (B, C, H, W) scan input (u); delta: (B, 4, C, H*W) per direction (in each direction's
+    own scan order, i.e. computed from cross_scan_2d(x)); A: (4*C, N); B, C: (B, 4, N, H*W);
+    D, delta_bias: (4*C,) or None. Channel ``k*C + c`` of A/D/delta_bias belongs to direction k.
+    Returns (B, C, H*W) in x's dtype (row-major, summed over the four directions); pass fp32
+    x to keep VMamba's fp32 scan output.
+    """
+    _check_grid(x)
+    b, c, h, w = x.shape
+    L = h * w
+    xs = cross_scan_2d(x).reshape(b, 4 * c, L)
+    if delta.shape != (b, 4, c, L):
+        raise ValueError(f"delta must be (B, 4, C, H*W) = {(b, 4, c, L)}, got {tuple(delta.shape)}")
+    y = selective_scan(xs, delta.reshape(b, 4 * c, L), A, B, C, D=D, delta_bias=delta_bias,
+                       delta_softplus=delta_softplus, backend=backend)
+    return cross_merge_2d(y.reshape(b, 4, c, L), h, w)
+
+
+def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                                 delta_softplus=False, *, A_b, u_b=None, delta_b=None, B_b=None,
+                                 C_b=None, D_b=None, delta_bias_b=None, divide_out=False,
+                                 backend="auto"):
+    """Forward scan plus a backward scan over the flipped sequence, summed (AuM / Vim).
+
+    All tensors use the forward (natural) time order; the backward stream is flipped here,
+    scanned, and flipped back. Shapes as :func:`selective_scan`: u, delta, z: (batch, dim, L);
+    A, A_b: (dim, N); B, C (and B_b, C_b): (batch, G, N, L) or (dim, N); D, D_b, delta_bias,
+    delta_bias_b: (dim,). Returns (batch, dim, L) in u's dtype.
+
+    The two official variants (read from the AuM / Vim ``mamba_simple.py``):
+
+    - **Fo-Bi** (AuM default, Vim ``bimamba_type="v1"``): one conv; the backward scan shares
+      u (the conv output), delta, B, C, D and delta_bias with the forward one and owns only
+      ``A_b`` (from ``A_b_log``). Call with ``A_b`` only; the other ``*_b`` stay None.
+      Outputs are summed (``y_f + flip(y_b)``), no division.
+    - **Bi-Bi** (Vim default, Vim ``bimamba_type="v2"``): the backward stream has its own
+      conv1d_b (applied causally to the FLIPPED x), x_proj_b, dt_proj_b (its bias is
+      ``delta_bias_b``), A_b_log and D_b. Pass all ``*_b`` tensors, in natural order: e.g.
+      ``u_b = silu(conv1d_b(x.flip(-1))).flip(-1)``. Summed and, if ``divide_out``
+      (Vim/AuM ``if_devide_out=True``), halved.
+
+    In both the gate z is shared, flipped with x and applied to each direction before the
+    sum: ``silu(z) * y_f + silu(z) * y_b``. ``*_b`` tensors left as None fall back to the
+    forward ones. Both directions are folded into the channel axis of one scan call.
+    """
+    if A_b is None:
+        raise ValueError("A_b (the backward scan's A) is required")
+    u_b = u if u_b is None else u_b
+    delta_b = delta if delta_b is None else delta_b
+    B_b = B if B_b is None else B_b
+    C_b = C if C_b is None else C_b
+    D_b = D if D_b is None else D_b
+    delta_bias_b = delta_bias if delta_bias_b is None else delta_bias_b
+    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
+        raise ValueError("D/D_b and delta_bias/delta_bias_b must be both given or both None")
+    if u_b.shape != u.shape or delta_b.shape != delta.shape or A_b.shape != A.shape:
+        raise ValueError("backward tensors u_b, delta_b, A_b must match u, delta, A in shape")
+    dim = u.shape[1]
+
+    def both(f, b, time_axis=True):
+        return torch.cat([f, b.flip(-1) if time_axis else b], dim=0 if f.dim() == 1 else 1)
+
+    def both_bc(f, b, name):
+        if f.dim() != b.dim() or (f.dim() == 4 and f.shape[1] != b.shape[1]):
+            raise ValueError(f"{name} and {name}_b must have the same layout")
+        if f.dim() == 2:       # time-invariant (dim, N): stack along channels
+            return torch.cat([f, b], dim=0)
+        return torch.cat([f, b.flip(-1)], dim=1)  # (batch, 2G, N, L): G groups per direction
+
+    y = selective_scan(
+        both(u, u_b), both(delta, delta_b), torch.cat([A, A_b], dim=0),
+        both_bc(B, B_b, "B"), both_bc(C, C_b, "C"),
+        D=None if D is None else torch.cat([D, D_b]),
+        z=None if z is None else both(z, z),
+        delta_bias=None if delta_bias is None else torch.cat([delta_bias, delta_bias_b]),
+        delta_softplus=delta_softplus, backend=backend)
+    out = y[:, :dim] + y[:, dim:].flip(-1)
+    return out / 2 if divide_out else out

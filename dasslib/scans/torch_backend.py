@@ -1,0 +1,89 @@
+"""Pure-PyTorch selective scan: parallel over L, numerically stable, differentiable.
+
+Within a piece of the sequence the linear recurrence ``h_t = a_t h_{t-1} + x_t`` (with
+``a_t = exp(delta_t A)``, ``x_t = delta_t B_t u_t``) is solved by a Hillis-Steele inclusive scan:
+``ceil(log2 L)`` steps, each combining element t with element t-k via
+``(a, h)[t] <- (a[t] a[t-k], a[t] h[t-k] + h[t])``. Only products of decays are formed, never
+``exp(+cumsum)``, so nothing overflows however long L is or however negative ``delta*A`` gets
+(decays just underflow to 0). The initial state enters as ``x_0 += a_0 h_init``.
+
+Long sequences are cut into pieces of at most ``piece_elems`` state elements
+(batch*dim*N*piece_len); the state is carried between pieces, and with autograd each piece
+is checkpointed so memory stays at one piece's intermediates.
+"""
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .args import check_scan_args
+
+PIECE_ELEMS = 1 << 26   # 64 Mi state elements (256 MiB in fp32) per piece
+
+
+def _linear_scan(a, x):
+    """Inclusive scan of h_t = a_t h_{t-1} + x_t along the last axis (h_{-1} = 0)."""
+    L = x.shape[-1]
+    k = 1
+    while k < L:
+        x = torch.cat([x[..., :k], torch.addcmul(x[..., k:], a[..., k:], x[..., :-k])], dim=-1)
+        if 2 * k < L:
+            a = torch.cat([a[..., :k], a[..., k:] * a[..., :-k]], dim=-1)
+        k *= 2
+    return x
+
+
+def _piece(u, dt, A, B, C, h0, groups_B, groups_C):
+    """One piece: u, dt (batch, dim, L) in compute dtype (dt already biased/softplused);
+    B, C (batch, G, N, L) or (dim, N); h0 (batch, dim, N) or None.
+    Returns y without D/z (batch, dim, L) and the last state (batch, dim, N)."""
+    b, d, L = u.shape
+
+    def per_channel(M, g):  # -> broadcastable to (b, d, N, L)
+        if g == 0:
+            return M[None, :, :, None]
+        return M.unsqueeze(2).expand(b, g, d // g, *M.shape[2:]).reshape(b, d, *M.shape[2:])
+
+    Bc, Cc = per_channel(B, groups_B), per_channel(C, groups_C)
+    a = torch.exp(dt[:, :, None, :] * A[None, :, :, None])            # (b, d, N, L)
+    x = (dt * u)[:, :, None, :] * Bc                                   # (b, d, N, L)
+    if h0 is not None:
+        x = torch.cat([x[..., :1] + a[..., :1] * h0[..., None], x[..., 1:]], dim=-1)
+    h = _linear_scan(a, x)
+    y = (h * Cc).sum(2)
+    return y, h[..., -1]
+
+
+def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         return_last_state=False, initial_state=None, piece_elems=PIECE_ELEMS):
+    """Selective scan in plain PyTorch (any device). Same arguments and returns as
+    :func:`dasslib.scans.selective_scan`; computes in float32 (float64 if u is float64)."""
+    s = check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    cd = torch.float64 if u.dtype == torch.float64 else torch.float32
+    x, dt, Af = u.to(cd), delta.to(cd), A.to(cd)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(cd)[None, :, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    Bf, Cf = B.to(cd), C.to(cd)
+    h = None if initial_state is None else initial_state.to(cd)
+    piece = max(1, piece_elems // max(1, s.batch * s.dim * s.N))
+    ys = []
+    for t0 in range(0, s.L, piece):
+        sl = slice(t0, min(s.L, t0 + piece))
+        Bp = Bf if s.groups_B == 0 else Bf[..., sl]
+        Cp = Cf if s.groups_C == 0 else Cf[..., sl]
+        args = (x[..., sl], dt[..., sl], Af, Bp, Cp, h, s.groups_B, s.groups_C)
+        if piece < s.L and torch.is_grad_enabled():
+            y, h = checkpoint(_piece, *args, use_reentrant=False)
+        else:
+            y, h = _piece(*args)
+        ys.append(y)
+    y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
+    if D is not None:
+        y = y + D.to(cd)[None, :, None] * x
+    if z is not None:
+        y = y * F.silu(z.to(cd))
+    y = y.to(u.dtype)
+    if return_last_state:
+        return y, h.to(torch.float32 if cd == torch.float32 else cd)
+    return y

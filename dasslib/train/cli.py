@@ -1,0 +1,154 @@
+"""Command line for `dasslib.train.fit`, on one process or under ``torchrun``::
+
+    python -m dasslib.train.cli --config run.yaml [--set train.lr=2e-4 ...] [--no-resume]
+    torchrun --nproc_per_node 4 -m dasslib.train.cli --config run.yaml
+
+The YAML file holds ``out_dir``, ``task`` (multilabel | multiclass), ``train`` (`TrainConfig` fields),
+``builder`` (``"module:function"``, default `build_audioset`) and the sections its builder reads.
+A builder takes the whole config dict and returns ``dict(model=..., train_loader=..., eval_loader=...,
+teacher=None)``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .config import TrainConfig
+
+DEFAULT_BUILDER = "dasslib.train.cli:build_audioset"
+_TOP_LEVEL = {"out_dir", "task", "train", "builder"}
+
+
+def load_run_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read a run YAML and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no run config at {path}")
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the run config must be a mapping, got {type(config).__name__}")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        node, *rest = key.split(".")
+        target = config
+        for part in [node, *rest][:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        target[key.split(".")[-1]] = yaml.safe_load(value)
+    if "out_dir" not in config:
+        raise ValueError(f"{path}: the run config needs an out_dir")
+    return config
+
+
+def resolve_builder(spec: str):
+    """``"package.module:function"`` -> the function."""
+    module, sep, name = spec.partition(":")
+    if not sep:
+        raise ValueError(f"builder {spec!r} must look like 'package.module:function'")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load builder {spec!r}: {exc}") from exc
+
+
+def _model(section: dict, what: str):
+    from .. import models
+
+    section = dict(section)
+    if "name" not in section:
+        raise ValueError(f"the {what} section needs a name (one of {models.list_models()})")
+    name, checkpoint, imagenet = section.pop("name"), section.pop("checkpoint", None), section.pop("imagenet_init", None)
+    model = models.create(name, **section)
+    if imagenet:
+        models.init_dass_from_vmamba(model, imagenet)
+    if checkpoint:
+        models.load_official(model, checkpoint)
+    return model
+
+
+def build_audioset(config: dict) -> dict:
+    """AST-recipe data and a registry model from the sections
+
+    ``model: {name, num_classes, checkpoint?, imagenet_init?, <config overrides>}``,
+    ``teacher: {name, checkpoint, ...}`` (optional, for distillation),
+    ``data: {train_json, eval_json, label_csv, train_audio: {AudioConf}, eval_audio: {AudioConf}, balanced}``,
+    ``loader: {batch_size: 12, eval_batch_size: 2 * batch_size, num_workers: 4, pin_memory: true}``.
+    """
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    from ..data import AudioConf, AudioDataset, balanced_sample_weights
+
+    for section in ("model", "data"):
+        if not isinstance(config.get(section), dict):
+            raise ValueError(f"the run config needs a {section!r} section")
+    data, loader = config["data"], dict(config.get("loader") or {})
+    train_conf = AudioConf.from_dict({**(data.get("train_audio") or {}), "train": True})
+    eval_conf = AudioConf.from_dict({**(data.get("eval_audio") or {}), "train": False})
+    train_ds = AudioDataset(data["train_json"], data["label_csv"], train_conf)
+    eval_ds = AudioDataset(data["eval_json"], data["label_csv"], eval_conf) if data.get("eval_json") else None
+    batch_size = loader.pop("batch_size", 12)
+    eval_batch_size = loader.pop("eval_batch_size", 2 * batch_size)
+    common = dict(num_workers=loader.pop("num_workers", 4), pin_memory=loader.pop("pin_memory", True))
+    if loader:
+        raise ValueError(f"unknown loader option(s): {sorted(loader)}")
+    sampler = None
+    if data.get("balanced", False):
+        sampler = WeightedRandomSampler(balanced_sample_weights(train_ds), len(train_ds), replacement=True)
+    train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, **common)
+    eval_loader = None if eval_ds is None else DataLoader(eval_ds, batch_size=eval_batch_size, **common)
+    teacher = _model(config["teacher"], "teacher") if config.get("teacher") else None
+    return dict(model=_model(config["model"], "model"), train_loader=train_loader, eval_loader=eval_loader,
+                teacher=teacher)
+
+
+def run(config: dict, resume: bool = True):
+    """Build everything a run config names and train; returns the `FitResult`."""
+    import torch.distributed as dist
+
+    from . import distributed
+    from .loop import fit
+    from .seeding import seed_everything
+
+    cfg = TrainConfig.from_dict(config.get("train") or {})
+    builder_spec = config.get("builder", DEFAULT_BUILDER)
+    if builder_spec == DEFAULT_BUILDER:
+        unknown = set(config) - _TOP_LEVEL - {"model", "teacher", "data", "loader"}
+        if unknown:
+            raise ValueError(f"unknown run config section(s): {sorted(unknown)}")
+    seed_everything(cfg.seed)  # the same initial weights on every rank
+    parts = resolve_builder(builder_spec)(config)
+    try:
+        return fit(parts["model"], parts["train_loader"], parts.get("eval_loader"), cfg, config["out_dir"],
+                   teacher=parts.get("teacher"), task=config.get("task", "multilabel"), resume=resume)
+    finally:
+        if distributed.current().enabled:
+            dist.destroy_process_group()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dasslib.train.cli", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="run YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config entry (repeatable), e.g. --set train.lr=2e-4")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if out_dir has a checkpoint")
+    args = parser.parse_args(argv)
+    config = load_run_config(args.config, args.set)
+    result = run(config, resume=not args.no_resume)
+    from .distributed import env_info
+
+    if env_info().is_main:
+        print(json.dumps({"out_dir": str(result.out_dir), "metrics": result.metrics, "best": result.best},
+                         default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""`TrainConfig`: every knob of the training loop, with the DASS AudioSet-20K recipe as defaults."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+_OPTIMIZERS = ("adam", "adamw")
+_SCHEDULES = ("step", "cosine", "constant")
+_AMP = ("auto", "bf16", "fp16", "none")
+_OBJECTIVES = ("classify", "pretrain")
+
+# Fields that may change between a run and its resumption (they do not change the result).
+RESUMABLE_CHANGES = frozenset({"progress", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "device"})
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters. Defaults: DASS on AudioSet-20K (official ``run.sh``, balanced set).
+
+    AS-2M (DASS): ``epochs=5, lrscheduler_start=2, lrscheduler_step=1, wa_start=1`` (+ balanced sampling).
+    SSAM pretraining (paper: AdamW, weight decay 0.05, 10 warm-up epochs then cosine, 100 epochs; betas are
+    not given, MAE's (0.9, 0.95) assumed): ``optimizer="adamw", weight_decay=0.05, betas=(0.9, 0.95),
+    schedule="cosine", warmup_epochs=10, warmup_every=1, epochs=100, wa=False, objective="pretrain",
+    loss="masked_mse", main_metric="eval_loss"``; under DDP also ``find_unused_parameters=True`` (the
+    classification head takes no part in pretraining, the reconstruction head none in fine-tuning).
+    """
+
+    epochs: int = 25
+    lr: float = 1e-4
+    optimizer: str = "adam"  # "adam" | "adamw"
+    weight_decay: float = 5e-7
+    betas: tuple = (0.95, 0.999)
+    # learning-rate schedule: linear warm-up, then "step" (AST/DASS), "cosine" (SSAM) or "constant"
+    schedule: str = "step"
+    warmup_steps: int = 1000
+    warmup_epochs: float | None = None  # when set, replaces warmup_steps (= warmup_epochs * steps per epoch)
+    warmup_every: int = 50  # AST/DASS refresh the warm-up lr every 50 steps; 1 = every step
+    lrscheduler_start: int = 10  # "step": multiply the lr by `decay` after epochs start, start+step, ...
+    lrscheduler_step: int = 5
+    lrscheduler_decay: float = 0.5
+    min_lr: float = 0.0  # "cosine": final lr
+    # weight averaging of the weights at the end of epochs wa_start..wa_end (1-based, inclusive)
+    wa: bool = True
+    wa_start: int = 6
+    wa_end: int | None = None  # None: the last epoch
+    # objective and loss
+    objective: str = "classify"  # "classify" | "pretrain" (masked reconstruction, `model.forward_pretrain`)
+    loss: str = "bce"  # a `dasslib.losses` name: bce | ce | kd_kl | kd_bce | masked_mse
+    kd_weight: float = 0.5
+    kd_temperature: float = 1.0
+    norm_target: bool = False  # masked_mse: normalize each target patch
+    main_metric: str = "mAP"  # eval metric that picks best_model.pt ("mAP", "acc", "eval_loss", ...)
+    # numerics
+    grad_clip: float | None = None  # max global grad norm; None: no clipping
+    amp: str = "auto"  # "auto": bf16 autocast on CUDA, none on CPU | "bf16" | "fp16" (GradScaler) | "none"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    seed: int = 0
+    deterministic: bool = False
+    find_unused_parameters: bool = False  # DDP option for models with parameters a step does not use
+    # bookkeeping
+    checkpoint_every_steps: int = 0  # extra mid-epoch checkpoints; 0: only at epoch ends and interruptions
+    checkpoint_every_minutes: float = 0.0
+    log_every: int = 50  # steps between progress-bar loss updates (and divergence checks)
+    progress: bool = True
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        _choice("optimizer", self.optimizer, _OPTIMIZERS)
+        _choice("schedule", self.schedule, _SCHEDULES)
+        _choice("amp", self.amp, _AMP)
+        _choice("objective", self.objective, _OBJECTIVES)
+        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        for name in ("epochs", "lrscheduler_step", "warmup_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "lrscheduler_start", "checkpoint_every_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers, got {self.betas}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.wa:
+            end = self.wa_epoch_range[1]
+            if not 1 <= self.wa_start <= end <= self.epochs:
+                raise ValueError(
+                    f"weight averaging needs 1 <= wa_start <= wa_end <= epochs, got wa_start={self.wa_start}, "
+                    f"wa_end={self.wa_end}, epochs={self.epochs} (set wa=False to switch it off)")
+
+    @property
+    def wa_epoch_range(self) -> tuple[int, int]:
+        """Inclusive 1-based epoch range whose end-of-epoch weights are averaged."""
+        return self.wa_start, self.epochs if self.wa_end is None else self.wa_end
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a mapping, rejecting unknown keys with a close-match suggestion."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, names, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"unknown training option(s): {', '.join(hints)}")
+        return cls(**values)
+
+    def differences(self, other: "TrainConfig") -> dict:
+        """``{field: (self value, other value)}`` for fields that differ, ignoring `RESUMABLE_CHANGES`."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in RESUMABLE_CHANGES and _norm(a[k]) != _norm(b[k])}
+
+
+def _norm(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")

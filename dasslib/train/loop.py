@@ -1,0 +1,473 @@
+"""`fit`: the one training loop of every notebook (supervised, distillation, masked pretraining),
+single-process or under ``torchrun`` (DistributedDataParallel), resumable mid-epoch.
+
+Position bookkeeping: the state after ``batch`` optimizer steps of epoch ``epoch`` (0-based). When
+``batch`` equals the number of batches, the epoch's training is done and its end (evaluation, weight
+averaging, history row) is pending; afterwards the position moves to ``(epoch + 1, 0)``. A checkpoint
+stores the position together with everything that the remaining computation depends on (weights,
+optimizer, scheduler, scaler, RNG states of every rank, running sums), so resuming from it replays
+the rest of the run exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from . import distributed
+from .averaging import WeightAverager
+from .checkpoint import atomic_save, load_checkpoint
+from .config import TrainConfig
+from .interrupt import StopRequest
+from .objectives import build_objective, split_batch
+from .optim import build_lr_scheduler, build_optimizer
+from .sampler import ResumableSampler, rebuild_loader, sampler_from_loader
+from .seeding import get_rng_state, make_generator, seed_everything, set_rng_state, use_deterministic_algorithms
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class StepInfo:
+    """Passed to ``on_step`` after every optimizer step: 0-based ``epoch``, ``batch`` (steps done in the
+    epoch), ``global_step`` (steps done in all), ``lr`` of the step just taken."""
+
+    epoch: int
+    batch: int
+    global_step: int
+    lr: float
+
+
+@dataclass
+class FitResult:
+    """``history``: one row per epoch; ``final``: eval metrics of the last epoch's weights; ``wa``: eval
+    metrics of the averaged weights (None without averaging or evaluation); ``best``: ``{"epoch", metric}``."""
+
+    history: pd.DataFrame
+    final: dict
+    wa: dict | None
+    best: dict
+    out_dir: Path
+
+    @property
+    def metrics(self) -> dict:
+        """The reported metrics: the averaged model's when weight averaging ran, else the final model's."""
+        return self.wa if self.wa is not None else self.final
+
+
+class _Interrupted(Exception):
+    """A stop request seen at a step boundary (the state is consistent and gets saved)."""
+
+
+def fit(model: nn.Module, train_loader, eval_loader=None, cfg: TrainConfig | None = None,
+        out_dir: str | Path = "runs/train", teacher: nn.Module | None = None, task: str = "multilabel",
+        resume: bool = True, objective=None, on_step: Callable[[StepInfo], None] | None = None) -> FitResult:
+    """Train ``model`` and return a `FitResult`; files go to ``out_dir``.
+
+    ``train_loader`` / ``eval_loader``: DataLoaders over map-style datasets yielding ``(x (B, T, F), y)``
+    (``y``: ``(B, C)`` multi-hot, or class indices / one-hot for ``task="multiclass"``; pretraining may yield
+    ``x`` alone). The loop rebuilds the training loader around a `ResumableSampler` that reproduces its
+    sampling mode (sequential, shuffled or weighted) so that the data order is a function of the seed and
+    the epoch. ``teacher``: runs in eval mode under ``no_grad`` on the same inputs (distillation losses).
+    ``objective``: ``None`` (from ``cfg``), ``"classify"``, ``"pretrain"`` or an objective object.
+    ``resume``: continue from ``out_dir/checkpoints/last.pt`` when it exists (a finished run is returned
+    as stored, without training). ``on_step(StepInfo)`` runs after every optimizer step.
+
+    Files: ``checkpoints/last.pt`` (full state, written atomically each epoch, every
+    ``cfg.checkpoint_every_steps`` steps / ``cfg.checkpoint_every_minutes`` and on SIGINT/SIGTERM),
+    ``history.csv``, ``metrics.json``, ``model_final.pt``, ``model_wa.pt`` and ``best_model.pt`` (weights).
+    On return the model holds the averaged weights when ``cfg.wa`` is on, else the last epoch's.
+    """
+    return _Trainer(model, train_loader, eval_loader, cfg or TrainConfig(), out_dir, teacher, task,
+                    objective, on_step).run(resume)
+
+
+class _Trainer:
+    def __init__(self, model, train_loader, eval_loader, cfg, out_dir, teacher, task, objective, on_step):
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+        self.cfg, self.task, self.on_step = cfg, task, on_step
+        self.out_dir = Path(out_dir)
+        self.ckpt_path = self.out_dir / "checkpoints" / "last.pt"
+        if objective is None or isinstance(objective, str):
+            cfg_obj = cfg if objective is None else TrainConfig.from_dict({**cfg.to_dict(), "objective": objective})
+            objective = build_objective(cfg_obj, task)
+        self.objective = objective
+        if self.objective.needs_teacher and teacher is None:
+            raise ValueError(f"loss {cfg.loss!r} distills from a teacher: pass teacher=")
+        self.dist = distributed.init_distributed(_device_type(cfg.device))
+        self.device = _pick_device(cfg.device, self.dist)
+        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        self.model = model.to(self.device)
+        self.teacher = None
+        if teacher is not None:
+            self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+
+        # data: the loop owns the sampling order
+        self.sampler = sampler_from_loader(train_loader, self.dist.world_size, self.dist.rank, cfg.seed)
+        self.loader_gen = torch.Generator()
+        self.train_loader = rebuild_loader(train_loader, self.sampler, self.loader_gen)
+        self.items_per_batch = train_loader.batch_size or 1
+        self.n_batches = len(self.train_loader)
+        if self.n_batches == 0:
+            raise ValueError("the training loader yields no batch (dataset smaller than a batch with drop_last?)")
+        self.eval_loader, self.eval_total = eval_loader, None
+        if eval_loader is not None and self.dist.enabled:
+            n = len(eval_loader.dataset)
+            es = ResumableSampler(n, shuffle=False, num_replicas=self.dist.world_size, rank=self.dist.rank)
+            self.eval_loader, self.eval_total = rebuild_loader(eval_loader, es, make_generator(cfg.seed)), n
+
+        # optimization
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_lr_scheduler(self.optimizer, cfg, self.n_batches)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.net = self.objective.module(self.model)
+        self.eval_net = self.net
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=ids,
+                                               find_unused_parameters=cfg.find_unused_parameters)
+
+        # state
+        self.epoch = self.batch = self.global_step = 0
+        self.loss_sums: dict[str, torch.Tensor] = {}
+        self.epoch_time = 0.0
+        self.history: list[dict] = []
+        self.best: dict = {}
+        self.averager = WeightAverager()
+        self.finished, self.final, self.wa = False, {}, None
+        self.rng = None  # per-rank RNG states at the last consistent point
+        self._final_weights = None  # set once training is over (the model may then hold averaged weights)
+        self._dirty = False  # True while a step is under way (the model and the counters disagree)
+        self._last_save = time.monotonic()
+
+    # ------------------------------------------------------------------ driver
+    def run(self, resume: bool) -> FitResult:
+        if resume and self.ckpt_path.is_file():
+            self._restore(load_checkpoint(self.ckpt_path, map_location="cpu"))
+        else:
+            seed_everything(self.cfg.seed + self.dist.rank)
+            self._snapshot_rng()
+        if self.cfg.deterministic:
+            use_deterministic_algorithms()
+        if self.finished:
+            self._load_wa_weights()
+            return self._result()
+        with StopRequest() as stop:
+            self.stop = stop
+            try:
+                while self.epoch < self.cfg.epochs:
+                    if self.batch < self.n_batches:
+                        self._train_epoch()
+                    self._end_epoch()
+                    self._check_stop()
+                self._finish()
+                self._check_stop()
+            except _Interrupted:
+                self._save()
+                distributed.barrier()
+                if stop.requested:
+                    stop.reraise()
+                raise KeyboardInterrupt from None  # another rank was asked to stop
+            except KeyboardInterrupt:
+                if self._dirty or self.dist.enabled:
+                    warnings.warn("interrupted where the state cannot be saved consistently (inside a step, or "
+                                  "on one rank only): the last checkpoint is kept as it was")
+                else:
+                    self._save()
+                raise
+            finally:
+                self._close_bar()
+        return self._result()
+
+    # ------------------------------------------------------------------ training
+    def _train_epoch(self):
+        cfg = self.cfg
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_start(self.batch * self.items_per_batch)
+        self.loader_gen.manual_seed(cfg.seed * 100_003 + self.epoch * 1_009 + self.dist.rank)
+        dataset = self.train_loader.dataset
+        if callable(getattr(dataset, "set_epoch", None)):
+            dataset.set_epoch(self.epoch)
+        self.net.train()
+        self._bar = tqdm(total=self.n_batches, initial=self.batch, leave=False, dynamic_ncols=True,
+                         desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and self.dist.is_main))
+        started = time.monotonic()
+        it = iter(self.train_loader)
+        while self.batch < self.n_batches:
+            batch = next(it)
+            self._dirty = True
+            lr = self._step(batch)
+            self.epoch_time += time.monotonic() - started
+            started = time.monotonic()
+            self._dirty = False
+            self._snapshot_rng()
+            self._bar.update(1)
+            if self.batch % cfg.log_every == 0 or self.batch == self.n_batches:
+                self._log_progress(lr)
+            if self.on_step is not None:
+                self.on_step(StepInfo(self.epoch, self.batch, self.global_step, lr))
+            self._maybe_checkpoint()
+        del it
+        self._close_bar()
+
+    def _step(self, batch) -> float:
+        x, y = split_batch(batch)
+        x = x.to(self.device, non_blocking=True)
+        y = None if y is None else y.to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.net(x)
+            t_out = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_out = self.teacher(x)
+            loss, parts = self.objective.loss(out, y, t_out)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        for name, value in {"loss": loss.detach(), **parts}.items():
+            total = self.loss_sums.get(name, torch.zeros((), dtype=torch.float64, device=self.device))
+            self.loss_sums[name] = total + value.double()
+        self.batch += 1
+        self.global_step += 1
+        return lr
+
+    def _train_means(self) -> dict:
+        """Mean training loss (and its parts) over the epoch's steps and over ranks."""
+        out = {}
+        for k, total in sorted(self.loss_sums.items()):
+            if self.dist.enabled:
+                total = total.clone()
+                torch.distributed.all_reduce(total)
+                total = total / self.dist.world_size
+            out[f"train_{k}"] = float(total) / self.batch
+        return out
+
+    def _log_progress(self, lr: float):
+        mean = float(self.loss_sums["loss"]) / self.batch
+        if not math.isfinite(mean):
+            raise FloatingPointError(f"training diverged: mean loss {mean} in epoch {self.epoch + 1} "
+                                     f"at step {self.global_step}")
+        self._bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
+
+    def _maybe_checkpoint(self):
+        cfg = self.cfg
+        due = bool(cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0)
+        due = due or bool(cfg.checkpoint_every_minutes
+                          and time.monotonic() - self._last_save >= 60 * cfg.checkpoint_every_minutes)
+        due, stop = self._agree(due, self.stop.requested)
+        if stop:
+            raise _Interrupted
+        if due and self.batch < self.n_batches:
+            self._save()
+
+    def _check_stop(self):
+        if self._agree(False, self.stop.requested)[1]:
+            raise _Interrupted
+
+    def _agree(self, *flags: bool) -> tuple:
+        """Logical OR of each flag over ranks: every rank must take the same decision (saving gathers)."""
+        if not self.dist.enabled:
+            return flags
+        t = torch.tensor([int(f) for f in flags], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return tuple(bool(v) for v in t.tolist())
+
+    # ------------------------------------------------------------------ epoch end
+    def _end_epoch(self):
+        cfg = self.cfg
+        started = time.monotonic()
+        metrics = self._evaluate() if self.eval_loader is not None else {}
+        last_lr = self.cfg.lr * self.scheduler.lr_lambdas[0](self.global_step - 1)
+        row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": last_lr, **self._train_means(),
+               **metrics, "time_s": self.epoch_time + time.monotonic() - started}
+        best = self.best
+        if cfg.main_metric in metrics and self._improves(metrics[cfg.main_metric]):
+            best = {"epoch": self.epoch + 1, cfg.main_metric: metrics[cfg.main_metric]}
+            self._save_weights("best_model.pt", self.model.state_dict())
+        # commit
+        self._dirty = True
+        wa_lo, wa_hi = cfg.wa_epoch_range
+        if cfg.wa and wa_lo <= self.epoch + 1 <= wa_hi:
+            self.averager.add(self.model.state_dict())
+        self.best = best
+        self.history.append(row)
+        self.epoch, self.batch, self.loss_sums, self.epoch_time = self.epoch + 1, 0, {}, 0.0
+        self._snapshot_rng()
+        self._dirty = False
+        self._save()
+        self._write_history()
+        if self.dist.is_main and cfg.progress:
+            tqdm.write("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+
+    def _improves(self, value: float) -> bool:
+        key = self.cfg.main_metric
+        if key not in self.best:
+            return True
+        return value < self.best[key] if "loss" in key else value > self.best[key]
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict:
+        self.eval_net.eval()
+        chunks: dict[str, list] = {}
+        bar = tqdm(self.eval_loader, leave=False, desc="eval", dynamic_ncols=True,
+                   disable=not (self.cfg.progress and self.dist.is_main))
+        for batch in bar:
+            if self.stop.requested and not self.dist.enabled:
+                raise _Interrupted
+            x, y = split_batch(batch)
+            with self._autocast():
+                out = self.eval_net(x.to(self.device, non_blocking=True))
+            for k, v in self.objective.eval_batch(out, y).items():
+                chunks.setdefault(k, []).append(v.detach().to(self.device if self.dist.enabled else "cpu"))
+        bar.close()
+        if not chunks:
+            raise ValueError("the eval loader yields no batch")
+        gathered = {}
+        for k, parts in chunks.items():
+            local = torch.cat(parts)
+            gathered[k] = distributed.gather_interleaved(local, self.eval_total or len(local))
+        metrics = self.objective.summarize(gathered) if self.dist.is_main else None
+        return distributed.broadcast_object(metrics)
+
+    # ------------------------------------------------------------------ end of training
+    def _finish(self):
+        self.final = {k: v for k, v in self.history[-1].items()
+                      if k not in ("epoch", "step", "lr", "time_s") and not k.startswith("train_")}
+        # checkpoints keep the last epoch's weights, whatever the model holds from here on
+        self._final_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self._save_weights("model_final.pt", self._final_weights)
+        if self.cfg.wa:
+            self._load_wa_weights()
+            self._save_weights("model_wa.pt", self.model.state_dict())
+            self.wa = self._evaluate() if self.eval_loader is not None else None
+        self.finished = True
+        self._save()
+        if self.dist.is_main:
+            payload = {"final": self.final, "wa": self.wa, "best": self.best, "config": self.cfg.to_dict()}
+            (self.out_dir / "metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        distributed.barrier()
+
+    def _load_wa_weights(self):
+        if self.cfg.wa and self.averager.count:
+            self.model.load_state_dict(self.averager.average())
+
+    def _result(self) -> FitResult:
+        return FitResult(pd.DataFrame(self.history), dict(self.final),
+                         None if self.wa is None else dict(self.wa), dict(self.best), self.out_dir)
+
+    # ------------------------------------------------------------------ state
+    def _snapshot_rng(self):
+        self.rng = get_rng_state()
+
+    def _state(self, all_rng: list) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION, "config": self.cfg.to_dict(), "task": self.task,
+            "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
+            "n_batches": self.n_batches, "world_size": self.dist.world_size,
+            "model": self._final_weights or self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": all_rng, "loss_sums": {k: v.cpu() for k, v in self.loss_sums.items()},
+            "epoch_time": self.epoch_time, "history": self.history, "best": self.best,
+            "averager": self.averager.state_dict(), "finished": self.finished,
+            "final": self.final, "wa": self.wa,
+        }
+
+    def _save(self):
+        all_rng = distributed.all_gather_objects(self.rng)
+        if self.dist.is_main:
+            atomic_save(self._state(all_rng), self.ckpt_path)
+        self._last_save = time.monotonic()
+
+    def _restore(self, ck: dict):
+        if ck.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{self.ckpt_path}: unsupported checkpoint version {ck.get('version')!r}")
+        diffs = self.cfg.differences(TrainConfig.from_dict(ck["config"]))
+        if ck["task"] != self.task:
+            diffs["task"] = (self.task, ck["task"])
+        if ck["n_batches"] != self.n_batches:
+            diffs["batches per epoch"] = (self.n_batches, ck["n_batches"])
+        if diffs:
+            listed = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diffs.items())
+            raise ValueError(f"cannot resume {self.ckpt_path}: the run's settings changed ({listed}); "
+                             "pass resume=False or use another out_dir")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.averager.load_state_dict(ck["averager"])
+        self.epoch, self.batch, self.global_step = ck["epoch"], ck["batch"], ck["global_step"]
+        self.loss_sums = {k: v.to(self.device) for k, v in ck["loss_sums"].items()}
+        self.epoch_time, self.history, self.best = ck["epoch_time"], list(ck["history"]), dict(ck["best"])
+        self.finished, self.final, self.wa = ck["finished"], dict(ck["final"]), ck["wa"]
+        if len(ck["rng"]) == self.dist.world_size:
+            set_rng_state(ck["rng"][self.dist.rank])
+        else:
+            warnings.warn(f"checkpoint written by {len(ck['rng'])} processes, resumed by {self.dist.world_size}: "
+                          "random streams are reseeded, the run will not replay exactly")
+            seed_everything(self.cfg.seed + self.dist.rank + 7919 * (self.global_step + 1))
+        self._snapshot_rng()
+
+    def _save_weights(self, name: str, state: dict):
+        if self.dist.is_main:
+            atomic_save(state, self.out_dir / name)
+
+    def _write_history(self):
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.out_dir / ".history.csv.tmp"
+            pd.DataFrame(self.history).to_csv(tmp, index=False)
+            tmp.replace(self.out_dir / "history.csv")
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _close_bar(self):
+        bar = getattr(self, "_bar", None)
+        if bar is not None:
+            bar.close()
+            self._bar = None
+
+
+def _device_type(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available")
+    return device
+
+
+def _pick_device(device: str, info) -> torch.device:
+    if _device_type(device) == "cuda":
+        return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _amp_dtype(amp: str, device: torch.device):
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

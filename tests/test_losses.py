@@ -1,0 +1,143 @@
+"""dasslib.losses against values computed by hand."""
+import math
+
+import pytest
+import torch
+
+from dasslib.losses import (BCEWithLogits, CrossEntropy, KDLoss, MaskedMSE, bce_distillation, get_loss,
+                            kl_distillation, list_losses, masked_patch_errors, needs_teacher)
+
+LOG2 = math.log(2.0)
+LOG3 = math.log(3.0)
+
+
+def t(rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_bce_with_logits_hand_value():
+    # logit 0 vs target 1: log 2; logit 2 vs target 0: log(1 + e^2)
+    got = BCEWithLogits()(t([[0.0, 2.0]]), t([[1.0, 0.0]]))
+    assert got.item() == pytest.approx((LOG2 + math.log(1 + math.e ** 2)) / 2, rel=1e-6)
+
+
+def test_bce_computes_in_float32_from_bf16():
+    got = BCEWithLogits()(t([[0.0, 2.0]]).bfloat16(), t([[1.0, 0.0]]))
+    assert got.dtype == torch.float32
+
+
+def test_cross_entropy_indices_and_probabilities():
+    logits = t([[0.0, LOG3]])  # softmax = [0.25, 0.75]
+    ce = CrossEntropy()
+    assert ce(logits, torch.tensor([1])).item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    assert ce(logits, torch.tensor([0])).item() == pytest.approx(-math.log(0.25), rel=1e-6)
+    assert ce(logits, t([[0.0, 1.0]])).item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    mixed = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    assert ce(logits, t([[0.5, 0.5]])).item() == pytest.approx(mixed, rel=1e-6)
+    with pytest.raises(TypeError, match="integers"):
+        ce(logits, torch.tensor([1.0]))
+
+
+def test_kl_distillation_hand_value():
+    # student uniform over 2 classes, teacher softmax [0.25, 0.75]: KL(teacher || student)
+    expected = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+    got = kl_distillation(t([[0.0, 0.0], [5.0, 5.0]]), t([[0.0, LOG3], [1.0, 1.0 + LOG3]]))
+    assert got.item() == pytest.approx(expected, rel=1e-5)  # batchmean of two equal rows
+
+
+def test_kl_temperature_divides_teacher_only_without_t_squared():
+    # T = 2: teacher probs proportional to [1, sqrt(3)]; the student logits are not divided, no T**2
+    p = torch.tensor([1.0, math.sqrt(3.0)])
+    p = p / p.sum()
+    student = t([[0.0, 0.0]])
+    expected = float((p * (p / 0.5).log()).sum())
+    assert kl_distillation(student, t([[0.0, LOG3]]), temperature=2.0).item() == pytest.approx(expected, rel=1e-5)
+    # dividing the student too would change the value for non-uniform students: check we do not
+    s = t([[1.0, 0.0]])
+    ps = torch.softmax(s[0], dim=0)
+    expected = float((p * (p / ps).log()).sum())
+    assert kl_distillation(s, t([[0.0, LOG3]]), temperature=2.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kl_is_a_softmax_over_classes():
+    # adding a constant to all teacher logits changes every per-class sigmoid but not the softmax: KL unchanged
+    s, teacher = t([[0.3, -1.0, 2.0]]), t([[1.0, 0.0, -1.0]])
+    assert kl_distillation(s, teacher).item() == pytest.approx(kl_distillation(s, teacher + 4.0).item(), abs=1e-6)
+    assert bce_distillation(s, teacher).item() != pytest.approx(bce_distillation(s, teacher + 4.0).item(), abs=1e-3)
+
+
+def test_bce_distillation_hand_value():
+    # student sigmoid [0.75, 0.5]; soft targets sigmoid(teacher) = [0.5, 0.75]
+    first = -(0.5 * math.log(0.75) + 0.5 * math.log(0.25))
+    second = LOG2
+    got = bce_distillation(t([[LOG3, 0.0]]), t([[0.0, LOG3]]))
+    assert got.item() == pytest.approx((first + second) / 2, rel=1e-6)
+
+
+def test_kd_kl_combines_half_bce_half_kl():
+    student, y, teacher = t([[0.0, 0.0]]), t([[1.0, 0.0]]), t([[0.0, LOG3]])
+    kl = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    loss = get_loss("kd_kl")
+    parts = loss.components(student, y, teacher)
+    assert parts["hard"].item() == pytest.approx(LOG2, rel=1e-6)
+    assert parts["distill"].item() == pytest.approx(kl, rel=1e-5)
+    assert loss(student, y, teacher).item() == pytest.approx(0.5 * LOG2 + 0.5 * kl, rel=1e-5)
+    heavier = get_loss("kd_kl", weight=0.25)(student, y, teacher)
+    assert heavier.item() == pytest.approx(0.75 * LOG2 + 0.25 * kl, rel=1e-5)
+
+
+def test_kd_bce_uses_sigmoid_teacher_targets():
+    student, y, teacher = t([[LOG3, 0.0]]), t([[1.0, 1.0]]), t([[0.0, LOG3]])
+    hard = -(math.log(0.75) + math.log(0.5)) / 2
+    soft = (-(0.5 * math.log(0.75) + 0.5 * math.log(0.25)) + LOG2) / 2
+    assert get_loss("kd_bce")(student, y, teacher).item() == pytest.approx(0.5 * hard + 0.5 * soft, rel=1e-6)
+
+
+def test_kd_rejects_missing_teacher_and_bad_options():
+    with pytest.raises(ValueError, match="teacher"):
+        KDLoss()(t([[0.0]]), t([[1.0]]), None)
+    with pytest.raises(ValueError, match="distill"):
+        KDLoss(distill="l2")
+    with pytest.raises(ValueError, match="weight"):
+        KDLoss(weight=1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        KDLoss(temperature=0.0)
+    with pytest.raises(ValueError, match="same shape"):
+        kl_distillation(t([[0.0, 1.0]]), t([[0.0, 1.0, 2.0]]))
+
+
+def test_masked_mse_averages_masked_patches_only():
+    pred = torch.zeros(1, 3, 2)
+    target = t([[[1.0, 1.0], [2.0, 0.0], [3.0, 3.0]]])
+    mask = torch.tensor([[True, False, True]])
+    # masked patch errors: (1 + 1) / 2 = 1 and (9 + 9) / 2 = 9; the unmasked one (error 2) is left out
+    assert MaskedMSE()(pred, target, mask).item() == pytest.approx(5.0)
+    assert masked_patch_errors(pred, target, mask).tolist() == [[1.0, 0.0, 9.0]]
+
+
+def test_masked_mse_norm_target():
+    pred = torch.zeros(1, 1, 2)
+    target = t([[[1.0, 3.0]]])  # mean 2, unbiased variance 2 -> normalized to -+1/sqrt(2)
+    got = MaskedMSE(norm_target=True)(pred, target, torch.tensor([[True]]))
+    assert got.item() == pytest.approx(0.5, rel=1e-5)
+    assert MaskedMSE()(pred, target, torch.tensor([[True]])).item() == pytest.approx(5.0)
+
+
+def test_masked_mse_bad_inputs():
+    pred = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match="no patch"):
+        MaskedMSE()(pred, pred, torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool"):
+        MaskedMSE()(pred, pred, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="mask"):
+        MaskedMSE()(pred, pred, torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(B, N, P\)"):
+        MaskedMSE()(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, dtype=torch.bool))
+
+
+def test_registry():
+    assert list_losses() == ["bce", "ce", "kd_bce", "kd_kl", "masked_mse"]
+    assert isinstance(get_loss("masked_mse", norm_target=True), MaskedMSE)
+    assert needs_teacher(get_loss("kd_bce")) and not needs_teacher(get_loss("bce"))
+    with pytest.raises(ValueError, match="did you mean 'kd_kl'"):
+        get_loss("kd_kll")

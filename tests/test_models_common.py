@@ -1,0 +1,105 @@
+"""Registry, checkpoint helpers, and identical outputs across scan backends."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from dasslib.models import (create, get_config, init_dass_from_vmamba, list_models,
+                            load_official, read_state_dict)
+
+ALL = ["ast_base", "ast_small", "ast_tiny", "aum_base", "aum_small", "aum_tiny", "dass_medium",
+       "dass_small", "ssam_base", "ssam_small", "ssam_tiny", "ssast_base", "ssast_small",
+       "ssast_tiny"]
+
+
+def test_registry_names_and_errors():
+    assert list_models() == ALL
+    assert get_config("dass_medium").depths == (2, 2, 20, 2)
+    assert get_config("aum_small", num_classes=35).num_classes == 35
+    with pytest.raises(ValueError, match="unknown model 'dass_large'"):
+        create("dass_large")
+    with pytest.raises(TypeError, match="unknown option.*'embed_dims'.*'dass_small'"):
+        create("dass_small", embed_dims=8)
+    for name, bad in [("dass_small", dict(pooling="max")), ("aum_tiny", dict(bimamba="v2")),
+                      ("aum_tiny", dict(cls_position="end")), ("ast_tiny", dict(attn="flash")),
+                      ("ast_tiny", dict(pos_embed="rope")), ("ssam_tiny", dict(pool="max")),
+                      ("ssam_tiny", dict(mask_ratio=1.5))]:
+        with pytest.raises(ValueError, match=repr(next(iter(bad.values())))[:-1]):
+            get_config(name, **bad)
+
+
+def test_read_state_dict_unwraps_and_validates(tmp_path):
+    sd = {"a": torch.ones(2)}
+    assert read_state_dict({"model": sd}) is sd
+    torch.save({"state_dict": sd}, tmp_path / "ck.pth")
+    assert torch.equal(read_state_dict(tmp_path / "ck.pth")["a"], sd["a"])
+    with pytest.raises(ValueError, match="not found"):
+        read_state_dict(tmp_path / "missing.pth")
+    with pytest.raises(TypeError, match="checkpoint path or a state dict"):
+        read_state_dict(3)
+    with pytest.raises(TypeError, match="not tensors"):
+        read_state_dict({"a": torch.ones(1), "epoch": 3})
+
+
+def test_init_dass_from_vmamba_sums_rgb_stem_and_keeps_head():
+    torch.manual_seed(0)
+    model = create("dass_small", num_classes=5, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64))
+    head = model.classifier.head.weight.clone()
+    src = {k: torch.randn_like(v) for k, v in model.state_dict().items()
+           if not k.startswith("classifier.head")}
+    src["patch_embed.0.weight"] = torch.randn(4, 3, 3, 3)            # ImageNet RGB stem
+    src["classifier.head.weight"], src["classifier.head.bias"] = torch.randn(1000, 64), torch.randn(1000)
+    report = init_dass_from_vmamba(model, {"model": src})
+    assert report.ok and not any(k.startswith("classifier.head") for k in report.loaded)
+    torch.testing.assert_close(model.patch_embed[0].weight, src["patch_embed.0.weight"].sum(1, True))
+    assert torch.equal(model.classifier.head.weight, head)
+
+
+def test_load_official_reports_prefix_stripping_for_aum():
+    model = create("aum_tiny", num_classes=3, embed_dim=32, depth=1, input_fdim=32, input_tdim=64)
+    sd = {"module." + k: v for k, v in model.state_dict().items()}
+    assert load_official(model, sd).ok
+
+
+_BACKEND_SCRIPT = textwrap.dedent("""
+    import json, torch
+    from dasslib.models import create
+    specs = {   # name: (overrides, input (B, T, F))
+        "dass_small": (dict(depths=(1, 1), dims=(4, 8)), (1, 32, 16)),
+        "aum_tiny": (dict(embed_dim=8, depth=1, patch_size=8, fstride=8, tstride=8,
+                          input_fdim=16, input_tdim=32, bimamba="bi_bi", d_state=2), (1, 32, 16)),
+        "ssam_tiny": (dict(embed_dim=8, depth=1, d_state=2, expand=2, bimamba="fo_bi"),
+                      (1, 16, 16)),
+    }
+    diffs = {}
+    for name, (kw, shape) in specs.items():
+        torch.manual_seed(0)
+        ref = create(name, num_classes=3, scan_backend="torch", **kw).eval()
+        tri = create(name, num_classes=3, scan_backend="triton", **kw).eval()
+        tri.load_state_dict(ref.state_dict())
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            diffs[name] = (ref(x) - tri(x)).abs().max().item()
+    print(json.dumps(diffs))
+""")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dasslib.scans.triton_backend") is None
+                    or importlib.util.find_spec("triton") is None,
+                    reason="dasslib.scans has no triton backend (or triton is not installed)")
+def test_torch_and_triton_scan_backends_give_identical_outputs():
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", _BACKEND_SCRIPT], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    diffs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(diffs) == {"dass_small", "aum_tiny", "ssam_tiny"}
+    assert all(d < 1e-4 for d in diffs.values()), diffs
