@@ -70,8 +70,8 @@ def test_load_official_reports_prefix_stripping_for_aum():
 _BACKEND_SCRIPT = textwrap.dedent("""
     import json, torch
     from dasslib.models import create
-    specs = {   # name: (overrides, input (B, T, F))
-        "dass_small": (dict(depths=(1, 1), dims=(4, 8)), (1, 32, 16)),
+    specs = {   # name: (overrides, input (B, T, F)); no drop path so both runs are identical
+        "dass_small": (dict(depths=(1, 1), dims=(4, 8), drop_path=0.0), (1, 32, 16)),
         "aum_tiny": (dict(embed_dim=8, depth=1, patch_size=8, fstride=8, tstride=8,
                           input_fdim=16, input_tdim=32, bimamba="bi_bi", d_state=2), (1, 32, 16)),
         "ssam_tiny": (dict(embed_dim=8, depth=1, d_state=2, expand=2, bimamba="fo_bi"),
@@ -80,12 +80,16 @@ _BACKEND_SCRIPT = textwrap.dedent("""
     diffs = {}
     for name, (kw, shape) in specs.items():
         torch.manual_seed(0)
-        ref = create(name, num_classes=3, scan_backend="torch", **kw).eval()
-        tri = create(name, num_classes=3, scan_backend="triton", **kw).eval()
+        ref = create(name, num_classes=3, scan_backend="torch", **kw)
+        tri = create(name, num_classes=3, scan_backend="triton", **kw)
         tri.load_state_dict(ref.state_dict())
         x = torch.randn(*shape)
-        with torch.no_grad():
-            diffs[name] = (ref(x) - tri(x)).abs().max().item()
+        y_ref, y_tri = ref(x), tri(x)
+        y_ref.square().sum().backward()
+        y_tri.square().sum().backward()
+        grad = max(((a.grad - b.grad).abs().max() / (a.grad.abs().max() + 1e-6)).item()
+                   for a, b in zip(ref.parameters(), tri.parameters()) if a.grad is not None)
+        diffs[name] = dict(out=(y_ref - y_tri).abs().max().item(), grad=grad)
     print(json.dumps(diffs))
 """)
 
@@ -93,7 +97,7 @@ _BACKEND_SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(importlib.util.find_spec("dasslib.scans.triton_backend") is None
                     or importlib.util.find_spec("triton") is None,
                     reason="dasslib.scans has no triton backend (or triton is not installed)")
-def test_torch_and_triton_scan_backends_give_identical_outputs():
+def test_torch_and_triton_scan_backends_agree_forward_and_backward():
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
@@ -102,4 +106,4 @@ def test_torch_and_triton_scan_backends_give_identical_outputs():
     assert out.returncode == 0, out.stderr[-3000:]
     diffs = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(diffs) == {"dass_small", "aum_tiny", "ssam_tiny"}
-    assert all(d < 1e-4 for d in diffs.values()), diffs
+    assert all(d["out"] < 1e-4 and d["grad"] < 1e-3 for d in diffs.values()), diffs

@@ -166,3 +166,20 @@ def test_gradient_step_lowers_loss_and_bf16_autocast():
         out = model(x)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), model(x).detach(), rtol=0.1, atol=0.1)
+    low = create("dass_small", num_classes=4, scan_fp32=False, **TINY).eval()
+    low.load_state_dict(model.state_dict())
+    assert not low.layers[0].blocks[0].op.scan_fp32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(low(x).float(), out.float(), rtol=0.1, atol=0.1)
+
+
+def test_mlp_chunking_is_exact():
+    torch.manual_seed(0)
+    whole = create("dass_small", num_classes=3, **TINY).eval()
+    sliced = create("dass_small", num_classes=3, mlp_chunk_elems=100, **TINY).eval()
+    sliced.load_state_dict(whole.state_dict())
+    x = torch.randn(1, 90, 32)
+    mlp, h = sliced.layers[0].blocks[0].mlp, torch.randn(1, 8, 8, 23)
+    assert mlp.fc1.out_features * 8 * 23 > 100                   # really sliced (width-1 slices)
+    torch.testing.assert_close(mlp(h), whole.layers[0].blocks[0].mlp(h))
+    torch.testing.assert_close(sliced(x), whole(x))

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
-from .layers import PatchEmbed, resize_pos_grid, sinusoid_table_1d, trunc_normal_
-from .registry import register
+from .layers import (POS_RESIZES, PatchEmbed, resize_pos_grid, sinusoid_table_1d,
+                     trunc_normal_)
+from .registry import check_choice, register
 
 POS_EMBEDS = ("learned", "sinusoidal")
 ATTNS = ("sdpa", "eager")
@@ -42,10 +43,9 @@ class ASTConfig:
     num_classes: int = 527
 
     def __post_init__(self):
-        if self.pos_embed not in POS_EMBEDS:
-            raise ValueError(f"unknown pos_embed {self.pos_embed!r}; choose one of {POS_EMBEDS}")
-        if self.attn not in ATTNS:
-            raise ValueError(f"unknown attn {self.attn!r}; choose one of {ATTNS}")
+        check_choice("pos_embed", self.pos_embed, POS_EMBEDS)
+        check_choice("attn", self.attn, ATTNS)
+        check_choice("pos_resize", self.pos_resize, POS_RESIZES)
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads "
                              f"{self.num_heads}")
@@ -53,8 +53,7 @@ class ASTConfig:
 
 def make_transformer_blocks(depth, dim, num_heads, mlp_ratio=4.0, drop_path=0.0, attn="sdpa"):
     """timm ViT Blocks (qkv bias, LayerNorm eps 1e-6); ``attn="eager"`` turns off SDPA."""
-    if attn not in ATTNS:
-        raise ValueError(f"unknown attn {attn!r}; choose one of {ATTNS}")
+    check_choice("attn", attn, ATTNS)
     rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()
     blocks = nn.ModuleList(
         Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=rates[i],

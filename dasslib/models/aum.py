@@ -16,10 +16,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .layers import DropPath, PatchEmbed, lecun_normal_, resize_pos_grid, trunc_normal_
+from dasslib.scans import BACKENDS
+
+from .layers import (POS_RESIZES, DropPath, PatchEmbed, lecun_normal_, resize_pos_grid,
+                     trunc_normal_)
 from .mamba_encoder import init_mamba_weights, make_mamba_blocks, make_norm, run_mamba_blocks
 from .mamba_mixer import BIMAMBA
-from .registry import register
+from .registry import check_choice, register
 
 CLS_POSITIONS = ("head", "mid", "tail", "none")
 
@@ -49,11 +52,10 @@ class AuMConfig:
     scan_backend: str = "auto"
 
     def __post_init__(self):
-        if self.bimamba not in BIMAMBA:
-            raise ValueError(f"unknown bimamba {self.bimamba!r}; choose one of {BIMAMBA}")
-        if self.cls_position not in CLS_POSITIONS:
-            raise ValueError(f"unknown cls_position {self.cls_position!r}; choose one of "
-                             f"{CLS_POSITIONS}")
+        check_choice("bimamba", self.bimamba, BIMAMBA)
+        check_choice("pos_resize", self.pos_resize, POS_RESIZES)
+        check_choice("cls_position", self.cls_position, CLS_POSITIONS)
+        check_choice("scan_backend", self.scan_backend, BACKENDS)
 
 
 class GridPosEmbed(nn.Module):

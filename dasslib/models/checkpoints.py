@@ -47,7 +47,10 @@ def read_state_dict(path_or_state_dict):
         path = Path(path_or_state_dict)
         if not path.is_file():
             raise ValueError(f"checkpoint file not found: {path}")
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # pickle / zip errors: name the file
+            raise ValueError(f"cannot read checkpoint {path}: {err}") from err
     elif isinstance(path_or_state_dict, dict):
         sd = path_or_state_dict
     else:

@@ -16,7 +16,9 @@ import torch.nn as nn
 
 from .layers import DropPath, LayerNorm2d, Mlp2d, pad_sequential, trunc_normal_
 from .pooling import check_pooling, pool_grid
-from .registry import register
+from dasslib.scans import BACKENDS
+
+from .registry import check_choice, register
 from .ss2d import SS2D
 
 
@@ -35,10 +37,14 @@ class DASSConfig:
     in_chans: int = 1
     num_classes: int = 527
     scan_backend: str = "auto"
+    scan_fp32: bool = True
     mlp_chunk_elems: int = 1 << 30
 
     def __post_init__(self):
+        object.__setattr__(self, "depths", tuple(self.depths))
+        object.__setattr__(self, "dims", tuple(self.dims))
         check_pooling(self.pooling)
+        check_choice("scan_backend", self.scan_backend, BACKENDS)
         if len(self.depths) != len(self.dims) or not self.depths:
             raise ValueError(f"depths {self.depths} and dims {self.dims} must be non-empty and "
                              "of equal length")
@@ -54,7 +60,8 @@ class VSSBlock(nn.Module):
         super().__init__()
         self.norm = LayerNorm2d(dim)
         self.op = SS2D(dim, d_state=cfg.d_state, ssm_ratio=cfg.ssm_ratio, dt_rank=cfg.dt_rank,
-                       d_conv=cfg.d_conv, conv_bias=False, scan_backend=cfg.scan_backend)
+                       d_conv=cfg.d_conv, conv_bias=False, scan_backend=cfg.scan_backend,
+                       scan_fp32=cfg.scan_fp32)
         self.drop_path = DropPath(drop_path)
         self.norm2 = LayerNorm2d(dim)
         self.mlp = Mlp2d(dim, int(dim * cfg.mlp_ratio), chunk_elems=cfg.mlp_chunk_elems)

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from timm.layers import DropPath, lecun_normal_, trunc_normal_
 
 __all__ = ["DropPath", "trunc_normal_", "lecun_normal_", "LayerNorm2d", "Linear2d", "Mlp2d",
-           "PatchEmbed", "sinusoid_table_1d", "sincos_table_2d", "resize_pos_grid", "pad_sequential",
-           "conv_out_size"]
+           "PatchEmbed", "sinusoid_table_1d", "sincos_table_2d", "resize_pos_grid",
+           "pad_sequential", "conv_out_size", "POS_RESIZES"]
+
+POS_RESIZES = ("bilinear", "bilinear_aa", "official")
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -71,7 +73,9 @@ def conv_out_size(n, kernel, stride, padding=0):
 
 class PatchEmbed(nn.Module):
     """Conv2d patchifier: (B, C, H, W) -> tokens (B, h*w, D) in row-major (h, w) order,
-    plus the grid (h, w). Key: ``proj.{weight,bias}``."""
+    plus the grid (h, w). Key: ``proj.{weight,bias}``. (timm's PatchEmbed fixes the stride
+    to the patch size and the input size at construction; AST needs overlapping patches and
+    every model here takes any input size.)"""
 
     def __init__(self, in_chans, embed_dim, patch_size, stride):
         super().__init__()
@@ -153,7 +157,7 @@ def resize_pos_grid(pos, old_grid, new_grid, mode="bilinear"):
         elif f1 > f0:
             grid = F.interpolate(grid, size=(f1, t1), mode="bilinear", align_corners=False)
     else:
-        raise ValueError(f"unknown pos_resize mode {mode!r}; choose bilinear, bilinear_aa or official")
+        raise ValueError(f"unknown pos_resize mode {mode!r}; choose one of {POS_RESIZES}")
     return grid.permute(0, 2, 3, 1).reshape(1, f1 * t1, d)
 
 

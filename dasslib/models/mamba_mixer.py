@@ -64,7 +64,8 @@ class MambaMixer(nn.Module):
             no_decay.append(self.A_b_log)
         if bimamba == "bi_bi":
             # official: the backward dt_proj keeps nn.Linear's default init (no dt init)
-            self.conv1d_b, self.x_proj_b, self.dt_proj_b = self._ssm_inputs(conv_bias, init_dt=False)
+            self.conv1d_b, self.x_proj_b, self.dt_proj_b = self._ssm_inputs(conv_bias,
+                                                                             init_dt=False)
             self.D_b = nn.Parameter(torch.ones(d_inner))
             no_decay.append(self.D_b)
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)

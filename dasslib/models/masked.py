@@ -89,7 +89,8 @@ class MaskedPatchModel(nn.Module):
 
     def forward_pretrain(self, x, mask_ratio=None, generator=None):
         """Masked reconstruction. Returns dict(pred (B, N, P), target (B, N, P),
-        mask (B, N) bool, True where the patch was masked); P = pt * pf."""
+        mask (B, N) bool, True where the patch was masked); P = pt * pf; target keeps the
+        input dtype (pred follows autocast)."""
         ratio = self.cfg.mask_ratio if mask_ratio is None else mask_ratio
         target = self.patchify(x)
         tokens, cls, _ = self.embed(x)
@@ -98,7 +99,7 @@ class MaskedPatchModel(nn.Module):
         tokens = torch.where(mask[..., None], self.mask_token.to(tokens.dtype), tokens)
         h = self.encode(torch.cat([cls.to(tokens.dtype), tokens], dim=1))
         pred = self.pred(h[:, 1:])
-        return dict(pred=pred, target=target.to(pred.dtype), mask=mask)
+        return dict(pred=pred, target=target, mask=mask)
 
     def forward_tokens(self, x):
         """x (B, T, F) -> encoded tokens (B, 1 + N, D) without masking, and the grid."""
@@ -128,6 +129,7 @@ def masked_config_check(cfg):
     """Shared validation for SSAM / SSAST configs."""
     if cfg.pool not in POOLS:
         raise ValueError(f"unknown pool {cfg.pool!r}; choose one of {POOLS}")
+    object.__setattr__(cfg, "patch_size", _pair(cfg.patch_size))
     if not 0.0 <= cfg.mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {cfg.mask_ratio}")
     if any(p < 1 for p in _pair(cfg.patch_size)):

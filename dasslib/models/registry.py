@@ -17,6 +17,13 @@ def register(name, model_cls, config):
     _MODELS[name] = (model_cls, config)
 
 
+def check_choice(option, value, choices):
+    """Raise ValueError unless ``value`` is one of ``choices`` (config validation)."""
+    if value not in choices:
+        raise ValueError(f"unknown {option} {value!r}; choose one of {tuple(choices)}")
+    return value
+
+
 def list_models():
     """Sorted names accepted by :func:`create`."""
     return sorted(_MODELS)
@@ -41,4 +48,4 @@ def create(name, num_classes=527, **overrides):
     return model_cls(cfg)
 
 
-__all__ = ["register", "create", "list_models", "get_config"]
+__all__ = ["register", "create", "list_models", "get_config", "check_choice"]

@@ -23,25 +23,27 @@ K = 4  # scan directions
 class SS2D(nn.Module):
     """SS2D mixer on (B, C, H, W) -> (B, C, H, W).
 
-    d_inner = ssm_ratio * dim; dt_rank "auto" = ceil(dim / 16); d_state N.
+    d_inner = ssm_ratio * dim; dt_rank "auto" = ceil(dim / 16); d_state N. ``scan_fp32``
+    (official) feeds the scan float32 input so its output is float32; False keeps the compute
+    dtype (bf16 under autocast), about a quarter less peak memory on long inputs.
     """
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
-                 scan_backend="auto"):
+                 scan_backend="auto", scan_fp32=True):
         super().__init__()
         d_inner = int(ssm_ratio * dim)
         self.d_state = d_state
         self.dt_rank = math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
-        self.scan_backend = scan_backend
+        self.scan_backend, self.scan_fp32 = scan_backend, scan_fp32
         self.in_proj = Linear2d(dim, d_inner, bias=False)
         self.act = nn.SiLU()
         self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2,
                                 groups=d_inner, bias=conv_bias)
         r, n = self.dt_rank, d_state
         # per-direction x_proj (nn.Linear default init), stacked: (K, R + 2N, d_inner)
-        bound = d_inner ** -0.5
-        self.x_proj_weight = nn.Parameter(torch.empty(K, r + 2 * n, d_inner).uniform_(-bound, bound))
-        self.dt_projs_weight = nn.Parameter(torch.empty(K, d_inner, r).uniform_(-r ** -0.5, r ** -0.5))
+        xb, db = d_inner ** -0.5, r ** -0.5
+        self.x_proj_weight = nn.Parameter(torch.empty(K, r + 2 * n, d_inner).uniform_(-xb, xb))
+        self.dt_projs_weight = nn.Parameter(torch.empty(K, d_inner, r).uniform_(-db, db))
         self.dt_projs_bias = nn.Parameter(dt_bias_init(K * d_inner).view(K, d_inner))
         self.A_logs = nn.Parameter(s4d_real_log(K * d_inner, n))
         self.Ds = nn.Parameter(torch.ones(K * d_inner))
@@ -59,15 +61,17 @@ class SS2D(nn.Module):
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, K * d, L)
-        Bs, Cs = Bs.contiguous(), Cs.contiguous()                 # (B, 4, N, L): group k = direction
+        Bs, Cs = Bs.contiguous(), Cs.contiguous()       # (B, 4, N, L): group k = direction k
         del x_dbl
-        us = xs.reshape(b, K * d, L).float()                      # fp32 u -> fp32 scan output
+        us = xs.reshape(b, K * d, L)
+        if self.scan_fp32:
+            us = us.float()                                       # fp32 u -> fp32 scan output
         del xs
         ys = selective_scan(us, dts, -torch.exp(self.A_logs.float()), Bs, Cs, D=self.Ds.float(),
                             delta_bias=self.dt_projs_bias.float().view(-1), delta_softplus=True,
-                            backend=self.scan_backend)            # (B, 4D, L) float32
+                            backend=self.scan_backend)            # (B, 4D, L)
         del us, dts, Bs, Cs
-        y = cross_merge_2d(ys.view(b, K, d, L), h, w)             # (B, D, L) float32
+        y = cross_merge_2d(ys.view(b, K, d, L), h, w)             # (B, D, L)
         del ys
         y = self.out_norm(y.view(b, d, h, w)).to(dtype)
         return self.out_proj(y)

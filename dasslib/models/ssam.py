@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
+from dasslib.scans import BACKENDS
+
 from .mamba_encoder import init_mamba_weights, make_mamba_blocks, make_norm, run_mamba_blocks
 from .mamba_mixer import BIMAMBA
 from .masked import MaskedPatchModel, masked_config_check
-from .registry import register
+from .registry import check_choice, register
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,8 @@ class SSAMConfig:
 
     def __post_init__(self):
         masked_config_check(self)
-        if self.bimamba not in BIMAMBA:
-            raise ValueError(f"unknown bimamba {self.bimamba!r}; choose one of {BIMAMBA}")
+        check_choice("bimamba", self.bimamba, BIMAMBA)
+        check_choice("scan_backend", self.scan_backend, BACKENDS)
 
 
 class SSAM(MaskedPatchModel):

@@ -11,7 +11,7 @@ import torch
 
 from .ast import ATTNS, make_transformer_blocks
 from .masked import MaskedPatchModel, masked_config_check
-from .registry import register
+from .registry import check_choice, register
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ class SSASTConfig:
 
     def __post_init__(self):
         masked_config_check(self)
-        if self.attn not in ATTNS:
-            raise ValueError(f"unknown attn {self.attn!r}; choose one of {ATTNS}")
+        check_choice("attn", self.attn, ATTNS)
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads "
                              f"{self.num_heads}")

@@ -18,7 +18,8 @@ class TritonConfig:
     block_l steps for the backward. num_warps: warps of the tile-scan kernels.
     chained: one program per tile with a published carry (tile-scan kernels, long L).
     seq_warps: warps of the sequential kernel (32 rows each). n_chunks: chunks per row of the
-    sequential kernel (> 1 adds a pre-pass that computes chunk end states).
+    sequential kernel (> 1 adds a pre-pass that computes chunk end states). prefetch: how many
+    4-step tiles of u/delta/z the sequential kernel loads ahead.
     """
     fwd: str = "seq"
     block_l: int = 64
@@ -26,6 +27,7 @@ class TritonConfig:
     chained: bool = False
     seq_warps: int = 1
     n_chunks: int = 1
+    prefetch: int = 2
 
 
 def pick_config(rows, L, N, device):
@@ -79,6 +81,10 @@ class _Launch:
                     C_VARYING=self.C_var, CHAINED=self.cfg.chained, num_warps=self.cfg.num_warps)
 
 
+def _interpreted():
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def _contig(t, dtype=None):
     if t is None:
         return None
@@ -97,7 +103,8 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                dtb_ptr=dtb32 if dtb32 is not None else dummy,
                h0_ptr=h032 if h032 is not None else dummy)
     flags = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
-                 SOFTPLUS=softplus, HAS_H0=h032 is not None, STORE_STATES=store_states)
+                 SOFTPLUS=softplus, HAS_H0=h032 is not None, STORE_STATES=store_states,
+                 FAST_LOG=not _interpreted())
     if lc.cfg.fwd == "scan":
         fl, ticket = lc.sync_buffers(dev)
         _fwd_kernel[lc.tile_grid()](u, delta, A32, B, C, y_ptr=y, states_ptr=states,
@@ -112,7 +119,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
     common = dict(rows=lc.rows, dim=lc.dim, L=lc.L, chunk_len=lc.chunk_len, n_chunks=lc.n_chunks,
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
                   STATE_EVERY=lc.cfg.block_l, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
-                  num_warps=lc.cfg.seq_warps)
+                  PREFETCH=lc.cfg.prefetch, num_warps=lc.cfg.seq_warps)
     args = (u, delta, A32, B, C)
     rb = triton.cdiv(lc.rows, BD)
     if lc.n_chunks > 1:
@@ -170,7 +177,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
             lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C,
             HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
             SOFTPLUS=ctx.softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
-            **lc.tile_meta())
+            FAST_LOG=not _interpreted(), **lc.tile_meta())
         ut, dtt, At, Bt, Ct = ctx.dtypes
         per_channel = (lambda g: g.view(lc.batch, lc.dim, *g.shape[1:]).sum(0))
         dB = dB.to(Bt) if lc.B_var else per_channel(dB).to(Bt)
@@ -190,7 +197,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     ``config`` (:class:`TritonConfig`) or keyword overrides of its fields replace the
     defaults of :func:`pick_config` (tests, tuning)."""
     s = check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    if u.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+    if u.device.type != "cuda" and not _interpreted():
         raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
     if cfg.fwd not in ("seq", "scan"):

@@ -23,6 +23,7 @@ scan (``dA_{t+1}`` from a load of delta shifted by one step).
 """
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 
 @triton.jit
@@ -32,23 +33,31 @@ def _combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def _softplus(x):
-    """log(1 + exp(x)) as torch (linear above 20); log1p via Goldberg's trick."""
+def _softplus(x, FAST_LOG: tl.constexpr):
+    """log(1 + exp(x)) as torch (linear above 20). log1p(e) by its series for e < 0.1
+    (error < 2e-8 relative), else log(1 + e); FAST_LOG uses the lg2.approx instruction
+    (Triton's interpreter lacks it, so CPU runs use tl.log)."""
     e = tl.exp(tl.minimum(x, 20.0))
     w = 1.0 + e
-    sp = tl.where(w == 1.0, e, tl.log(w) * (e / (w - 1.0)))
+    if FAST_LOG:
+        lw = libdevice.fast_log2f(w) * 0.6931471805599453
+    else:
+        lw = tl.log(w)
+    series = e * (1.0 - e * (0.5 - e * (1.0 / 3 - e * (0.25 - e * (0.2 - e * (1.0 / 6 - e / 7))))))
+    sp = tl.where(e < 0.1, series, lw)
     return tl.where(x > 20.0, x, sp)
 
 
 @triton.jit
-def _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr):
+def _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                FAST_LOG: tl.constexpr):
     """delta after bias and softplus; 0 outside the sequence (decay 1, no input)."""
     raw = tl.load(dt_ptr + row_off + t, mask=mask_t, other=0.0).to(tl.float32)
     if HAS_DTB:
         raw = raw + dtb
     dt = raw
     if SOFTPLUS:
-        dt = _softplus(raw)
+        dt = _softplus(raw, FAST_LOG)
     return tl.where(mask_t, dt, 0.0), raw
 
 
@@ -95,12 +104,13 @@ def _fwd_kernel(
     N: tl.constexpr, NP: tl.constexpr, BLOCK_L: tl.constexpr,
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
-    STORE_STATES: tl.constexpr, CHAINED: tl.constexpr,
+    STORE_STATES: tl.constexpr, CHAINED: tl.constexpr, FAST_LOG: tl.constexpr,
 ):
     if CHAINED:
         ticket = tl.atomic_add(ticket_ptr, 1)
-        row = ticket // n_tiles
-        k_first = ticket % n_tiles
+        n_rows = tl.num_programs(0) // n_tiles
+        row = ticket % n_rows            # rows fastest: resident programs span many rows
+        k_first = ticket // n_rows
         k_end = k_first + 1
     else:
         row = tl.program_id(0)
@@ -129,7 +139,7 @@ def _fwd_kernel(
         t = k * BLOCK_L + tl.arange(0, BLOCK_L)
         mask_t = t < L
         u = tl.load(u_ptr + row_off + t, mask=mask_t, other=0.0).to(tl.float32)
-        dt, _ = _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB, SOFTPLUS)
+        dt, _ = _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB, SOFTPLUS, FAST_LOG)
         Bt = _load_bc(B_ptr, _bc_offsets(bi, gB, di, offs_n, t, L, G_B, N, B_VARYING),
                       mask_n, mask_t, B_VARYING)
         dA = tl.exp2(dt[None, :] * A2[:, None])
@@ -167,15 +177,16 @@ def _bwd_kernel(
     N: tl.constexpr, NP: tl.constexpr, BLOCK_L: tl.constexpr,
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
-    HAS_DLAST: tl.constexpr, CHAINED: tl.constexpr,
+    HAS_DLAST: tl.constexpr, CHAINED: tl.constexpr, FAST_LOG: tl.constexpr,
 ):
     """Gradients of one row. Per-row partial sums go to dA (rows, N), dD / ddtb (rows,),
     time-invariant dB / dC (rows, N); time-varying dB / dC are atomically added into
     (batch, G, N, L) float32 buffers."""
     if CHAINED:
         ticket = tl.atomic_add(ticket_ptr, 1)
-        row = ticket // n_tiles
-        k_first = n_tiles - 1 - ticket % n_tiles
+        n_rows = tl.num_programs(0) // n_tiles
+        row = ticket % n_rows
+        k_first = n_tiles - 1 - ticket // n_rows
         count = 1
     else:
         row = tl.program_id(0)
@@ -211,8 +222,9 @@ def _bwd_kernel(
         t = k * BLOCK_L + tl.arange(0, BLOCK_L)
         mask_t = t < L
         u = tl.load(u_ptr + row_off + t, mask=mask_t, other=0.0).to(tl.float32)
-        dt, dt_raw = _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB, SOFTPLUS)
-        dt_next, _ = _load_delta(dt_ptr, row_off, t + 1, t + 1 < L, dtb, HAS_DTB, SOFTPLUS)
+        dt, dt_raw = _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB, SOFTPLUS, FAST_LOG)
+        dt_next, _ = _load_delta(dt_ptr, row_off, t + 1, t + 1 < L, dtb, HAS_DTB,
+                                  SOFTPLUS, FAST_LOG)
         bofs = _bc_offsets(bi, gB, di, offs_n, t, L, G_B, N, B_VARYING)
         cofs = _bc_offsets(bi, gC, di, offs_n, t, L, G_C, N, C_VARYING)
         Bt = _load_bc(B_ptr, bofs, mask_n, mask_t, B_VARYING)
@@ -328,6 +340,103 @@ def _join4(c0, c1, c2, c3):
 
 
 @triton.jit
+def _seq_load(t0, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z: tl.constexpr):
+    """Raw (delta, u, z) tiles (BD, 4) of steps t0..t0+3 (zeros past L)."""
+    cols = t0 + tl.arange(0, 4)
+    off = row_off[:, None] + cols[None, :]
+    m = (cols < L)[None, :]
+    dtr = tl.load(dt_ptr + off, mask=m, other=0.0).to(tl.float32)
+    ut = tl.load(u_ptr + off, mask=m, other=0.0).to(tl.float32)
+    zt = ut
+    if HAS_Z:
+        zt = tl.load(z_ptr + off, mask=m, other=0.0).to(tl.float32)
+    return dtr, ut, zt
+
+
+@triton.jit
+def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB, bC,
+              A2, Binv, Cinv, dtb, Dv, L, N: tl.constexpr,
+              B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
+              HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
+              FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, MASKED: tl.constexpr):
+    """Advance the states h (tuple of N (BD,) vectors) over steps t0..t0+3 from the raw
+    tiles (dtr, ut, zt) and, if OUTPUT, store y there. Only the tail tile is MASKED; rows past
+    the end were clamped to a real row by the caller and are masked at the store."""
+    cols = t0 + tl.arange(0, 4)
+    off = row_off[:, None] + cols[None, :]
+    if MASKED:
+        m = (cols < L)[None, :]
+    if HAS_DTB:
+        dtr = dtr + dtb[:, None]
+    if SOFTPLUS:
+        dtr = _softplus(dtr, FAST_LOG)
+    if MASKED:
+        dtr = tl.where(m, dtr, 0.0)
+    d0, d1, d2, d3 = _cols4(dtr)
+    e0, e1, e2, e3 = _cols4(dtr * ut)
+    y0 = tl.zeros_like(d0)
+    y1 = tl.zeros_like(d0)
+    y2 = tl.zeros_like(d0)
+    y3 = tl.zeros_like(d0)
+    new_h = ()
+    for n in tl.static_range(N):
+        if B_VARYING:
+            bp = B_ptr + bB[:, None] + n * L + cols[None, :]
+            if MASKED:
+                bt = tl.load(bp, mask=m, other=0.0)
+            else:
+                bt = tl.load(bp)
+            b0, b1, b2, b3 = _cols4(bt.to(tl.float32))
+        else:
+            b0 = Binv[n]
+            b1 = b0
+            b2 = b0
+            b3 = b0
+        a = A2[n]
+        hn0 = tl.exp2(d0 * a) * h[n] + e0 * b0
+        hn1 = tl.exp2(d1 * a) * hn0 + e1 * b1
+        hn2 = tl.exp2(d2 * a) * hn1 + e2 * b2
+        hn3 = tl.exp2(d3 * a) * hn2 + e3 * b3
+        new_h = new_h + (hn3,)
+        if OUTPUT:
+            if C_VARYING:
+                cp = C_ptr + bC[:, None] + n * L + cols[None, :]
+                if MASKED:
+                    ct = tl.load(cp, mask=m, other=0.0)
+                else:
+                    ct = tl.load(cp)
+                c0, c1, c2, c3 = _cols4(ct.to(tl.float32))
+            else:
+                c0 = Cinv[n]
+                c1 = c0
+                c2 = c0
+                c3 = c0
+            y0 += c0 * hn0
+            y1 += c1 * hn1
+            y2 += c2 * hn2
+            y3 += c3 * hn3
+    if OUTPUT:
+        yt = _join4(y0, y1, y2, y3)
+        if HAS_D:
+            yt = yt + Dv[:, None] * ut
+        if HAS_Z:
+            yt = yt * (zt * tl.sigmoid(zt))
+        sm = rmask[:, None]
+        if MASKED:
+            sm = sm & m
+        tl.store(y_ptr + off, yt, mask=sm)
+    else:
+        dtsum += tl.sum(dtr, axis=1)
+    return new_h, dtsum
+
+
+@triton.jit
+def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, N: tl.constexpr, NP: tl.constexpr):
+    for n in tl.static_range(N):
+        tl.store(states_ptr + (r * n_state_tiles + k) * NP + n, h[n], mask=rmask)
+
+
+@triton.jit
 def _seq_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
     y_ptr, states_ptr, chunkP_ptr, chunkS_ptr,
@@ -335,113 +444,77 @@ def _seq_fwd_kernel(
     N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, STATE_EVERY: tl.constexpr,
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
-    STORE_STATES: tl.constexpr, PASS: tl.constexpr,
+    STORE_STATES: tl.constexpr, PASS: tl.constexpr, FAST_LOG: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     q = tl.program_id(1)
     r = tl.program_id(0) * BD + tl.arange(0, BD)
     rmask = r < rows
-    bi = r // dim
-    di = r % dim
-    row_off = r.to(tl.int64) * L
+    rc = tl.minimum(r, rows - 1)          # clamped: loads need no row mask
+    bi = rc // dim
+    di = rc % dim
+    row_off = rc.to(tl.int64) * L
     bB = (bi * G_B + di // (dim // G_B)).to(tl.int64) * N * L
     bC = (bi * G_C + di // (dim // G_C)).to(tl.int64) * N * L
     dtb = tl.zeros((BD,), dtype=tl.float32)
     if HAS_DTB:
-        dtb = tl.load(dtb_ptr + di, mask=rmask, other=0.0)
+        dtb = tl.load(dtb_ptr + di)
     Dv = tl.zeros((BD,), dtype=tl.float32)
     if HAS_D:
-        Dv = tl.load(D_ptr + di, mask=rmask, other=0.0)
+        Dv = tl.load(D_ptr + di)
     A2 = ()
     h = ()
     Binv = ()
     Cinv = ()
     for n in tl.static_range(N):
-        A2 = A2 + (tl.load(A_ptr + di * N + n, mask=rmask, other=0.0) * 1.4426950408889634,)
+        A2 = A2 + (tl.load(A_ptr + di * N + n) * 1.4426950408889634,)
         hn = tl.zeros((BD,), dtype=tl.float32)
         if HAS_H0:
             if PASS != 1:
-                hn = tl.load(h0_ptr + r * N + n, mask=rmask, other=0.0)
+                hn = tl.load(h0_ptr + rc * N + n)
         h = h + (hn,)
         if not B_VARYING:
-            Binv = Binv + (tl.load(B_ptr + di * N + n, mask=rmask, other=0.0).to(tl.float32),)
+            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
         if not C_VARYING:
-            Cinv = Cinv + (tl.load(C_ptr + di * N + n, mask=rmask, other=0.0).to(tl.float32),)
-    if PASS == 2:   # start state of chunk q from the chunk summaries of chunks < q
+            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
+    if PASS == 2:   # start state of chunk q from the summaries of chunks < q
         for p in range(0, q):
             new_h = ()
             for n in tl.static_range(N):
-                cidx = (r * n_chunks + p) * N + n
-                Pn = tl.load(chunkP_ptr + cidx, mask=rmask, other=0.0)
-                Sn = tl.load(chunkS_ptr + cidx, mask=rmask, other=0.0)
-                new_h = new_h + (Pn * h[n] + Sn,)
+                cidx = (rc * n_chunks + p) * N + n
+                new_h = new_h + (tl.load(chunkP_ptr + cidx) * h[n] + tl.load(chunkS_ptr + cidx),)
             h = new_h
     dtsum = tl.zeros((BD,), dtype=tl.float32)
     t_start = q * chunk_len
     t_end = tl.minimum(L, t_start + chunk_len)
-    for t0 in range(t_start, t_end, 4):
-        cols = t0 + tl.arange(0, 4)
-        m = rmask[:, None] & (cols < L)[None, :]
-        off = row_off[:, None] + cols[None, :]
-        dtr = tl.load(dt_ptr + off, mask=m, other=0.0).to(tl.float32)
-        if HAS_DTB:
-            dtr = dtr + dtb[:, None]
-        if SOFTPLUS:
-            dtr = _softplus(dtr)
-        dtt = tl.where(m, dtr, 0.0)
-        ut = tl.load(u_ptr + off, mask=m, other=0.0).to(tl.float32)
-        d0, d1, d2, d3 = _cols4(dtt)
-        e0, e1, e2, e3 = _cols4(dtt * ut)
-        y0 = tl.zeros((BD,), dtype=tl.float32)
-        y1 = tl.zeros((BD,), dtype=tl.float32)
-        y2 = tl.zeros((BD,), dtype=tl.float32)
-        y3 = tl.zeros((BD,), dtype=tl.float32)
-        new_h = ()
-        for n in tl.static_range(N):
-            if B_VARYING:
-                b0, b1, b2, b3 = _cols4(tl.load(B_ptr + bB[:, None] + n * L + cols[None, :],
-                                                mask=m, other=0.0).to(tl.float32))
-            else:
-                b0 = Binv[n]
-                b1 = b0
-                b2 = b0
-                b3 = b0
-            a = A2[n]
-            hn = tl.exp2(d0 * a) * h[n] + e0 * b0
-            hn1 = tl.exp2(d1 * a) * hn + e1 * b1
-            hn2 = tl.exp2(d2 * a) * hn1 + e2 * b2
-            hn3 = tl.exp2(d3 * a) * hn2 + e3 * b3
-            new_h = new_h + (hn3,)
-            if PASS != 1:
-                if C_VARYING:
-                    c0, c1, c2, c3 = _cols4(tl.load(C_ptr + bC[:, None] + n * L + cols[None, :],
-                                                    mask=m, other=0.0).to(tl.float32))
-                else:
-                    c0 = Cinv[n]
-                    c1 = c0
-                    c2 = c0
-                    c3 = c0
-                y0 += c0 * hn
-                y1 += c1 * hn1
-                y2 += c2 * hn2
-                y3 += c3 * hn3
-        h = new_h
-        if PASS == 1:
-            dtsum += tl.sum(dtt, axis=1)
-        else:
-            yt = _join4(y0, y1, y2, y3)
-            if HAS_D:
-                yt = yt + Dv[:, None] * ut
-            if HAS_Z:
-                zt = tl.load(z_ptr + off, mask=m, other=0.0).to(tl.float32)
-                yt = yt * (zt * tl.sigmoid(zt))
-            tl.store(y_ptr + off, yt, mask=m)
-            if STORE_STATES:
-                if ((t0 + 4) % STATE_EVERY == 0) | (t0 + 4 >= L):
-                    k = (t0 + 3) // STATE_EVERY
-                    for n in tl.static_range(N):
-                        tl.store(states_ptr + (r * n_state_tiles + k) * NP + n, h[n], mask=rmask)
+    t_full = t_start + (t_end - t_start) // 4 * 4
+    # software pipelining: the loads of the next PREFETCH tiles are in flight while tile t0 is
+    # computed (a ring of raw tiles; reads past the chunk stay inside the row or are masked)
+    ring = ()
+    for i in tl.static_range(PREFETCH):
+        ring = ring + (_seq_load(t_start + 4 * i, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
+    for t0 in range(t_start, t_full, 4):
+        dtr, ut, zt = ring[0]
+        rest = ()
+        for i in tl.static_range(1, PREFETCH):
+            rest = rest + (ring[i],)
+        ring = rest + (_seq_load(t0 + 4 * PREFETCH, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
+        h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
+                             bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING, HAS_D,
+                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, False)
+        if STORE_STATES:
+            if (t0 + 4) % STATE_EVERY == 0:
+                _store_states(states_ptr, rc, rmask, (t0 + 3) // STATE_EVERY, n_state_tiles, h, N, NP)
+    if t_full < t_end:
+        dtr, ut, zt = ring[0]
+        h, dtsum = _seq_tile(t_full, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
+                             bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING,
+                             HAS_D, HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True)
+    if STORE_STATES:
+        if (t_end == L) & (L % STATE_EVERY != 0):
+            _store_states(states_ptr, rc, rmask, (L - 1) // STATE_EVERY, n_state_tiles, h, N, NP)
     if PASS == 1:
         for n in tl.static_range(N):
-            cidx = (r * n_chunks + q) * N + n
+            cidx = (rc * n_chunks + q) * N + n
             tl.store(chunkS_ptr + cidx, h[n], mask=rmask)
             tl.store(chunkP_ptr + cidx, tl.exp2(A2[n] * dtsum), mask=rmask)
