@@ -57,3 +57,32 @@ def sweep(models: dict, needles, stats, lengths, positions=(0.5,), kinds=(("zero
                          snr_db=snr, mAP=m, mAP_10s=base[name],
                          rel_drop=(base[name] - m) / base[name] if base[name] > 0 else float("nan")))
     return pd.DataFrame(rows)
+
+
+def length_scaling(models: dict, lengths_s, device=None, dtype=torch.bfloat16, repeats=2,
+                   num_mel_bins=128) -> pd.DataFrame:
+    """Peak memory and seconds of one forward (batch 1, no grad, ``dtype`` autocast on CUDA) of
+    each model at each input length. A length that does not fit is a row with ``fits=False``
+    and the largest length predicted to fit, never an exception.
+
+    Returns one row per (model, length_s): fits, seconds, peak_mem_gib, max_fit_s, note.
+    """
+    from ..inference import InputTooLongError, measure
+
+    rows = []
+    for name, model in models.items():
+        for length in lengths_s:
+            frames = int(round(float(length) * 100))
+            row = dict(model=name, length_s=float(length), frames=frames)
+            try:
+                r = measure(model, frames, device, num_mel_bins=num_mel_bins, dtype=dtype,
+                            warmup=1, repeats=repeats)
+                peak = r["peak_mem_bytes"]
+                row.update(fits=True, seconds=r["seconds"],
+                           peak_mem_gib=None if peak is None else peak / 2**30, max_fit_s=None, note="")
+            except InputTooLongError as err:
+                fit = err.fit
+                row.update(fits=False, seconds=None, peak_mem_gib=None,
+                           max_fit_s=None if fit is None else fit.max_seconds, note=str(err))
+            rows.append(row)
+    return pd.DataFrame(rows)
