@@ -228,11 +228,13 @@ def _chunk_spans(frames, chunk_frames, sr):
     return [(f0, f1, hop * f0, hop * (f1 - 1) + window) for f0, f1 in _chunks(frames, chunk_frames)]
 
 
-def _fill_noise_frames(x, needle_start, needle_frames, noise, hay_frames, sr, mean, std, chunk_s):
-    """Write the haystack's ``hay_frames`` noise frames into x around the needle, chunk by chunk."""
+def _fill_noise_frames(x, needle_start, needle_frames, noise, hay_frames, sr, mean, std, chunk_s,
+                      fbank_device=None):
+    """Write the haystack's ``hay_frames`` noise frames into x around the needle, chunk by chunk
+    (fbank computed on ``fbank_device``: None = the CPU)."""
     chunk_frames = max(1, int(round(chunk_s * FRAMES_PER_SECOND)))
     for f0, f1, s0, s1 in _chunk_spans(hay_frames, chunk_frames, sr):
-        wave = torch.from_numpy(noise.read(s0, s1))
+        wave = torch.from_numpy(noise.read(s0, s1)).to(fbank_device or "cpu")
         frames = normalize_fbank(wav2fbank(wave, sr, x.shape[1], target_length=None), mean, std)
         before = max(0, min(f1, needle_start) - f0)          # frames of this chunk before the needle
         x[f0:f0 + before] = frames[:before]
@@ -241,14 +243,16 @@ def _fill_noise_frames(x, needle_start, needle_frames, noise, hay_frames, sr, me
 
 def build_haystack(needle_fbank, needle_wave, length_s, position, kind="zeros", snr_db=None,
                    seed=0, sr=SAMPLE_RATE, mean=AUDIOSET_MEAN, std=AUDIOSET_STD, chunk_s=600,
-                   babble_wav=None):
+                   babble_wav=None, fbank_device=None):
     """Insert ``needle_fbank`` (N, F), unmodified, into a ``kind`` haystack of ``length_s`` s.
 
     needle_wave: the needle's waveform ((samples,) or (1, samples); only its RMS is used; may be
     None for ``zeros``). seed: int or tuple of ints, selects the noise (white samples, babble
     offset). mean / std: the normalization the needle was made with. chunk_s: seconds of noise
     featurized per fbank call. babble_wav: None (synthetic babble), path(s) to recordings mixed
-    by :func:`load_babble`, or a waveform loop; ignored by the other kinds.
+    by :func:`load_babble`, or a waveform loop; ignored by the other kinds. fbank_device: where
+    the noise fbank is computed (None: the CPU; a CUDA device is faster on long haystacks; the
+    result always lands in a CPU tensor).
     Returns (x (total_frames(length_s), F) float32, index of the needle's first frame).
     """
     if not isinstance(needle_fbank, torch.Tensor) or needle_fbank.dim() != 2:
@@ -273,7 +277,8 @@ def build_haystack(needle_fbank, needle_wave, length_s, position, kind="zeros", 
     chunk = max(1, int(round(chunk_s * sr)))
     noise = _scaled_noise(kind, noise_num_samples(hay_frames, sr), needle_wave, snr_db, seed, sr,
                           babble_wav, chunk)
-    _fill_noise_frames(x, start, needle_frames, noise, hay_frames, sr, mean, std, chunk_s)
+    _fill_noise_frames(x, start, needle_frames, noise, hay_frames, sr, mean, std, chunk_s,
+                      fbank_device)
     return x, start
 
 
@@ -310,14 +315,15 @@ class NiahDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, needles, length_s, position=0.5, kind="zeros", snr_db=None, seed=0,
-                 sr=SAMPLE_RATE, mean=AUDIOSET_MEAN, std=AUDIOSET_STD, chunk_s=600, babble_wav=None):
+                 sr=SAMPLE_RATE, mean=AUDIOSET_MEAN, std=AUDIOSET_STD, chunk_s=600, babble_wav=None,
+                 fbank_device=None):
         _check_kind(kind, snr_db)
         total_frames(length_s)
         _check_position(position)
         self.needles = needles
         self.seed = _seed_tuple(seed)
         self.kwargs = dict(length_s=length_s, position=position, kind=kind, snr_db=snr_db, sr=sr,
-                           mean=mean, std=std, chunk_s=chunk_s)
+                           mean=mean, std=std, chunk_s=chunk_s, fbank_device=fbank_device)
         # resolve the babble loop once, not per item
         loop = torch.from_numpy(_babble_loop(babble_wav, sr)) if kind == "babble" else None
         self.kwargs["babble_wav"] = loop

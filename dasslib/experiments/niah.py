@@ -28,11 +28,13 @@ def load_needles(paths: dict, stats: tuple, max_needles: int | None = None) -> l
 
 
 def niah_map(model, needles, stats, length_s, position=0.5, kind="zeros", snr_db=None, device=None,
-             seed=0, batch_size=8) -> float:
-    """mAP of ``model`` over ``needles`` each inside a ``length_s`` haystack."""
+             seed=0, batch_size=8, babble_wav=None) -> float:
+    """mAP of ``model`` over ``needles`` each inside a ``length_s`` haystack (noise fbanks are
+    computed on ``device`` when it is a CUDA device)."""
     mean, std = stats
+    fbank_device = device if device is not None and torch.device(device).type == "cuda" else None
     ds = NiahDataset(needles, length_s, position=position, kind=kind, snr_db=snr_db, seed=seed,
-                     mean=mean, std=std)
+                     mean=mean, std=std, babble_wav=babble_wav, fbank_device=fbank_device)
     scores, targets = [], []
     bs = batch_size if length_s <= 60 else 1
     for i in range(0, len(ds), bs):
@@ -44,15 +46,17 @@ def niah_map(model, needles, stats, length_s, position=0.5, kind="zeros", snr_db
 
 
 def sweep(models: dict, needles, stats, lengths, positions=(0.5,), kinds=(("zeros", None),),
-          device=None, seed=0, batch_size=8) -> pd.DataFrame:
+          device=None, seed=0, batch_size=8, babble_wav=None) -> pd.DataFrame:
     """One row per (model, length, position, kind, snr) with mAP and the relative drop
-    ``(mAP_10 - mAP_t) / mAP_10`` against the needle alone (10.24 s)."""
+    ``(mAP_10 - mAP_t) / mAP_10`` against the needle alone (10.24 s). ``kinds``: (kind, snr_db)
+    pairs; ``babble_wav``: the babble loop (None: the default synthetic one)."""
     rows = []
     grid = list(itertools.product(models.items(), lengths, positions, kinds))
     base = {name: niah_map(m, needles, stats, NEEDLE_SECONDS, device=device, batch_size=batch_size)
             for name, m in models.items()}
     for (name, model), length, position, (kind, snr) in tqdm(grid, desc="NIAH", leave=False):
-        m = niah_map(model, needles, stats, length, position, kind, snr, device, seed, batch_size)
+        m = niah_map(model, needles, stats, length, position, kind, snr, device, seed, batch_size,
+                     babble_wav)
         rows.append(dict(model=name, length_s=float(length), position=float(position), haystack=kind,
                          snr_db=snr, mAP=m, mAP_10s=base[name],
                          rel_drop=(base[name] - m) / base[name] if base[name] > 0 else float("nan")))
