@@ -9,7 +9,7 @@ for nb in "$@"; do
     dest=results/$profile/$nb
     mkdir -p "$dest"
     start=$(date +%s)
-    papermill "notebooks/$nb.ipynb" "$dest/$nb.ipynb" -f "params/$profile/$nb.yaml" --no-progress-bar \
+    python3 -m papermill "notebooks/$nb.ipynb" "$dest/$nb.ipynb" -f "params/$profile/$nb.yaml" --no-progress-bar \
         --execution-timeout 3600 2>&1 | grep -v "Kernel is running over TCP" || { echo "$nb FAILED"; exit 1; }
     echo "$nb: $(( $(date +%s) - start )) s"
 done

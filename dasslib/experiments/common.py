@@ -51,8 +51,12 @@ def norm_stats(paths: dict, mean=None, std=None, max_items=400) -> tuple[float, 
 
 
 def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
-                     checkpoint=None, teacher: dict | None = None):
+                     checkpoint=None, teacher: dict | None = None, audio: dict | None = None,
+                     augment: dict | None = None):
     """Train ``model`` (``{name, <create overrides>}``) on the dataset, or load ``checkpoint``.
+
+    ``audio``: `AudioConf` fields for both splits (e.g. ``target_length``); ``augment``: training-only
+    `AudioConf` fields (``freqm``, ``timem``, ``mixup``).
 
     Returns ``(model, metrics)``; the run lives in ``out_dir`` and a finished run is not
     re-trained (the loop resumes or returns what is stored)."""
@@ -68,8 +72,9 @@ def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dic
     config = dict(
         out_dir=str(out_dir), task="multilabel", train=dict(train), model=model_section,
         data=dict(train_json=paths["train_json"], eval_json=paths["eval_json"], label_csv=paths["label_csv"],
-                  train_audio=dict(mean=mean, std=std, seed=int(train.get("seed", 0))),
-                  eval_audio=dict(mean=mean, std=std)),
+                  train_audio=dict(audio or {}, **(augment or {}), mean=mean, std=std,
+                                   seed=int(train.get("seed", 0))),
+                  eval_audio=dict(audio or {}, mean=mean, std=std)),
         loader=dict(loader),
     )
     if teacher:

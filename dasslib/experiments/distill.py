@@ -1,0 +1,294 @@
+"""Knowledge distillation experiments (DASS paper, Sec. 4.2-4.3, Tables 1 and 2).
+
+Teachers (trained here, or loaded from a checkpoint) and DASS students trained with plain BCE or
+with a distillation loss (``kd_kl``: 0.5 BCE + 0.5 KL to the teacher, as the official code) go
+through the one training loop. A teacher reaches the student's run as a model section with the path
+of a saved state dict (``{name, <overrides>, checkpoint}``), as in a ``dasslib.train.cli`` run file.
+
+Every run is one record ``{label, model, role, teacher, params_M, mAP, mAUC, d_prime, section}``
+(``section``: the run's model section, with the ``checkpoint`` a student can learn from);
+`table1`, `table2` and `runs_frame` are views of these records.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..metrics import evaluate
+
+KD_LOSSES = ("kd_kl", "kd_bce")
+_NO_TEACHER = "none"
+
+
+def slug(label: str) -> str:
+    """A folder name for a run label: ``"DASS-Small + KD"`` -> ``"dass_small_kd"``."""
+    s = re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_")
+    if not s:
+        raise ValueError(f"label {label!r} has no letters or digits")
+    return s
+
+
+def pretty_name(name: str) -> str:
+    """Registry name -> paper-style label: ``"dass_small"`` -> ``"DASS-Small"``."""
+    family, _, size = name.partition("_")
+    return family.upper() + (f"-{size.capitalize()}" if size else "")
+
+
+def count_params_m(model: torch.nn.Module) -> float:
+    """Number of parameters in millions."""
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def _audio_confs(stats: tuple, seed: int, audio: dict | None, augment: dict | None) -> tuple[dict, dict]:
+    """(train, eval) `AudioConf` dicts: normalization ``stats``, shared feature settings ``audio``
+    (e.g. target_length), train-only ``augment`` (freqm, timem, mixup)."""
+    mean, std = stats
+    shared = dict(audio or {}, mean=mean, std=std)
+    return dict(shared, **(augment or {}), seed=int(seed)), shared
+
+
+def fit_input(section: dict, audio: dict | None = None) -> dict:
+    """``section`` with ``input_tdim`` / ``input_fdim`` (models that have them, e.g. AST's positional
+    grid) set to the features' ``target_length`` / ``num_mel_bins`` unless the section gives them."""
+    import dataclasses
+
+    from ..data import AudioConf
+    from ..models import get_config
+
+    conf = AudioConf.from_dict(dict(audio or {}))
+    fields = {f.name for f in dataclasses.fields(get_config(section["name"]))}
+    sizes = dict(input_tdim=conf.target_length, input_fdim=conf.num_mel_bins)
+    return dict({k: v for k, v in sizes.items() if k in fields}, **section)
+
+
+def run_config(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
+               audio: dict | None = None, augment: dict | None = None, teacher: dict | None = None,
+               balanced: bool = False) -> dict:
+    """A `dasslib.train.cli` run config (the default ``build_audioset`` builder): the config
+    `experiments.common.train_classifier` builds, plus feature settings ``audio`` for both splits,
+    train-only ``augment``, balanced sampling and an optional ``teacher`` section."""
+    from ..data import read_label_csv
+
+    num_classes = read_label_csv(paths["label_csv"]).num_classes
+    train_audio, eval_audio = _audio_confs(stats, train.get("seed", 0), audio, augment)
+    config = dict(
+        out_dir=str(out_dir), task="multilabel", train=dict(train),
+        model=dict(fit_input(model, audio), num_classes=num_classes),
+        data=dict(train_json=paths["train_json"], eval_json=paths["eval_json"], label_csv=paths["label_csv"],
+                  train_audio=train_audio, eval_audio=eval_audio, balanced=bool(balanced)),
+        loader=dict(loader))
+    if teacher:
+        if not teacher.get("checkpoint"):
+            raise ValueError("a teacher must be a trained model: give its section a 'checkpoint' path")
+        if train.get("loss") not in KD_LOSSES:
+            raise ValueError(f"a teacher needs a distillation loss (train['loss'] in {KD_LOSSES}), "
+                             f"got {train.get('loss')!r}")
+        config["teacher"] = dict(fit_input(teacher, audio), num_classes=num_classes)
+    return config
+
+
+def train_model(config: dict):
+    """Train what `run_config` describes with `dasslib.train.fit` (a finished run in ``out_dir`` is
+    returned as stored). Returns ``(model holding the reported weights, metrics dict)``."""
+    from ..train import TrainConfig, cli, fit
+    from ..train.seeding import seed_everything
+
+    cfg = TrainConfig.from_dict(config["train"])
+    seed_everything(cfg.seed)
+    parts = cli.build_audioset(config)  # after seeding: identical initial weights every run
+    result = fit(parts["model"], parts["train_loader"], parts["eval_loader"], cfg, config["out_dir"],
+                 teacher=parts.get("teacher"), task="multilabel", resume=True)
+    return parts["model"], result.metrics
+
+
+def load_model(section: dict, label_csv, audio: dict | None = None) -> torch.nn.Module:
+    """A registry model from ``{name, <overrides>, checkpoint}`` sized for the dataset's classes
+    (and, with `fit_input`, for the features ``audio``)."""
+    from ..data import read_label_csv
+    from ..train import cli
+
+    if not section.get("checkpoint"):
+        raise ValueError(f"no checkpoint in model section {section}")
+    section = dict(fit_input(section, audio), num_classes=read_label_csv(label_csv).num_classes)
+    return cli._model(section, "teacher")
+
+
+@torch.no_grad()
+def evaluate_model(model, paths: dict, stats: tuple, audio: dict | None = None, batch_size: int = 24,
+                   num_workers: int = 0, device=None) -> dict:
+    """mAP / mAUC / d_prime of ``model`` on the eval set (eval features: no augmentation)."""
+    from torch.utils.data import DataLoader
+
+    from ..data import AudioConf, AudioDataset
+    from ..inference import predict
+
+    _, eval_audio = _audio_confs(stats, 0, audio, None)
+    ds = AudioDataset(paths["eval_json"], paths["label_csv"], AudioConf.from_dict(eval_audio))
+    model = model.to(device or "cpu").eval()
+    scores, targets = [], []
+    for x, y in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
+        scores.append(predict(model, x))
+        targets.append(y)
+    m = evaluate(torch.cat(scores).numpy(), torch.cat(targets).numpy())
+    return {k: float(m[k]) for k in ("mAP", "mAUC", "d_prime")}
+
+
+def _record(label, section, role, teacher, model, metrics, checkpoint=None) -> dict:
+    """One run: ``section`` is the model section (with ``checkpoint`` when the run can teach)."""
+    section = {k: v for k, v in section.items() if k not in ("checkpoint", "imagenet_init")}
+    if checkpoint is not None:
+        section["checkpoint"] = str(checkpoint)
+    return dict(label=label, model=section["name"], role=role, teacher=teacher, params_M=count_params_m(model),
+                mAP=float(metrics["mAP"]), mAUC=float(metrics["mAUC"]), d_prime=float(metrics["d_prime"]),
+                section=section)
+
+
+def get_teachers(out: Path, teachers: dict, paths: dict, stats: tuple, train: dict, loader: dict,
+                 audio: dict | None = None, augment: dict | None = None, balanced: bool = False,
+                 device=None) -> list[dict]:
+    """Train (or load) every teacher; ``teachers``: ``{label: {name, <overrides>, checkpoint?}}``.
+
+    A teacher with a ``checkpoint`` is loaded and evaluated; the others are trained with ``train``
+    (BCE) under ``out/teacher_<label>`` and their final (averaged) weights saved as a plain state dict
+    ``out/teacher_<label>/teacher.pt``. Returns one record per teacher (role ``"teacher"``)."""
+    records = []
+    for label, section in teachers.items():
+        if "name" not in section:
+            raise ValueError(f"teacher {label!r} needs a model name")
+        if section.get("checkpoint"):
+            model = load_model(section, paths["label_csv"], audio)
+            metrics = evaluate_model(model, paths, stats, audio, 2 * loader.get("batch_size", 12),
+                                     loader.get("num_workers", 0), device)
+            checkpoint = section["checkpoint"]
+        else:
+            run_dir = Path(out) / f"teacher_{slug(label)}"
+            if train.get("loss", "bce") in KD_LOSSES:
+                raise ValueError("teachers are trained without distillation: drop 'loss' from teacher_train")
+            model, metrics = train_model(run_config(run_dir, section, paths, stats, train, loader, audio,
+                                                    augment, balanced=balanced))
+            checkpoint = run_dir / "teacher.pt"
+            torch.save(model.state_dict(), checkpoint)
+        records.append(_record(label, section, "teacher", _NO_TEACHER, model, metrics, checkpoint))
+    return records
+
+
+def train_students(out: Path, student: dict, teacher_records: list[dict], kd_teacher: str, paths: dict,
+                   stats: tuple, train: dict, loader: dict, audio: dict | None = None, augment: dict | None = None,
+                   balanced: bool = False, kd_loss: str = "kd_kl", dass_teacher: bool = True,
+                   student_label: str | None = None) -> list[dict]:
+    """DASS students trained with ``train`` under ``out/student_<label>``: one without KD (BCE), one
+    with ``kd_loss`` from every teacher of ``teacher_records`` (`get_teachers`; ``kd_teacher`` first,
+    the Table-1 student) and, with ``dass_teacher``, one taught by that Table-1 KD student itself (a
+    teacher of the student's own architecture, as in the paper's Table 2).
+
+    Returns one record per student (role ``"student"``, labels ``"<student>"`` and
+    ``"<student> + KD (<teacher>)"``) and, with ``dass_teacher``, the Table-1 KD student again as a
+    teacher record labelled ``"<student> + KD"``."""
+    if kd_loss not in KD_LOSSES:
+        raise ValueError(f"kd_loss must be one of {KD_LOSSES}, got {kd_loss!r}")
+    by_label = {r["label"]: r for r in teacher_records}
+    if kd_teacher not in by_label:
+        raise ValueError(f"kd_teacher {kd_teacher!r} is not one of the teachers {list(by_label)}")
+    if "loss" in train:
+        raise ValueError("the student loss is set by the experiment (bce / kd_loss): drop 'loss' from train")
+    name = student_label or pretty_name(student["name"])
+
+    def student_run(label, teacher=None):
+        """teacher: (label, model section with checkpoint) or None."""
+        loss = "bce" if teacher is None else kd_loss
+        config = run_config(Path(out) / f"student_{slug(label)}", student, paths, stats, dict(train, loss=loss),
+                            loader, audio, augment, None if teacher is None else teacher[1], balanced)
+        model, metrics = train_model(config)
+        return model, _record(label, student, "student", _NO_TEACHER if teacher is None else teacher[0],
+                              model, metrics)
+
+    records = [student_run(name)[1]]
+    for t in [kd_teacher] + [t for t in by_label if t != kd_teacher]:
+        model, rec = student_run(f"{name} + KD ({t})", (t, by_label[t]["section"]))
+        records.append(rec)
+        if t == kd_teacher:
+            kd_model, kd_rec = model, rec
+    if dass_teacher:
+        path = Path(out) / f"student_{slug(kd_rec['label'])}" / "teacher.pt"
+        torch.save(kd_model.state_dict(), path)
+        teacher_label = f"{name} + KD"
+        section = dict(kd_rec["section"], checkpoint=str(path))
+        records.append(dict(kd_rec, label=teacher_label, role="teacher", section=section))
+        records.append(student_run(f"{name} + KD ({teacher_label})", (teacher_label, section))[1])
+    return records
+
+
+def runs_frame(records: list[dict]) -> pd.DataFrame:
+    """All runs, one row each (the model section's checkpoint as a column; paths are relative to the
+    notebook's folder when the runs live under it)."""
+    rows = [dict({k: v for k, v in r.items() if k != "section"}, checkpoint=r["section"].get("checkpoint"))
+            for r in records]
+    return pd.DataFrame(rows, columns=["label", "model", "role", "teacher", "params_M", "mAP", "mAUC",
+                                       "d_prime", "checkpoint"])
+
+
+def _get(records, label, role):
+    found = [r for r in records if r["label"] == label and r["role"] == role]
+    if not found:
+        raise ValueError(f"no {role} run labelled {label!r}")
+    return found[0]
+
+
+def table1(records: list[dict], kd_teacher: str, student_label: str) -> pd.DataFrame:
+    """Paper Table 1 shape: rows = the teacher, the student without KD, the student with KD from
+    ``kd_teacher``; columns params_M, KD (the teacher's label or "none"), mAP, mAUC."""
+    rows = [_get(records, kd_teacher, "teacher"), _get(records, student_label, "student"),
+            _get(records, f"{student_label} + KD ({kd_teacher})", "student")]
+    df = pd.DataFrame([dict(model=r["label"], params_M=r["params_M"], KD=r["teacher"], mAP=r["mAP"],
+                            mAUC=r["mAUC"]) for r in rows])
+    df.loc[0, "model"] = f"{kd_teacher} (teacher)"
+    return df.set_index("model")
+
+
+def table2(records: list[dict], student_label: str) -> pd.DataFrame:
+    """Paper Table 2 shape: one row per student run, i.e. per teacher (the no-KD student is the
+    reference row, teacher "none"): student, params_M, teacher, teacher_params_M, teacher_mAP, student_mAP."""
+    teachers = {r["label"]: r for r in records if r["role"] == "teacher"}
+    rows = []
+    for r in records:
+        if r["role"] != "student":
+            continue
+        t = teachers.get(r["teacher"])
+        rows.append(dict(student=student_label, params_M=r["params_M"], teacher=r["teacher"],
+                         teacher_params_M=None if t is None else t["params_M"],
+                         teacher_mAP=None if t is None else t["mAP"], student_mAP=r["mAP"]))
+    return pd.DataFrame(rows, columns=["student", "params_M", "teacher", "teacher_params_M", "teacher_mAP",
+                                       "student_mAP"])
+
+
+def combined_table(t1: pd.DataFrame, t2: pd.DataFrame) -> pd.DataFrame:
+    """Tables 1 and 2 stacked: columns table, model, params_M, teacher, teacher_mAP, mAP."""
+    a = t1.reset_index().rename(columns={"KD": "teacher"}).assign(table="1", teacher_mAP=float("nan"))
+    b = t2.rename(columns={"student": "model", "student_mAP": "mAP"}).assign(table="2")
+    b["model"] = [m if t == _NO_TEACHER else f"{m} + KD" for m, t in zip(b["model"], b["teacher"])]
+    cols = ["table", "model", "params_M", "teacher", "teacher_mAP", "mAP"]
+    return pd.concat([a[cols], b[cols]], ignore_index=True)
+
+
+def plot_tables(t1: pd.DataFrame, t2: pd.DataFrame, path):
+    """Seaborn bar charts: Table 1 mAP per model; Table 2 teacher and student mAP per teacher."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    sns.barplot(data=t1.reset_index(), x="model", y="mAP", ax=axes[0], color="C0")
+    axes[0].set(title="Table 1: teacher and student, with and without KD", xlabel="")
+    long = t2[["teacher", "teacher_mAP", "student_mAP"]].set_axis(["by", "teacher", "student"], axis=1).melt(
+        id_vars=["by"], value_vars=["teacher", "student"], var_name="model", value_name="mAP").dropna()
+    sns.barplot(data=long, x="by", y="mAP", hue="model", order=list(t2["teacher"]), ax=axes[1])
+    axes[1].set(title="Table 2: the student with different teachers", xlabel="teacher")
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=20)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,348 @@
+"""SSAM experiments (Yadav & Tan, paper Tables 1, 2, 4): masked spectrogram-patch pretraining of
+SSAM (Mamba) and SSAST-style (transformer) encoders, then an MLP probe trained on frozen features.
+
+Pipeline, as the paper and the official code do it (kaldi fbank of `dasslib.data` instead of the
+official torchaudio MelSpectrogram):
+
+* clips: 80-bin log-mel ``(clip_frames, 80)`` per labelled clip (no dataset normalization);
+* pretraining: a random 2 s crop ``(200, 80)`` of every clip per epoch, standardized per
+  instance ``(x - mean) / (std + 1e-8)``; loss = MSE on the masked patches (the training loop's
+  ``objective="pretrain"``); evaluation loss on centre crops of the eval set;
+* features (HEAR scene embeddings): the clip standardized per instance, cut into 2 s chunks
+  (the tail zero-padded), every chunk encoded without masking; per-time-step embeddings
+  ``(t, f_dim * D)`` concatenated over chunks (padded steps dropped) and averaged over time:
+  ``pool="frames"`` (default) keeps the ``f_dim * D`` vector (the official HEAR wrapper: the
+  mean over time of the patch tokens of each frequency band), ``pool="mean"`` also averages over
+  frequency (the mean of all patch tokens, ``D``; it loses most of the band information: on the
+  embedded ``ci`` set a random-init tiny SSAM probes at mAP ~0.15 with it vs ~0.35 with frames);
+* probe: one-hidden-layer MLP (1024 units) on standardized features, multi-label BCE, scored
+  by `dasslib.metrics.evaluate` (mAP) on the eval set, repeated over seeds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ..metrics import evaluate
+
+VARIANTS = {"mamba": "none", "vim": "bi_bi"}  # Table 4: SSM type -> SSAMConfig.bimamba
+SSM_TYPE = {"mamba": "Mamba", "vim": "Vim"}
+DEFAULT_PATCH = (4, 16)
+POOLS = ("mean", "frames")
+# Paper Sec. 3.2 / official configs: AdamW, wd 0.05, 10 warm-up epochs then cosine, 100 epochs;
+# betas (0.9, 0.95) and lr 1.5e-4 * batch / 256 from the official train.py.
+PRETRAIN_RECIPE = dict(optimizer="adamw", weight_decay=0.05, betas=(0.9, 0.95), schedule="cosine",
+                       warmup_epochs=10, warmup_every=1, epochs=100, lr=6e-4, wa=False,
+                       objective="pretrain", loss="masked_mse", main_metric="eval_loss")
+
+
+# ---------------------------------------------------------------- data
+def standardize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-instance standardization of ``x (..., T, F)`` over its last two axes."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True)
+    return (x - mean) / (std + eps)
+
+
+def load_clips(datafile, label_csv, num_mel_bins=80, clip_frames=998, cache=True, num_workers=0,
+               batch_size=32) -> Dataset:
+    """Labelled clips ``(fbank (clip_frames, num_mel_bins) raw log-mel, labels (C,))``.
+
+    ``cache=True`` computes every fbank once (through a DataLoader with ``num_workers``) and
+    returns a `TensorDataset` held in memory (4 * clip_frames * num_mel_bins bytes per clip);
+    ``cache=False`` returns the streaming `AudioDataset` (AudioSet-sized sets)."""
+    from ..data import AudioConf, AudioDataset
+
+    conf = AudioConf(target_length=clip_frames, num_mel_bins=num_mel_bins, mean=None, std=None)
+    ds = AudioDataset(datafile, label_csv, conf)
+    if not cache:
+        return ds
+    xs, ys = [], []
+    for x, y in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
+        xs.append(x)
+        ys.append(y)
+    return TensorDataset(torch.cat(xs), torch.cat(ys))
+
+
+class CropDataset(Dataset):
+    """Items ``(crop (crop_frames, F) standardized per instance, labels)`` of a clip dataset.
+
+    ``random=True``: the crop start of item ``i`` in epoch ``e`` is drawn from a generator seeded
+    by ``(seed, e, i)`` (reproducible in workers and after resumption; the loop calls
+    `set_epoch`); ``random=False``: the centre crop."""
+
+    def __init__(self, clips: Dataset, crop_frames: int = 200, random: bool = True, seed: int = 0):
+        if crop_frames < 1:
+            raise ValueError(f"crop_frames must be positive, got {crop_frames}")
+        self.clips, self.crop_frames, self.random, self.seed = clips, int(crop_frames), random, int(seed)
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.clips)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index):
+        x, y = self.clips[index][:2]
+        t = x.shape[0]
+        if t < self.crop_frames:
+            raise ValueError(f"clip {index} has {t} frames, fewer than crop_frames={self.crop_frames}")
+        if self.random:
+            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            start = int(rng.integers(0, t - self.crop_frames + 1))
+        else:
+            start = (t - self.crop_frames) // 2
+        return standardize(x[start:start + self.crop_frames]), y
+
+
+# ---------------------------------------------------------------- models and pretraining
+def model_label(name: str, pretrained: bool = True) -> str:
+    """``"ssam_tiny"`` -> ``"SSAM-Tiny"`` (``" (random init)"`` appended when not pretrained)."""
+    family, _, size = name.partition("_")
+    return f"{family.upper()}-{size.title()}" + ("" if pretrained else " (random init)")
+
+
+def create_encoder(name: str, patch_size=DEFAULT_PATCH, variant: str = "mamba", overrides: dict | None = None):
+    """A registry SSAM / SSAST model without classifier head (``num_classes=0``).
+
+    ``overrides``: ``{"ssam": {...}, "ssast": {...}}`` config overrides per family (tiny CPU
+    models); ``variant`` ("mamba" | "vim") only applies to SSAM."""
+    from .. import models
+
+    family = name.split("_")[0]
+    if family not in ("ssam", "ssast"):
+        raise ValueError(f"{name!r} is not an SSAM / SSAST model")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    kw = dict((overrides or {}).get(family, {}), patch_size=tuple(patch_size))
+    if family == "ssam":
+        kw["bimamba"] = VARIANTS[variant]
+    return models.create(name, num_classes=0, **kw)
+
+
+def pretrain_config(train: dict, seed: int = 0, device: str = "auto") -> dict:
+    """The `TrainConfig` fields of a pretraining run: `PRETRAIN_RECIPE` updated by ``train``."""
+    from ..train import TrainConfig
+
+    cfg = TrainConfig.from_dict({**PRETRAIN_RECIPE, **dict(train), "seed": seed, "device": device})
+    if cfg.objective != "pretrain":
+        raise ValueError("SSAM pretraining needs objective='pretrain'")
+    return cfg.to_dict()
+
+
+def pretrain(model: nn.Module, train_crops: Dataset, eval_crops: Dataset | None, out_dir, train_cfg: dict,
+             batch_size: int = 64, num_workers: int = 0):
+    """Masked reconstruction of ``model`` through `dasslib.train.fit` (resumes / reloads ``out_dir``).
+
+    Returns the `FitResult` (history: one row per epoch with ``train_loss``, ``eval_loss``)."""
+    from ..train import TrainConfig, fit
+
+    cfg = TrainConfig.from_dict(train_cfg)
+    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available())
+    train_loader = DataLoader(train_crops, batch_size=batch_size, shuffle=True, **common)
+    eval_loader = None if eval_crops is None else DataLoader(eval_crops, batch_size=2 * batch_size, **common)
+    return fit(model, train_loader, eval_loader, cfg, out_dir, resume=True)
+
+
+# ---------------------------------------------------------------- features and probe
+@torch.inference_mode()
+def embed_clips(model: nn.Module, clips: Dataset, chunk_frames: int = 200, pool: str = "frames",
+                batch_size: int = 16, device=None, num_workers: int = 0):
+    """Frozen scene embeddings of every clip: ``(features (N, D'), targets (N, C))`` float32 tensors,
+    ``D' = D`` for ``pool="mean"``, ``f_dim * D`` for ``pool="frames"`` (see the module doc)."""
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r}; choose one of {POOLS}")
+    device = torch.device(device or "cpu")
+    model = model.to(device).eval()
+    feats, targets = [], []
+    workers = 0 if isinstance(clips, TensorDataset) else num_workers  # in memory: nothing to load
+    for x, y in DataLoader(clips, batch_size=batch_size, num_workers=workers):
+        b, t, f = x.shape
+        n = math.ceil(t / chunk_frames)
+        x = torch.nn.functional.pad(standardize(x), (0, 0, 0, n * chunk_frames - t))
+        x = x.reshape(b * n, chunk_frames, f).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            h = model.forward_frames(x).float()                   # (b * n, t_dim, f_dim * D)
+        steps = h.shape[1]
+        h = h.reshape(b, n * steps, -1)
+        keep = n * steps - int(steps * (n * chunk_frames - t) / chunk_frames)  # drop padded steps
+        h = h[:, :max(keep, 1)].mean(dim=1)                       # (b, f_dim * D)
+        if pool == "mean":
+            h = h.reshape(b, -1, model.cfg.embed_dim).mean(dim=1)  # (b, D)
+        feats.append(h.cpu())
+        targets.append(y)
+    return torch.cat(feats), torch.cat(targets)
+
+
+def probe(train_x, train_y, eval_x, eval_y, hidden: int = 1024, dropout: float = 0.1, epochs: int = 100,
+          lr: float = 1e-3, batch_size: int = 1024, weight_decay: float = 0.0, seed: int = 0,
+          device=None) -> dict:
+    """Train a one-hidden-layer MLP on frozen features and score it on the eval set.
+
+    ``train_x (N, D)``, ``train_y (N, C)`` multi-hot; features standardized with the training
+    mean / std; Adam, BCE, ``epochs`` passes in ``batch_size`` minibatches, all randomness from
+    ``seed``. Returns `dasslib.metrics.evaluate` of the eval logits (``mAP``, ``mAUC``, ``d_prime``)."""
+    train_x, eval_x = torch.as_tensor(train_x).float(), torch.as_tensor(eval_x).float()
+    train_y, eval_y = torch.as_tensor(train_y).float(), torch.as_tensor(eval_y).float()
+    if train_x.dim() != 2 or train_x.shape[1] != eval_x.shape[1]:
+        raise ValueError(f"features must be (N, D) with the same D, got {tuple(train_x.shape)} and "
+                         f"{tuple(eval_x.shape)}")
+    if train_y.shape[0] != train_x.shape[0] or eval_y.shape[0] != eval_x.shape[0]:
+        raise ValueError("features and targets differ in their number of rows")
+    device = torch.device(device or "cpu")
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    train_x, eval_x = ((train_x - mean) / std).to(device), ((eval_x - mean) / std).to(device)
+    train_y = train_y.to(device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        torch.manual_seed(seed)
+        mlp = nn.Sequential(nn.Linear(train_x.shape[1], hidden), nn.ReLU(), nn.Dropout(dropout),
+                            nn.Linear(hidden, train_y.shape[1])).to(device)
+        opt = torch.optim.Adam(mlp.parameters(), lr=lr, weight_decay=weight_decay)
+        order = torch.Generator().manual_seed(seed)
+        n = train_x.shape[0]
+        for _ in range(epochs):
+            mlp.train()
+            for idx in torch.randperm(n, generator=order).split(batch_size):
+                idx = idx.to(device)
+                loss = nn.functional.binary_cross_entropy_with_logits(mlp(train_x[idx]), train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        mlp.eval()
+        with torch.no_grad():
+            scores = mlp(eval_x).float().cpu()
+    return {k: float(v) for k, v in evaluate(scores, eval_y).items() if np.ndim(v) == 0}
+
+
+# ---------------------------------------------------------------- experiment plan and tables
+def _key(name, patch_size, variant, pretrained):
+    ps = "x".join(str(p) for p in patch_size)
+    v = f"-{variant}" if name.startswith("ssam") else ""
+    return f"{name}-p{ps}{v}" + ("" if pretrained else "-init")
+
+
+def plan_runs(models=("ssam_tiny", "ssast_tiny"), no_pretrain=("ssam_tiny",),
+              ablation_models=("ssast_tiny", "ssam_tiny"), patch_sizes=(DEFAULT_PATCH,),
+              variants=("mamba",)) -> pd.DataFrame:
+    """Rows ``(table, model, setting, key)`` of Tables 1, 2 and 4, and the run behind each.
+
+    Table 1: every name in ``models`` pretrained plus every name in ``no_pretrain`` frozen at its
+    random initialisation (default patch, Mamba). Table 2: ``ablation_models`` x ``patch_sizes``.
+    Table 4: the SSAST models of ``ablation_models`` (SSM type "None") and its SSAM models x
+    ``variants``. Runs shared by several rows have one ``key`` (trained once)."""
+    for v in variants:
+        if v not in VARIANTS:
+            raise ValueError(f"unknown variant {v!r}; choose from {sorted(VARIANTS)}")
+    for ps in patch_sizes:
+        if len(ps) != 2 or min(ps) < 1:
+            raise ValueError(f"a patch size is (time, frequency) > 0, got {ps}")
+    rows = []
+
+    def add(table, setting, name, patch=DEFAULT_PATCH, variant="mamba", pretrained=True):
+        rows.append(dict(table=table, model=model_label(name, pretrained), setting=setting,
+                         key=_key(name, patch, variant, pretrained), name=name,
+                         patch_size=tuple(int(p) for p in patch), variant=variant, pretrained=pretrained))
+
+    for name in models:
+        add("Table 1", "pretrained", name)
+    for name in no_pretrain:
+        add("Table 1", "no pretraining", name, pretrained=False)
+    for ps in patch_sizes:
+        for name in ablation_models:
+            add("Table 2", f"patch {tuple(ps)}", name, patch=ps)
+    for name in ablation_models:
+        if name.startswith("ssast"):
+            add("Table 4", "SSM None", name)
+        else:
+            for v in variants:
+                add("Table 4", f"SSM {SSM_TYPE[v]}", name, variant=v)
+    if not rows:
+        raise ValueError("nothing to run: give at least one model")
+    return pd.DataFrame(rows)
+
+
+def config_hash(*parts) -> str:
+    """8 hex digits identifying a run's settings (its folder name, so a changed setting retrains)."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def run_experiments(plan: pd.DataFrame, clips: dict, out_dir, overrides: dict, train: dict,
+                    crop_frames=200, batch_size=64, num_workers=0, pool="frames", probe_kw: dict | None = None,
+                    probe_seeds=(0,), seed=0, device=None, data_id: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pretrain (or keep at init) and probe every distinct run of ``plan``.
+
+    ``clips``: clip datasets (`load_clips`) ``train`` / ``eval`` (pretraining and its eval loss)
+    and ``probe_train`` / ``probe_eval`` (the labelled probing sets; default: ``train`` / ``eval``).
+    Pretraining runs live in ``out_dir/<key>-<hash of the settings and data_id>``.
+
+    Returns ``(results, history)``: one row per run key (``params_M``, ``n_patches``,
+    ``pretrain_eval_loss``, ``feature_dim``, ``mAP``, ``mAP_std`` over ``probe_seeds``, ``mAUC``,
+    ``d_prime``, ``pretrain_s``, ``probe_s``) and the pretraining history of every pretrained run."""
+    from ..train.seeding import seed_everything
+
+    device = torch.device(device or "cpu")
+    cfg = pretrain_config(train, seed, device.type)
+    train_clips = clips["train"]
+    probe_sets = (clips.get("probe_train", train_clips), clips.get("probe_eval", clips.get("eval")))
+    if probe_sets[1] is None:
+        raise ValueError("probing needs an eval set: give clips['eval'] or clips['probe_eval']")
+    f_bins = train_clips[0][0].shape[1]
+    train_crops = CropDataset(train_clips, crop_frames, random=True, seed=seed)
+    eval_crops = None if clips.get("eval") is None else CropDataset(clips["eval"], crop_frames, random=False)
+    results, histories = [], []
+    for run in plan.drop_duplicates("key").itertuples():
+        seed_everything(seed)  # identical initial weights for a run and its no-pretraining twin
+        model = create_encoder(run.name, run.patch_size, run.variant, overrides)
+        row = dict(key=run.key, model=model_label(run.name, run.pretrained),
+                   params_M=sum(p.numel() for p in model.parameters()) / 1e6,
+                   n_patches=(crop_frames // run.patch_size[0]) * (f_bins // run.patch_size[1]),
+                   pretrain_eval_loss=float("nan"), pretrain_s=0.0)
+        t0 = time.perf_counter()
+        if run.pretrained:
+            settings = config_hash(overrides.get(run.name.split("_")[0]), cfg, crop_frames, batch_size,
+                                   len(train_clips), data_id)
+            folder = Path(out_dir) / f"{run.key}-{settings}"
+            res = pretrain(model, train_crops, eval_crops, folder, cfg, batch_size, num_workers)
+            if "eval_loss" in res.history:
+                row["pretrain_eval_loss"] = float(res.history["eval_loss"].iloc[-1])
+            histories.append(res.history.assign(key=run.key, model=row["model"]))
+        row["pretrain_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        feats = [embed_clips(model, c, crop_frames, pool, batch_size, device, num_workers)
+                 for c in probe_sets]
+        scores = pd.DataFrame([probe(*feats[0], *feats[1], seed=s, device=device, **(probe_kw or {}))
+                               for s in probe_seeds])
+        row.update(feature_dim=feats[0][0].shape[1], mAP=scores["mAP"].mean(), mAP_std=scores["mAP"].std(ddof=0),
+                   mAUC=scores["mAUC"].mean(), d_prime=scores["d_prime"].mean(), probe_s=time.perf_counter() - t0)
+        results.append(row)
+        model.cpu()
+    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
+    return pd.DataFrame(results), history
+
+
+def make_tables(plan: pd.DataFrame, results: pd.DataFrame) -> dict:
+    """Paper-shaped tables from `plan_runs` and `run_experiments`: ``table1`` (model, pretraining,
+    params, mAP), ``table2`` (model, patch size, number of patches, mAP), ``table4`` (model, SSM
+    type, mAP) and ``combined`` (index table / model / setting; mAP, mAP_std, mAUC)."""
+    df = plan.merge(results.drop(columns="model"), on="key", how="left", validate="many_to_one")
+    cols = ["model", "mAP", "mAP_std", "mAUC"]
+    t1 = df[df.table == "Table 1"].rename(columns={"setting": "pretraining"})
+    t2 = df[df.table == "Table 2"].assign(patch_size=lambda d: d.patch_size.map(str))
+    t4 = df[df.table == "Table 4"].assign(ssm_type=lambda d: d.setting.str.removeprefix("SSM "))
+    return dict(
+        table1=t1[["model", "pretraining", "params_M", "n_patches", "pretrain_eval_loss", *cols[1:]]].reset_index(drop=True),
+        table2=t2[["model", "patch_size", "n_patches", *cols[1:]]].reset_index(drop=True),
+        table4=t4[["model", "ssm_type", *cols[1:]]].reset_index(drop=True),
+        combined=df.set_index(["table", "model", "setting"])[cols[1:]],
+    )
