@@ -1,12 +1,13 @@
 """Benchmark of the selective-scan backends (GPU), with correctness checks first.
 
     python benchmarks/bench_scan.py --csv scan_bench.csv --log scan_bench.log [--tune]
+                                    [--budget-s 210] [--case-cap-s 30] [--shapes dass,long,aum]
     TRITON_INTERPRET=1 python benchmarks/bench_scan.py --smoke     # CPU check of this script
 
 Shapes (forward arguments as the models use them: D, delta_bias, delta_softplus=True):
-  aum   batch 12, dim 1536,       L 513,    N 16, B/C (batch, 1, N, L), gate z
   dass  batch 12, dim 4*192=768,  L 8192,   N 1,  B/C (batch, 4, N, L) (4 SS2D directions)
   long  batch 1,  dim 768,        L 524288, N 16, B/C (batch, 1, N, L)
+  aum   batch 12, dim 1536,       L 513,    N 16, B/C (batch, 1, N, L), gate z
 inputs u, delta, z, B, C in fp32 or bf16; A, D, delta_bias fp32.
 
 Minimum bytes (each input read once, each output written once; s = input element size):
@@ -21,6 +22,15 @@ Minimum bytes (each input read once, each output written once; s = input element
 GB/s = bytes / median time; "% copy" compares with the device-to-device copy bandwidth measured
 in the same run (a 2 GiB torch copy, counting bytes read + written).
 Times are medians over repeated runs after warm-up (CUDA events).
+
+Order of work (most important first, so that the time budget cuts the least important):
+copy bandwidth; correctness of the default config of every shape and dtype (fwd + all grads
+against a float64 reference, at the timed config on a smaller batch / length); default forward
+timings; default forward+backward timings; --tune forward variants (each also compared with the
+default's output); torch baselines. Every CSV row is written (and flushed) as soon as it is
+measured. When the overall budget (--budget-s) is spent, the remaining cases are skipped with a
+note in the log; one case stops repeating once it has used --case-cap-s. The torch backend is
+skipped where one call would take seconds (the long shape).
 """
 import argparse
 import csv
@@ -38,25 +48,34 @@ from dasslib.scans.torch_backend import selective_scan_torch  # noqa: E402
 from dasslib.scans.triton_backend import pick_config, selective_scan_triton  # noqa: E402
 
 SHAPES = {
-    "aum": dict(batch=12, dim=1536, L=513, N=16, G=1, z=True),
     "dass": dict(batch=12, dim=768, L=8192, N=1, G=4, z=False),
     "long": dict(batch=1, dim=768, L=524288, N=16, G=1, z=False),
+    "aum": dict(batch=12, dim=1536, L=513, N=16, G=1, z=True),
 }
+# the correctness check runs the timed config on these (smaller) sizes; lengths keep the
+# divisibility of the timed ones, so the compiled kernels are shared with the timings
+CHECK_SIZES = {"dass": dict(batch=2), "long": dict(L=65536), "aum": dict(batch=2)}
 SMOKE_SHAPES = {
-    "aum": dict(batch=2, dim=64, L=13, N=4, G=1, z=True),
-    "dass": dict(batch=2, dim=64, L=32, N=1, G=4, z=False),
+    "dass": dict(batch=2, dim=16, L=40, N=1, G=4, z=False),
+    "long": dict(batch=1, dim=8, L=300, N=2, G=1, z=False),
+    "aum": dict(batch=2, dim=16, L=13, N=4, G=1, z=True),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# torch backend: skipped when one forward call would process more than this many state
+# elements (batch*dim*L*N; ~5e9 per second on an H100, several times that with backward)
+TORCH_MAX_ELEMS = 1 << 30
+CSV_FIELDS = ["shape", "batch", "dim", "L", "N", "groups", "z", "dtype", "backend", "variant",
+              "mode", "ms", "min_bytes", "GBps", "pct_copy", "peak_MiB", "reps"]
 
 
 def make_inputs(shape, dtype, device, seed=0, requires_grad=False):
     """Random scan arguments like a trained model's (A = -exp(N(0,1)), delta ~ N(-1, 1) before
-    softplus); list [u, delta, A, B, C, D, z, delta_bias]."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    softplus); list [u, delta, A, B, C, D, z, delta_bias]. Generated on ``device``."""
+    g = torch.Generator(device=device).manual_seed(seed)
     b, d, L, N, G = shape["batch"], shape["dim"], shape["L"], shape["N"], shape["G"]
 
     def r(*s, scale=1.0, shift=0.0, dt=dtype):
-        return (torch.randn(*s, generator=g) * scale + shift).to(device=device, dtype=dt)
+        return (torch.randn(*s, generator=g, device=device) * scale + shift).to(dt)
 
     ins = [r(b, d, L), r(b, d, L, shift=-1.0), -torch.exp(r(d, N, dt=torch.float32)),
            r(b, G, N, L), r(b, G, N, L), r(d, dt=torch.float32),
@@ -76,8 +95,22 @@ def min_bytes(shape, dtype, with_bwd):
     return fwd + (bwd if with_bwd else 0)
 
 
-def timed(fn, device, budget_s=0.3, max_reps=100):
-    """Median ms of fn() after warm-up; CUDA events on the GPU, perf_counter on the CPU."""
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, budget_s=0.3, max_reps=100, cap_s=30.0):
+    """(median ms, reps) of fn() after warm-up; CUDA events on the GPU, perf_counter on the
+    CPU (one untimed and one timed call there: the interpreter is slow). The first call also
+    compiles; reps shrink so that the whole case stays under cap_s."""
+    t_start = time.perf_counter()
+    if device.type != "cuda":
+        fn()
+        t = time.perf_counter()
+        fn()
+        return 1e3 * (time.perf_counter() - t), 1
+
     def once():
         if device.type == "cuda":
             e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -89,12 +122,13 @@ def timed(fn, device, budget_s=0.3, max_reps=100):
         t = time.perf_counter()
         fn()
         return 1e3 * (time.perf_counter() - t)
-    est = once()                       # also compiles
+    once()                             # compiles
     est = once()
-    reps = int(max(1, min(max_reps, budget_s * 1e3 / max(est, 1e-3))))
-    for _ in range(min(3, reps)):
+    left_ms = 1e3 * (cap_s - (time.perf_counter() - t_start))
+    reps = int(max(1, min(max_reps, budget_s * 1e3 / max(est, 1e-3), left_ms / max(est, 1e-3) / 2)))
+    for _ in range(min(2, reps)):
         once()
-    return statistics.median(once() for _ in range(reps))
+    return statistics.median(once() for _ in range(reps)), reps
 
 
 def peak_mb(fn, device):
@@ -115,10 +149,11 @@ def copy_bandwidth(device, log):
     n = 2**29                                    # 2 GiB of fp32
     src = torch.randn(n, device=device)
     dst = torch.empty_like(src)
-    ms = timed(lambda: dst.copy_(src), device, budget_s=1.0)
+    ms, _ = timed(lambda: dst.copy_(src), device, budget_s=1.0)
     gbps = 2 * 4 * n / ms / 1e6
     log(f"copy: {2 * 4 * n / 2**30:.1f} GiB moved in {ms:.3f} ms -> {gbps:.0f} GB/s")
     del src, dst
+    torch.cuda.empty_cache()
     return gbps
 
 
@@ -134,64 +169,262 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300)).item()
 
 
-def check(device, log, shapes):
-    """Triton (every kernel path) vs a float64 reference (the torch backend in float64)."""
-    worst = 0.0
-    variants = [dict(), dict(fwd="seq", n_chunks=3, prefetch=3), dict(fwd="scan", chained=True)]
-    for name, sh in shapes.items():
-        for dname, dtype in DTYPES.items():
-            ins = make_inputs(sh, dtype, device, seed=1, requires_grad=True)
-            ref_in = [t.detach().double().requires_grad_(True) if t is not None else None for t in ins]
-            ref = scan_call("torch", ref_in)
-            gy = torch.randn_like(ref)
-            ref.backward(gy)
-            for v in variants:
-                for t in ins:
-                    if t is not None:
-                        t.grad = None
+def default_config(shape, device, smoke=False):
+    """pick_config of the timed shape, as a dict of overrides (the check uses it on smaller
+    sizes, so it checks exactly the kernels that are timed). --smoke (CPU) takes the CUDA
+    decisions of a 2-SM device, so that the tiny shapes go through the GPU code paths."""
+    from dataclasses import asdict
+    return asdict(pick_config(shape["batch"] * shape["dim"], shape["L"], shape["N"], device,
+                              sms=2 if smoke else None))
+
+
+def unchunked(cfg):
+    """The config without chained chunks (None if cfg has none): the consistency reference."""
+    if cfg["fwd"] == "rows" and (cfg["rows_chunks"] > 1 or cfg["bwd_chunks"] > 1):
+        return dict(cfg, rows_chunks=1, bwd_chunks=1)
+    if cfg["fwd"] == "seq" and cfg["n_chunks"] > 1:
+        return dict(cfg, n_chunks=1)
+    return None
+
+
+def describe(cfg):
+    if cfg["fwd"] == "rows":
+        return (f"rows r{cfg['rows']} w{cfg['rows_warps']} p{cfg['prefetch']} c{cfg['rows_chunks']}"
+                + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
+    if cfg["fwd"] == "seq":
+        return f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
+    return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
+
+
+def describe_bwd(cfg):
+    if cfg["fwd"] != "scan" and cfg["bwd"] == "rows":
+        return (f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
+                f"c{cfg['bwd_chunks']}")
+    return f"bwd scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
+
+
+def tune_bwd_variants(name, cfg):
+    """(label, config) of the backward variants timed (forward+backward) with --tune."""
+    def v(**kw):
+        c = dict(cfg, **kw)
+        return describe_bwd(c), c
+    out = []
+    if name == "dass":
+        out = [v(bwd_rows=2), v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
+    elif name == "aum":
+        out = [v(bwd="scan")]
+    return [(label, c) for label, c in out if label != describe_bwd(cfg)]
+
+
+def tune_variants(name, cfg):
+    """(label, config) of the forward variants timed with --tune: at most 6 per shape, each a
+    real alternative to the default (rows per program, warps, prefetch depth, chunking), kept
+    few because every new constexpr combination is a compile (the N=16 sequential kernel takes
+    10-20 s)."""
+    def v(**kw):
+        c = dict(cfg, **kw)
+        return describe(c), c
+    if name == "dass":
+        out = [v(rows_chunks=1), v(rows=8), v(prefetch=1), v(rows=2, rows_warps=2),
+               v(fwd="scan", block_l=512, num_warps=4, chained=False)]   # best of the old ones
+    elif name == "long":
+        c = cfg.get("n_chunks", 88)
+        out = [v(n_chunks=max(1, c // 2)), v(n_chunks=2 * c), v(n_chunks=4 * c), v(prefetch=1),
+               v(seq_warps=2)]
+    else:
+        out = [v(rows=2, rows_warps=2), v(prefetch=2), v(rows=8, rows_warps=4),
+               v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2)]        # best of the old ones
+    seen, res = {describe(cfg)}, []
+    for label, c in out:
+        if label not in seen:
+            seen.add(label)
+            res.append((label, c))
+    return res[:5]
+
+
+class Bench:
+    def __init__(self, args, device, log, writer):
+        self.args, self.device, self.log, self.writer = args, device, log, writer
+        self.t0 = time.perf_counter()
+        self.copy_gbps = float("nan")
+        self.skipped = 0
+
+    def left(self):
+        return self.args.budget_s - (time.perf_counter() - self.t0)
+
+    def over_budget(self, what):
+        if self.left() > 0:
+            return False
+        self.skipped += 1
+        self.log(f"skip {what}: time budget {self.args.budget_s:.0f} s spent")
+        return True
+
+    def record(self, name, sh, dname, backend, variant, mode, fn):
+        if self.over_budget(f"{name} {dname} {backend} {variant} {mode}"):
+            return None
+        dev = self.device
+        try:
+            ms, reps = timed(fn, dev, cap_s=min(self.args.case_cap_s, max(1.0, self.left())))
+            mem = peak_mb(fn, dev)
+        except torch.cuda.OutOfMemoryError:
+            self.log(f"{name:5s} {dname} {backend:6s} {variant:26s} {mode:7s} out of memory")
+            torch.cuda.empty_cache()
+            return None
+        nbytes = min_bytes(sh, DTYPES[dname], mode == "fwd+bwd")
+        gbps = nbytes / ms / 1e6
+        pct = 100 * gbps / self.copy_gbps
+        self.writer.writerow(dict(
+            shape=name, batch=sh["batch"], dim=sh["dim"], L=sh["L"], N=sh["N"], groups=sh["G"],
+            z=int(sh["z"]), dtype=dname, backend=backend, variant=variant, mode=mode,
+            ms=f"{ms:.4f}", min_bytes=nbytes, GBps=f"{gbps:.1f}", pct_copy=f"{pct:.1f}",
+            peak_MiB=f"{mem:.1f}", reps=reps))
+        self.args.csv_file.flush()
+        self.log(f"{name:5s} {dname} {backend:6s} {variant:26s} {mode:7s} {ms:9.3f} ms "
+                 f"{gbps:8.1f} GB/s {pct:5.1f}% copy  peak {mem:8.1f} MiB  ({reps} reps)")
+        return ms
+
+    def check(self, shapes):
+        """Triton (default config of each timed shape) vs a float64 reference (the torch backend
+        in float64): y and every gradient."""
+        worst = 0.0
+        for name, sh in shapes.items():
+            cfg = default_config(sh, self.device, self.args.smoke)
+            csh = dict(sh, **(CHECK_SIZES.get(name, {}) if not self.args.smoke else {}))
+            for dname in self.args.dtypes:
+                if self.over_budget(f"check {name} {dname}"):
+                    worst = math.inf
+                    continue
+                ins = make_inputs(csh, DTYPES[dname], self.device, seed=1, requires_grad=True)
+                ref_in = [t.detach().double().requires_grad_(True) if t is not None else None
+                          for t in ins]
+                ref = scan_call("torch", ref_in)
+                gy = torch.randn_like(ref)
+                ref.backward(gy)
                 try:
-                    y = scan_call("triton", ins, v)
+                    y = scan_call("triton", ins, cfg)
                     y.backward(gy.to(y.dtype))
                     errs = [rel(y, ref)] + [rel(a.grad, b.grad) for a, b in zip(ins, ref_in)
                                             if a is not None]
-                except Exception as e:  # a failing variant is reported, the others still run
-                    log(f"check {name} {dname} {v}: FAILED {type(e).__name__}: {e}")
+                except Exception as e:  # reported; the other cases still run
+                    self.log(f"check {name} {dname} [{describe(cfg)}]: FAILED "
+                             f"{type(e).__name__}: {e}")
                     worst = math.inf
                     continue
-                log(f"check {name} {dname} {v}: rel err y {errs[0]:.2e}, grads max {max(errs[1:]):.2e}")
-                if dtype == torch.float32:
+                self.log(f"check {name} {dname} [{describe(cfg)}] L={csh['L']} "
+                         f"batch={csh['batch']}: rel err y {errs[0]:.2e}, "
+                         f"grads max {max(errs[1:]):.2e}")
+                if DTYPES[dname] == torch.float32:
                     worst = max(worst, *errs)
-    log(f"check: worst fp32 rel err (y and grads) {worst:.2e}")
-    return worst
+                del ins, ref_in, ref, gy
+        self.log(f"check: worst fp32 rel err (y and grads) {worst:.2e}")
+        return worst
 
+    def fwd_default(self, name, sh, dname):
+        ins = make_inputs(sh, DTYPES[dname], self.device)
+        cfg = default_config(sh, self.device, self.args.smoke)
+        with torch.no_grad():
+            self.record(name, sh, dname, "triton", f"default {describe(cfg)}", "fwd",
+                        lambda: scan_call("triton", ins, cfg))
+            # at the timed size, chained chunks (many programs in flight) against one chunk
+            ref = unchunked(cfg)
+            if ref is not None and not self.over_budget(f"{name} {dname} chunk consistency"):
+                err = rel(scan_call("triton", ins, cfg), scan_call("triton", ins, ref))
+                ok = err < (1e-5 if dname == "fp32" else 1e-2)
+                self.log(f"{name:5s} {dname} forward chunked vs one chunk [{describe(ref)}]: "
+                         f"rel {err:.1e}{'' if ok else '  MISMATCH'}")
 
-def tune_variants(name, shape, device):
-    """(label, config overrides) of the forward variants timed with --tune."""
-    out = [("default", {})]
+    def fwd_bwd(self, name, sh, dname, backend, cfg=None, label=None):
+        default = cfg is None
+        if default:
+            cfg = default_config(sh, self.device, self.args.smoke)
+            label = "default" + (f" {describe_bwd(cfg)}" if backend == "triton" else "")
+        gins = make_inputs(sh, DTYPES[dname], self.device, requires_grad=True)
+        gy = torch.randn(sh["batch"], sh["dim"], sh["L"], device=self.device, dtype=DTYPES[dname])
 
-    def seq(w, c, pf):
-        out.append((f"seq w{w} c{c} p{pf}", dict(fwd="seq", seq_warps=w, n_chunks=c, prefetch=pf)))
+        def run(c=cfg):
+            for t in gins:
+                if t is not None:
+                    t.grad = None
+            scan_call(backend, gins, c).backward(gy)
+        self.record(name, sh, dname, backend, label, "fwd+bwd", run)
+        ref = unchunked(cfg) if default and backend == "triton" else None
+        if ref is not None and not self.over_budget(f"{name} {dname} chunk consistency"):
+            run()
+            g0 = [t.grad.clone() for t in gins if t is not None]
+            run(ref)
+            err = max(rel(t.grad, g) for t, g in zip([t for t in gins if t is not None], g0))
+            ok = err < (1e-4 if dname == "fp32" else 3e-2)
+            self.log(f"{name:5s} {dname} gradients chunked vs one chunk: rel {err:.1e}"
+                     f"{'' if ok else '  MISMATCH'}")
 
-    def scan(bl, nw, ch=False):
-        out.append((f"scan bl{bl} w{nw} ch{int(ch)}", dict(fwd="scan", block_l=bl, num_warps=nw,
-                                                         chained=ch)))
-    if name == "dass":
-        for c, pf in ((1, 4), (1, 8), (1, 16), (2, 8), (4, 8)):
-            seq(1, c, pf)
-        for bl, nw in ((256, 2), (256, 4), (512, 4), (1024, 4), (1024, 8), (2048, 8)):
-            scan(bl, nw)
-    elif name == "long":
-        for c, pf in ((88, 1), (88, 2), (88, 4), (176, 2), (44, 2)):
-            seq(1, c, pf)
-        seq(2, 88, 2)
-        scan(256, 4, True)
-        scan(1024, 8, True)
-    else:
-        for w, c, pf in ((1, 1, 1), (1, 1, 2), (1, 1, 4), (2, 1, 2), (1, 2, 2)):
-            seq(w, c, pf)
-        for bl, nw in ((128, 2), (128, 4), (256, 4)):
-            scan(bl, nw)
-    return out
+    def tune(self, name, sh, dname):
+        ins = make_inputs(sh, DTYPES[dname], self.device)
+        cfg = default_config(sh, self.device, self.args.smoke)
+        tol = 1e-5 if dname == "fp32" else 1e-2
+        with torch.no_grad():
+            y0 = scan_call("triton", ins, cfg)
+            for label, v in tune_variants(name, cfg):
+                if self.over_budget(f"tune {name} {dname} {label}"):
+                    continue
+                try:
+                    err = rel(scan_call("triton", ins, v), y0)
+                except Exception as e:
+                    self.log(f"{name:5s} {dname} triton {label:26s} FAILED {type(e).__name__}: {e}")
+                    continue
+                if not err < tol:
+                    self.log(f"{name:5s} {dname} triton {label:26s} MISMATCH vs default: "
+                             f"rel {err:.1e}")
+                    continue
+                self.record(name, sh, dname, "triton", label, "fwd",
+                            lambda v=v: scan_call("triton", ins, v))
+
+    def tune_bwd(self, name, sh, dname):
+        """Backward variants (timed as forward+backward), each first compared with the
+        default's gradients."""
+        cfg = default_config(sh, self.device, self.args.smoke)
+        variants = tune_bwd_variants(name, cfg)
+        if not variants or self.over_budget(f"tune {name} {dname} backward"):
+            return
+        gins = make_inputs(sh, DTYPES[dname], self.device, requires_grad=True)
+        gy = torch.randn(sh["batch"], sh["dim"], sh["L"], device=self.device, dtype=DTYPES[dname])
+
+        def run(c):
+            for t in gins:
+                if t is not None:
+                    t.grad = None
+            scan_call("triton", gins, c).backward(gy)
+
+        def grads(c):
+            run(c)
+            return [t.grad.clone() for t in gins if t is not None]
+        g0 = grads(cfg)
+        tol = 1e-4 if dname == "fp32" else 3e-2
+        for label, v in variants:
+            if self.over_budget(f"tune {name} {dname} {label}"):
+                continue
+            try:
+                err = max(rel(a, b) for a, b in zip(grads(v), g0))
+            except Exception as e:
+                self.log(f"{name:5s} {dname} triton {label:26s} FAILED {type(e).__name__}: {e}")
+                continue
+            if not err < tol:
+                self.log(f"{name:5s} {dname} triton {label:26s} MISMATCH vs default grads: "
+                         f"{err:.1e}")
+                continue
+            self.record(name, sh, dname, "triton", label, "fwd+bwd", lambda v=v: run(v))
+        del gins, g0
+
+    def torch_baseline(self, name, sh, dname):
+        elems = sh["batch"] * sh["dim"] * sh["L"] * sh["N"]
+        if elems > TORCH_MAX_ELEMS:
+            self.log(f"{name:5s} {dname} torch  skipped: {elems / 1e9:.1f}e9 state elements per "
+                     f"call (several seconds each)")
+            return
+        ins = make_inputs(sh, DTYPES[dname], self.device)
+        with torch.no_grad():
+            self.record(name, sh, dname, "torch", "default", "fwd", lambda: scan_call("torch", ins))
+        del ins
+        self.fwd_bwd(name, sh, dname, "torch")
 
 
 def main():
@@ -201,13 +434,19 @@ def main():
     ap.add_argument("--tune", action="store_true", help="also time forward variants of the kernels")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes (CPU, TRITON_INTERPRET=1)")
     ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--no-torch", action="store_true", help="time the triton backend only")
+    ap.add_argument("--budget-s", type=float, default=210.0,
+                    help="overall time budget; later cases are skipped with a note")
+    ap.add_argument("--case-cap-s", type=float, default=30.0,
+                    help="time one case may use (fewer repetitions past it)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda" and not args.smoke:
         sys.exit("no CUDA device: run on a GPU, or use --smoke with TRITON_INTERPRET=1")
     base = SMOKE_SHAPES if args.smoke else SHAPES
     shapes = {k: base[k] for k in args.shapes.split(",") if k in base}
+    args.dtypes = [d for d in args.dtypes.split(",") if d in DTYPES]
     logf = open(args.log, "w")
 
     def log(msg):
@@ -219,63 +458,38 @@ def main():
     meta = dict(device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 torch=torch.__version__, triton=triton.__version__,
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    log(" ".join(f"{k}={v}" for k, v in meta.items()))
-    copy_gbps = copy_bandwidth(device, log)
-    worst = check(device, log, {k: dict(v, L=min(v["L"], 2053), batch=min(v["batch"], 2))
-                                for k, v in shapes.items()})
+    log(" ".join(f"{k}={v}" for k, v in meta.items())
+        + f" budget_s={args.budget_s:.0f} tune={int(args.tune)}")
+    args.csv_file = open(args.csv, "w", newline="")
+    writer = csv.DictWriter(args.csv_file, fieldnames=CSV_FIELDS)
+    bench = Bench(args, device, log, writer)
+    bench.copy_gbps = copy_bandwidth(device, log)
+    worst = bench.check(shapes)
+    args.csv_file.write("# " + " ".join(f"{k}={v}" for k, v in meta.items())
+                        + f" copy_GBps={bench.copy_gbps:.1f} worst_fp32_rel_err={worst:.2e}\n")
+    writer.writeheader()
+    args.csv_file.flush()
 
-    rows = []
-
-    def record(name, sh, dname, backend, variant, mode, fn):
-        try:
-            ms = timed(fn, device)
-            mem = peak_mb(fn, device)
-        except torch.cuda.OutOfMemoryError:
-            log(f"{name:5s} {dname} {backend:6s} {variant:16s} {mode:7s} out of memory")
-            torch.cuda.empty_cache()
-            return
-        nbytes = min_bytes(sh, DTYPES[dname], mode == "fwd+bwd")
-        gbps = nbytes / ms / 1e6
-        pct = 100 * gbps / copy_gbps
-        rows.append(dict(shape=name, batch=sh["batch"], dim=sh["dim"], L=sh["L"], N=sh["N"],
-                         groups=sh["G"], z=int(sh["z"]), dtype=dname, backend=backend,
-                         variant=variant, mode=mode, ms=f"{ms:.4f}", min_bytes=nbytes,
-                         GBps=f"{gbps:.1f}", pct_copy=f"{pct:.1f}", peak_MiB=f"{mem:.1f}"))
-        log(f"{name:5s} {dname} {backend:6s} {variant:16s} {mode:7s} {ms:9.3f} ms "
-            f"{gbps:8.1f} GB/s {pct:5.1f}% copy  peak {mem:8.1f} MiB")
-
-    for name, sh in shapes.items():
-        for dname, dtype in DTYPES.items():
-            ins = make_inputs(sh, dtype, device)
-            variants = tune_variants(name, sh, device) if args.tune else [("default", {})]
-            with torch.no_grad():
-                for vname, v in variants:
-                    record(name, sh, dname, "triton", vname, "fwd",
-                           lambda v=v: scan_call("triton", ins, v))
-                if not args.no_torch:
-                    record(name, sh, dname, "torch", "default", "fwd", lambda: scan_call("torch", ins))
-            gins = [t.detach().requires_grad_(True) if t is not None else None for t in ins]
-            gy = torch.randn(sh["batch"], sh["dim"], sh["L"], device=device, dtype=dtype)
-
-            def fwd_bwd(backend):
-                def run():
-                    for t in gins:
-                        if t is not None:
-                            t.grad = None
-                    scan_call(backend, gins).backward(gy)
-                return run
-            record(name, sh, dname, "triton", "default", "fwd+bwd", fwd_bwd("triton"))
-            if not args.no_torch:
-                record(name, sh, dname, "torch", "default", "fwd+bwd", fwd_bwd("torch"))
-            del ins, gins
-
-    with open(args.csv, "w", newline="") as f:
-        f.write("# " + " ".join(f"{k}={v}" for k, v in meta.items())
-                + f" copy_GBps={copy_gbps:.1f} worst_fp32_rel_err={worst:.2e}\n")
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    log(f"wrote {args.csv}")
+    cases = [(n, sh, d) for n, sh in shapes.items() for d in args.dtypes]
+    for name, sh, dname in cases:
+        bench.fwd_default(name, sh, dname)
+    for name, sh, dname in cases:
+        if not bench.over_budget(f"{name} {dname} triton fwd+bwd"):
+            bench.fwd_bwd(name, sh, dname, "triton")
+    if args.tune:
+        # forward variants, fp32 of every shape first, then bf16; then backward variants
+        by_dtype = sorted(cases, key=lambda c: args.dtypes.index(c[2]))
+        for name, sh, dname in by_dtype:
+            bench.tune(name, sh, dname)
+        for name, sh, dname in by_dtype:
+            bench.tune_bwd(name, sh, dname)
+    if not args.no_torch:
+        for name, sh, dname in cases:
+            if not bench.over_budget(f"{name} {dname} torch"):
+                bench.torch_baseline(name, sh, dname)
+    log(f"done in {time.perf_counter() - bench.t0:.0f} s, {bench.skipped} case(s) skipped; "
+        f"wrote {args.csv}")
+    args.csv_file.close()
 
 
 if __name__ == "__main__":

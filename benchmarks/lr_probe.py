@@ -23,6 +23,10 @@ def _run(args):
     return model, lr, metrics
 
 
+def _worker(job, queue):
+    queue.put(_run(job))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="dass_small")
@@ -40,10 +44,17 @@ def main():
     norm_stats(prepare_data("data", a.size, seed=0))  # data and stats once, before the workers start
     jobs = [(a.model, lr, json.loads(a.train), a.batch, a.workers, a.size, a.out, json.loads(a.overrides)) for lr in a.lrs]
     results = {}
-    with mp.get_context("spawn").Pool(len(jobs)) as pool:
-        for model, lr, metrics in pool.imap(_run, jobs):
-            results[lr] = metrics["mAP"]
-            print(json.dumps(dict(model=model, lr=lr, **{k: round(v, 4) for k, v in metrics.items()})), flush=True)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(job, queue)) for job in jobs]  # not daemonic: data loader workers
+    for p in procs:
+        p.start()
+    for _ in procs:
+        model, lr, metrics = queue.get()
+        results[lr] = metrics["mAP"]
+        print(json.dumps(dict(model=model, lr=lr, **{k: round(v, 4) for k, v in metrics.items()})), flush=True)
+    for p in procs:
+        p.join()
     for lr in a.lrs:
         path = f"{a.out}/{a.model}_lr{lr:g}/history.csv"
         if os.path.exists(path):

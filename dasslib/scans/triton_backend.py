@@ -6,51 +6,104 @@ import torch
 import triton
 
 from .args import check_scan_args
-from .triton_kernels import _bwd_kernel, _fwd_kernel, _seq_fwd_kernel
+from .triton_kernels import (_bwd_kernel, _fwd_kernel, _rows_bwd_kernel, _rows_fwd_kernel,
+                             _seq_fwd_kernel)
 
 
 @dataclass(frozen=True)
 class TritonConfig:
     """How a scan is launched.
 
-    fwd: "seq" (thread-per-row sequential kernel) or "scan" (tile-scan kernel).
-    block_l: tile length of the tile-scan kernels; the forward stores the state every
-    block_l steps for the backward. num_warps: warps of the tile-scan kernels.
+    fwd: "rows" (row-block tile-scan kernel), "seq" (thread-per-row sequential kernel) or
+    "scan" (one-row tile-scan kernel).
+    block_l: tile length of the "scan" backward and forward (the forward then stores the state
+    every block_l steps for that backward). num_warps: warps of those tile kernels.
     chained: one program per tile with a published carry (tile-scan kernels, long L).
     seq_warps: warps of the sequential kernel (32 rows each). n_chunks: chunks per row of the
     sequential kernel (> 1 adds a pre-pass that computes chunk end states). prefetch: how many
-    4-step tiles of u/delta/z the sequential kernel loads ahead.
+    tiles of u/delta/z the "seq" (4-step tiles) and "rows" (rows_block tiles) kernels load ahead.
+    rows: rows per program of the "rows" forward (reduced to a power of two dividing the rows of
+    one B/C group); rows_block: the tile of the "rows" kernels (0: one 16-byte vector per lane,
+    128 fp32 / 256 bf16 steps; at most block_l with the "scan" backward); rows_warps: its warps
+    (<= rows keeps the scan inside a warp);
+    rows_chunks: chunks per row, chained in ticket order (short programs, no idle last wave).
+    bwd: "rows" (row-block backward, bwd_rows rows (half for 2-byte inputs) in bwd_warps warps,
+    bwd_chunks chained chunks, states stored every rows_block steps) or "scan" (one-row
+    tile-scan backward, states every block_l steps; always used after the "scan" forward);
+    bwd_prefetch: 1 loads the next tile of the rows backward while one is computed, 0 not.
     """
-    fwd: str = "seq"
+    fwd: str = "rows"
     block_l: int = 64
     num_warps: int = 4
     chained: bool = False
     seq_warps: int = 1
     n_chunks: int = 1
     prefetch: int = 2
+    rows: int = 4
+    rows_block: int = 0
+    rows_warps: int = 4
+    rows_chunks: int = 1
+    bwd: str = "rows"
+    bwd_rows: int = 1
+    bwd_warps: int = 1
+    bwd_chunks: int = 1
+    bwd_prefetch: int = 1
 
 
-def pick_config(rows, L, N, device):
+def pick_config(rows, L, N, device, sms=None):
     """Default :class:`TritonConfig` for ``rows`` = batch*dim sequences of length L and state N.
 
-    Aim: >= ~16 resident warps per SM. The sequential forward has ``rows / 32`` warps, so long
-    sequences with few rows are cut into chunks; the tile-scan backward has ``rows`` programs,
-    or ``rows * n_tiles`` when chained.
+    Forward, by regime (see docs/scans.md):
+
+    - many rows (>= 16 per SM, e.g. DASS 12x768 or AuM 12x1536): "rows", 4 rows per program
+      (a warp each; they share the B/C loads), tiles of one 16-byte vector per lane, the next
+      tiles prefetched (2 ahead for N <= 2, 1 for larger N to keep registers low), and rows
+      longer than 2048 steps cut into chained chunks so that there are ~8 waves of programs.
+    - few rows (batch 1 x 768 channels): "seq" (a thread per row, all N states in registers)
+      with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass computes the
+      chunk end states, the output pass starts each chunk from the folded ones.
+
+    Backward: "rows" (one row per one-warp program, chained chunks) with the "rows" forward;
+    the "scan" tile kernel with "seq" (chained over tiles when rows are few).
+    ``sms`` (streaming multiprocessors) is read from the device; pass it to get the CUDA
+    choice on another device (tests). On the CPU (interpreter) without ``sms``: plain "rows".
     """
     NP = triton.next_power_of_2(N)
     block_l = max(16, min(triton.next_power_of_2(L), 4096 // NP, 1024))
     n_tiles = triton.cdiv(L, block_l)
     num_warps = 4 if NP * block_l <= 2048 else 8
-    if device.type != "cuda":
-        return TritonConfig(block_l=block_l, num_warps=num_warps)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    base = dict(block_l=block_l, num_warps=num_warps)
+    bwd_rows = 1      # one row per one-warp program: ~100 registers, ~20 warps per SM
+    if sms is None:
+        if device.type != "cuda":
+            return TritonConfig(**base, prefetch=2 if N <= 2 else 1, bwd_rows=bwd_rows)
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if rows >= 16 * sms:
+        # forward: ~8 programs of 4 warps per SM at a time, >= 8 waves of them; backward: up to
+        # 32 one-warp programs per SM, >= 8 waves
+        chunks = max(1, min(triton.cdiv(64 * sms, triton.cdiv(rows, 4)), L // 1024))
+        bwd_chunks = max(1, min(triton.cdiv(256 * sms, triton.cdiv(rows, bwd_rows)), L // 1024))
+        return TritonConfig(fwd="rows", prefetch=2 if N <= 2 else 1, rows=4, rows_warps=4,
+                            rows_chunks=chunks, bwd="rows", bwd_rows=bwd_rows, bwd_warps=1,
+                            bwd_chunks=bwd_chunks, **base)
     chained = rows < 8 * sms and n_tiles >= 4
     warps = triton.cdiv(rows, 32)
     want = 16 * sms
     n_chunks = 1
     if warps < want:
         n_chunks = max(1, min(triton.cdiv(want, warps), L // (4 * block_l)))
-    return TritonConfig(block_l=block_l, num_warps=num_warps, chained=chained, n_chunks=n_chunks)
+    return TritonConfig(fwd="seq", chained=chained, n_chunks=n_chunks, prefetch=2, bwd="scan",
+                        **base)
+
+
+def rows_per_program(want, dim, G_B, G_C):
+    """Largest power of two <= want dividing dim and the channels of one B/C group (G = 0:
+    time-invariant B/C, no constraint), so that a program's rows share batch and group."""
+    bd = 1
+    while bd * 2 <= want and all(dim % (bd * 2) == 0 and (g == 0 or (dim // g) % (bd * 2) == 0)
+                                 for g in (G_B, G_C)):
+        bd *= 2
+    return bd
 
 
 class _Launch:
@@ -60,12 +113,31 @@ class _Launch:
         self.batch, self.dim, self.L = u.shape
         self.rows = self.batch * self.dim
         self.N, self.NP, self.cfg = N, triton.next_power_of_2(N), cfg
-        self.n_tiles = triton.cdiv(self.L, cfg.block_l)
-        chunk = triton.cdiv(triton.cdiv(self.L, cfg.n_chunks), cfg.block_l) * cfg.block_l
-        self.chunk_len, self.n_chunks = chunk, triton.cdiv(self.L, chunk)
         self.B_var, self.C_var = B.dim() == 4, C.dim() == 4
         self.G_B = B.shape[1] if self.B_var else 1
         self.G_C = C.shape[1] if self.C_var else 1
+        gB, gC = (self.G_B if self.B_var else 0), (self.G_C if self.C_var else 0)
+        self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
+        # tile of the "rows" kernels: one 16-byte vector per lane (at most the padded length)
+        rb = cfg.rows_block or 32 * max(1, 16 // u.element_size())
+        rb = min(triton.next_power_of_2(rb), max(16, triton.next_power_of_2(self.L)))
+        if self.bwd == "scan":
+            rb = min(rb, cfg.block_l)
+        self.rows_block = rb
+        self.rows_tiles = triton.cdiv(self.L, rb)
+        # the forward stores the state after every state_block steps, for the backward
+        self.state_block = rb if self.bwd == "rows" else cfg.block_l
+        self.n_tiles = triton.cdiv(self.L, self.state_block)
+        chunk = triton.cdiv(triton.cdiv(self.L, cfg.n_chunks), cfg.block_l) * cfg.block_l
+        self.chunk_len, self.n_chunks = chunk, triton.cdiv(self.L, chunk)
+        self.BD = rows_per_program(cfg.rows, self.dim, gB, gC)
+        self.chunk_tiles = triton.cdiv(self.rows_tiles, cfg.rows_chunks)
+        self.rows_chunks = triton.cdiv(self.rows_tiles, self.chunk_tiles)
+        # bwd_rows is meant for 4-byte inputs; 2-byte ones have twice the tile, so half the rows
+        self.bwd_BD = rows_per_program(max(1, cfg.bwd_rows * min(4, u.element_size()) // 4),
+                                       self.dim, gB, gC)
+        self.bwd_chunk_tiles = triton.cdiv(self.rows_tiles, cfg.bwd_chunks)
+        self.bwd_chunks = triton.cdiv(self.rows_tiles, self.bwd_chunk_tiles)
 
     def tile_grid(self):
         return (self.rows * self.n_tiles,) if self.cfg.chained else (self.rows,)
@@ -103,14 +175,27 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                dtb_ptr=dtb32 if dtb32 is not None else dummy,
                h0_ptr=h032 if h032 is not None else dummy)
     flags = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
-                 SOFTPLUS=softplus, HAS_H0=h032 is not None, STORE_STATES=store_states,
-                 FAST_LOG=not _interpreted())
+                 SOFTPLUS=softplus, HAS_H0=h032 is not None, FAST_LOG=not _interpreted())
+    if lc.cfg.fwd == "rows":
+        nq = lc.rows_chunks
+        cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, dtype=torch.float32, device=dev)
+        fl = torch.zeros(lc.rows // lc.BD * nq if nq > 1 else 1, dtype=torch.int32, device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        _rows_fwd_kernel[(lc.rows // lc.BD * nq,)](
+            u, delta, A32, B, C, y_ptr=y, states_ptr=states, cstate_ptr=cstate, flags_ptr=fl,
+            ticket_ptr=ticket, dim=lc.dim, L=lc.L, n_tiles=lc.rows_tiles, n_state_tiles=lc.n_tiles,
+            chunk_tiles=lc.chunk_tiles, n_chunks=nq, G_B=lc.G_B, G_C=lc.G_C,
+            store_states=int(store_states), N=lc.N, NP=lc.NP,
+            BD=lc.BD, BLOCK_L=lc.rows_block, STATE_EVERY=lc.state_block // lc.rows_block,
+            B_VARYING=lc.B_var, C_VARYING=lc.C_var, PREFETCH=lc.cfg.prefetch, CHUNKED=nq > 1,
+            num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
+        return y, states
     if lc.cfg.fwd == "scan":
         fl, ticket = lc.sync_buffers(dev)
         _fwd_kernel[lc.tile_grid()](u, delta, A32, B, C, y_ptr=y, states_ptr=states,
                                     flags_ptr=fl, ticket_ptr=ticket, dim=lc.dim, L=lc.L,
                                     n_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C,
-                                    **opt, **flags, **lc.tile_meta())
+                                    STORE_STATES=store_states, **opt, **flags, **lc.tile_meta())
         return y, states
     BD = 32 * lc.cfg.seq_warps
     n_sum = lc.rows * lc.n_chunks * lc.N if lc.n_chunks > 1 else 1
@@ -118,17 +203,17 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
     chunkS = torch.empty(n_sum, dtype=torch.float32, device=dev)
     common = dict(rows=lc.rows, dim=lc.dim, L=lc.L, chunk_len=lc.chunk_len, n_chunks=lc.n_chunks,
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
-                  STATE_EVERY=lc.cfg.block_l, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
-                  PREFETCH=lc.cfg.prefetch, num_warps=lc.cfg.seq_warps)
+                  STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
+                  PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps)
     args = (u, delta, A32, B, C)
     rb = triton.cdiv(lc.rows, BD)
     if lc.n_chunks > 1:
         _seq_fwd_kernel[(rb, lc.n_chunks - 1)](*args, y_ptr=y, states_ptr=states,
                                                chunkP_ptr=chunkP, chunkS_ptr=chunkS,
-                                               **opt, **common, **flags, PASS=1)
+                                               store_states=0, **opt, **common, **flags, PASS=1)
     _seq_fwd_kernel[(rb, lc.n_chunks)](*args, y_ptr=y, states_ptr=states, chunkP_ptr=chunkP,
-                                       chunkS_ptr=chunkS, **opt, **common, **flags,
-                                       PASS=2 if lc.n_chunks > 1 else 0)
+                                       chunkS_ptr=chunkS, store_states=int(store_states),
+                                       **opt, **common, **flags, PASS=2 if lc.n_chunks > 1 else 0)
     return y, states
 
 
@@ -159,26 +244,44 @@ class _SelectiveScanTriton(torch.autograd.Function):
         lc, dev = ctx.lc, u.device
         f32 = dict(dtype=torch.float32, device=dev)
         dy = torch.zeros_like(u) if dy is None else dy.contiguous()
-        du, ddt = torch.empty(u.shape, **f32), torch.empty(u.shape, **f32)
-        dz = torch.empty(u.shape, **f32) if z is not None else du
+        ut, dtt, At, Bt, Ct = ctx.dtypes
+        rows_bwd = lc.bwd == "rows"
+        # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32
+        du = torch.empty(u.shape, dtype=ut if rows_bwd else torch.float32, device=dev)
+        ddt = torch.empty(u.shape, dtype=dtt if rows_bwd else torch.float32, device=dev)
+        dz = (torch.empty(u.shape, dtype=z.dtype if rows_bwd else torch.float32, device=dev)
+              if z is not None else du)
         dB = torch.zeros(B.shape if lc.B_var else (lc.rows, lc.N), **f32)
         dC = torch.zeros(C.shape if lc.C_var else (lc.rows, lc.N), **f32)
         dA = torch.zeros(lc.rows, lc.N, **f32)
         dD, ddtb = torch.zeros(lc.rows, **f32), torch.zeros(lc.rows, **f32)
         dh0 = torch.empty(lc.rows, lc.N, **f32)
-        lam = torch.empty(lc.rows * lc.n_tiles * lc.NP, **f32) if lc.cfg.chained else dA
-        flags, ticket = lc.sync_buffers(dev)
         dummy = dA
-        _bwd_kernel[lc.tile_grid()](
-            u, delta, A32, B, C, D32 if D32 is not None else dummy, z if z is not None else u,
-            dtb32 if dtb32 is not None else dummy, h032 if h032 is not None else dummy, states,
-            dy, dlast.contiguous() if dlast is not None else dummy,
-            du, ddt, dz, dB, dC, dA, dD, ddtb, dh0, lam, flags, ticket,
-            lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C,
-            HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
-            SOFTPLUS=ctx.softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
-            FAST_LOG=not _interpreted(), **lc.tile_meta())
-        ut, dtt, At, Bt, Ct = ctx.dtypes
+        opt = (D32 if D32 is not None else dummy, z if z is not None else u,
+               dtb32 if dtb32 is not None else dummy, h032 if h032 is not None else dummy, states,
+               dy, dlast.contiguous() if dlast is not None else dummy,
+               du, ddt, dz, dB, dC, dA, dD, ddtb, dh0)
+        flags_ = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
+                      SOFTPLUS=ctx.softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
+                      FAST_LOG=not _interpreted())
+        if rows_bwd:
+            nq = lc.bwd_chunks
+            cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
+            fl = torch.zeros(lc.rows // lc.bwd_BD * nq if nq > 1 else 1, dtype=torch.int32,
+                             device=dev)
+            ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+            _rows_bwd_kernel[(lc.rows // lc.bwd_BD * nq,)](
+                u, delta, A32, B, C, *opt, cstate, fl, ticket,
+                lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
+                N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
+                C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
+                num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_)
+        else:
+            lam = torch.empty(lc.rows * lc.n_tiles * lc.NP, **f32) if lc.cfg.chained else dA
+            flags, ticket = lc.sync_buffers(dev)
+            _bwd_kernel[lc.tile_grid()](
+                u, delta, A32, B, C, *opt, lam, flags, ticket,
+                lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C, **flags_, **lc.tile_meta())
         per_channel = (lambda g: g.view(lc.batch, lc.dim, *g.shape[1:]).sum(0))
         dB = dB.to(Bt) if lc.B_var else per_channel(dB).to(Bt)
         dC = dC.to(Ct) if lc.C_var else per_channel(dC).to(Ct)
@@ -200,10 +303,16 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if u.device.type != "cuda" and not _interpreted():
         raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
-    if cfg.fwd not in ("seq", "scan"):
-        raise ValueError(f"config.fwd must be 'seq' or 'scan', got {cfg.fwd!r}")
+    if cfg.fwd not in ("rows", "seq", "scan"):
+        raise ValueError(f"config.fwd must be 'rows', 'seq' or 'scan', got {cfg.fwd!r}")
     if cfg.block_l < 4 or cfg.block_l & (cfg.block_l - 1):
         raise ValueError(f"config.block_l must be a power of two >= 4, got {cfg.block_l}")
+    if cfg.bwd not in ("rows", "scan"):
+        raise ValueError(f"config.bwd must be 'rows' or 'scan', got {cfg.bwd!r}")
+    if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
+           cfg.bwd_warps, cfg.bwd_chunks) < 1 or min(cfg.prefetch, cfg.rows_block,
+                                                     cfg.bwd_prefetch) < 0:
+        raise ValueError(f"bad counts in {cfg}")
     y, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
                                          bool(delta_softplus), bool(return_last_state), cfg)
     return (y, last) if return_last_state else y

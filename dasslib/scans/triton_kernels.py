@@ -37,7 +37,7 @@ def _softplus(x, FAST_LOG: tl.constexpr):
     """log(1 + exp(x)) as torch (linear above 20). log1p(e) by its series for e < 0.1
     (error < 2e-8 relative), else log(1 + e); FAST_LOG uses the lg2.approx instruction
     (Triton's interpreter lacks it, so CPU runs use tl.log)."""
-    e = tl.exp(tl.minimum(x, 20.0))
+    e = tl.exp2(tl.minimum(x, 20.0) * 1.4426950408889634)
     w = 1.0 + e
     if FAST_LOG:
         lw = libdevice.fast_log2f(w) * 0.6931471805599453
@@ -436,15 +436,15 @@ def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, N: tl.constexpr, NP
         tl.store(states_ptr + (r * n_state_tiles + k) * NP + n, h[n], mask=rmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["store_states"])
 def _seq_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
     y_ptr, states_ptr, chunkP_ptr, chunkS_ptr,
-    rows, dim, L, chunk_len, n_chunks, n_state_tiles, G_B, G_C,
+    rows, dim, L, chunk_len, n_chunks, n_state_tiles, G_B, G_C, store_states,
     N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, STATE_EVERY: tl.constexpr,
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
-    STORE_STATES: tl.constexpr, PASS: tl.constexpr, FAST_LOG: tl.constexpr,
+    PASS: tl.constexpr, FAST_LOG: tl.constexpr,
     PREFETCH: tl.constexpr,
 ):
     q = tl.program_id(1)
@@ -487,13 +487,14 @@ def _seq_fwd_kernel(
     dtsum = tl.zeros((BD,), dtype=tl.float32)
     t_start = q * chunk_len
     t_end = tl.minimum(L, t_start + chunk_len)
-    t_full = t_start + (t_end - t_start) // 4 * 4
     # software pipelining: the loads of the next PREFETCH tiles are in flight while tile t0 is
     # computed (a ring of raw tiles; reads past the chunk stay inside the row or are masked)
     ring = ()
     for i in tl.static_range(PREFETCH):
         ring = ring + (_seq_load(t_start + 4 * i, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
-    for t0 in range(t_start, t_full, 4):
+    # every tile masked (one instance of the tile code: compiles much faster for large N; the
+    # masks are predicates, past L delta is 0 so the states pass through)
+    for t0 in range(t_start, t_end, 4):
         dtr, ut, zt = ring[0]
         rest = ()
         for i in tl.static_range(1, PREFETCH):
@@ -501,20 +502,500 @@ def _seq_fwd_kernel(
         ring = rest + (_seq_load(t0 + 4 * PREFETCH, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
         h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
                              bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING, HAS_D,
-                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, False)
-        if STORE_STATES:
-            if (t0 + 4) % STATE_EVERY == 0:
-                _store_states(states_ptr, rc, rmask, (t0 + 3) // STATE_EVERY, n_state_tiles, h, N, NP)
-    if t_full < t_end:
-        dtr, ut, zt = ring[0]
-        h, dtsum = _seq_tile(t_full, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
-                             bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING,
-                             HAS_D, HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True)
-    if STORE_STATES:
-        if (t_end == L) & (L % STATE_EVERY != 0):
-            _store_states(states_ptr, rc, rmask, (L - 1) // STATE_EVERY, n_state_tiles, h, N, NP)
+                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True)
+        if store_states != 0:
+            if ((t0 + 4) % STATE_EVERY == 0) | (t0 + 4 >= L):
+                _store_states(states_ptr, rc, rmask, t0 // STATE_EVERY, n_state_tiles, h, N, NP)
     if PASS == 1:
         for n in tl.static_range(N):
             cidx = (rc * n_chunks + q) * N + n
             tl.store(chunkS_ptr + cidx, h[n], mask=rmask)
             tl.store(chunkP_ptr + cidx, tl.exp2(A2[n] * dtsum), mask=rmask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Row-block forward ("rows"): one program owns BD rows (channels of one batch and one B/C group)
+# and walks a chunk of their sequence in tiles of BLOCK_L steps. Tensors are (BD, BLOCK_L); with
+# BLOCK_L = 32 lanes x one 16-byte vector and BD a multiple of num_warps, each warp owns whole
+# rows, so the scan along L stays inside a warp (shuffles, no shared memory, no barrier).
+# States are a static loop over n (a tuple of (BD,) carries); the carry enters the scan through
+# the first step of the tile (x_0 += dA_0 * carry), so the scan result is the true state and the
+# next carry is its last column. B/C tiles are loaded once per program for its BD rows (the
+# BD copies of the address hit the same cache lines). PREFETCH issues the loads of the next
+# tiles before tile k is computed. Every input element is read once, every output written once.
+#
+# CHUNKED (n_chunks > 1): the sequence is cut into n_chunks chunks, one program each, taken in
+# ticket order (row blocks fastest), so a chunk's predecessor was scheduled one "row of tickets"
+# earlier and has normally finished: the chunk prefetches its first tiles, waits for the
+# predecessor's published end state (acquire), runs, and publishes its own (release). This does
+# not add work; it makes the programs short, so the last wave of a grid of long programs does
+# not leave most SMs idle (9216 rows of 8192 steps are ~2.2 waves of row blocks on an H100).
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, zr, L,
+               BLOCK_L: tl.constexpr, HAS_Z: tl.constexpr, BC: tl.constexpr):
+    """Raw tiles (u, delta, z, B, C) of tile k, each (BD, BLOCK_L); zeros past L and for
+    k >= k_end (prefetches past the chunk read nothing). B/C (of state 0, broadcast over the
+    rows) only if BC, else placeholders."""
+    t = k * BLOCK_L + t0
+    m = ((t < L) & (k < k_end))[None, :]
+    off = off0 + k * BLOCK_L
+    ut = tl.load(u_ptr + off, mask=m, other=0.0)
+    dtr = tl.load(dt_ptr + off, mask=m, other=0.0)
+    zt = ut
+    if HAS_Z:
+        zt = tl.load(z_ptr + off, mask=m, other=0.0)
+    bt = ut
+    ct = ut
+    if BC:
+        bt = tl.load(B_ptr + bB + t[None, :] + zr, mask=m, other=0.0)
+        ct = tl.load(C_ptr + bC + t[None, :] + zr, mask=m, other=0.0)
+    return ut, dtr, zt, bt, ct
+
+
+@triton.jit(do_not_specialize=["store_states"])
+def _rows_fwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
+    y_ptr, states_ptr, cstate_ptr, flags_ptr, ticket_ptr,
+    dim, L, n_tiles, n_state_tiles, chunk_tiles, n_chunks, G_B, G_C, store_states,
+    N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BLOCK_L: tl.constexpr,
+    STATE_EVERY: tl.constexpr,
+    B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+    HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
+    FAST_LOG: tl.constexpr, PREFETCH: tl.constexpr, CHUNKED: tl.constexpr,
+):
+    """Forward of BD rows per program over one chunk of tiles (see the comment above).
+    store_states (runtime, one compiled kernel for inference and training) writes the state
+    after every STATE_EVERY tiles and after the last one:
+    (rows, n_state_tiles, NP), the layout the backward reads (its tiles are STATE_EVERY *
+    BLOCK_L long). Chunk end states go to cstate (rows, n_chunks, NP)."""
+    if CHUNKED:
+        ticket = tl.atomic_add(ticket_ptr, 1)
+        n_rb = tl.num_programs(0) // n_chunks
+        rb = ticket % n_rb
+        q = ticket // n_rb
+    else:
+        rb = tl.program_id(0)
+        q = 0
+    k_first = q * chunk_tiles
+    k_end = tl.minimum(n_tiles, k_first + chunk_tiles)
+    row0 = rb * BD                          # BD divides dim // G: one batch, one group
+    bi = row0 // dim
+    d0 = row0 % dim
+    rr = tl.arange(0, BD)
+    r = row0 + rr
+    di = d0 + rr
+    row_off = r.to(tl.int64) * L
+    bB = (bi * G_B + d0 // (dim // G_B)).to(tl.int64) * N * L
+    bC = (bi * G_C + d0 // (dim // G_C)).to(tl.int64) * N * L
+    BC: tl.constexpr = (N == 1) and B_VARYING and C_VARYING   # B/C of the only state in the ring
+    t0 = tl.arange(0, BLOCK_L)
+    zr = (rr * 0)[:, None]
+    is_first = (t0 == 0)[None, :]
+    is_last = (t0 == BLOCK_L - 1)[None, :]
+    off0 = row_off[:, None] + t0[None, :]
+    st_ptr = states_ptr + (r.to(tl.int64) * n_state_tiles * NP)[:, None] + zr
+    # software pipelining: the loads of the next PREFETCH tiles are in flight while tile k is
+    # computed (a ring of raw tiles; tiles past the end are fully masked)
+    ring = ()
+    for i in tl.static_range(PREFETCH):
+        ring = ring + (_rows_load(k_first + i, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
+                                  bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC),)
+    dtb = tl.zeros((BD,), dtype=tl.float32)
+    if HAS_DTB:
+        dtb = tl.load(dtb_ptr + di)
+    Dv = tl.zeros((BD,), dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + di)
+    A2 = ()
+    Binv = ()
+    Cinv = ()
+    for n in tl.static_range(N):
+        A2 = A2 + (tl.load(A_ptr + di * N + n) * 1.4426950408889634,)
+        if not B_VARYING:
+            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
+        if not C_VARYING:
+            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
+    if CHUNKED:
+        if q > 0:   # spin until the previous chunk of these rows published its end state
+            slot = rb * n_chunks + q - 1
+            f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
+            while f == 0:
+                f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
+    carry = ()
+    for n in tl.static_range(N):
+        c0 = tl.zeros((BD,), dtype=tl.float32)
+        if HAS_H0:
+            if q == 0:
+                c0 = tl.load(h0_ptr + r * N + n)
+        if CHUNKED:
+            if q > 0:
+                c0 = tl.load(cstate_ptr + (r * n_chunks + q - 1) * NP + n, volatile=True)
+        carry = carry + (c0,)
+    for k in range(k_first, k_end):
+        t = k * BLOCK_L + t0
+        m2 = (t < L)[None, :]
+        t2 = t[None, :] + zr     # (BD, BLOCK_L) like u: same layout, no conversion
+        if PREFETCH > 0:
+            ut, dtr, zt, bt, ct = ring[0]
+            rest = ()
+            for i in tl.static_range(1, PREFETCH):
+                rest = rest + (ring[i],)
+            ring = rest + (_rows_load(k + PREFETCH, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
+                                      off0, bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC),)
+        else:
+            ut, dtr, zt, bt, ct = _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
+                                             bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC)
+        u = ut.to(tl.float32)
+        dt = dtr.to(tl.float32)
+        if HAS_DTB:
+            dt = dt + dtb[:, None]
+        if SOFTPLUS:
+            dt = _softplus(dt, FAST_LOG)
+        dt = tl.where(m2, dt, 0.0)      # decay 1 and no input past L: the carry passes through
+        du = dt * u
+        y = tl.zeros((BD, BLOCK_L), dtype=tl.float32)
+        if HAS_D:
+            y = Dv[:, None] * u
+        new_carry = ()
+        for n in tl.static_range(N):
+            if BC:
+                Bn = bt.to(tl.float32)
+            elif B_VARYING:
+                Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+            else:
+                Bn = Binv[n][:, None]
+            dA = tl.exp2(dt * A2[n][:, None])
+            x = du * Bn
+            x = tl.where(is_first, x + dA * carry[n][:, None], x)
+            _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+            c = tl.sum(tl.where(is_last, h, 0.0), axis=1)
+            new_carry = new_carry + (c,)
+            if store_states != 0:
+                if ((k + 1) % STATE_EVERY == 0) | (k == n_tiles - 1):
+                    tl.store(st_ptr + ((k // STATE_EVERY) * NP + n), c[:, None])
+            if BC:
+                Cn = ct.to(tl.float32)
+            elif C_VARYING:
+                Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+            else:
+                Cn = Cinv[n][:, None]
+            y += h * Cn
+        carry = new_carry
+        if HAS_Z:
+            z = zt.to(tl.float32)
+            y = y * (z * tl.sigmoid(z))
+        tl.store(y_ptr + off0 + k * BLOCK_L, y, mask=m2)
+    if CHUNKED:
+        if q < n_chunks - 1:
+            for n in tl.static_range(N):
+                tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, carry[n])
+            tl.debug_barrier()
+            tl.atomic_xchg(flags_ptr + rb * n_chunks + q, 1, sem="release", scope="gpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Row-block backward ("rows"): one program (normally one warp) owns BD rows of one batch and
+# B/C group and walks a chunk of tiles from the last to the first. Per tile it recomputes the
+# forward states from the stored state before the tile (the forward stores one per tile), and
+# scans the adjoint lam_t = C_t dy_t + dA_{t+1} lam_{t+1} right to left. That recurrence couples
+# step t with the decay of step t+1; instead of loading delta shifted by one step (and paying its
+# softplus and exponentials twice), the scan carries each segment's first decay:
+#   segment [i..j] = (G, M, F):  lam_i = G + M * dA_{j+1} * lam_{j+1},  F = dA_i,
+# element t = (C_t dy_t, 1, dA_t). What crosses to the tile on the left is dA_first * lam_first
+# (also dh0 at t = 0). With all BD rows in one thread, the time-varying dB/dC of the BD rows are
+# summed in registers before the atomic add (BD times fewer atomics on the shared B/C rows).
+# CHUNKED: chunks chained right to left in ticket order, like the forward.
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _adj_combine(G2, M2, F2, G1, M1, F1):
+    """Reverse-scan combine: (G2, M2, F2) is the later segment, (G1, M1, F1) the earlier one."""
+    m = M1 * F2
+    return G1 + m * G2, m * M2, F1
+
+
+@triton.jit
+def _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_L: tl.constexpr,
+                   HAS_Z: tl.constexpr):
+    """Raw tiles (u, delta, dy, z) of tile k; nothing is read for k < k_first (past the chunk)."""
+    t = k * BLOCK_L + t0
+    m = ((t < L) & (k >= k_first))[None, :]
+    off = off0 + k * BLOCK_L
+    ut = tl.load(u_ptr + off, mask=m, other=0.0)
+    rawt = tl.load(dt_ptr + off, mask=m, other=0.0)
+    dyt = tl.load(dy_ptr + off, mask=m, other=0.0)
+    zt = ut
+    if HAS_Z:
+        zt = tl.load(z_ptr + off, mask=m, other=0.0)
+    return ut, rawt, dyt, zt
+
+
+@triton.jit
+def _acc_term(x, ELEM: tl.constexpr):
+    """What a (BD, BLOCK_L) term adds to a per-row accumulator: itself (ELEM) or its row sums."""
+    if ELEM:
+        return x
+    else:
+        return tl.sum(x, axis=1)
+
+
+@triton.jit
+def _acc_total(acc, ELEM: tl.constexpr):
+    if ELEM:
+        return tl.sum(acc, axis=1)
+    else:
+        return acc
+
+
+@triton.jit
+def _rows_bwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, states_ptr,
+    dy_ptr, dlast_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, ddtb_ptr, dh0_ptr,
+    cstate_ptr, flags_ptr, ticket_ptr,
+    dim, L, n_tiles, chunk_tiles, n_chunks, G_B, G_C,
+    N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BLOCK_L: tl.constexpr,
+    B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+    HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_DLAST: tl.constexpr, FAST_LOG: tl.constexpr, CHUNKED: tl.constexpr,
+    PREFETCH: tl.constexpr,
+):
+    """Gradients of BD rows over one chunk of tiles (see the comment above). states: the
+    forward state after every tile, (rows, n_tiles, NP). Per-row sums go to dA (rows, N),
+    dD / ddtb (rows,), time-invariant dB / dC (rows, N) (stored, or atomically added when
+    CHUNKED); time-varying dB / dC are atomically added into (batch, G, N, L) float32 buffers.
+    du / ddelta / dz are stored in their buffers' dtype."""
+    if CHUNKED:
+        ticket = tl.atomic_add(ticket_ptr, 1)
+        n_rb = tl.num_programs(0) // n_chunks
+        rb = ticket % n_rb
+        q = n_chunks - 1 - ticket // n_rb
+    else:
+        rb = tl.program_id(0)
+        q = 0
+    k_first = q * chunk_tiles
+    k_end = tl.minimum(n_tiles, k_first + chunk_tiles)
+    row0 = rb * BD
+    bi = row0 // dim
+    d0 = row0 % dim
+    rr = tl.arange(0, BD)
+    r = row0 + rr
+    di = d0 + rr
+    row_off = r.to(tl.int64) * L
+    bB = (bi * G_B + d0 // (dim // G_B)).to(tl.int64) * N * L
+    bC = (bi * G_C + d0 // (dim // G_C)).to(tl.int64) * N * L
+    t0 = tl.arange(0, BLOCK_L)
+    is_first = (t0 == 0)[None, :]
+    is_last = (t0 == BLOCK_L - 1)[None, :]
+    off0 = row_off[:, None] + t0[None, :]
+    dtb = tl.zeros((BD,), dtype=tl.float32)
+    if HAS_DTB:
+        dtb = tl.load(dtb_ptr + di)
+    Dv = tl.zeros((BD,), dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + di)
+    A = ()
+    Binv = ()
+    Cinv = ()
+    for n in tl.static_range(N):
+        A = A + (tl.load(A_ptr + di * N + n),)
+        if not B_VARYING:
+            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
+        if not C_VARYING:
+            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
+    if CHUNKED:
+        if q < n_chunks - 1:   # spin until the chunk on the right published its carry
+            slot = rb * n_chunks + q + 1
+            f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
+            while f == 0:
+                f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
+    nl = ()     # dA * lam at the first step of the tile on the right (dlast past the end)
+    for n in tl.static_range(N):
+        c0 = tl.zeros((BD,), dtype=tl.float32)
+        if HAS_DLAST:
+            if q == n_chunks - 1:
+                c0 = tl.load(dlast_ptr + r * N + n)
+        if CHUNKED:
+            if q < n_chunks - 1:
+                c0 = tl.load(cstate_ptr + (r * n_chunks + q + 1) * NP + n, volatile=True)
+        nl = nl + (c0,)
+    zero2 = tl.zeros((BD, BLOCK_L), dtype=tl.float32)
+    zero1 = tl.zeros((BD,), dtype=tl.float32)
+    # per-state sums: elementwise over the tiles (summed once at the end) for small N, per tile
+    # for large N (registers)
+    ELEM: tl.constexpr = N <= 4
+    dA_acc = ()
+    dBi_acc = ()
+    dCi_acc = ()
+    acc0 = zero1
+    if ELEM:
+        acc0 = zero2
+    for n in tl.static_range(N):
+        dA_acc = dA_acc + (acc0,)
+        if not B_VARYING:
+            dBi_acc = dBi_acc + (acc0,)
+        if not C_VARYING:
+            dCi_acc = dCi_acc + (acc0,)
+    dD_acc = zero2
+    ddtb_acc = zero2
+    ones = zero2 + 1.0
+    rev = (BLOCK_L - 1 - t0)[None, :] + (rr * 0)[:, None]   # reversal of the tile
+    # the raw tiles of the next (left) tile are loaded while this one is computed (PREFETCH)
+    nxt = _rows_bwd_load(k_end - 1, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_L,
+                         HAS_Z)
+    for j in range(0, k_end - k_first):
+        k = k_end - 1 - j
+        t = k * BLOCK_L + t0
+        m2 = (t < L)[None, :]
+        t2 = t[None, :]
+        off = off0 + k * BLOCK_L
+        if PREFETCH:
+            ut, rawt, dyt, zt = nxt
+            nxt = _rows_bwd_load(k - 1, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L,
+                                 BLOCK_L, HAS_Z)
+        else:
+            ut, rawt, dyt, zt = _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0,
+                                               L, BLOCK_L, HAS_Z)
+        u = ut.to(tl.float32)
+        raw = rawt.to(tl.float32)
+        dy = dyt.to(tl.float32)
+        if HAS_DTB:
+            raw = raw + dtb[:, None]
+        dt = raw
+        if SOFTPLUS:
+            dt = _softplus(raw, FAST_LOG)
+        dt = tl.where(m2, dt, 0.0)
+        du = dt * u
+        h_in = ()
+        for n in tl.static_range(N):
+            if k > 0:
+                hn = tl.load(states_ptr + (r * n_tiles + k - 1) * NP + n)
+            else:
+                hn = tl.zeros((BD,), dtype=tl.float32)
+                if HAS_H0:
+                    hn = tl.load(h0_ptr + r * N + n)
+            h_in = h_in + (hn,)
+        if HAS_Z:   # dz needs y before the gate: one forward pass over the states first
+            z = zt.to(tl.float32)
+            y = zero2
+            if HAS_D:
+                y = Dv[:, None] * u
+            for n in tl.static_range(N):
+                if B_VARYING:
+                    Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+                else:
+                    Bn = Binv[n][:, None]
+                if C_VARYING:
+                    Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+                else:
+                    Cn = Cinv[n][:, None]
+                dA = tl.exp2(dt * (A[n] * 1.4426950408889634)[:, None])
+                x = du * Bn
+                x = tl.where(is_first, x + dA * h_in[n][:, None], x)
+                _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+                y += h * Cn
+            sz = tl.sigmoid(z)
+            tl.store(dz_ptr + off, dy * y * sz * (1.0 + z * (1.0 - sz)), mask=m2)
+            dy = dy * z * sz
+        if HAS_D:
+            dD_acc += dy * u
+        lamB = zero2
+        ddt = zero2
+        new_nl = ()
+        new_dA = ()
+        new_dBi = ()
+        new_dCi = ()
+        for n in tl.static_range(N):
+            if B_VARYING:
+                Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+            else:
+                Bn = Binv[n][:, None]
+            if C_VARYING:
+                Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+            else:
+                Cn = Cinv[n][:, None]
+            dA = tl.exp2(dt * (A[n] * 1.4426950408889634)[:, None])
+            x = du * Bn
+            xf = tl.where(is_first, x + dA * h_in[n][:, None], x)
+            _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
+            g = Cn * dy
+            g = tl.where(is_last, g + nl[n][:, None], g)
+            # right-to-left scan as a left-to-right one over the tile reversed in the warp (one
+            # shuffle per register; Triton's reverse=True scan costs five per register)
+            lam, _, _ = tl.associative_scan((tl.gather(g, rev, axis=1), ones,
+                                             tl.gather(dA, rev, axis=1)), axis=1,
+                                            combine_fn=_adj_combine)
+            lam = tl.gather(lam, rev, axis=1)
+            c = tl.sum(tl.where(is_first, dA * lam, 0.0), axis=1)
+            new_nl = new_nl + (c,)
+            if k == 0:
+                tl.store(dh0_ptr + r * N + n, c)
+            ga = lam * (h - x)                # lam_t dA_t h_{t-1}
+            lamB += lam * Bn
+            ddt += ga * A[n][:, None]
+            new_dA = new_dA + (dA_acc[n] + _acc_term(ga * dt, ELEM),)
+            dBx = lam * du
+            dCx = h * dy
+            if B_VARYING:
+                tl.atomic_add(dB_ptr + bB + n * L + t, tl.sum(dBx, axis=0), mask=t < L,
+                              sem="relaxed")
+            else:
+                new_dBi = new_dBi + (dBi_acc[n] + _acc_term(dBx, ELEM),)
+            if C_VARYING:
+                tl.atomic_add(dC_ptr + bC + n * L + t, tl.sum(dCx, axis=0), mask=t < L,
+                              sem="relaxed")
+            else:
+                new_dCi = new_dCi + (dCi_acc[n] + _acc_term(dCx, ELEM),)
+        nl = new_nl
+        dA_acc = new_dA
+        dBi_acc = new_dBi
+        dCi_acc = new_dCi
+        ddt += lamB * u
+        dxu = lamB * dt
+        if HAS_D:
+            dxu += Dv[:, None] * dy
+        if SOFTPLUS:
+            ddt = ddt * tl.sigmoid(raw)
+        ddt = tl.where(m2, ddt, 0.0)
+        ddtb_acc += ddt
+        tl.store(du_ptr + off, dxu, mask=m2)
+        tl.store(ddt_ptr + off, ddt, mask=m2)
+    # per-row sums; chunked programs add theirs atomically
+    for n in tl.static_range(N):
+        s = _acc_total(dA_acc[n], ELEM)
+        if CHUNKED:
+            tl.atomic_add(dA_ptr + r * N + n, s, sem="relaxed")
+        else:
+            tl.store(dA_ptr + r * N + n, s)
+        if not B_VARYING:
+            s = _acc_total(dBi_acc[n], ELEM)
+            if CHUNKED:
+                tl.atomic_add(dB_ptr + r * N + n, s, sem="relaxed")
+            else:
+                tl.store(dB_ptr + r * N + n, s)
+        if not C_VARYING:
+            s = _acc_total(dCi_acc[n], ELEM)
+            if CHUNKED:
+                tl.atomic_add(dC_ptr + r * N + n, s, sem="relaxed")
+            else:
+                tl.store(dC_ptr + r * N + n, s)
+    if HAS_D:
+        s = tl.sum(dD_acc, axis=1)
+        if CHUNKED:
+            tl.atomic_add(dD_ptr + r, s, sem="relaxed")
+        else:
+            tl.store(dD_ptr + r, s)
+    if HAS_DTB:
+        s = tl.sum(ddtb_acc, axis=1)
+        if CHUNKED:
+            tl.atomic_add(ddtb_ptr + r, s, sem="relaxed")
+        else:
+            tl.store(ddtb_ptr + r, s)
+    if CHUNKED:
+        if q > 0:
+            for n in tl.static_range(N):
+                tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, nl[n])
+            tl.debug_barrier()
+            tl.atomic_xchg(flags_ptr + rb * n_chunks + q, 1, sem="release", scope="gpu")

@@ -80,8 +80,9 @@ def build_audioset(config: dict) -> dict:
     ``model: {name, num_classes, checkpoint?, imagenet_init?, <config overrides>}``,
     ``teacher: {name, checkpoint, ...}`` (optional, for distillation),
     ``data: {train_json, eval_json, label_csv, train_audio: {AudioConf}, eval_audio: {AudioConf}, balanced}``,
-    ``loader: {batch_size: 12, eval_batch_size: 2 * batch_size, num_workers: 4, pin_memory: true}``.
+    ``loader: {batch_size: 12, eval_batch_size: 2 * batch_size, num_workers: 4, pin_memory: <CUDA available>}``.
     """
+    import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
     from ..data import AudioConf, AudioDataset, balanced_sample_weights
@@ -96,7 +97,7 @@ def build_audioset(config: dict) -> dict:
     eval_ds = AudioDataset(data["eval_json"], data["label_csv"], eval_conf) if data.get("eval_json") else None
     batch_size = loader.pop("batch_size", 12)
     eval_batch_size = loader.pop("eval_batch_size", 2 * batch_size)
-    common = dict(num_workers=loader.pop("num_workers", 4), pin_memory=loader.pop("pin_memory", True))
+    common = dict(num_workers=loader.pop("num_workers", 4), pin_memory=loader.pop("pin_memory", torch.cuda.is_available()))
     if loader:
         raise ValueError(f"unknown loader option(s): {sorted(loader)}")
     sampler = None

@@ -1,0 +1,231 @@
+"""Efficiency study (AuM Fig. 2, DASS Fig. 1c): time and memory vs. input length.
+
+Thin layer over :mod:`dasslib.bench` adding what the notebook needs around it: specs with
+per-model overrides (``scan_backend`` only for the SSM families), parameter counts, a
+wall-clock budget for a whole sweep / capacity search, a stable status table and a computed
+text of where each SSM beats the SDPA AST baseline.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import torch
+
+from .. import bench
+from ..models import list_models
+
+NO_SCAN_FAMILIES = ("ast", "ssast")     # attention models: no scan_backend option
+
+
+def _family(name: str) -> str:
+    return name.split("_")[0]
+
+
+def study_specs(models, ast_attn=("eager", "sdpa"), overrides=None, scan_backend="auto") -> list:
+    """One :class:`~dasslib.bench.ModelSpec` per model, each ``ast_*`` once per kernel in
+    ``ast_attn`` (labels ``ast_base_eager``, ``ast_base_sdpa``; other labels = the name).
+
+    overrides: ``{family or name: {config field: value}}``, e.g. ``{"ast": {"fstride": 16},
+    "dass_small": {"depths": [1, 1, 1, 1]}}`` (the name's entry wins over its family's;
+    entries of models not in ``models`` are unused).
+    scan_backend: passed to every model except AST / SSAST, which have no scan.
+    """
+    overrides = dict(overrides or {})
+    if isinstance(models, str):
+        models = [models]
+    known = set(list_models()) | {_family(m) for m in list_models()}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"overrides for {unknown}: neither a registered model nor a family")
+    specs = []
+    for name in models:
+        kw = {**overrides.get(_family(name), {}), **overrides.get(name, {})}
+        if _family(name) in NO_SCAN_FAMILIES:
+            if "scan_backend" in kw or "attn" in kw:
+                raise ValueError(f"{name}: no scan_backend (no scan) and no attn (set by ast_attn) in overrides")
+            specs += [bench.model_spec(name, label=f"{name}_{a}", **kw, attn=a) for a in ast_attn]
+        else:
+            kw.setdefault("scan_backend", scan_backend)
+            specs.append(bench.model_spec(name, label=name, **kw))
+    return specs
+
+
+def param_counts(specs) -> pd.DataFrame:
+    """Columns model, params: parameter count of each spec, built on the ``meta`` device
+    (no memory, no init cost)."""
+    rows = []
+    for spec in specs:
+        with torch.device("meta"):
+            model = spec.factory()
+        rows.append(dict(model=spec.label, params=sum(p.numel() for p in model.parameters())))
+    return pd.DataFrame(rows)
+
+
+def _budget_rows(spec, mode, batch, lengths_s, frames_per_s, note):
+    return [dict(model=spec.label, mode=mode, batch=batch, length_s=float(s),
+                 frames=int(round(s * frames_per_s)), status="skipped", note=note)
+            for s in sorted({float(s) for s in lengths_s})]
+
+
+def budgeted_sweep(specs, lengths_s, modes=bench.MODES, batch=1, budget_s=None, frames_per_s=100,
+                   **sweep_kw) -> pd.DataFrame:
+    """:func:`dasslib.bench.run_sweep` one (mode, spec) series at a time, modes outer, specs in
+    the given order (put the important ones first); once ``budget_s`` seconds have passed,
+    every series not started yet is recorded as ``skipped`` with note ``"study time budget"``.
+
+    batch: an int or ``{mode: int}``. Returns the sweep's columns (:data:`dasslib.bench.COLUMNS`).
+    """
+    modes = [modes] if isinstance(modes, str) else list(modes)
+    batches = batch if isinstance(batch, dict) else {m: batch for m in modes}
+    start, parts = time.perf_counter(), []
+    for mode in modes:
+        for spec in specs:
+            if budget_s is not None and time.perf_counter() - start > budget_s:
+                parts.append(pd.DataFrame(_budget_rows(spec, mode, batches[mode], lengths_s, frames_per_s,
+                                                       "study time budget")))
+                continue
+            parts.append(bench.run_sweep([spec], lengths_s, modes=[mode], batch={mode: batches[mode]},
+                                         frames_per_s=frames_per_s, **sweep_kw))
+    df = pd.concat(parts, ignore_index=True).reindex(columns=bench.COLUMNS)
+    for col in ("tokens", "repeats"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_length_s=10800.0,
+                      frames_per_s=100, **search_kw) -> pd.DataFrame:
+    """:func:`dasslib.bench.capacity_table` per (spec, mode), specs outer in the given order,
+    capped at ``max_length_s``; searches not started within ``budget_s`` seconds get bound
+    ``"budget"`` and no length.
+
+    Columns: model, mode, batch, max_frames, max_length_s, bound, probes, device, dtype,
+    torch_version. ``search_kw`` go to ``largest_fitting_length`` (e.g. ``rel_tol``,
+    ``max_seconds_per_probe``, ``device``).
+    """
+    modes = [modes] if isinstance(modes, str) else list(modes)
+    max_frames = int(round(max_length_s * frames_per_s))
+    start_frames = min(frames_per_s, max_frames)
+    start, parts = time.perf_counter(), []
+    for spec in specs:
+        for mode in modes:
+            if budget_s is not None and time.perf_counter() - start > budget_s:
+                parts.append(pd.DataFrame([dict(model=spec.label, mode=mode, batch=batch, max_frames=None,
+                                                max_length_s=None, bound="budget", probes=0)]))
+                continue
+            parts.append(bench.capacity_table([spec], [mode], batch=batch, progress=False,
+                                              max_frames=max_frames, start_frames=start_frames,
+                                              frames_per_s=frames_per_s, **search_kw))
+    df = pd.concat(parts, ignore_index=True)
+    df["max_frames"] = df["max_frames"].astype("Int64")
+    df["max_length_s"] = df["max_length_s"].astype(float)
+    return df
+
+
+def status_table(df: pd.DataFrame, params: pd.DataFrame, capacity: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Stable summary, one row per (model, mode): parameter count, the status at each swept
+    length (columns ``"<length> s"``; ``skipped`` says why: ``skip-oom`` after an OOM,
+    ``skip-time`` predicted over the per-point budget, ``skip-budget`` study budget spent),
+    and the capacity search's length and bound if given. No timings: the same on every run
+    of a given device and settings."""
+    notes = df["note"] if "note" in df else [None] * len(df)
+    df = df.assign(status=[_status_code(s, n) for s, n in zip(df["status"], notes)])
+    wide = df.pivot_table(index=["model", "mode"], columns="length_s", values="status", aggfunc="first")
+    wide.columns = [f"{s:g} s" for s in wide.columns]
+    order = list(dict.fromkeys(df["model"]))
+    out = wide.reset_index().merge(params, on="model", how="left")
+    if capacity is not None:
+        cap = capacity[["model", "mode", "max_length_s", "bound"]].rename(
+            columns={"max_length_s": "fits_up_to_s", "bound": "fit_bound"})
+        out = out.merge(cap, on=["model", "mode"], how="left")
+    out["_order"] = out["model"].map(order.index)
+    out = out.sort_values(["mode", "_order"]).drop(columns="_order").reset_index(drop=True)
+    return out[["model", "mode", "params"] + [c for c in out.columns if c not in ("model", "mode", "params")]]
+
+
+def _status_code(status, note):
+    if status != "skipped" or not isinstance(note, str):
+        return status
+    for prefix, code in (("after oom", "skip-oom"), ("time budget", "skip-time"), ("study time budget", "skip-budget")):
+        if note.startswith(prefix):
+            return code
+    return status
+
+
+def win_table(df: pd.DataFrame, baseline="ast_base_sdpa", metrics=("median_ms", "peak_mem_mb"),
+              exclude_prefix="ast_") -> pd.DataFrame:
+    """:func:`dasslib.bench.win_summary` of every model not starting with ``exclude_prefix``
+    against ``baseline``, for each mode in the sweep and each metric that was measured
+    (peak memory is NaN on the CPU and then left out), plus ``ratio_at_shortest`` (model /
+    baseline at the shortest common length, < 1 = better)."""
+    parts = []
+    for metric in metrics:
+        if df[metric].notna().sum() == 0:
+            continue
+        for mode in df["mode"].unique():
+            w = bench.win_summary(df, baseline=baseline, mode=mode, metric=metric)
+            w = w[~w["model"].str.startswith(exclude_prefix)].copy()
+            w["ratio_at_shortest"] = [_ratio_at_shortest(df, m, baseline, mode, metric) for m in w["model"]]
+            parts.append(w)
+    if not parts:
+        raise ValueError("no measured metric in the sweep")
+    return pd.concat(parts, ignore_index=True)
+
+
+def _ratio_at_shortest(df, model, baseline, mode, metric):
+    ok = df[(df["mode"] == mode) & (df["status"] == "ok") & df[metric].notna()]
+    a = ok[ok["model"] == model].set_index("length_s")[metric]
+    b = ok[ok["model"] == baseline].set_index("length_s")[metric]
+    common = sorted(set(a.index) & set(b.index))
+    return float(a[common[0]] / b[common[0]]) if common else math.nan
+
+
+_METRIC_WORDS = {"median_ms": "time", "peak_mem_mb": "peak memory"}
+
+
+def win_text(wins: pd.DataFrame, baseline="ast_base_sdpa") -> str:
+    """Plain-text verdicts computed from :func:`win_table`: per mode and metric, which models
+    beat ``baseline`` at the longest common length (and from where), which do not, and the
+    ratio at the shortest common length."""
+    lines = []
+    for (mode, metric), w in wins.groupby(["mode", "metric"], sort=False):
+        win = w[w["ratio_at_longest"] < 1]
+        lose = w[~(w["ratio_at_longest"] < 1)]
+        lines.append(f"{mode}, {_METRIC_WORDS.get(metric, metric)} vs {baseline}: "
+                     f"{len(win)} of {len(w)} SSM models better at the longest common length.")
+        for _, r in w.iterrows():
+            short = r["ratio_at_shortest"]
+            lines.append(f"  {r['model']}: {r['verdict']}; ratio {short:.2f} at the shortest length"
+                         if not math.isnan(short) else f"  {r['model']}: {r['verdict']}")
+        if len(lose):
+            lines.append(f"  not better at the longest common length: {', '.join(lose['model'])}")
+    return "\n".join(lines)
+
+
+# AuM paper, Sec. 3.3 / Fig. 2: (what it says, model, baseline, mode, metric, length_s).
+AUM_CLAIMS = (
+    ("AuM-B 1.6x faster than AST-B at inference, 4096 tokens (80 s)", "aum_base", "ast_base_eager",
+     "inference", "median_ms", 80.0),
+    ("same claim, against SDPA AST-B", "aum_base", "ast_base_sdpa", "inference", "median_ms", 80.0),
+    ("AuM-B training on 20 s (1024 tokens) takes about the memory of AST-S", "aum_base", "ast_small_eager",
+     "train", "peak_mem_mb", 20.0),
+)
+
+
+def claim_table(df: pd.DataFrame, claims=AUM_CLAIMS) -> pd.DataFrame:
+    """Our measurement behind each claim: model and baseline ``metric`` at ``length_s`` (log-log
+    interpolated between sweep lengths, NaN outside them) and ``ratio`` = model / baseline
+    (< 1: the model is faster / uses less memory). Claims whose models were not swept are left out."""
+    rows = []
+    for claim, model, baseline, mode, metric, length_s in claims:
+        present = set(df.loc[df["mode"] == mode, "model"])
+        if not {model, baseline} <= present:
+            continue
+        r = bench.ratio_table(df, at_length_s=length_s, baseline=baseline, metric=metric, modes=mode)
+        r = r[r["model"] == model].iloc[0]
+        rows.append(dict(claim=claim, model=model, baseline=baseline, mode=mode, metric=metric,
+                         length_s=length_s, model_value=r["value"], baseline_value=r["baseline_value"],
+                         ratio=r["ratio"]))
+    return pd.DataFrame(rows, columns=["claim", "model", "baseline", "mode", "metric", "length_s",
+                                       "model_value", "baseline_value", "ratio"])

@@ -1,0 +1,190 @@
+"""Triton selective scan on the CPU (Triton interpreter): every forward kernel path ("rows" with
+and without chunk chaining, prefetch depths, rows per program; "seq" with chunks; "scan" plain
+and chained) and the backward against the float64 step-by-step reference, on odd lengths, L=1,
+tile and chunk boundaries, groups > 1, time-invariant B/C, the z gate, an initial state,
+return_last_state and bf16 inputs; plus pick_config's choices per regime."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# The interpreter must be on before triton is first imported (torch imports it too, e.g. through
+# dasslib.models). In a process where that already happened without it (a full test run), the
+# tests of this file run in a fresh subprocess instead (test_in_fresh_process).
+FRESH = os.environ.get("TRITON_INTERPRET") == "1" or "triton" not in sys.modules
+if FRESH:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+triton = pytest.importorskip("triton")
+
+from dasslib.scans.reference import selective_scan_ref  # noqa: E402
+from dasslib.scans.triton_backend import (TritonConfig, pick_config,  # noqa: E402
+                                          rows_per_program, selective_scan_triton)
+
+needs_fresh = pytest.mark.skipif(not FRESH, reason="triton was imported without the interpreter; "
+                                                   "these run in test_in_fresh_process")
+
+
+@pytest.mark.skipif(FRESH, reason="runs only where triton was imported without the interpreter")
+def test_in_fresh_process():
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, TRITON_INTERPRET="1",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(Path(__file__).resolve())], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def make(b, d, L, N, G, z=False, h0=False, tinv=False, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*s, scale=1.0, shift=0.0, dt=torch.float32):
+        return (torch.randn(*s, generator=g) * scale + shift).to(dt)
+    u, dt = r(b, d, L, dt=dtype), r(b, d, L, shift=-1.0, dt=dtype)
+    A = -torch.exp(r(d, N))
+    if tinv:
+        B, C = r(d, N), r(d, N)
+    else:
+        B, C = r(b, G, N, L, dt=dtype), r(b, G, N, L, dt=dtype)
+    return dict(u=u, delta=dt, A=A, B=B, C=C, D=r(d), z=r(b, d, L, dt=dtype) if z else None,
+                delta_bias=r(d, scale=0.5), initial_state=r(b, d, N) if h0 else None)
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def compare(args, cfg, tol_y=2e-6, tol_g=2e-5, softplus=True):
+    """Triton (config overrides cfg) vs the float64 reference: y, last state, every gradient."""
+    names = [k for k, v in args.items() if v is not None]
+    tri = {k: (v.clone().requires_grad_(True) if v is not None else None) for k, v in args.items()}
+    ref = {k: (v.detach().double().requires_grad_(True) if v is not None else None)
+           for k, v in args.items()}
+    y, last = selective_scan_triton(**tri, delta_softplus=softplus, return_last_state=True, **cfg)
+    yr, lr = selective_scan_ref(**ref, delta_softplus=softplus, return_last_state=True,
+                                compute_dtype=torch.float64)
+    assert y.dtype == args["u"].dtype and last.dtype == torch.float32
+    assert y.shape == yr.shape and last.shape == lr.shape
+    gy = torch.randn(yr.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    gl = torch.randn(lr.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    ((yr * gy).sum() + (lr * gl).sum()).backward()
+    ((y.double() * gy).sum() + (last.double() * gl).sum()).backward()
+    errs = {"y": rel(y, yr), "last": rel(last, lr)}
+    errs.update({k: rel(tri[k].grad, ref[k].grad) for k in names})
+    bad = {k: e for k, e in errs.items() if not e < (tol_y if k in ("y", "last") else tol_g)}
+    assert not bad, (cfg, errs)
+    return errs
+
+
+ROWS_CASES = [
+    # (config overrides, make() arguments); the backward is "rows" unless bwd="scan"
+    (dict(), dict(b=2, d=8, L=37, N=1, G=2)),                                   # odd L, groups
+    (dict(), dict(b=1, d=8, L=1, N=2, G=1, z=True, h0=True)),                   # L = 1
+    (dict(rows_block=16, block_l=64, bwd="scan"),                  # states every 4 tiles
+     dict(b=2, d=8, L=150, N=2, G=4)),
+    (dict(rows_block=16, rows_chunks=3, bwd_chunks=4, bwd_rows=4),              # chained chunks
+     dict(b=2, d=8, L=150, N=2, G=4, h0=True)),
+    (dict(rows_chunks=2, prefetch=1, bwd_chunks=2, bwd_prefetch=0),
+     dict(b=1, d=4, L=300, N=1, G=1, z=True)),
+    (dict(prefetch=0, rows=2, rows_warps=1, bwd_rows=1),
+     dict(b=2, d=6, L=40, N=3, G=3, tinv=True)),                                # time-invariant B/C
+    (dict(prefetch=3, rows=8, bwd_warps=2, rows_block=32),                      # deep ring, 8 rows
+     dict(b=1, d=16, L=130, N=1, G=2)),
+    (dict(rows=4, bwd_rows=4), dict(b=2, d=5, L=20, N=2, G=1, z=True)),    # 1 row per program
+    (dict(rows_block=16, bwd_chunks=2), dict(b=1, d=4, L=45, N=6, G=1, z=True, h0=True)),  # N > 4
+]
+
+
+@needs_fresh
+@pytest.mark.parametrize("cfg,shape", ROWS_CASES, ids=[f"rows{i}" for i in range(len(ROWS_CASES))])
+def test_rows_forward_matches_reference(cfg, shape):
+    compare(make(**shape), dict(cfg, fwd="rows"))
+
+
+OTHER_CASES = [
+    (dict(fwd="seq", n_chunks=1, prefetch=1), dict(b=1, d=8, L=37, N=2, G=1, z=True)),
+    (dict(fwd="seq", n_chunks=3, prefetch=3, block_l=16, bwd="scan"),
+     dict(b=2, d=4, L=70, N=1, G=2, h0=True)),
+    (dict(fwd="seq", n_chunks=2, block_l=32, bwd="scan", chained=True),
+     dict(b=1, d=4, L=100, N=2, G=1)),
+    (dict(fwd="scan", block_l=16), dict(b=1, d=4, L=45, N=2, G=2, tinv=True)),
+    (dict(fwd="scan", block_l=16, chained=True), dict(b=1, d=4, L=50, N=3, G=1, z=True, h0=True)),
+]
+
+
+@needs_fresh
+@pytest.mark.parametrize("cfg,shape", OTHER_CASES,
+                         ids=["seq", "seq_chunks", "seq_chained_bwd", "scan", "scan_chained"])
+def test_seq_and_scan_forward_match_reference(cfg, shape):
+    compare(make(**shape), cfg)
+
+
+@needs_fresh
+@pytest.mark.parametrize("fwd", ["rows", "seq"])
+def test_bf16_inputs(fwd):
+    args = make(b=1, d=8, L=300, N=2, G=2, z=True, dtype=torch.bfloat16)   # 2 tiles of 256
+    cfg = dict(fwd=fwd, rows_chunks=2, bwd_chunks=2, bwd_rows=4) if fwd == "rows" \
+        else dict(fwd=fwd, n_chunks=2, block_l=16, bwd="scan")
+    # the kernels compute in fp32 from the bf16 values; y is rounded to bf16 once
+    compare(args, cfg, tol_y=8e-3, tol_g=2e-2)
+
+
+@needs_fresh
+def test_no_softplus_and_forward_only_paths():
+    args = make(b=1, d=4, L=33, N=2, G=1)
+    args["delta"] = args["delta"].abs() * 0.3
+    compare(args, dict(fwd="rows", rows_chunks=2, rows_block=16, block_l=16), softplus=False)
+    # forward only (no states stored), chunked: same y as the reference
+    with torch.no_grad():
+        y = selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"],
+                                  D=args["D"], delta_bias=args["delta_bias"], fwd="rows",
+                                  rows_chunks=3, rows_block=16, block_l=16)
+    yr = selective_scan_ref(args["u"].double(), args["delta"].double(), args["A"].double(),
+                            args["B"].double(), args["C"].double(), D=args["D"].double(),
+                            delta_bias=args["delta_bias"].double())
+    assert rel(y, yr) < 2e-6
+
+
+def test_pick_config_regimes():
+    cpu = torch.device("cpu")
+    # DASS-like: 12 x 768 rows of 8192 steps, N=1 -> rows kernels, chunked to ~8 waves
+    c = pick_config(12 * 768, 8192, 1, cpu, sms=132)
+    assert c.fwd == "rows" and c.rows == 4 and c.prefetch == 2 and c.rows_chunks == 4
+    assert c.bwd == "rows" and c.bwd_rows == 1 and c.bwd_warps == 1 and c.bwd_chunks == 4
+    # AuM-like: many short rows, N=16 -> rows kernels, prefetch 1, one row per backward program
+    c = pick_config(12 * 1536, 513, 16, cpu, sms=132)
+    assert c.fwd == "rows" and c.prefetch == 1 and c.rows_chunks == 1
+    assert c.bwd == "rows" and c.bwd_rows == 1 and c.bwd_chunks == 1
+    # long: 768 rows of 2^19 steps, N=16 -> sequential kernel cut into chunks, chained backward
+    c = pick_config(768, 524288, 16, cpu, sms=132)
+    assert c.fwd == "seq" and c.n_chunks == 88 and c.chained and c.block_l == 256
+    assert c.bwd == "scan"
+    # without sms on the CPU: plain rows (what the interpreter tests use by default)
+    assert pick_config(16, 40, 1, cpu).fwd == "rows"
+
+
+def test_rows_per_program_respects_groups():
+    assert rows_per_program(4, 768, 4, 4) == 4
+    assert rows_per_program(8, 768, 0, 0) == 8
+    assert rows_per_program(4, 6, 3, 0) == 2         # 2 channels per group
+    assert rows_per_program(4, 5, 1, 1) == 1
+    assert rows_per_program(8, 96, 32, 0) == 1       # 3 channels per group
+    assert rows_per_program(8, 12, 0, 3) == 4
+
+
+@needs_fresh
+def test_bad_config_is_rejected():
+    args = make(b=1, d=4, L=8, N=1, G=1)
+    with pytest.raises(ValueError):
+        selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], fwd="nope")
+    with pytest.raises(ValueError):
+        selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], rows=0)
+    with pytest.raises(ValueError):
+        selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], bwd="x")
+    with pytest.raises(ValueError):
+        selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"],
+                              config=TritonConfig(block_l=48))
