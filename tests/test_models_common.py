@@ -107,3 +107,15 @@ def test_torch_and_triton_scan_backends_agree_forward_and_backward():
     diffs = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(diffs) == {"dass_small", "aum_tiny", "ssam_tiny"}
     assert all(d["out"] < 1e-4 and d["grad"] < 1e-3 for d in diffs.values()), diffs
+
+
+def test_dass_traces_with_torch_compile_fullgraph():
+    """The model and the torch scan backend trace into one graph (dynamo, eager backend: no C++ build)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = create("dass_small", num_classes=3, depths=[1, 1, 1, 1], dims=[8, 16, 32, 64],
+                   scan_backend="torch").eval()
+    x = torch.randn(2, 64, 32)
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))

@@ -1,6 +1,8 @@
 """``selective_scan``: one entry point, several backends (see docs/scans.md)."""
 import logging
 
+import torch
+
 from .args import check_scan_args
 
 log = logging.getLogger("dasslib.scans")
@@ -46,7 +48,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
     name = resolve_backend(backend, u.device, initial_state is not None)
     key = (backend, name, u.device.type, u.dtype)
-    if key not in _logged:
+    if key not in _logged and not torch.compiler.is_compiling():  # no logging inside a traced graph
         _logged.add(key)
         log.debug("selective_scan backend=%s -> %s on %s (%s)", backend, name, u.device, u.dtype)
     kw = dict(D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
