@@ -1,10 +1,13 @@
-"""Shared fixtures: a wav writer, a tiny hand-made datafile of tones, a tiny embedded dataset."""
+"""Shared fixtures: a wav writer, a tiny hand-made datafile of tones, a tiny embedded dataset, a
+few-step training loop."""
 import json
 import os
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+import torch.nn.functional as F
 
 
 def write_wav(path, data, sr=16000, subtype="PCM_16"):
@@ -64,3 +67,20 @@ def embedded(tmp_path_factory):
     from dasslib.data import make_embedded_dataset
     return make_embedded_dataset(tmp_path_factory.mktemp("embedded"), n_train=12, n_eval=6,
                                  seed=0, progress=False)
+
+
+@pytest.fixture
+def bce_losses():
+    """``bce_losses(model, x, y, lr, steps=5)``: the BCE loss before each of ``steps`` Adam steps on
+    the fixed batch (x, y)."""
+    def run(model, x, y, lr, steps=5):
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        losses = []
+        for _ in range(steps):
+            loss = F.binary_cross_entropy_with_logits(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+    return run

@@ -111,18 +111,11 @@ def test_aum_variants_lengths_and_mean_pool():
     assert no_cls(torch.randn(2, 64, 32)).shape == (2, 3)
 
 
-def test_aum_gradient_step_lowers_loss():
+def test_aum_gradient_step_lowers_loss(bce_losses):
     torch.manual_seed(0)
     model = create("aum_tiny", num_classes=4, **AUM_TINY)
     x, y = torch.randn(4, 64, 32), (torch.rand(4, 4) > 0.5).float()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(5):
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = bce_losses(model, x, y, lr=3e-3)
     assert losses[-1] < losses[0]
 
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
-from .layers import (POS_RESIZES, PatchEmbed, resize_pos_grid, sinusoid_table_1d,
-                     trunc_normal_)
+from .layers import (POS_RESIZES, PatchEmbed, resize_pos_grid, sinusoid_table_1d, trunc_normal_,
+                     vit_init)
 from .registry import check_choice, register
 
 POS_EMBEDS = ("learned", "sinusoidal")
@@ -61,17 +61,6 @@ def make_transformer_blocks(depth, dim, num_heads, mlp_ratio=4.0, drop_path=0.0,
     for blk in blocks:
         blk.attn.fused_attn = attn == "sdpa"
     return blocks
-
-
-def vit_init(m):
-    """timm ViT init: Linear trunc_normal(0.02) and zero bias; LayerNorm ones / zeros."""
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 class AST(nn.Module):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .layers import DropPath, LayerNorm2d, Mlp2d, pad_sequential, trunc_normal_
+from .layers import DropPath, LayerNorm2d, Mlp2d, pad_sequential, vit_init
 from .pooling import check_pooling, pool_grid
 from dasslib.scans import BACKENDS
 
@@ -118,17 +118,7 @@ class DASS(nn.Module):
             down = nn.Identity() if last else _downsample(dim, cfg.dims[i + 1])
             self.layers.append(nn.Sequential(OrderedDict(blocks=blocks, downsample=down)))
         self.classifier = Classifier(cfg.dims[-1], cfg.num_classes, cfg.pooling)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):          # includes Linear2d (in_proj, out_proj, MLP, head)
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(vit_init)  # Linear (incl. Linear2d: in_proj, out_proj, MLP, head) and LayerNorm
 
     @property
     def pooling(self):

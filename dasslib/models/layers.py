@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, lecun_normal_, trunc_normal_
 
-__all__ = ["DropPath", "trunc_normal_", "lecun_normal_", "LayerNorm2d", "Linear2d", "Mlp2d",
+__all__ = ["DropPath", "trunc_normal_", "vit_init", "lecun_normal_", "LayerNorm2d", "Linear2d", "Mlp2d",
            "PatchEmbed", "sinusoid_table_1d", "sincos_table_2d", "resize_pos_grid",
            "pad_sequential", "conv_out_size", "POS_RESIZES"]
 
@@ -166,3 +166,14 @@ def pad_sequential(modules, length):
     and nn.Identity elsewhere: keeps an official checkpoint's numeric keys (e.g. VMamba's
     patch_embed.0/.2/.5/.7) where the official model had parameter-free placeholders."""
     return nn.Sequential(*[modules.get(i, nn.Identity()) for i in range(length)])
+
+
+def vit_init(m):
+    """timm ViT init: Linear trunc_normal(0.02) and zero bias; LayerNorm ones / zeros."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
