@@ -113,6 +113,10 @@ def test_chunked_haystack_matches_one_fbank_call(needle, babble, kind):
     # a grid off by one hop is far away: the tolerance above does check the alignment
     shifted = normalize_fbank(wav2fbank(noise[:, 160:], SR, 64, target_length=None))
     assert (frames[:hay - 1] - shifted).abs().max() > 0.1
+    # the fbank device only moves the computation: the haystack stays a CPU tensor, same values
+    on_dev, _ = build_haystack(fbank, wave, length_s, position, kind, 3.0, seed=7, chunk_s=600,
+                               babble_wav=babble, fbank_device="cpu")
+    assert on_dev.device.type == "cpu" and torch.equal(on_dev, x)
 
 
 @pytest.mark.parametrize("chunk_frames", [1, 7, 64, 1000])
