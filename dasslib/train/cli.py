@@ -127,8 +127,11 @@ def run(config: dict, resume: bool = True):
     seed_everything(cfg.seed)  # the same initial weights on every rank
     parts = resolve_builder(builder_spec)(config)
     try:
-        return fit(parts["model"], parts["train_loader"], parts.get("eval_loader"), cfg, config["out_dir"],
-                   teacher=parts.get("teacher"), task=config.get("task", "multilabel"), resume=resume)
+        result = fit(parts["model"], parts["train_loader"], parts.get("eval_loader"), cfg, config["out_dir"],
+                     teacher=parts.get("teacher"), task=config.get("task", "multilabel"), resume=resume)
+        if distributed.current().enabled:
+            dist.barrier()  # no rank tears the group down while another is still in a collective
+        return result
     finally:
         if distributed.current().enabled:
             dist.destroy_process_group()
