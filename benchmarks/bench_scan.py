@@ -357,6 +357,19 @@ class Bench:
             self.log(f"{name:5s} {dname} gradients chunked vs one chunk: rel {err:.1e}"
                      f"{'' if ok else '  MISMATCH'}")
 
+    def agrees(self, tag, error, tol, what):
+        """True when the variant runs and ``error()`` (relative error vs the default's ``what``)
+        is below ``tol``; otherwise the failure or mismatch is logged and the variant skipped."""
+        try:
+            err = error()
+        except Exception as e:
+            self.log(f"{tag} FAILED {type(e).__name__}: {e}")
+            return False
+        if not err < tol:
+            self.log(f"{tag} MISMATCH vs default {what}: rel {err:.1e}")
+            return False
+        return True
+
     def tune(self, name, sh, dname):
         ins = make_inputs(sh, DTYPES[dname], self.device)
         cfg = default_config(sh, self.device, self.args.smoke)
@@ -364,16 +377,9 @@ class Bench:
         with torch.no_grad():
             y0 = scan_call("triton", ins, cfg)
             for label, v in tune_variants(name, cfg):
-                if self.over_budget(f"tune {name} {dname} {label}"):
-                    continue
-                try:
-                    err = rel(scan_call("triton", ins, v), y0)
-                except Exception as e:
-                    self.log(f"{name:5s} {dname} triton {label:26s} FAILED {type(e).__name__}: {e}")
-                    continue
-                if not err < tol:
-                    self.log(f"{name:5s} {dname} triton {label:26s} MISMATCH vs default: "
-                             f"rel {err:.1e}")
+                if self.over_budget(f"tune {name} {dname} {label}") or not self.agrees(
+                        f"{name:5s} {dname} triton {label:26s}", lambda v=v: rel(scan_call("triton", ins, v), y0),
+                        tol, "output"):
                     continue
                 self.record(name, sh, dname, "triton", label, "fwd",
                             lambda v=v: scan_call("triton", ins, v))
@@ -400,16 +406,9 @@ class Bench:
         g0 = grads(cfg)
         tol = 1e-4 if dname == "fp32" else 3e-2
         for label, v in variants:
-            if self.over_budget(f"tune {name} {dname} {label}"):
-                continue
-            try:
-                err = max(rel(a, b) for a, b in zip(grads(v), g0))
-            except Exception as e:
-                self.log(f"{name:5s} {dname} triton {label:26s} FAILED {type(e).__name__}: {e}")
-                continue
-            if not err < tol:
-                self.log(f"{name:5s} {dname} triton {label:26s} MISMATCH vs default grads: "
-                         f"{err:.1e}")
+            if self.over_budget(f"tune {name} {dname} {label}") or not self.agrees(
+                    f"{name:5s} {dname} triton {label:26s}",
+                    lambda v=v: max(rel(a, b) for a, b in zip(grads(v), g0)), tol, "grads"):
                 continue
             self.record(name, sh, dname, "triton", label, "fwd+bwd", lambda v=v: run(v))
         del gins, g0
