@@ -149,6 +149,46 @@ def test_largest_fitting_length_with_predicate():
         bench.largest_fitting_length()
 
 
+def test_time_step_slow_first_call_does_not_cut_repeats():
+    calls = []
+
+    def step():          # first call "compiles" (0.3 s), later calls take 5 ms
+        time.sleep(0.3 if not calls else 0.005)
+        calls.append(1)
+    timing = bench.time_step(step, "cpu", warmup=2, repeats=5, max_seconds=0.2)
+    assert len(timing.times_ms) == 5 and timing.median_ms < 100
+
+
+def test_predicted_call_time_is_linear_from_one_point_and_measured_from_two():
+    from dasslib.bench.sweep import _predict_call_s
+    assert _predict_call_s([], 1000) is None
+    assert _predict_call_s([(100, 0.033)], 1000) == pytest.approx(0.33)          # slope 1 from one point
+    assert _predict_call_s([(100, 0.01), (200, 0.04)], 400) == pytest.approx(0.16)  # measured slope 2
+    assert _predict_call_s([(100, 0.03), (1000, 0.031)], 10_000) == pytest.approx(0.31)  # clipped to 1
+    assert _predict_call_s([(100, 0.01), (200, 0.08)], 400) == pytest.approx(0.32)  # clipped to 2
+
+
+def test_largest_fitting_length_from_known_bounds():
+    boundary, seen = 12_345, []
+
+    def fits(f):
+        seen.append(f)
+        return f <= boundary
+    res = bench.largest_fitting_length(fits=fits, known_fit=9_000, known_fail=18_000, abs_tol_frames=10,
+                                       rel_tol=0.0)
+    assert res.frames <= boundary < res.frames + 10 and res.bound == "memory"
+    assert min(seen) > 9_000 and max(seen) < 18_000                     # bisection only
+    seen.clear()
+    up = bench.largest_fitting_length(fits=fits, known_fit=6_400, abs_tol_frames=10, rel_tol=0.0)
+    assert up.frames <= boundary < up.frames + 10 and seen[0] == 12_800  # doubling from the known fit
+    capped = bench.largest_fitting_length(fits=lambda f: 1 / 0, known_fit=1000, max_frames=1000)
+    assert capped.frames == 1000 and capped.bound == "max_frames" and capped.probes == ()
+    start_only = bench.largest_fitting_length(fits=lambda f: f <= 50, start_frames=100, known_fail=400)
+    assert start_only.frames is None and start_only.probes == ((100, False),)
+    with pytest.raises(ValueError, match="known_fit"):
+        bench.largest_fitting_length(fits=fits, known_fit=500, known_fail=400)
+
+
 def test_largest_fitting_length_of_a_model_spec():
     res = bench.largest_fitting_length(spec(OOMToy, "oomy"), "train", device="cpu", start_frames=4,
                                        abs_tol_frames=1, rel_tol=0.0)

@@ -61,6 +61,25 @@ def test_budgeted_capacity_caps_and_budget():
     assert none["bound"].tolist() == ["budget"] and math.isnan(none["max_length_s"].item())
 
 
+def test_sweep_bounds_and_capacity_seeded_by_a_sweep():
+    sweep = pd.DataFrame([
+        dict(model="m", mode="inference", batch=1, frames=100, status="ok"),
+        dict(model="m", mode="inference", batch=1, frames=1000, status="ok"),
+        dict(model="m", mode="inference", batch=1, frames=3000, status="oom"),
+        dict(model="m", mode="train", batch=4, frames=100, status="ok"),
+        dict(model="m", mode="train", batch=4, frames=1000, status="oom"),   # at batch 4: says nothing at 1
+        dict(model="m", mode="train", batch=4, frames=3000, status="skipped"),
+    ])
+    assert E.sweep_bounds(sweep, "m", "inference", 1) == (1000, 3000)
+    assert E.sweep_bounds(sweep, "m", "train", 1) == (100, None)
+    assert E.sweep_bounds(sweep, "m", "train", 8) == (None, 1000)
+    assert E.sweep_bounds(sweep, "other", "train", 1) == (None, None)
+    specs = E.study_specs(["dass_small"], overrides=TINY, scan_backend="torch")
+    seeded = pd.DataFrame([dict(model="dass_small", mode=m, batch=1, frames=50, status="ok") for m in bench.MODES])
+    caps = E.budgeted_capacity(specs, max_length_s=0.5, device="cpu", frames_per_s=100, sweep=seeded)
+    assert caps["max_frames"].tolist() == [50, 50] and caps["probes"].tolist() == [0, 0]   # no probe needed
+
+
 def synthetic():
     """AST time 0.5 L^2 (OOM from 8 s), SSM 1.5 L: the SSM is faster from 3 s; memory AST 2 L^2,
     SSM 4 L: less memory from 2 s."""

@@ -63,7 +63,8 @@ def oom_predicate(model, mel_bins, mode="inference", *, batch=1, device=None, dt
     return fits
 
 
-def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds_per_probe):
+def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds_per_probe,
+            known_fit=None, known_fail=None):
     probes = []
 
     def probe(frames):
@@ -72,20 +73,29 @@ def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds
         probes.append((frames, ok))
         return ok, time.perf_counter() - begin
 
-    lo, frames = None, start_frames
-    while True:                                        # doubling
-        ok, seconds = probe(frames)
-        if not ok:
-            hi = frames
-            break
-        lo = frames
-        if frames == max_frames:
-            return lo, "max_frames", probes
-        if max_seconds_per_probe is not None and seconds > max_seconds_per_probe:
-            return lo, "time", probes
-        frames = min(2 * frames, max_frames)
+    lo, hi = known_fit, known_fail
+    if lo is not None and lo >= max_frames:
+        return max_frames, "max_frames", probes
+    if hi is None:                                     # doubling
+        frames = start_frames if lo is None else min(2 * lo, max_frames)
+        while True:
+            ok, seconds = probe(frames)
+            if not ok:
+                hi = frames
+                break
+            lo = frames
+            if frames == max_frames:
+                return lo, "max_frames", probes
+            if max_seconds_per_probe is not None and seconds > max_seconds_per_probe:
+                return lo, "time", probes
+            frames = min(2 * frames, max_frames)
     if lo is None:
-        return None, "memory", probes
+        if hi > start_frames:                          # a known failure above start: try start first
+            lo_ok = probe(start_frames)[0]
+            if lo_ok:
+                lo = start_frames
+        if lo is None:
+            return None, "memory", probes
     while hi - lo > max(abs_tol_frames, rel_tol * lo):  # bisection: lo fits, hi does not
         mid = (lo + hi) // 2
         if probe(mid)[0]:
@@ -98,13 +108,16 @@ def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds
 def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, device=None,
                            dtype="auto", optimizer="adamw", start_frames=100, max_frames=1_080_000,
                            abs_tol_frames=100, rel_tol=0.02, max_seconds_per_probe=None,
-                           frames_per_s=100, seed=0):
+                           frames_per_s=100, seed=0, known_fit=None, known_fail=None):
     """Largest input length (frames) that fits, to within max(abs_tol_frames, rel_tol * frames).
 
     Give either ``spec`` (ModelSpec, registry name or factory: the model is built on
     ``device``, probed with :func:`oom_predicate` and freed) or a predicate ``fits(frames)``.
     Lengths start_frames, 2x, 4x, ... (capped at max_frames, default 3 h at 100 frames/s)
     are tried until one fails, then the gap to the last fitting one is bisected.
+    known_fit / known_fail: lengths (frames) already seen to fit / run out of memory (e.g. in a
+    sweep); the search starts from them instead of from ``start_frames`` (both given: bisection
+    only). Their probes are not repeated and not counted in ``probes``.
     Returns a :class:`FitResult`.
     """
     if (spec is None) == (fits is None):
@@ -113,6 +126,10 @@ def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, d
         raise ValueError(f"need ints 1 <= start_frames <= max_frames, got {start_frames}, {max_frames}")
     if abs_tol_frames < 1 or rel_tol < 0:
         raise ValueError(f"need abs_tol_frames >= 1 and rel_tol >= 0, got {abs_tol_frames}, {rel_tol}")
+    if known_fit is not None and known_fail is not None and known_fit >= known_fail:
+        raise ValueError(f"known_fit ({known_fit}) must be shorter than known_fail ({known_fail})")
+    if known_fit is not None and known_fit >= max_frames:
+        return FitResult(max_frames, frames_per_s, "max_frames", ())
     model = None
     if spec is not None:
         spec = as_spec(spec)
@@ -123,7 +140,7 @@ def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, d
                              optimizer=optimizer)
     try:
         frames, bound, probes = _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol,
-                                        max_seconds_per_probe)
+                                        max_seconds_per_probe, known_fit, known_fail)
     finally:
         if model is not None:
             del model, fits

@@ -48,8 +48,10 @@ def _cuda_call_ms(step, stream):
 def time_step(step, device, warmup=2, repeats=10, max_seconds=None):
     """Time ``step()`` ``repeats`` times after ``warmup`` untimed calls.
 
-    max_seconds: budget for the whole measurement; after the warm-up the number of repeats
-    is cut so that the estimated total stays within it (at least one timed call is made).
+    max_seconds: budget for the whole measurement at the steady-state cost of one call (the last
+    warm-up call): repeats are cut so that warm-up + repeats fit in it, at least one timed call is
+    made. One-time costs of the first call (compilation, autotuning) do not count, so a slow first
+    call does not cut the repeats of a fast step to one.
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
@@ -59,12 +61,10 @@ def time_step(step, device, warmup=2, repeats=10, max_seconds=None):
         call_ms = lambda step: _cuda_call_ms(step, stream)  # noqa: E731
     else:
         call_ms = _cpu_call_ms
-    begin = time.perf_counter()
     last_ms = None
     for _ in range(warmup):
         last_ms = call_ms(step)
     n = repeats
     if max_seconds is not None and last_ms:
-        left_ms = max_seconds * 1e3 - (time.perf_counter() - begin) * 1e3
-        n = max(1, min(repeats, int(left_ms / last_ms)))
+        n = max(1, min(repeats, int(max_seconds * 1e3 / last_ms) - warmup))
     return Timing(tuple(call_ms(step) for _ in range(n)))

@@ -94,11 +94,27 @@ def budgeted_sweep(specs, lengths_s, modes=bench.MODES, batch=1, budget_s=None, 
     return df
 
 
+def sweep_bounds(sweep: pd.DataFrame, model: str, mode: str, batch: int) -> tuple:
+    """(known_fit, known_fail) frames for a capacity search at ``batch`` from a sweep: the longest
+    length measured ``ok`` at a batch >= ``batch`` (fits at ``batch`` too) and the shortest
+    ``oom`` at a batch <= ``batch`` (fails at ``batch`` too); None where the sweep says nothing."""
+    rows = sweep[(sweep["model"] == model) & (sweep["mode"] == mode)]
+    ok = rows[(rows["status"] == "ok") & (rows["batch"] >= batch)]["frames"]
+    oom = rows[(rows["status"] == "oom") & (rows["batch"] <= batch)]["frames"]
+    fit = int(ok.max()) if len(ok) else None
+    fail = int(oom.min()) if len(oom) else None
+    if fit is not None and fail is not None and fit >= fail:   # not monotone (fragmentation): trust neither
+        return None, None
+    return fit, fail
+
+
 def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_length_s=10800.0,
-                      frames_per_s=100, **search_kw) -> pd.DataFrame:
+                      frames_per_s=100, sweep: pd.DataFrame | None = None, **search_kw) -> pd.DataFrame:
     """:func:`dasslib.bench.capacity_table` per (spec, mode), specs outer in the given order,
     capped at ``max_length_s``; searches not started within ``budget_s`` seconds get bound
-    ``"budget"`` and no length.
+    ``"budget"`` and no length. With ``sweep`` (a :func:`budgeted_sweep` frame), each search starts
+    from what the sweep already saw fit or run out of memory (:func:`sweep_bounds`), so it only
+    bisects the gap: a model that ran the longest swept length within the cap costs no probe.
 
     Columns: model, mode, batch, max_frames, max_length_s, bound, probes, device, dtype,
     torch_version. ``search_kw`` go to ``largest_fitting_length`` (e.g. ``rel_tol``,
@@ -114,9 +130,11 @@ def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_leng
                 parts.append(pd.DataFrame([dict(model=spec.label, mode=mode, batch=batch, max_frames=None,
                                                 max_length_s=None, bound="budget", probes=0)]))
                 continue
+            fit, fail = sweep_bounds(sweep, spec.label, mode, batch) if sweep is not None else (None, None)
             parts.append(bench.capacity_table([spec], [mode], batch=batch, progress=False,
                                               max_frames=max_frames, start_frames=start_frames,
-                                              frames_per_s=frames_per_s, **search_kw))
+                                              frames_per_s=frames_per_s, known_fit=fit, known_fail=fail,
+                                              **search_kw))
     df = pd.concat(parts, ignore_index=True)
     df["max_frames"] = df["max_frames"].astype("Int64")
     df["max_length_s"] = df["max_length_s"].astype(float)
