@@ -192,7 +192,8 @@ def describe(cfg):
         return (f"rows r{cfg['rows']} w{cfg['rows_warps']} p{cfg['prefetch']} c{cfg['rows_chunks']}"
                 + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
     if cfg["fwd"] == "seq":
-        return f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
+        return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
+                + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else ""))
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -225,12 +226,14 @@ def tune_variants(name, cfg):
         c = dict(cfg, **kw)
         return describe(c), c
     if name == "dass":
-        out = [v(rows_chunks=1), v(rows=8), v(prefetch=1), v(rows=2, rows_warps=2),
+        out = [v(rows_chunks=4), v(rows=8), v(prefetch=1), v(rows=2, rows_warps=2),
                v(fwd="scan", block_l=512, num_warps=4, chained=False)]   # best of the old ones
     elif name == "long":
         c = cfg.get("n_chunks", 88)
-        out = [v(n_chunks=max(1, c // 2)), v(n_chunks=2 * c), v(n_chunks=4 * c), v(prefetch=1),
-               v(seq_warps=2)]
+        # chunk counts (c//2, 2c, 4c) and prefetch 1 were within 3% of the default on the H100
+        # (results/gpu/scan_bench.log): try deeper prefetch and Triton's load pipelining instead
+        out = [v(prefetch=4), v(prefetch=8), v(seq_stages=1), v(seq_stages=4),
+               v(prefetch=4, seq_stages=1)]
     else:
         out = [v(rows=2, rows_warps=2), v(prefetch=2), v(rows=8, rows_warps=4),
                v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2)]        # best of the old ones

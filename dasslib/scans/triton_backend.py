@@ -31,6 +31,8 @@ class TritonConfig:
     bwd_chunks chained chunks, states stored every rows_block steps) or "scan" (one-row
     tile-scan backward, states every block_l steps; always used after the "scan" forward);
     bwd_prefetch: 1 loads the next tile of the rows backward while one is computed, 0 not.
+    seq_stages: Triton's ``num_stages`` (software pipelining of the loop's loads) for the
+    "seq" kernel; 0 leaves Triton's default.
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -48,6 +50,7 @@ class TritonConfig:
     bwd_warps: int = 1
     bwd_chunks: int = 1
     bwd_prefetch: int = 1
+    seq_stages: int = 0
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -57,8 +60,8 @@ def pick_config(rows, L, N, device, sms=None):
 
     - many rows (>= 16 per SM, e.g. DASS 12x768 or AuM 12x1536): "rows", 4 rows per program
       (a warp each; they share the B/C loads), tiles of one 16-byte vector per lane, the next
-      tiles prefetched (2 ahead for N <= 2, 1 for larger N to keep registers low), and rows
-      longer than 2048 steps cut into chained chunks so that there are ~8 waves of programs.
+      tiles prefetched (2 ahead for N <= 2, 1 for larger N to keep registers low), one chunk
+      per row (chained chunks, ``rows_chunks``, measured no faster on the H100).
     - few rows (batch 1 x 768 channels): "seq" (a thread per row, all N states in registers)
       with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass computes the
       chunk end states, the output pass starts each chunk from the folded ones.
@@ -81,7 +84,9 @@ def pick_config(rows, L, N, device, sms=None):
     if rows >= 16 * sms:
         # forward: ~8 programs of 4 warps per SM at a time, >= 8 waves of them; backward: up to
         # 32 one-warp programs per SM, >= 8 waves
-        chunks = max(1, min(triton.cdiv(64 * sms, triton.cdiv(rows, 4)), L // 1024))
+        # forward: one chunk: on the H100 (results/gpu/scan_bench.log) 4 chained chunks were no
+        # faster in fp32 (0.561 vs 0.554 ms) and slower in bf16 (0.578 vs 0.340 ms) at DASS 12x768x8192
+        chunks = 1
         bwd_chunks = max(1, min(triton.cdiv(256 * sms, triton.cdiv(rows, bwd_rows)), L // 1024))
         return TritonConfig(fwd="rows", prefetch=2 if N <= 2 else 1, rows=4, rows_warps=4,
                             rows_chunks=chunks, bwd="rows", bwd_rows=bwd_rows, bwd_warps=1,
@@ -205,6 +210,8 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
                   PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps)
+    if lc.cfg.seq_stages:
+        common["num_stages"] = lc.cfg.seq_stages
     args = (u, delta, A32, B, C)
     rb = triton.cdiv(lc.rows, BD)
     if lc.n_chunks > 1:
