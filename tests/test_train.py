@@ -149,6 +149,29 @@ def test_optimizers_and_lambda_scheduler():
     assert lrs[30] == pytest.approx(ssam.lr * 0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
+def test_weight_decay_groups_follow_the_official_recipes():
+    from dasslib import models
+    model = models.create("ssam_tiny")
+    decay = lambda opt: {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}  # noqa: E731
+    names = dict(model.named_parameters())
+    # AST / DASS: Adam, every trainable parameter decayed (official Adam(trainables, weight_decay=5e-7))
+    adam = decay(build_optimizer(model, TrainConfig()))
+    assert len(adam) == len(names) and set(adam.values()) == {5e-7}
+    # SSAM: AdamW 0.05 on weights only; biases, norms, tokens, position embedding, A_log and D exempt
+    wd = decay(build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05, wa=False)))
+    assert len(wd) == len(names)
+    for name, p in names.items():
+        exempt = (p.ndim <= 1 or name.endswith(".bias") or name.endswith(("A_log", "mask_token", "cls_token"))
+                  or "pos_embed" in name)
+        assert wd[id(p)] == (0.0 if exempt else 0.05), name
+    assert any(n.endswith("A_log") for n in names) and any(n.endswith("mask_token") for n in names)
+    every = decay(build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05, wa=False,
+                                                     decay_exempt="none")))
+    assert set(every.values()) == {0.05}
+    with pytest.raises(ValueError, match="decay_exempt"):
+        TrainConfig(decay_exempt="bias")
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="did you mean 'lr'"):
         TrainConfig.from_dict({"lrr": 1.0})

@@ -9,6 +9,7 @@ _OPTIMIZERS = ("adam", "adamw")
 _SCHEDULES = ("step", "cosine", "constant")
 _AMP = ("auto", "bf16", "fp16", "none")
 _OBJECTIVES = ("classify", "pretrain")
+_DECAY_EXEMPT = ("auto", "none", "standard")
 
 # Fields that may change between a run and its resumption (they do not change the result).
 RESUMABLE_CHANGES = frozenset({"progress", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "device"})
@@ -30,6 +31,7 @@ class TrainConfig:
     lr: float = 1e-4
     optimizer: str = "adam"  # "adam" | "adamw"
     weight_decay: float = 5e-7
+    decay_exempt: str = "auto"  # "auto" | "none" | "standard": which parameters skip weight decay (see optim)
     betas: tuple = (0.95, 0.999)
     # learning-rate schedule: linear warm-up, then "step" (AST/DASS), "cosine" (SSAM) or "constant"
     schedule: str = "step"
@@ -67,6 +69,7 @@ class TrainConfig:
     def __post_init__(self):
         self.betas = tuple(self.betas)
         _choice("optimizer", self.optimizer, _OPTIMIZERS)
+        _choice("decay_exempt", self.decay_exempt, _DECAY_EXEMPT)
         _choice("schedule", self.schedule, _SCHEDULES)
         _choice("amp", self.amp, _AMP)
         _choice("objective", self.objective, _OBJECTIVES)
