@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dasslib.experiments import distill
+from dasslib.experiments import common, distill
 
 AUDIO = {"target_length": 64, "num_mel_bins": 32}
 TRAIN = {"epochs": 1, "lr": 1e-3, "warmup_steps": 1, "warmup_every": 1, "wa": False, "progress": False}
@@ -28,13 +28,13 @@ def test_labels_and_params():
 
 
 def test_fit_input_sets_the_ast_grid_only():
-    assert distill.fit_input(AST, AUDIO)["input_tdim"] == 64 and distill.fit_input(AST, AUDIO)["input_fdim"] == 32
-    assert distill.fit_input(dict(AST, input_tdim=1024), AUDIO)["input_tdim"] == 1024  # given: kept
-    assert "input_tdim" not in distill.fit_input(DASS, AUDIO)
+    assert common.fit_input(AST, AUDIO)["input_tdim"] == 64 and common.fit_input(AST, AUDIO)["input_fdim"] == 32
+    assert common.fit_input(dict(AST, input_tdim=1024), AUDIO)["input_tdim"] == 1024  # given: kept
+    assert "input_tdim" not in common.fit_input(DASS, AUDIO)
 
 
 def test_run_config_sections_and_errors(paths):
-    cfg = distill.run_config("o", DASS, paths, (0.0, 1.0), dict(TRAIN, loss="kd_kl"), LOADER, AUDIO,
+    cfg = common.classifier_config("o", DASS, paths, (0.0, 1.0), dict(TRAIN, loss="kd_kl"), LOADER, AUDIO,
                              {"freqm": 4, "mixup": 0.5}, dict(AST, checkpoint="t.pt"), balanced=True)
     data = cfg["data"]
     assert data["train_audio"] == dict(AUDIO, mean=0.0, std=1.0, freqm=4, mixup=0.5, seed=0)
@@ -42,9 +42,9 @@ def test_run_config_sections_and_errors(paths):
     assert data["balanced"] is True and cfg["model"]["num_classes"] == 3
     assert cfg["teacher"]["checkpoint"] == "t.pt" and cfg["teacher"]["input_tdim"] == 64
     with pytest.raises(ValueError, match="trained model"):
-        distill.run_config("o", DASS, paths, (0.0, 1.0), dict(TRAIN, loss="kd_kl"), LOADER, teacher=AST)
+        common.classifier_config("o", DASS, paths, (0.0, 1.0), dict(TRAIN, loss="kd_kl"), LOADER, teacher=AST)
     with pytest.raises(ValueError, match="distillation loss"):
-        distill.run_config("o", DASS, paths, (0.0, 1.0), TRAIN, LOADER, teacher=dict(AST, checkpoint="t.pt"))
+        common.classifier_config("o", DASS, paths, (0.0, 1.0), TRAIN, LOADER, teacher=dict(AST, checkpoint="t.pt"))
 
 
 def test_teachers_and_students_end_to_end(paths, tmp_path):

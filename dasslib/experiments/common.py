@@ -50,41 +50,97 @@ def norm_stats(paths: dict, mean=None, std=None, max_items=400) -> tuple[float, 
     return float(m), float(s)
 
 
-def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
-                     checkpoint=None, teacher: dict | None = None, audio: dict | None = None,
-                     augment: dict | None = None):
-    """Train ``model`` (``{name, <create overrides>}``) on the dataset, or load ``checkpoint``.
+KD_LOSSES = ("kd_kl", "kd_bce")
 
-    ``audio``: `AudioConf` fields for both splits (e.g. ``target_length``); ``augment``: training-only
-    `AudioConf` fields (``freqm``, ``timem``, ``mixup``).
 
-    Returns ``(model, metrics)``; the run lives in ``out_dir`` and a finished run is not
-    re-trained (the loop resumes or returns what is stored)."""
+def audio_confs(stats: tuple, seed: int, audio: dict | None, augment: dict | None) -> tuple[dict, dict]:
+    """(train, eval) `AudioConf` dicts: normalization ``stats``, shared feature settings ``audio``
+    (e.g. target_length), train-only ``augment`` (freqm, timem, mixup)."""
+    mean, std = stats
+    shared = dict(audio or {}, mean=mean, std=std)
+    return dict(shared, **(augment or {}), seed=int(seed)), shared
+
+
+def fit_input(section: dict, audio: dict | None = None) -> dict:
+    """``section`` with ``input_tdim`` / ``input_fdim`` (models that have them, e.g. AST's positional
+    grid) set to the features' ``target_length`` / ``num_mel_bins`` unless the section gives them."""
+    import dataclasses
+
+    from ..data import AudioConf
+    from ..models import get_config
+
+    conf = AudioConf.from_dict(dict(audio or {}))
+    fields = {f.name for f in dataclasses.fields(get_config(section["name"]))}
+    sizes = dict(input_tdim=conf.target_length, input_fdim=conf.num_mel_bins)
+    return dict({k: v for k, v in sizes.items() if k in fields}, **section)
+
+
+def classifier_config(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
+                      audio: dict | None = None, augment: dict | None = None, teacher: dict | None = None,
+                      balanced: bool = False) -> dict:
+    """A `dasslib.train.cli` run config (the default ``build_audioset`` builder) for a multi-label
+    classifier: model section ``{name, <create overrides>}`` sized with :func:`fit_input`, feature
+    settings ``audio`` for both splits, train-only ``augment``, balanced sampling and an optional
+    ``teacher`` section (a trained model: ``{name, <overrides>, checkpoint}``, with a KD loss)."""
     from ..data import read_label_csv
-    from ..train import cli
 
     num_classes = read_label_csv(paths["label_csv"]).num_classes
-    mean, std = stats
-    model_section = dict(model, num_classes=num_classes)
-    if checkpoint:
-        model_section["checkpoint"] = checkpoint
-        return cli._model(model_section, "model"), None
+    train_audio, eval_audio = audio_confs(stats, train.get("seed", 0), audio, augment)
     config = dict(
-        out_dir=str(out_dir), task="multilabel", train=dict(train), model=model_section,
+        out_dir=str(out_dir), task="multilabel", train=dict(train),
+        model=dict(fit_input(model, audio), num_classes=num_classes),
         data=dict(train_json=paths["train_json"], eval_json=paths["eval_json"], label_csv=paths["label_csv"],
-                  train_audio=dict(audio or {}, **(augment or {}), mean=mean, std=std,
-                                   seed=int(train.get("seed", 0))),
-                  eval_audio=dict(audio or {}, mean=mean, std=std)),
-        loader=dict(loader),
-    )
+                  train_audio=train_audio, eval_audio=eval_audio, balanced=bool(balanced)),
+        loader=dict(loader))
     if teacher:
-        config["teacher"] = dict(teacher, num_classes=num_classes)
-    from ..train import TrainConfig, fit
+        if not teacher.get("checkpoint"):
+            raise ValueError("a teacher must be a trained model: give its section a 'checkpoint' path")
+        if train.get("loss") not in KD_LOSSES:
+            raise ValueError(f"a teacher needs a distillation loss (train['loss'] in {KD_LOSSES}), "
+                             f"got {train.get('loss')!r}")
+        config["teacher"] = dict(fit_input(teacher, audio), num_classes=num_classes)
+    return config
+
+
+def train_from_config(config: dict):
+    """Train what :func:`classifier_config` describes with `dasslib.train.fit` (a finished run in
+    ``out_dir`` is returned as stored, an interrupted one resumes). Returns ``(model holding the
+    reported weights, metrics dict)``."""
+    from ..train import TrainConfig, cli, fit
     from ..train.seeding import seed_everything
 
     cfg = TrainConfig.from_dict(config["train"])
     seed_everything(cfg.seed)
     parts = cli.build_audioset(config)  # after seeding: identical initial weights every run
-    result = fit(parts["model"], parts["train_loader"], parts["eval_loader"], cfg, out_dir,
+    result = fit(parts["model"], parts["train_loader"], parts["eval_loader"], cfg, config["out_dir"],
                  teacher=parts.get("teacher"), task="multilabel", resume=True)
     return parts["model"], result.metrics
+
+
+def load_classifier(section: dict, label_csv, audio: dict | None = None, role: str = "model") -> torch.nn.Module:
+    """A registry model from ``{name, <overrides>, checkpoint}`` sized for the dataset's classes
+    and (:func:`fit_input`) for the features ``audio``."""
+    from ..data import read_label_csv
+    from ..train import cli
+
+    if not section.get("checkpoint"):
+        raise ValueError(f"no checkpoint in model section {section}")
+    section = dict(fit_input(section, audio), num_classes=read_label_csv(label_csv).num_classes)
+    return cli._model(section, role)
+
+
+def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
+                     checkpoint=None, teacher: dict | None = None, audio: dict | None = None,
+                     augment: dict | None = None, balanced: bool = False):
+    """Train ``model`` (``{name, <create overrides>}``) on the dataset, or load ``checkpoint``.
+
+    ``audio``: `AudioConf` fields for both splits (e.g. ``target_length``); ``augment``: training-only
+    `AudioConf` fields (``freqm``, ``timem``, ``mixup``); ``teacher``/``balanced``: see
+    :func:`classifier_config`.
+
+    Returns ``(model, metrics)`` (metrics None for a loaded checkpoint); the run lives in ``out_dir``
+    and a finished run is not re-trained (the loop resumes or returns what is stored)."""
+    if checkpoint:
+        return load_classifier(dict(model, checkpoint=checkpoint), paths["label_csv"], audio), None
+    return train_from_config(classifier_config(out_dir, model, paths, stats, train, loader, audio, augment,
+                                               teacher, balanced))

@@ -18,8 +18,7 @@ import pandas as pd
 import torch
 
 from ..metrics import evaluate
-
-KD_LOSSES = ("kd_kl", "kd_bce")
+from .common import KD_LOSSES, audio_confs, classifier_config, load_classifier, train_from_config
 _NO_TEACHER = "none"
 
 
@@ -42,80 +41,6 @@ def count_params_m(model: torch.nn.Module) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def _audio_confs(stats: tuple, seed: int, audio: dict | None, augment: dict | None) -> tuple[dict, dict]:
-    """(train, eval) `AudioConf` dicts: normalization ``stats``, shared feature settings ``audio``
-    (e.g. target_length), train-only ``augment`` (freqm, timem, mixup)."""
-    mean, std = stats
-    shared = dict(audio or {}, mean=mean, std=std)
-    return dict(shared, **(augment or {}), seed=int(seed)), shared
-
-
-def fit_input(section: dict, audio: dict | None = None) -> dict:
-    """``section`` with ``input_tdim`` / ``input_fdim`` (models that have them, e.g. AST's positional
-    grid) set to the features' ``target_length`` / ``num_mel_bins`` unless the section gives them."""
-    import dataclasses
-
-    from ..data import AudioConf
-    from ..models import get_config
-
-    conf = AudioConf.from_dict(dict(audio or {}))
-    fields = {f.name for f in dataclasses.fields(get_config(section["name"]))}
-    sizes = dict(input_tdim=conf.target_length, input_fdim=conf.num_mel_bins)
-    return dict({k: v for k, v in sizes.items() if k in fields}, **section)
-
-
-def run_config(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
-               audio: dict | None = None, augment: dict | None = None, teacher: dict | None = None,
-               balanced: bool = False) -> dict:
-    """A `dasslib.train.cli` run config (the default ``build_audioset`` builder): the config
-    `experiments.common.train_classifier` builds, plus feature settings ``audio`` for both splits,
-    train-only ``augment``, balanced sampling and an optional ``teacher`` section."""
-    from ..data import read_label_csv
-
-    num_classes = read_label_csv(paths["label_csv"]).num_classes
-    train_audio, eval_audio = _audio_confs(stats, train.get("seed", 0), audio, augment)
-    config = dict(
-        out_dir=str(out_dir), task="multilabel", train=dict(train),
-        model=dict(fit_input(model, audio), num_classes=num_classes),
-        data=dict(train_json=paths["train_json"], eval_json=paths["eval_json"], label_csv=paths["label_csv"],
-                  train_audio=train_audio, eval_audio=eval_audio, balanced=bool(balanced)),
-        loader=dict(loader))
-    if teacher:
-        if not teacher.get("checkpoint"):
-            raise ValueError("a teacher must be a trained model: give its section a 'checkpoint' path")
-        if train.get("loss") not in KD_LOSSES:
-            raise ValueError(f"a teacher needs a distillation loss (train['loss'] in {KD_LOSSES}), "
-                             f"got {train.get('loss')!r}")
-        config["teacher"] = dict(fit_input(teacher, audio), num_classes=num_classes)
-    return config
-
-
-def train_model(config: dict):
-    """Train what `run_config` describes with `dasslib.train.fit` (a finished run in ``out_dir`` is
-    returned as stored). Returns ``(model holding the reported weights, metrics dict)``."""
-    from ..train import TrainConfig, cli, fit
-    from ..train.seeding import seed_everything
-
-    cfg = TrainConfig.from_dict(config["train"])
-    seed_everything(cfg.seed)
-    parts = cli.build_audioset(config)  # after seeding: identical initial weights every run
-    result = fit(parts["model"], parts["train_loader"], parts["eval_loader"], cfg, config["out_dir"],
-                 teacher=parts.get("teacher"), task="multilabel", resume=True)
-    return parts["model"], result.metrics
-
-
-def load_model(section: dict, label_csv, audio: dict | None = None) -> torch.nn.Module:
-    """A registry model from ``{name, <overrides>, checkpoint}`` sized for the dataset's classes
-    (and, with `fit_input`, for the features ``audio``)."""
-    from ..data import read_label_csv
-    from ..train import cli
-
-    if not section.get("checkpoint"):
-        raise ValueError(f"no checkpoint in model section {section}")
-    section = dict(fit_input(section, audio), num_classes=read_label_csv(label_csv).num_classes)
-    return cli._model(section, "teacher")
-
-
 @torch.no_grad()
 def evaluate_model(model, paths: dict, stats: tuple, audio: dict | None = None, batch_size: int = 24,
                    num_workers: int = 0, device=None) -> dict:
@@ -125,7 +50,7 @@ def evaluate_model(model, paths: dict, stats: tuple, audio: dict | None = None, 
     from ..data import AudioConf, AudioDataset
     from ..inference import predict
 
-    _, eval_audio = _audio_confs(stats, 0, audio, None)
+    _, eval_audio = audio_confs(stats, 0, audio, None)
     ds = AudioDataset(paths["eval_json"], paths["label_csv"], AudioConf.from_dict(eval_audio))
     model = model.to(device or "cpu").eval()
     scores, targets = [], []
@@ -159,7 +84,7 @@ def get_teachers(out: Path, teachers: dict, paths: dict, stats: tuple, train: di
         if "name" not in section:
             raise ValueError(f"teacher {label!r} needs a model name")
         if section.get("checkpoint"):
-            model = load_model(section, paths["label_csv"], audio)
+            model = load_classifier(section, paths["label_csv"], audio, role="teacher")
             metrics = evaluate_model(model, paths, stats, audio, 2 * loader.get("batch_size", 12),
                                      loader.get("num_workers", 0), device)
             checkpoint = section["checkpoint"]
@@ -167,8 +92,8 @@ def get_teachers(out: Path, teachers: dict, paths: dict, stats: tuple, train: di
             run_dir = Path(out) / f"teacher_{slug(label)}"
             if train.get("loss", "bce") in KD_LOSSES:
                 raise ValueError("teachers are trained without distillation: drop 'loss' from teacher_train")
-            model, metrics = train_model(run_config(run_dir, section, paths, stats, train, loader, audio,
-                                                    augment, balanced=balanced))
+            model, metrics = train_from_config(classifier_config(run_dir, section, paths, stats, train, loader,
+                                                                 audio, augment, balanced=balanced))
             checkpoint = run_dir / "teacher.pt"
             torch.save(model.state_dict(), checkpoint)
         records.append(_record(label, section, "teacher", _NO_TEACHER, model, metrics, checkpoint))
@@ -199,9 +124,10 @@ def train_students(out: Path, student: dict, teacher_records: list[dict], kd_tea
     def student_run(label, teacher=None):
         """teacher: (label, model section with checkpoint) or None."""
         loss = "bce" if teacher is None else kd_loss
-        config = run_config(Path(out) / f"student_{slug(label)}", student, paths, stats, dict(train, loss=loss),
-                            loader, audio, augment, None if teacher is None else teacher[1], balanced)
-        model, metrics = train_model(config)
+        config = classifier_config(Path(out) / f"student_{slug(label)}", student, paths, stats,
+                                   dict(train, loss=loss), loader, audio, augment,
+                                   None if teacher is None else teacher[1], balanced)
+        model, metrics = train_from_config(config)
         return model, _record(label, student, "student", _NO_TEACHER if teacher is None else teacher[0],
                               model, metrics)
 

@@ -750,6 +750,27 @@ def _acc_total(acc, ELEM: tl.constexpr):
 
 
 @triton.jit
+def _rows_bc(ptr, base, t2, m2, inv, n: tl.constexpr, VARYING: tl.constexpr):
+    """(BD, BLOCK) tile of state n's B or C: loaded at ``base + t2`` when time-varying, else the
+    rows' per-channel values ``inv[n]`` (a tuple of (BD,), empty when varying) as a column."""
+    if VARYING:
+        return tl.load(ptr + base + t2, mask=m2, other=0.0).to(tl.float32)
+    else:
+        return inv[n][:, None]
+
+
+@triton.jit
+def _rows_states(dt, du, Bn, An, h_in_n, is_first):
+    """One state's recomputed tile: decay dA = exp(dt A), input x = dt u B and states h (the
+    carry h_in_n enters through the first step), each (BD, BLOCK)."""
+    dA = tl.exp2(dt * (An * 1.4426950408889634)[:, None])
+    x = du * Bn
+    xf = tl.where(is_first, x + dA * h_in_n[:, None], x)
+    _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
+    return dA, x, h
+
+
+@triton.jit
 def _rows_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, states_ptr,
     dy_ptr, dlast_ptr,
@@ -883,18 +904,9 @@ def _rows_bwd_kernel(
             if HAS_D:
                 y = Dv[:, None] * u
             for n in tl.static_range(N):
-                if B_VARYING:
-                    Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Bn = Binv[n][:, None]
-                if C_VARYING:
-                    Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Cn = Cinv[n][:, None]
-                dA = tl.exp2(dt * (A[n] * 1.4426950408889634)[:, None])
-                x = du * Bn
-                x = tl.where(is_first, x + dA * h_in[n][:, None], x)
-                _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+                Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
+                Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
+                _, _, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first)
                 y += h * Cn
             sz = tl.sigmoid(z)
             tl.store(dz_ptr + off, dy * y * sz * (1.0 + z * (1.0 - sz)), mask=m2)
@@ -908,18 +920,9 @@ def _rows_bwd_kernel(
         new_dBi = ()
         new_dCi = ()
         for n in tl.static_range(N):
-            if B_VARYING:
-                Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-            else:
-                Bn = Binv[n][:, None]
-            if C_VARYING:
-                Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-            else:
-                Cn = Cinv[n][:, None]
-            dA = tl.exp2(dt * (A[n] * 1.4426950408889634)[:, None])
-            x = du * Bn
-            xf = tl.where(is_first, x + dA * h_in[n][:, None], x)
-            _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
+            Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
+            Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
+            dA, x, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first)
             g = Cn * dy
             g = tl.where(is_last, g + nl[n][:, None], g)
             # right-to-left scan as a left-to-right one over the tile reversed in the warp (one
