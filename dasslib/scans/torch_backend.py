@@ -1,11 +1,14 @@
 """Pure-PyTorch selective scan: parallel over L, numerically stable, differentiable.
 
-Within a piece of the sequence the linear recurrence ``h_t = a_t h_{t-1} + x_t`` (with
-``a_t = exp(delta_t A)``, ``x_t = delta_t B_t u_t``) is solved by a Hillis-Steele inclusive scan:
-``ceil(log2 L)`` steps, each combining element t with element t-k via
-``(a, h)[t] <- (a[t] a[t-k], a[t] h[t-k] + h[t])``. Only products of decays are formed, never
-``exp(+cumsum)``, so nothing overflows however long L is or however negative ``delta*A`` gets
-(decays just underflow to 0). The initial state enters as ``x_0 += a_0 h_init``.
+The linear recurrence ``h_t = a_t h_{t-1} + x_t`` (with ``a_t = exp(delta_t A)``,
+``x_t = delta_t B_t u_t``) is solved in chunks of ``CHUNK`` steps: a short loop walks the steps of
+all chunks at once (each step one ``addcmul`` on a (..., n_chunks) slice), the chunk end states
+are combined by the same scan one level up (recursively), and each chunk's start state is folded
+in through the within-chunk decay products (``cumprod``). Only products of decays are formed,
+never ``exp(+cumsum)``, so nothing overflows however long L is or however negative ``delta*A``
+gets (decays just underflow to 0). The work is a few passes over the (batch, dim, N, L) tensor
+whatever L is (a Hillis-Steele scan makes log2 L passes and keeps every level for autograd).
+The initial state enters as ``x_0 += a_0 h_init``.
 
 Long sequences are cut into pieces of at most ``piece_elems`` state elements
 (batch*dim*N*piece_len); the state is carried between pieces, and with autograd each piece
@@ -18,18 +21,35 @@ from torch.utils.checkpoint import checkpoint
 from .args import check_scan_args
 
 PIECE_ELEMS = 1 << 26   # 64 Mi state elements (256 MiB in fp32) per piece
+CHUNK = 16              # steps per chunk of the two-level scan
 
 
-def _linear_scan(a, x):
+def _sequential_scan(a, x):
+    """Inclusive scan along the last axis, one step at a time (for short axes)."""
+    hs = [x[..., 0]]
+    for t in range(1, x.shape[-1]):
+        hs.append(torch.addcmul(x[..., t], a[..., t], hs[-1]))
+    return torch.stack(hs, dim=-1)
+
+
+def _linear_scan(a, x, chunk=CHUNK):
     """Inclusive scan of h_t = a_t h_{t-1} + x_t along the last axis (h_{-1} = 0)."""
     L = x.shape[-1]
-    k = 1
-    while k < L:
-        x = torch.cat([x[..., :k], torch.addcmul(x[..., k:], a[..., k:], x[..., :-k])], dim=-1)
-        if 2 * k < L:
-            a = torch.cat([a[..., :k], a[..., k:] * a[..., :-k]], dim=-1)
-        k *= 2
-    return x
+    if L <= chunk:
+        return _sequential_scan(a, x)
+    k = -(-L // chunk)
+    pad = k * chunk - L
+    if pad:     # a = 1, x = 0 past the end: the state passes through
+        a = F.pad(a, (0, pad), value=1.0)
+        x = F.pad(x, (0, pad))
+    a = a.unflatten(-1, (k, chunk))
+    x = x.unflatten(-1, (k, chunk))
+    local = _sequential_scan(a, x)                                  # (..., k, chunk), each chunk from 0
+    decay = torch.cumprod(a, dim=-1)                                # prod of a within the chunk
+    ends = _linear_scan(decay[..., -1], local[..., -1], chunk)      # true end state of every chunk
+    start = F.pad(ends[..., :-1], (1, 0))                           # state entering each chunk
+    h = torch.addcmul(local, decay, start[..., None])
+    return h.flatten(-2)[..., :L]
 
 
 def _piece(u, dt, A, B, C, h0, groups_B, groups_C):
