@@ -81,19 +81,31 @@ def _load_bc(ptr, offs, mask_n, mask_t, VARYING: tl.constexpr):
 
 
 @triton.jit
-def _wait_state(flags_ptr, states_ptr, slot, offs_n):
-    """Spin until tile ``slot`` published its state, then read it (NP,)."""
+def _wait_flag(flags_ptr, slot):
+    """Spin until ``slot``'s flag is set (acquire: its published stores are visible after)."""
     f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
     while f == 0:
         f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
+
+
+@triton.jit
+def _raise_flag(flags_ptr, slot):
+    """Set ``slot``'s flag after every thread's stores (barrier, then release)."""
+    tl.debug_barrier()
+    tl.atomic_xchg(flags_ptr + slot, 1, sem="release", scope="gpu")
+
+
+@triton.jit
+def _wait_state(flags_ptr, states_ptr, slot, offs_n):
+    """Spin until tile ``slot`` published its state, then read it (NP,)."""
+    _wait_flag(flags_ptr, slot)
     return tl.load(states_ptr + slot * offs_n.shape[0] + offs_n, volatile=True)
 
 
 @triton.jit
 def _publish_state(flags_ptr, states_ptr, slot, offs_n, value):
     tl.store(states_ptr + slot * offs_n.shape[0] + offs_n, value)
-    tl.debug_barrier()
-    tl.atomic_xchg(flags_ptr + slot, 1, sem="release", scope="gpu")
+    _raise_flag(flags_ptr, slot)
 
 
 @triton.jit
@@ -620,9 +632,7 @@ def _rows_fwd_kernel(
     if CHUNKED:
         if q > 0:   # spin until the previous chunk of these rows published its end state
             slot = rb * n_chunks + q - 1
-            f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
-            while f == 0:
-                f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
+            _wait_flag(flags_ptr, slot)
     carry = ()
     for n in tl.static_range(N):
         c0 = tl.zeros((BD,), dtype=tl.float32)
@@ -691,8 +701,7 @@ def _rows_fwd_kernel(
         if q < n_chunks - 1:
             for n in tl.static_range(N):
                 tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, carry[n])
-            tl.debug_barrier()
-            tl.atomic_xchg(flags_ptr + rb * n_chunks + q, 1, sem="release", scope="gpu")
+            _raise_flag(flags_ptr, rb * n_chunks + q)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -747,6 +756,15 @@ def _acc_total(acc, ELEM: tl.constexpr):
         return tl.sum(acc, axis=1)
     else:
         return acc
+
+
+@triton.jit
+def _put_sum(ptr, value, ATOMIC: tl.constexpr):
+    """Store a per-row gradient sum, or add it atomically when several chunk programs share it."""
+    if ATOMIC:
+        tl.atomic_add(ptr, value, sem="relaxed")
+    else:
+        tl.store(ptr, value)
 
 
 @triton.jit
@@ -829,9 +847,7 @@ def _rows_bwd_kernel(
     if CHUNKED:
         if q < n_chunks - 1:   # spin until the chunk on the right published its carry
             slot = rb * n_chunks + q + 1
-            f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
-            while f == 0:
-                f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
+            _wait_flag(flags_ptr, slot)
     nl = ()     # dA * lam at the first step of the tile on the right (dlast past the end)
     for n in tl.static_range(N):
         c0 = tl.zeros((BD,), dtype=tl.float32)
@@ -967,38 +983,17 @@ def _rows_bwd_kernel(
         tl.store(ddt_ptr + off, ddt, mask=m2)
     # per-row sums; chunked programs add theirs atomically
     for n in tl.static_range(N):
-        s = _acc_total(dA_acc[n], ELEM)
-        if CHUNKED:
-            tl.atomic_add(dA_ptr + r * N + n, s, sem="relaxed")
-        else:
-            tl.store(dA_ptr + r * N + n, s)
+        _put_sum(dA_ptr + r * N + n, _acc_total(dA_acc[n], ELEM), CHUNKED)
         if not B_VARYING:
-            s = _acc_total(dBi_acc[n], ELEM)
-            if CHUNKED:
-                tl.atomic_add(dB_ptr + r * N + n, s, sem="relaxed")
-            else:
-                tl.store(dB_ptr + r * N + n, s)
+            _put_sum(dB_ptr + r * N + n, _acc_total(dBi_acc[n], ELEM), CHUNKED)
         if not C_VARYING:
-            s = _acc_total(dCi_acc[n], ELEM)
-            if CHUNKED:
-                tl.atomic_add(dC_ptr + r * N + n, s, sem="relaxed")
-            else:
-                tl.store(dC_ptr + r * N + n, s)
+            _put_sum(dC_ptr + r * N + n, _acc_total(dCi_acc[n], ELEM), CHUNKED)
     if HAS_D:
-        s = tl.sum(dD_acc, axis=1)
-        if CHUNKED:
-            tl.atomic_add(dD_ptr + r, s, sem="relaxed")
-        else:
-            tl.store(dD_ptr + r, s)
+        _put_sum(dD_ptr + r, tl.sum(dD_acc, axis=1), CHUNKED)
     if HAS_DTB:
-        s = tl.sum(ddtb_acc, axis=1)
-        if CHUNKED:
-            tl.atomic_add(ddtb_ptr + r, s, sem="relaxed")
-        else:
-            tl.store(ddtb_ptr + r, s)
+        _put_sum(ddtb_ptr + r, tl.sum(ddtb_acc, axis=1), CHUNKED)
     if CHUNKED:
         if q > 0:
             for n in tl.static_range(N):
                 tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, nl[n])
-            tl.debug_barrier()
-            tl.atomic_xchg(flags_ptr + rb * n_chunks + q, 1, sem="release", scope="gpu")
+            _raise_flag(flags_ptr, rb * n_chunks + q)
