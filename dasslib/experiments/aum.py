@@ -51,11 +51,11 @@ def run_dir(root, section: dict, train: dict, loader: dict, audio: dict | None, 
     return Path(root) / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
-def train_run(root, section: dict, paths: dict, stats: tuple, train: dict, loader: dict,
+def train_run(out: Path, section: dict, paths: dict, stats: tuple, train: dict, loader: dict,
               audio: dict | None = None, augment: dict | None = None) -> dict:
-    """Train (or load the finished) run of ``section``; returns ``{params_M, mAP, mAUC, d_prime, run}``
-    (``params_M``: trainable parameters in millions, ``run``: the run folder's name)."""
-    out = run_dir(root, section, train, loader, audio, augment)
+    """Train (or load the finished) run of ``section`` in folder ``out`` (`run_dir`); returns
+    ``{params_M, mAP, mAUC, d_prime, run}`` (``params_M``: trainable parameters in millions,
+    ``run``: the run folder's name)."""
     model, metrics = train_classifier(out, section, paths, stats, train, loader, audio=audio, augment=augment)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return dict(params_M=n / 1e6, **{k: float(metrics[k]) for k in ("mAP", "mAUC", "d_prime")}, run=out.name)
@@ -82,7 +82,7 @@ def run_all(plan: dict, root, paths: dict, stats: tuple, train: dict, loader: di
     for key, section in plan.items():
         out = run_dir(root, section, train, loader, audio, augment)
         if out not in done:
-            done[out] = train_run(root, section, paths, stats, train, loader, audio, augment)
+            done[out] = train_run(out, section, paths, stats, train, loader, audio, augment)
             if log:
                 r = done[out]
                 log(f"{r['run']}: {r['params_M']:.3f}M params, mAP {r['mAP']:.4f}, mAUC {r['mAUC']:.4f}")
