@@ -545,6 +545,31 @@ def _seq_fwd_kernel(
 # ---------------------------------------------------------------------------------------------
 
 @triton.jit
+def _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr,
+                B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
+                HAS_DTB: tl.constexpr):
+    """Per-channel constants of the rows ``di`` (BD,): tuples of N (BD,) vectors A * a_scale and,
+    where time-invariant, B and C (empty tuples when time-varying); D and delta_bias (zeros
+    when absent)."""
+    dtb = tl.zeros(di.shape, dtype=tl.float32)
+    if HAS_DTB:
+        dtb = tl.load(dtb_ptr + di)
+    Dv = tl.zeros(di.shape, dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + di)
+    A = ()
+    Binv = ()
+    Cinv = ()
+    for n in tl.static_range(N):
+        A = A + (tl.load(A_ptr + di * N + n) * a_scale,)
+        if not B_VARYING:
+            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
+        if not C_VARYING:
+            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
+    return A, Binv, Cinv, Dv, dtb
+
+
+@triton.jit
 def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, zr, L,
                BLOCK_L: tl.constexpr, HAS_Z: tl.constexpr, BC: tl.constexpr):
     """Raw tiles (u, delta, z, B, C) of tile k, each (BD, BLOCK_L); zeros past L and for
@@ -614,21 +639,8 @@ def _rows_fwd_kernel(
     for i in tl.static_range(PREFETCH):
         ring = ring + (_rows_load(k_first + i, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
                                   bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC),)
-    dtb = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_DTB:
-        dtb = tl.load(dtb_ptr + di)
-    Dv = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + di)
-    A2 = ()
-    Binv = ()
-    Cinv = ()
-    for n in tl.static_range(N):
-        A2 = A2 + (tl.load(A_ptr + di * N + n) * 1.4426950408889634,)
-        if not B_VARYING:
-            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
-        if not C_VARYING:
-            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
+    A2, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.4426950408889634, N,
+                                          B_VARYING, C_VARYING, HAS_D, HAS_DTB)
     if CHUNKED:
         if q > 0:   # spin until the previous chunk of these rows published its end state
             slot = rb * n_chunks + q - 1
@@ -829,21 +841,8 @@ def _rows_bwd_kernel(
     is_first = (t0 == 0)[None, :]
     is_last = (t0 == BLOCK_L - 1)[None, :]
     off0 = row_off[:, None] + t0[None, :]
-    dtb = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_DTB:
-        dtb = tl.load(dtb_ptr + di)
-    Dv = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + di)
-    A = ()
-    Binv = ()
-    Cinv = ()
-    for n in tl.static_range(N):
-        A = A + (tl.load(A_ptr + di * N + n),)
-        if not B_VARYING:
-            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
-        if not C_VARYING:
-            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
+    A, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.0, N,
+                                         B_VARYING, C_VARYING, HAS_D, HAS_DTB)
     if CHUNKED:
         if q < n_chunks - 1:   # spin until the chunk on the right published its carry
             slot = rb * n_chunks + q + 1
