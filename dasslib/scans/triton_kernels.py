@@ -545,6 +545,23 @@ def _seq_fwd_kernel(
 # ---------------------------------------------------------------------------------------------
 
 @triton.jit
+def _row_block(rb, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr):
+    """Rows of row block ``rb`` (BD divides dim // G: one batch, one B/C group): local index rr,
+    row r and channel di (BD,), the rows' offsets into u-like tensors (int64) and the offsets of
+    their B and C groups."""
+    row0 = rb * BD
+    bi = row0 // dim
+    d0 = row0 % dim
+    rr = tl.arange(0, BD)
+    r = row0 + rr
+    di = d0 + rr
+    row_off = r.to(tl.int64) * L
+    bB = (bi * G_B + d0 // (dim // G_B)).to(tl.int64) * N * L
+    bC = (bi * G_C + d0 // (dim // G_C)).to(tl.int64) * N * L
+    return rr, r, di, row_off, bB, bC
+
+
+@triton.jit
 def _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr,
                 B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
                 HAS_DTB: tl.constexpr):
@@ -617,15 +634,7 @@ def _rows_fwd_kernel(
         q = 0
     k_first = q * chunk_tiles
     k_end = tl.minimum(n_tiles, k_first + chunk_tiles)
-    row0 = rb * BD                          # BD divides dim // G: one batch, one group
-    bi = row0 // dim
-    d0 = row0 % dim
-    rr = tl.arange(0, BD)
-    r = row0 + rr
-    di = d0 + rr
-    row_off = r.to(tl.int64) * L
-    bB = (bi * G_B + d0 // (dim // G_B)).to(tl.int64) * N * L
-    bC = (bi * G_C + d0 // (dim // G_C)).to(tl.int64) * N * L
+    rr, r, di, row_off, bB, bC = _row_block(rb, dim, L, G_B, G_C, N, BD)
     BC: tl.constexpr = (N == 1) and B_VARYING and C_VARYING   # B/C of the only state in the ring
     t0 = tl.arange(0, BLOCK_L)
     zr = (rr * 0)[:, None]
@@ -828,15 +837,7 @@ def _rows_bwd_kernel(
         q = 0
     k_first = q * chunk_tiles
     k_end = tl.minimum(n_tiles, k_first + chunk_tiles)
-    row0 = rb * BD
-    bi = row0 // dim
-    d0 = row0 % dim
-    rr = tl.arange(0, BD)
-    r = row0 + rr
-    di = d0 + rr
-    row_off = r.to(tl.int64) * L
-    bB = (bi * G_B + d0 // (dim // G_B)).to(tl.int64) * N * L
-    bC = (bi * G_C + d0 // (dim // G_C)).to(tl.int64) * N * L
+    rr, r, di, row_off, bB, bC = _row_block(rb, dim, L, G_B, G_C, N, BD)
     t0 = tl.arange(0, BLOCK_L)
     is_first = (t0 == 0)[None, :]
     is_last = (t0 == BLOCK_L - 1)[None, :]
