@@ -154,23 +154,40 @@ def masked_patch_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
     return err.masked_fill(~mask, 0.0)
 
 
-class MaskedMSE(nn.Module):
-    """SSAM's reconstruction loss: MSE over the masked patches only.
+RECON_PATCHES = ("all", "masked")
 
-    ``pred, target: (B, N, P)``, ``mask: (B, N)`` bool -> scalar: mean over masked patches of the mean
-    squared error over their P values. ``norm_target`` (off by default) normalizes each target patch.
+
+class MaskedMSE(nn.Module):
+    """SSAM's reconstruction loss: MSE between the input patches and their reconstructions.
+
+    ``pred, target: (B, N, P)``, ``mask: (B, N)`` bool -> scalar: mean over the scored patches of
+    the mean squared error over their P values. ``patches``: ``"masked"`` scores the masked
+    patches only (MAE / SSAST style); ``"all"`` scores every patch, as the official SSAM code
+    does (its ``forward`` returns no mask, so ``mae_loss`` averages over all patches; the paper's
+    Sec. 2.2 likewise compares all input patches with their reconstructions).
+    ``norm_target`` (off by default, as official) normalizes each target patch.
     """
 
-    def __init__(self, norm_target: bool = False):
+    def __init__(self, norm_target: bool = False, patches: str = "masked"):
         super().__init__()
+        if patches not in RECON_PATCHES:
+            raise ValueError(f"patches must be one of {RECON_PATCHES}, got {patches!r}")
         self.norm_target = bool(norm_target)
+        self.patches = patches
+
+    def scored(self, mask: torch.Tensor) -> torch.Tensor:
+        """(B, N) bool: the patches the loss averages over."""
+        return mask if self.patches == "masked" else torch.ones_like(mask)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        err = masked_patch_errors(pred, target, mask, self.norm_target)
-        n_masked = mask.sum()
-        if n_masked.item() == 0:
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+        scored = self.scored(mask)
+        err = masked_patch_errors(pred, target, scored, self.norm_target)
+        n = scored.sum()
+        if n.item() == 0:
             raise ValueError("mask selects no patch: the masked MSE is undefined")
-        return err.sum() / n_masked
+        return err.sum() / n
 
 
 _REGISTRY = {

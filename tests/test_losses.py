@@ -115,6 +115,18 @@ def test_masked_mse_averages_masked_patches_only():
     assert masked_patch_errors(pred, target, mask).tolist() == [[1.0, 0.0, 9.0]]
 
 
+def test_masked_mse_all_patches_is_the_official_ssam_loss():
+    pred = torch.zeros(1, 3, 2)
+    target = t([[[1.0, 1.0], [2.0, 0.0], [3.0, 3.0]]])
+    mask = torch.tensor([[True, False, True]])
+    # every patch counts: (1 + 2 + 9) / 3 = 4, also the unmasked one and whatever the mask is
+    assert MaskedMSE(patches="all")(pred, target, mask).item() == pytest.approx(4.0)
+    assert MaskedMSE(patches="all")(pred, target, torch.zeros(1, 3, dtype=torch.bool)).item() == pytest.approx(4.0)
+    assert torch.nn.functional.mse_loss(pred, target).item() == pytest.approx(4.0)  # the official mae_loss(mask=None)
+    with pytest.raises(ValueError, match="patches must be one of"):
+        MaskedMSE(patches="visible")
+
+
 def test_masked_mse_norm_target():
     pred = torch.zeros(1, 1, 2)
     target = t([[[1.0, 3.0]]])  # mean 2, unbiased variance 2 -> normalized to -+1/sqrt(2)

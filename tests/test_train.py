@@ -446,6 +446,22 @@ def test_masked_pretraining_objective(tmp_path):
         fit(TinyNet(), DataLoader(TensorDataset(xt), batch_size=4), None, cfg, tmp_path / "x", resume=False)
 
 
+def test_pretraining_objective_scores_the_patches_it_is_told():
+    """recon_patches "all" (default, official SSAM) averages every patch; "masked" only the masked ones."""
+    from dasslib.train.objectives import build_objective
+    pred = torch.zeros(2, 3, 2)
+    target = torch.tensor([[[1.0, 1.0], [2.0, 0.0], [3.0, 3.0]]]).repeat(2, 1, 1)
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    out = {"pred": pred, "target": target, "mask": mask}
+    for patches, want in (("all", 4.0), ("masked", (1 + 9 + 9) / 3)):
+        obj = build_objective(small_cfg(objective="pretrain", loss="masked_mse", recon_patches=patches))
+        assert obj.loss(out)[0].item() == pytest.approx(want)
+        assert obj.summarize(obj.eval_batch(out))["eval_loss"] == pytest.approx(want)
+    assert TrainConfig().recon_patches == "all"
+    with pytest.raises(ValueError, match="recon_patches"):
+        TrainConfig(recon_patches="visible")
+
+
 # ---------------------------------------------------------------- DDP: 2 processes over gloo, via the CLI
 def build_for_cli(config):
     """CLI builder: deterministic tiny model and tensor data (no dropout, no noise)."""

@@ -5,6 +5,8 @@ import dataclasses
 import difflib
 from dataclasses import dataclass
 
+from ..losses import RECON_PATCHES
+
 _OPTIMIZERS = ("adam", "adamw")
 _SCHEDULES = ("step", "cosine", "constant")
 _AMP = ("auto", "bf16", "fp16", "none")
@@ -52,6 +54,7 @@ class TrainConfig:
     kd_weight: float = 0.5
     kd_temperature: float = 1.0
     norm_target: bool = False  # masked_mse: normalize each target patch
+    recon_patches: str = "all"  # masked_mse: "all" patches (official SSAM code) | "masked" only (MAE / SSAST)
     main_metric: str = "mAP"  # eval metric that picks best_model.pt ("mAP", "acc", "eval_loss", ...)
     # numerics
     grad_clip: float | None = None  # max global grad norm; None: no clipping
@@ -74,6 +77,7 @@ class TrainConfig:
         _choice("amp", self.amp, _AMP)
         _choice("objective", self.objective, _OBJECTIVES)
         _choice("device", self.device, ("auto", "cpu", "cuda"))
+        _choice("recon_patches", self.recon_patches, RECON_PATCHES)
         for name in ("epochs", "lrscheduler_step", "warmup_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")

@@ -95,13 +95,14 @@ def _unpack_pretrain(outputs):
 
 
 class PretrainObjective:
-    """SSAM masked reconstruction: ``model.forward_pretrain(x) -> (pred, target, mask)``, loss = MSE on the
-    masked patches (`dasslib.losses.MaskedMSE`). Evaluation: ``eval_loss``, the same loss over the eval set."""
+    """SSAM masked reconstruction: ``model.forward_pretrain(x) -> (pred, target, mask)``, loss = MSE of
+    the reconstructions over ``patches`` ("all", as the official SSAM code, or "masked";
+    `dasslib.losses.MaskedMSE`). Evaluation: ``eval_loss``, the same loss over the eval set."""
 
     needs_teacher = False
 
-    def __init__(self, norm_target: bool = False):
-        self.loss_fn = losses.MaskedMSE(norm_target)
+    def __init__(self, norm_target: bool = False, patches: str = "all"):
+        self.loss_fn = losses.MaskedMSE(norm_target, patches)
 
     def module(self, model: nn.Module) -> nn.Module:
         if not callable(getattr(model, "forward_pretrain", None)):
@@ -115,8 +116,9 @@ class PretrainObjective:
 
     def eval_batch(self, outputs, y=None) -> dict:
         pred, target, mask = _unpack_pretrain(outputs)
-        err = losses.masked_patch_errors(pred, target, mask, self.loss_fn.norm_target)
-        return {"err": err.sum(dim=1), "count": mask.sum(dim=1).float()}
+        scored = self.loss_fn.scored(mask)
+        err = losses.masked_patch_errors(pred, target, scored, self.loss_fn.norm_target)
+        return {"err": err.sum(dim=1), "count": scored.sum(dim=1).float()}
 
     def summarize(self, gathered: dict) -> dict:
         return {"eval_loss": float(gathered["err"].sum() / gathered["count"].sum().clamp_min(1))}
@@ -131,5 +133,5 @@ def build_objective(cfg, task: str = "multilabel"):
     if cfg.objective == "pretrain":
         if cfg.loss != "masked_mse":
             raise ValueError(f"objective='pretrain' trains with loss='masked_mse', got loss={cfg.loss!r}")
-        return PretrainObjective(cfg.norm_target)
+        return PretrainObjective(cfg.norm_target, cfg.recon_patches)
     return ClassificationObjective(cfg.loss, task, cfg.kd_weight, cfg.kd_temperature)
