@@ -608,7 +608,15 @@ def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, z
     return ut, dtr, zt, bt, ct
 
 
-@triton.jit(do_not_specialize=["store_states"])
+# Counts and flags that change with the sequence length or the layout (tile / chunk counts, B/C
+# groups: 1 for Mamba, 2 for a folded bidirectional scan, 4 for SS2D; store_states: training vs
+# inference) are not specialized, so one compiled kernel serves them all: each new value equal to
+# 1 would otherwise compile the kernel again (the N = 24 rows backward takes tens of seconds).
+# L and dim keep Triton's divisibility specialization (aligned vector loads).
+_ROWS_GENERIC = ["n_tiles", "chunk_tiles", "n_chunks", "G_B", "G_C"]
+
+
+@triton.jit(do_not_specialize=_ROWS_GENERIC + ["n_state_tiles", "store_states"])
 def _rows_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
     y_ptr, states_ptr, cstate_ptr, flags_ptr, ticket_ptr,
@@ -809,7 +817,7 @@ def _rows_states(dt, du, Bn, An, h_in_n, is_first):
     return dA, x, h
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_ROWS_GENERIC)
 def _rows_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, states_ptr,
     dy_ptr, dlast_ptr,
