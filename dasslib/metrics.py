@@ -96,3 +96,14 @@ def evaluate(scores, targets, task: str = "multilabel") -> dict:
     out["mAUC"] = float(stats["auc"][has_auc].mean()) if has_auc.any() else float("nan")
     out["d_prime"] = d_prime(out["mAUC"]) if has_auc.any() else float("nan")
     return out
+
+
+def chance_level(targets, task: str = "multilabel") -> dict:
+    """What a model that ignores its input scores: `evaluate` of constant scores against
+    ``targets`` (mAP = mean class prevalence, mAUC 0.5, d_prime 0) -- the floor to read a
+    weak model's numbers against."""
+    labels = _as_numpy(targets, "targets")
+    if task == "multilabel":
+        return evaluate(np.zeros(labels.shape, dtype=np.float64), labels, task)
+    n_classes = int(labels.max()) + 1 if labels.ndim == 1 else labels.shape[1]
+    return evaluate(np.zeros((labels.shape[0], n_classes)), labels, task)

@@ -85,3 +85,9 @@ def test_teachers_and_students_end_to_end(paths, tmp_path):
     runs = distill.runs_frame(records)
     assert len(runs) == 5 and runs["checkpoint"].notna().sum() == 2
     assert distill.plot_tables(t1, t2, tmp_path / "fig.png").stat().st_size > 0
+    chance = distill.chance_map(common["paths"])
+    assert 0 < chance < 1
+    with_chance = distill.combined_table(t1, t2, chance)
+    assert len(with_chance) == 7 and with_chance.iloc[-1]["model"] == "constant predictor"
+    assert with_chance.iloc[-1]["mAP"] == chance
+    assert distill.plot_tables(t1, t2, tmp_path / "fig2.png", chance).stat().st_size > 0

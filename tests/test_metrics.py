@@ -7,7 +7,7 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
-from dasslib.metrics import class_stats, d_prime, evaluate
+from dasslib.metrics import chance_level, class_stats, d_prime, evaluate
 
 
 def random_multilabel(n=200, c=7, seed=0):
@@ -60,6 +60,17 @@ def test_perfect_scores():
     _, targets = random_multilabel(seed=4)
     out = evaluate(targets * 5.0 - 2.0, targets)
     assert out["mAP"] == 1.0 and out["mAUC"] == 1.0 and out["d_prime"] == math.inf
+
+
+def test_chance_level_is_the_mean_class_prevalence():
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float32)
+    c = chance_level(targets)
+    assert c["mAP"] == pytest.approx((2 / 4 + 1 / 4 + 1 / 4) / 3)
+    assert c["mAUC"] == pytest.approx(0.5) and c["d_prime"] == pytest.approx(0.0)
+    # a model whose scores ignore the input scores the same whatever the constant
+    assert evaluate(np.full(targets.shape, 3.0), targets)["mAP"] == pytest.approx(c["mAP"])
+    mc = chance_level(np.array([0, 1, 1, 2]), task="multiclass")
+    assert mc["acc"] == pytest.approx(0.25)   # argmax of constant scores: class 0
 
 
 def test_d_prime_values():
