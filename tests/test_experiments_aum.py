@@ -77,6 +77,11 @@ def test_tables_have_the_paper_shapes(tmp_path):
     assert list(comb["table"]) == [1, 1] + [2] * 9 and comb.index[2] == "AuM Fo-Fo head"
     X.plot_table2(t2, tmp_path / "t2.png")
     assert (tmp_path / "t2.png").read_bytes()[:4] == b"\x89PNG"
+    with_chance = X.combined_table(results, chance=0.08)
+    assert len(with_chance) == 12 and with_chance.loc["constant predictor", "mAP"] == 0.08
+    assert with_chance.loc["constant predictor", "table"] == 0
+    X.plot_table2(t2, tmp_path / "t2c.png", chance=0.08)
+    assert (tmp_path / "t2c.png").read_bytes()[:4] == b"\x89PNG"
     partial = X.table2({("bi_bi", "tail"): _result(0.2), ("fo_bi", "head"): _result(0.4)})
     assert list(partial.index) == ["Fo-Bi", "Bi-Bi"] and list(partial.columns) == ["head", "tail"]
     assert math.isnan(partial.loc["Fo-Bi", "tail"])

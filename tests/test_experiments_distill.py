@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dasslib.experiments import common, distill
+from dasslib.experiments.common import chance_map
 
 AUDIO = {"target_length": 64, "num_mel_bins": 32}
 TRAIN = {"epochs": 1, "lr": 1e-3, "warmup_steps": 1, "warmup_every": 1, "wa": False, "progress": False}
@@ -85,7 +86,7 @@ def test_teachers_and_students_end_to_end(paths, tmp_path):
     runs = distill.runs_frame(records)
     assert len(runs) == 5 and runs["checkpoint"].notna().sum() == 2
     assert distill.plot_tables(t1, t2, tmp_path / "fig.png").stat().st_size > 0
-    chance = distill.chance_map(common["paths"])
+    chance = chance_map(paths)
     assert 0 < chance < 1
     with_chance = distill.combined_table(t1, t2, chance)
     assert len(with_chance) == 7 and with_chance.iloc[-1]["model"] == "constant predictor"

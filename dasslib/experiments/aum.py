@@ -118,25 +118,31 @@ def table2(results: dict) -> pd.DataFrame:
     return df
 
 
-def combined_table(results: dict) -> pd.DataFrame:
+def combined_table(results: dict, chance: float | None = None) -> pd.DataFrame:
     """Both tables in one from `run_all` results: Table 1 rows (``AST``, ``AuM``), then one row per
-    Table 2 cell (``AuM <block> <cls>``, table order); columns ``table, params_M, mAP, mAUC``."""
+    Table 2 cell (``AuM <block> <cls>``, table order); columns ``table, params_M, mAP, mAUC``; with
+    ``chance`` (`common.chance_map`) a last row ``constant predictor`` (table 0, mAUC 0.5)."""
     def row(name, table, r):
         return dict(run=name, table=table, params_M=r["params_M"], mAP=r["mAP"], mAUC=r["mAUC"])
 
     rows = [row(m, 1, results[m]) for m in ("AST", "AuM")]
     rows += [row(f"AuM {VARIANT_LABELS[v]} {c}", 2, results[(v, c)])
              for v in VARIANTS for c in CLS_POSITIONS if (v, c) in results]
+    if chance is not None:
+        rows.append(row("constant predictor", 0, dict(params_M=0.0, mAP=float(chance), mAUC=0.5)))
     return pd.DataFrame(rows).set_index("run")
 
 
-def plot_table2(t2: pd.DataFrame, path, title="AuM ablation: mAP"):
-    """Seaborn heatmap of `table2` (annotated), saved to ``path`` (PNG)."""
+def plot_table2(t2: pd.DataFrame, path, title="AuM ablation: mAP", chance: float | None = None):
+    """Seaborn heatmap of `table2` (annotated), saved to ``path`` (PNG); ``chance`` goes into the
+    title (the mAP of a constant predictor)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * t2.shape[1], 1.2 + 0.8 * t2.shape[0]))
     sns.heatmap(t2.astype(float), annot=True, fmt=".3f", cmap="viridis", cbar_kws=dict(label="mAP"), ax=ax)
+    if chance is not None:
+        title = f"{title} (constant predictor: {chance:.3f})"
     ax.set(title=title, xlabel="CLS position", ylabel="block variant")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -144,3 +144,16 @@ def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dic
         return load_classifier(dict(model, checkpoint=checkpoint), paths["label_csv"], audio), None
     return train_from_config(classifier_config(out_dir, model, paths, stats, train, loader, audio, augment,
                                                teacher, balanced))
+
+
+def chance_map(paths: dict) -> float:
+    """mAP of a constant predictor on the eval set (`dasslib.metrics.chance_level`): the mean class
+    prevalence, the floor the tables' numbers should be read against."""
+    import numpy as np
+
+    from ..data.datafile import read_datafile, read_label_csv
+    from ..metrics import chance_level
+
+    labels = read_label_csv(paths["label_csv"])
+    targets = np.stack([labels.multi_hot(e.labels, e.wav) for e in read_datafile(paths["eval_json"])])
+    return float(chance_level(targets)["mAP"])

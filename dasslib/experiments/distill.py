@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..metrics import chance_level, evaluate
+from ..metrics import evaluate
 from .common import KD_LOSSES, audio_confs, classifier_config, load_classifier, train_from_config
 _NO_TEACHER = "none"
 
@@ -59,18 +59,6 @@ def evaluate_model(model, paths: dict, stats: tuple, audio: dict | None = None, 
         targets.append(y)
     m = evaluate(torch.cat(scores).numpy(), torch.cat(targets).numpy())
     return {k: float(m[k]) for k in ("mAP", "mAUC", "d_prime")}
-
-
-def chance_map(paths: dict) -> float:
-    """mAP of a constant predictor on the eval set (`dasslib.metrics.chance_level`): the mean class
-    prevalence, the floor the tables' numbers should be read against."""
-    import numpy as np
-
-    from ..data.datafile import read_datafile, read_label_csv
-
-    labels = read_label_csv(paths["label_csv"])
-    targets = np.stack([labels.multi_hot(e.labels, e.wav) for e in read_datafile(paths["eval_json"])])
-    return float(chance_level(targets)["mAP"])
 
 
 def _record(label, section, role, teacher, model, metrics, checkpoint=None) -> dict:
@@ -204,7 +192,7 @@ def table2(records: list[dict], student_label: str) -> pd.DataFrame:
 
 def combined_table(t1: pd.DataFrame, t2: pd.DataFrame, chance: float | None = None) -> pd.DataFrame:
     """Tables 1 and 2 stacked: columns table, model, params_M, teacher, teacher_mAP, mAP; with
-    ``chance`` (`chance_map`) a last row "constant predictor" (table "-")."""
+    ``chance`` (`common.chance_map`) a last row "constant predictor" (table "-")."""
     a = t1.reset_index().rename(columns={"KD": "teacher"}).assign(table="1", teacher_mAP=float("nan"))
     b = t2.rename(columns={"student": "model", "student_mAP": "mAP"}).assign(table="2")
     b["model"] = [m if t == _NO_TEACHER else f"{m} + KD" for m, t in zip(b["model"], b["teacher"])]
@@ -218,7 +206,7 @@ def combined_table(t1: pd.DataFrame, t2: pd.DataFrame, chance: float | None = No
 
 def plot_tables(t1: pd.DataFrame, t2: pd.DataFrame, path, chance: float | None = None):
     """Seaborn bar charts: Table 1 mAP per model; Table 2 teacher and student mAP per teacher;
-    ``chance`` (`chance_map`) as a dashed line on both."""
+    ``chance`` (`common.chance_map`) as a dashed line on both."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
