@@ -49,7 +49,9 @@ def test_budgeted_sweep_runs_then_skips_past_the_budget():
     assert (df.loc[df["mode"] == "train", "batch"] == 2).all()
     skipped = E.budgeted_sweep(specs, [0.32, 0.64], budget_s=0.0, **kw)
     assert len(skipped) == 8 and set(skipped["status"]) == {"skipped"}
-    assert set(skipped["note"]) == {"study time budget"} and skipped["frames"].tolist()[:2] == [32, 64]
+    assert set(skipped["note"]) == {f"study time budget: the {m} allotment of 0 s is spent" for m in bench.MODES}
+    assert skipped["frames"].tolist()[:2] == [32, 64] and (skipped["wall_s"] == 0).all()
+    assert set(E.status_table(skipped, E.param_counts(specs))["0.32 s"]) == {"skip-budget"}
 
 
 def test_budgeted_capacity_caps_and_budget():

@@ -3,6 +3,21 @@
 The search only assumes that ``fits(frames)`` is monotone (true up to a boundary, false after).
 For a model spec, ``fits`` runs one inference or training step and answers False on an
 out-of-memory error.
+
+Time. Every probe is timed (``FitResult.seconds``). With ``max_seconds_per_probe`` the doubling
+stops (bound ``"time"``) when a fitting step is slower than that, or when the next doubling is
+predicted to be (log-log extrapolation of the fitting probes, slope in [1, 2], see
+:func:`~dasslib.bench.sweep.predict_call_s`). A probe is a single call, so its time includes
+one-time costs of a new shape: Triton kernels are compiled for each new block size / launch
+configuration (e.g. every power of two of the token count up to 1024), cuDNN / cuBLAS pick
+algorithms. Before giving up for time on a probe's first measurement, the search therefore runs
+that length once more and keeps the faster of the two times, unless that first time agrees with
+what the shorter lengths predict (within 1.5x); only a length that is slow twice ends the search.
+Warm times known in advance (``known_times``, e.g. the medians of a sweep at the same batch) are
+used as they are.
+With ``budget_s`` no probe starts once that many seconds have passed since the call, or when
+its predicted time exceeds what is left: the search ends with bound ``"budget"`` and the longest
+length known to fit so far.
 """
 import time
 from dataclasses import dataclass
@@ -14,26 +29,41 @@ from tqdm.auto import tqdm
 from .memory import free_memory, is_oom
 from .specs import as_spec
 from .steps import MODES, check_mode, make_step, resolve_dtype
-from .sweep import default_device, device_name
+from .sweep import default_device, device_name, predict_call_s
 
-__all__ = ["FitResult", "largest_fitting_length", "oom_predicate", "capacity_table"]
+__all__ = ["FitResult", "BOUNDS", "CAPACITY_COLUMNS", "largest_fitting_length", "oom_predicate",
+           "capacity_table", "capacity_row", "capacity_frame"]
+
+BOUNDS = ("memory", "max_frames", "time", "budget")
+CAPACITY_COLUMNS = ["model", "mode", "batch", "max_frames", "max_length_s", "bound", "probes", "probe_s",
+                    "wall_s", "device", "dtype", "torch_version", "note"]
 
 
 @dataclass(frozen=True)
 class FitResult:
-    """frames: largest length found to fit (None: not even ``start_frames``); bound: what
-    ended the search: ``"memory"`` (a failing length lies within tolerance above ``frames``),
-    ``"max_frames"`` (the search cap fits) or ``"time"`` (a fitting probe took longer than
-    ``max_seconds_per_probe``, so no longer lengths were tried); probes: (frames, fits) in
-    the order tried."""
+    """frames: largest length found to fit (None: none known to fit); bound: what ended the
+    search: ``"memory"`` (a failing length lies within tolerance above ``frames``),
+    ``"max_frames"`` (the search cap fits), ``"time"`` (a fitting step was, or the next doubling
+    was predicted to be, slower than ``max_seconds_per_probe``, so no longer lengths were tried)
+    or ``"budget"`` (the search's time budget ran out: ``frames`` fits, longer was not tried to
+    the end); probes: (frames, fits) in the order tried (a re-timed length appears twice);
+    seconds: wall seconds of each probe; note: why the search stopped, in words (empty for
+    ``"memory"`` / ``"max_frames"`` without re-timing)."""
     frames: int | None
     frames_per_s: float
     bound: str
     probes: tuple
+    seconds: tuple = ()
+    note: str = ""
 
     @property
     def length_s(self):
         return None if self.frames is None else self.frames / self.frames_per_s
+
+    @property
+    def probe_s(self):
+        """Wall seconds of all probes."""
+        return float(sum(self.seconds))
 
 
 def _run_once(model, mel_bins, mode, batch, frames, device, dtype, optimizer):
@@ -63,52 +93,135 @@ def oom_predicate(model, mel_bins, mode="inference", *, batch=1, device=None, dt
     return fits
 
 
-def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds_per_probe,
-            known_fit=None, known_fail=None):
-    probes = []
+class _Stop(Exception):
+    """Ends a search: bound and note."""
 
-    def probe(frames):
-        begin = time.perf_counter()
-        ok = bool(fits(frames))
-        probes.append((frames, ok))
-        return ok, time.perf_counter() - begin
+    def __init__(self, bound, note=""):
+        super().__init__(bound)
+        self.bound, self.note = bound, note
 
-    lo, hi = known_fit, known_fail
-    if lo is not None and lo >= max_frames:
-        return max_frames, "max_frames", probes
-    if hi is None:                                     # doubling
-        frames = start_frames if lo is None else min(2 * lo, max_frames)
+
+class _Search:
+    def __init__(self, fits, frames_per_s, max_seconds_per_probe, known_times, deadline, clock):
+        self.fits, self.fps, self.limit = fits, frames_per_s, max_seconds_per_probe
+        self.deadline, self.clock = deadline, clock
+        self.probes, self.seconds, self.retimed = [], [], 0
+        self.warm = {int(f): float(t) for f, t in known_times}   # frames -> seconds, already warm
+        self.cold = {}                                           # frames -> seconds of one probe
+
+    def _s(self, frames):
+        return f"{frames / self.fps:g} s"
+
+    def _history(self):
+        times = {**self.cold, **self.warm}
+        return sorted(times.items())
+
+    def predict(self, frames):
+        """Seconds of one step at ``frames`` from the fitting probes at shorter lengths."""
+        return predict_call_s([(f, t) for f, t in self._history() if f < frames], frames)
+
+    def probe(self, frames, retime=False):
+        """fits(frames); raises _Stop("budget") instead when the budget forbids the probe."""
+        if self.deadline is not None:
+            left = self.deadline - self.clock()
+            predicted = self.predict(frames)
+            if left <= 0:
+                raise _Stop("budget", f"search budget spent before the probe at {self._s(frames)}")
+            if predicted is not None and predicted > left:
+                raise _Stop("budget", f"the probe at {self._s(frames)} is predicted {predicted:.3g} s "
+                                      f"> {left:.3g} s left of the search budget")
+        begin = self.clock()
+        ok = bool(self.fits(frames))
+        seconds = self.clock() - begin
+        self.probes.append((frames, ok))
+        self.seconds.append(seconds)
+        if ok:
+            if retime or frames in self.cold:
+                self.warm[frames] = min(seconds, self.cold.pop(frames, seconds), self.warm.get(frames, seconds))
+                self.retimed += 1
+            elif frames not in self.warm:
+                self.cold[frames] = seconds
+        return ok
+
+    def _suspect(self, frames):
+        """True when the first time at ``frames`` may include one-time costs: no shorter fitting
+        length to compare with, or more than 1.5x what the shorter ones predict."""
+        expected = self.predict(frames)
+        return expected is None or self.cold[frames] > 1.5 * expected
+
+    def check_time(self, frames, next_frames):
+        """After ``frames`` fit: raise _Stop("time") if that step, or the one at ``next_frames``, is
+        (predicted) slower than the limit. If the decision rests on a first time at ``frames`` that
+        looks inflated (:meth:`_suspect`), that length is run once more first. (Only the last
+        point's time can inflate the prediction: an inflated earlier point lowers the slope.)"""
+        if self.limit is None:
+            return
         while True:
-            ok, seconds = probe(frames)
-            if not ok:
-                hi = frames
-                break
-            lo = frames
-            if frames == max_frames:
-                return lo, "max_frames", probes
-            if max_seconds_per_probe is not None and seconds > max_seconds_per_probe:
-                return lo, "time", probes
-            frames = min(2 * frames, max_frames)
-    if lo is None:
-        if hi > start_frames:                          # a known failure above start: try start first
-            lo_ok = probe(start_frames)[0]
-            if lo_ok:
-                lo = start_frames
+            took = self.warm.get(frames, self.cold.get(frames))
+            nxt = None if next_frames is None else self.predict(next_frames)
+            if took is not None and took > self.limit:
+                why = f"the step at {self._s(frames)} took {took:.3g} s > {self.limit:g} s per probe"
+            elif nxt is not None and nxt > self.limit:
+                why = f"the step at {self._s(next_frames)} is predicted {nxt:.3g} s > {self.limit:g} s per probe"
+            else:
+                return
+            if frames not in self.cold or not self._suspect(frames):
+                raise _Stop("time", why)
+            if not self.probe(frames, retime=True):    # fitted before, not now (fragmentation): keep it
+                self.warm[frames] = self.cold.pop(frames)
+
+    def note(self, extra=""):
+        parts = [extra] if extra else []
+        if self.retimed:
+            parts.append(f"{self.retimed} probe(s) re-timed: the first call at a new length includes "
+                         "one-time costs (compilation, autotuning)")
+        return "; ".join(parts)
+
+
+def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds_per_probe,
+            known_fit=None, known_fail=None, known_times=(), deadline=None, clock=time.perf_counter,
+            frames_per_s=100):
+    """(frames, bound, search state, note): see :func:`largest_fitting_length`."""
+    s = _Search(fits, frames_per_s, max_seconds_per_probe, known_times, deadline, clock)
+    lo, hi = known_fit, known_fail
+    try:
+        if lo is not None and lo >= max_frames:
+            return max_frames, "max_frames", s, ""
+        if hi is None:                                     # doubling
+            frames = start_frames if lo is None else min(2 * lo, max_frames)
+            if lo is not None:
+                s.check_time(lo, frames)                   # known warm times may already say stop
+            while True:
+                if not s.probe(frames):
+                    hi = frames
+                    break
+                lo = frames
+                if frames == max_frames:
+                    return lo, "max_frames", s, ""
+                nxt = min(2 * frames, max_frames)
+                s.check_time(frames, nxt)
+                frames = nxt
         if lo is None:
-            return None, "memory", probes
-    while hi - lo > max(abs_tol_frames, rel_tol * lo):  # bisection: lo fits, hi does not
-        mid = (lo + hi) // 2
-        if probe(mid)[0]:
-            lo = mid
-        else:
-            hi = mid
-    return lo, "memory", probes
+            if hi > start_frames and s.probe(start_frames):   # a known failure above start: try start
+                lo = start_frames
+            if lo is None:
+                return None, "memory", s, ""
+        while hi - lo > max(abs_tol_frames, rel_tol * lo):  # bisection: lo fits, hi does not
+            mid = (lo + hi) // 2
+            if s.probe(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo, "memory", s, ""
+    except _Stop as stop:
+        return lo, stop.bound, s, stop.note
 
 
 def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, device=None,
                            dtype="auto", optimizer="adamw", start_frames=100, max_frames=1_080_000,
                            abs_tol_frames=100, rel_tol=0.02, max_seconds_per_probe=None,
-                           frames_per_s=100, seed=0, known_fit=None, known_fail=None):
+                           frames_per_s=100, seed=0, known_fit=None, known_fail=None, known_times=(),
+                           budget_s=None, clock=time.perf_counter):
     """Largest input length (frames) that fits, to within max(abs_tol_frames, rel_tol * frames).
 
     Give either ``spec`` (ModelSpec, registry name or factory: the model is built on
@@ -118,6 +231,9 @@ def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, d
     known_fit / known_fail: lengths (frames) already seen to fit / run out of memory (e.g. in a
     sweep); the search starts from them instead of from ``start_frames`` (both given: bisection
     only). Their probes are not repeated and not counted in ``probes``.
+    known_times: (frames, seconds) of warm steps measured elsewhere (same model, mode and batch),
+    used to predict probe times. max_seconds_per_probe, budget_s: see the module doc.
+    clock: the wall clock of probe times and the budget (tests pass a fake one).
     Returns a :class:`FitResult`.
     """
     if (spec is None) == (fits is None):
@@ -128,8 +244,11 @@ def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, d
         raise ValueError(f"need abs_tol_frames >= 1 and rel_tol >= 0, got {abs_tol_frames}, {rel_tol}")
     if known_fit is not None and known_fail is not None and known_fit >= known_fail:
         raise ValueError(f"known_fit ({known_fit}) must be shorter than known_fail ({known_fail})")
+    if budget_s is not None and budget_s < 0:
+        raise ValueError(f"budget_s must be None or >= 0, got {budget_s}")
     if known_fit is not None and known_fit >= max_frames:
         return FitResult(max_frames, frames_per_s, "max_frames", ())
+    deadline = None if budget_s is None else clock() + budget_s
     model = None
     if spec is not None:
         spec = as_spec(spec)
@@ -139,30 +258,52 @@ def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, d
         fits = oom_predicate(model, spec.mel_bins, mode, batch=batch, device=device, dtype=dtype,
                              optimizer=optimizer)
     try:
-        frames, bound, probes = _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol,
-                                        max_seconds_per_probe, known_fit, known_fail)
+        frames, bound, search, note = _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol,
+                                              max_seconds_per_probe, known_fit, known_fail, known_times,
+                                              deadline, clock, frames_per_s)
     finally:
         if model is not None:
             del model, fits
             free_memory(device)
-    return FitResult(frames, frames_per_s, bound, tuple(probes))
+    return FitResult(frames, frames_per_s, bound, tuple(search.probes), tuple(search.seconds),
+                     search.note(note))
 
 
-def capacity_table(specs, modes=MODES, *, batch=1, device=None, dtype="auto", progress=True, **search_kw):
-    """:func:`largest_fitting_length` of every spec and mode as a DataFrame with columns
-    model, mode, batch, max_frames, max_length_s, bound, probes, device, dtype, torch_version."""
+def capacity_row(label, mode, batch, res, wall_s, device, dtype):
+    """One row of :data:`CAPACITY_COLUMNS` from a :class:`FitResult`; ``wall_s``: seconds of the whole search."""
+    device = torch.device(device)
+    meta = dict(device=device_name(device), dtype=str(resolve_dtype(dtype, device)).removeprefix("torch."),
+                torch_version=torch.__version__)
+    return dict(model=label, mode=mode, batch=batch, max_frames=res.frames, max_length_s=res.length_s,
+                bound=res.bound, probes=len(res.probes), probe_s=res.probe_s, wall_s=wall_s, note=res.note,
+                **meta)
+
+
+def capacity_frame(rows):
+    """Rows of :func:`capacity_row` as a DataFrame with :data:`CAPACITY_COLUMNS` and stable dtypes."""
+    df = pd.DataFrame(rows).reindex(columns=CAPACITY_COLUMNS)
+    df["max_frames"] = df["max_frames"].astype("Int64")
+    df["probes"] = df["probes"].astype("Int64")
+    for col in ("max_length_s", "probe_s", "wall_s"):
+        df[col] = df[col].astype(float)
+    df["note"] = df["note"].fillna("")
+    return df
+
+
+def capacity_table(specs, modes=MODES, *, batch=1, device=None, dtype="auto", progress=True,
+                   clock=time.perf_counter, **search_kw):
+    """:func:`largest_fitting_length` of every spec and mode as a DataFrame with
+    :data:`CAPACITY_COLUMNS`: model, mode, batch, max_frames, max_length_s, bound, probes,
+    probe_s (wall seconds of the probes), wall_s (of the whole search, model build included),
+    device, dtype, torch_version, note (why the search stopped, see :class:`FitResult`)."""
     device = torch.device(device) if device is not None else default_device()
     specs = [as_spec(s) for s in ([specs] if isinstance(specs, str) else specs)]
     modes = [check_mode(m) for m in ([modes] if isinstance(modes, str) else modes)]
     rows = []
     for spec in tqdm(specs, desc="capacity", disable=not progress):
         for mode in modes:
-            res = largest_fitting_length(spec, mode, batch=batch, device=device, dtype=dtype, **search_kw)
-            rows.append(dict(model=spec.label, mode=mode, batch=batch, max_frames=res.frames,
-                             max_length_s=res.length_s, bound=res.bound, probes=len(res.probes),
-                             device=device_name(device),
-                             dtype=str(resolve_dtype(dtype, device)).removeprefix("torch."),
-                             torch_version=torch.__version__))
-    df = pd.DataFrame(rows)
-    df["max_frames"] = df["max_frames"].astype("Int64")
-    return df
+            begin = clock()
+            res = largest_fitting_length(spec, mode, batch=batch, device=device, dtype=dtype, clock=clock,
+                                         **search_kw)
+            rows.append(capacity_row(spec.label, mode, batch, res, clock() - begin, device, dtype))
+    return capacity_frame(rows)

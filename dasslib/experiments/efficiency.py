@@ -1,12 +1,14 @@
 """Efficiency study (AuM Fig. 2, DASS Fig. 1c): time and memory vs. input length.
 
 Thin layer over :mod:`dasslib.bench` adding what the notebook needs around it: specs with
-per-model overrides (``scan_backend`` only for the SSM families), parameter counts, a
-wall-clock budget for a whole sweep / capacity search, a stable status table and a computed
-text of where each SSM beats the SDPA AST baseline.
+per-model overrides (``scan_backend`` only for the SSM families), parameter counts, wall-clock
+budgets for a whole sweep (shared by the modes, breadth-first over lengths) and for all capacity
+searches (a share each, cheapest first), where the time went, a stable status table and a
+computed text of where each SSM beats the SDPA AST baseline.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -63,35 +65,21 @@ def param_counts(specs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _budget_rows(spec, mode, batch, lengths_s, frames_per_s, note):
-    return [dict(model=spec.label, mode=mode, batch=batch, length_s=float(s),
-                 frames=int(round(s * frames_per_s)), status="skipped", note=note)
-            for s in sorted({float(s) for s in lengths_s})]
-
-
 def budgeted_sweep(specs, lengths_s, modes=bench.MODES, batch=1, budget_s=None, frames_per_s=100,
-                   **sweep_kw) -> pd.DataFrame:
-    """:func:`dasslib.bench.run_sweep` one (mode, spec) series at a time, modes outer, specs in
-    the given order (put the important ones first); once ``budget_s`` seconds have passed,
-    every series not started yet is recorded as ``skipped`` with note ``"study time budget"``.
+                   order="breadth", **sweep_kw) -> pd.DataFrame:
+    """:func:`dasslib.bench.run_sweep` within a wall-time budget: modes one after the other, inside a
+    mode breadth-first (``order="breadth"``: every spec's shortest length, in the given order, then
+    every spec's next length, ...) so that every model gets its short lengths in every mode.
 
+    budget_s: None (no limit), seconds shared by the modes (each gets an equal share of what is
+    left when it starts: unused time rolls over to the later modes) or ``{mode: seconds}`` (each
+    mode its own, plus what earlier modes left unused). Points past a mode's allotment, or
+    predicted to cost more than what is left of it, are ``skipped`` with a note starting
+    ``"study time budget"``. The ``wall_s`` column says what each point cost.
     batch: an int or ``{mode: int}``. Returns the sweep's columns (:data:`dasslib.bench.COLUMNS`).
     """
-    modes = [modes] if isinstance(modes, str) else list(modes)
-    batches = batch if isinstance(batch, dict) else {m: batch for m in modes}
-    start, parts = time.perf_counter(), []
-    for mode in modes:
-        for spec in specs:
-            if budget_s is not None and time.perf_counter() - start > budget_s:
-                parts.append(pd.DataFrame(_budget_rows(spec, mode, batches[mode], lengths_s, frames_per_s,
-                                                       "study time budget")))
-                continue
-            parts.append(bench.run_sweep([spec], lengths_s, modes=[mode], batch={mode: batches[mode]},
-                                         frames_per_s=frames_per_s, **sweep_kw))
-    df = pd.concat(parts, ignore_index=True).reindex(columns=bench.COLUMNS)
-    for col in ("tokens", "repeats"):
-        df[col] = df[col].astype("Int64")
-    return df
+    return bench.run_sweep(specs, lengths_s, modes=modes, batch=batch, budget_s=budget_s, order=order,
+                           frames_per_s=frames_per_s, **sweep_kw)
 
 
 def sweep_bounds(sweep: pd.DataFrame, model: str, mode: str, batch: int) -> tuple:
@@ -108,37 +96,178 @@ def sweep_bounds(sweep: pd.DataFrame, model: str, mode: str, batch: int) -> tupl
     return fit, fail
 
 
-def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_length_s=10800.0,
-                      frames_per_s=100, sweep: pd.DataFrame | None = None, **search_kw) -> pd.DataFrame:
-    """:func:`dasslib.bench.capacity_table` per (spec, mode), specs outer in the given order,
-    capped at ``max_length_s``; searches not started within ``budget_s`` seconds get bound
-    ``"budget"`` and no length. With ``sweep`` (a :func:`budgeted_sweep` frame), each search starts
-    from what the sweep already saw fit or run out of memory (:func:`sweep_bounds`), so it only
-    bisects the gap: a model that ran the longest swept length within the cap costs no probe.
+def sweep_times(sweep: pd.DataFrame, model: str, mode: str, batch: int | None = None,
+                scale_to: int | None = None) -> list:
+    """(frames, seconds) of the sweep's ``ok`` points of one model and mode, ascending frames: the
+    median step times, warm (after warm-up). batch: only rows at that batch (None: every batch);
+    scale_to: each time scaled by ``scale_to / batch`` of its row (a rough guess for another batch)."""
+    if "median_ms" not in sweep:
+        return []
+    rows = sweep[(sweep["model"] == model) & (sweep["mode"] == mode) & (sweep["status"] == "ok")]
+    if batch is not None:
+        rows = rows[rows["batch"] == batch]
+    rows = rows[rows["median_ms"].notna()].sort_values("frames")
+    scale = [1.0] * len(rows) if scale_to is None else [scale_to / b for b in rows["batch"]]
+    return [(int(f), float(ms) / 1e3 * k) for f, ms, k in zip(rows["frames"], rows["median_ms"], scale)]
 
-    Columns: model, mode, batch, max_frames, max_length_s, bound, probes, device, dtype,
-    torch_version. ``search_kw`` go to ``largest_fitting_length`` (e.g. ``rel_tol``,
-    ``max_seconds_per_probe``, ``device``).
+
+def search_cost_s(history, fit, fail, start_frames, max_frames, rel_tol=0.02, abs_tol_frames=100,
+                  max_seconds_per_probe=None) -> float:
+    """Rough seconds of a capacity search, only to order searches (cheapest first): 0 when the
+    known fit reaches ``max_frames``; else the predicted step times (from ``history``, (frames,
+    seconds) ascending, see :func:`dasslib.bench.predict_call_s`; each capped at
+    ``max_seconds_per_probe``, after which the search would stop) of the doubling lengths up to
+    ``max_frames`` when no failure is known, or of the bisection probes (at the failing length)
+    when one is; ``inf`` without history."""
+    if fit is not None and fit >= max_frames:
+        return 0.0
+    if not history:
+        return math.inf
+    lo = fit if fit is not None else start_frames
+    lengths = []
+    if fail is None:
+        f = lo
+        while f < max_frames:
+            f = min(2 * f, max_frames)
+            lengths.append(f)
+    else:
+        gap, tol = fail - lo, max(abs_tol_frames, rel_tol * lo)
+        lengths = [fail] * (math.ceil(math.log2(gap / tol)) if gap > tol else 0)
+    cap = math.inf if max_seconds_per_probe is None else max_seconds_per_probe
+    total = 0.0
+    for f in lengths:
+        t = bench.predict_call_s(history, f)
+        total += min(t, cap)
+        if t > cap:
+            break
+    return total
+
+
+class _PooledFits:
+    """``fits(frames)`` of one (spec, mode) whose model comes from a :class:`~dasslib.bench.ModelPool`."""
+
+    def __init__(self, pool, spec, mode, batch, device, dtype, optimizer):
+        self.model = pool.get(spec)
+        self.fits = bench.oom_predicate(self.model, spec.mel_bins, mode, batch=batch, device=device,
+                                        dtype=dtype, optimizer=optimizer)
+
+    def __call__(self, frames):
+        return self.fits(frames)
+
+
+CAPACITY_ORDERS = ("cheapest", "given")
+
+
+def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_length_s=10800.0,
+                      frames_per_s=100, sweep: pd.DataFrame | None = None, order="cheapest", device=None,
+                      dtype="auto", optimizer="adamw", seed=0, max_seconds_per_probe=None,
+                      clock=time.perf_counter, **search_kw) -> pd.DataFrame:
+    """:func:`dasslib.bench.largest_fitting_length` of every (spec, mode), capped at ``max_length_s``,
+    within a wall-time budget that reaches every search.
+
+    With ``sweep`` (a :func:`budgeted_sweep` frame), each search starts from what the sweep already
+    saw fit or run out of memory (:func:`sweep_bounds`), so it only bisects the gap or doubles from
+    the longest swept length (a model that ran the cap costs no probe), and predicts its probe times
+    from the sweep's medians at the same batch (:func:`sweep_times`).
+    order: ``"cheapest"`` runs the searches by :func:`search_cost_s` estimated from the sweep
+    (ties, and searches without sweep times, in the given spec order), ``"given"`` spec by spec.
+    budget_s: None or seconds for all searches; each search gets an equal share of what is left
+    when it starts (what a cheap search leaves rolls over to the later ones). A search whose share
+    runs out ends with bound ``"budget"`` and the longest length known to fit so far (from the
+    sweep or its own probes; empty if none). Models are built once (:class:`~dasslib.bench.ModelPool`)
+    and only for searches that probe.
+
+    Rows in spec order, modes inner; columns :data:`dasslib.bench.CAPACITY_COLUMNS` (``probe_s``:
+    seconds of the probes, ``wall_s``: of the whole search, model build or move included, ``note``:
+    why it stopped). ``search_kw`` go to ``largest_fitting_length`` (e.g. ``rel_tol``).
     """
+    if order not in CAPACITY_ORDERS:
+        raise ValueError(f"order must be one of {CAPACITY_ORDERS}, got {order!r}")
+    if budget_s is not None and not budget_s >= 0:
+        raise ValueError(f"budget_s must be None or >= 0, got {budget_s!r}")
     modes = [modes] if isinstance(modes, str) else list(modes)
+    device = torch.device(device) if device is not None else bench.sweep.default_device()
     max_frames = int(round(max_length_s * frames_per_s))
     start_frames = min(frames_per_s, max_frames)
-    start, parts = time.perf_counter(), []
+    jobs = []
     for spec in specs:
         for mode in modes:
-            if budget_s is not None and time.perf_counter() - start > budget_s:
-                parts.append(pd.DataFrame([dict(model=spec.label, mode=mode, batch=batch, max_frames=None,
-                                                max_length_s=None, bound="budget", probes=0)]))
-                continue
             fit, fail = sweep_bounds(sweep, spec.label, mode, batch) if sweep is not None else (None, None)
-            parts.append(bench.capacity_table([spec], [mode], batch=batch, progress=False,
-                                              max_frames=max_frames, start_frames=start_frames,
-                                              frames_per_s=frames_per_s, known_fit=fit, known_fail=fail,
-                                              **search_kw))
-    df = pd.concat(parts, ignore_index=True)
-    df["max_frames"] = df["max_frames"].astype("Int64")
-    df["max_length_s"] = df["max_length_s"].astype(float)
-    return df
+            times = sweep_times(sweep, spec.label, mode, batch) if sweep is not None else []
+            scaled = sweep_times(sweep, spec.label, mode, scale_to=batch) if sweep is not None else []
+            cost = search_cost_s(times or scaled, fit, fail, start_frames, max_frames,
+                                 search_kw.get("rel_tol", 0.02), search_kw.get("abs_tol_frames", 100),
+                                 max_seconds_per_probe)
+            jobs.append(dict(spec=spec, mode=mode, fit=fit, fail=fail, times=times, cost=cost))
+    run = sorted(range(len(jobs)), key=lambda k: (jobs[k]["cost"], k)) if order == "cheapest" \
+        else list(range(len(jobs)))
+    rows, start = [None] * len(jobs), clock()
+    with bench.ModelPool(device, seed) as pool:
+        for pos, k in enumerate(run):
+            job = jobs[k]
+            share = None if budget_s is None else max(0.0, (budget_s - (clock() - start)) / (len(run) - pos))
+            begin = clock()
+            probes = (job["fit"] is None or job["fit"] < max_frames) and (share is None or share > 0)
+            fits = _PooledFits(pool, job["spec"], job["mode"], batch, device, dtype, optimizer) if probes \
+                else (lambda frames: False)
+            res = bench.largest_fitting_length(
+                fits=fits, max_frames=max_frames, start_frames=start_frames, frames_per_s=frames_per_s,
+                known_fit=job["fit"], known_fail=job["fail"], known_times=job["times"],
+                max_seconds_per_probe=max_seconds_per_probe, budget_s=share, clock=clock, **search_kw)
+            del fits
+            if res.bound == "budget":
+                res = dataclasses.replace(res, note=f"search {pos + 1} of {len(run)}, share {share:.3g} s: {res.note}")
+            rows[k] = bench.capacity_row(job["spec"].label, job["mode"], batch, res, clock() - begin, device, dtype)
+    return bench.capacity_frame(rows)
+
+
+def time_summary(sweep: pd.DataFrame, capacity: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Where the wall time went, one row per (stage, mode): ``runs`` (points run / probes),
+    ``wall_s`` (sum of ``wall_s``), ``timed_s`` (sweep: timed calls, median x repeats of the ok
+    points; capacity: the probes), ``other_s`` = wall_s - timed_s (warm-up calls, compilation,
+    model builds and moves, out-of-memory steps, freeing memory), ``skipped`` (sweep points /
+    searches cut by a budget) and the costliest model with its ``wall_s``."""
+    if "wall_s" not in sweep:
+        raise ValueError("the sweep has no wall_s column (made before it was recorded)")
+    rows = []
+    for mode, d in sweep.groupby("mode", sort=False):
+        run = d[d["status"] != "skipped"]
+        ok = d[d["status"] == "ok"]
+        per_model = d.groupby("model", sort=False)["wall_s"].sum()
+        timed = float((ok["median_ms"] * ok["repeats"].astype(float)).sum() / 1e3)
+        rows.append(dict(stage="sweep", mode=mode, runs=len(run), wall_s=float(d["wall_s"].sum()), timed_s=timed,
+                         skipped=int(d["note"].fillna("").str.startswith(bench.BUDGET_NOTE).sum()),
+                         **_costliest(per_model)))
+    if capacity is not None:
+        for mode, d in capacity.groupby("mode", sort=False):
+            per_model = d.groupby("model", sort=False)["wall_s"].sum()
+            rows.append(dict(stage="capacity", mode=mode, runs=int(d["probes"].sum()),
+                             wall_s=float(d["wall_s"].sum()), timed_s=float(d["probe_s"].sum()),
+                             skipped=int((d["bound"] == "budget").sum()),
+                             **_costliest(per_model)))
+    out = pd.DataFrame(rows)
+    out.insert(out.columns.get_loc("timed_s") + 1, "other_s", out["wall_s"] - out["timed_s"])
+    return out
+
+
+def _costliest(per_model):
+    top = per_model.max() if len(per_model) else 0.0
+    return dict(costliest=per_model.idxmax() if top > 0 else "", costliest_s=float(top))
+
+
+def time_by_model(sweep: pd.DataFrame, capacity: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Wall seconds per model (rows, in sweep order) and stage / mode (columns ``sweep
+    inference``, ``sweep train``, ``capacity inference``, ...), with a ``total`` column."""
+    parts = [sweep.assign(stage="sweep")[["model", "mode", "stage", "wall_s"]]]
+    if capacity is not None:
+        parts.append(capacity.assign(stage="capacity")[["model", "mode", "stage", "wall_s"]])
+    d = pd.concat(parts, ignore_index=True)
+    d["column"] = d["stage"] + " " + d["mode"]
+    wide = d.pivot_table(index="model", columns="column", values="wall_s", aggfunc="sum", sort=False)
+    wide = wide.reindex(index=list(dict.fromkeys(sweep["model"])),
+                        columns=list(dict.fromkeys(d["column"])))
+    wide["total"] = wide.sum(axis=1)
+    return wide
 
 
 def status_table(df: pd.DataFrame, params: pd.DataFrame, capacity: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -165,7 +294,7 @@ def status_table(df: pd.DataFrame, params: pd.DataFrame, capacity: pd.DataFrame 
 def _status_code(status, note):
     if status != "skipped" or not isinstance(note, str):
         return status
-    for prefix, code in (("after oom", "skip-oom"), ("time budget", "skip-time"), ("study time budget", "skip-budget")):
+    for prefix, code in (("after oom", "skip-oom"), ("time budget", "skip-time"), (bench.BUDGET_NOTE, "skip-budget")):
         if note.startswith(prefix):
             return code
     return status
