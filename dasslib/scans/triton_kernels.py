@@ -81,6 +81,20 @@ def _load_bc(ptr, offs, mask_n, mask_t, VARYING: tl.constexpr):
 
 
 @triton.jit
+def _take_ticket(ticket_ptr, n_parts, REVERSE: tl.constexpr):
+    """(block, part) of a chained program: programs take tickets in the order they start, blocks
+    (rows or row blocks) fastest, so the part a program waits on was scheduled one "row of
+    tickets" earlier and is running or done. Parts count left to right, or right to left with
+    REVERSE (the backward)."""
+    ticket = tl.atomic_add(ticket_ptr, 1)
+    n_blocks = tl.num_programs(0) // n_parts
+    part = ticket // n_blocks
+    if REVERSE:
+        part = n_parts - 1 - part
+    return ticket % n_blocks, part
+
+
+@triton.jit
 def _wait_flag(flags_ptr, slot):
     """Spin until ``slot``'s flag is set (acquire: its published stores are visible after)."""
     f = tl.atomic_add(flags_ptr + slot, 0, sem="acquire", scope="gpu")
@@ -119,10 +133,7 @@ def _fwd_kernel(
     STORE_STATES: tl.constexpr, CHAINED: tl.constexpr, FAST_LOG: tl.constexpr,
 ):
     if CHAINED:
-        ticket = tl.atomic_add(ticket_ptr, 1)
-        n_rows = tl.num_programs(0) // n_tiles
-        row = ticket % n_rows            # rows fastest: resident programs span many rows
-        k_first = ticket // n_rows
+        row, k_first = _take_ticket(ticket_ptr, n_tiles, False)   # rows fastest: resident programs span many rows
         k_end = k_first + 1
     else:
         row = tl.program_id(0)
@@ -195,10 +206,7 @@ def _bwd_kernel(
     time-invariant dB / dC (rows, N); time-varying dB / dC are atomically added into
     (batch, G, N, L) float32 buffers."""
     if CHAINED:
-        ticket = tl.atomic_add(ticket_ptr, 1)
-        n_rows = tl.num_programs(0) // n_tiles
-        row = ticket % n_rows
-        k_first = n_tiles - 1 - ticket // n_rows
+        row, k_first = _take_ticket(ticket_ptr, n_tiles, True)
         count = 1
     else:
         row = tl.program_id(0)
@@ -633,10 +641,7 @@ def _rows_fwd_kernel(
     (rows, n_state_tiles, NP), the layout the backward reads (its tiles are STATE_EVERY *
     BLOCK_L long). Chunk end states go to cstate (rows, n_chunks, NP)."""
     if CHUNKED:
-        ticket = tl.atomic_add(ticket_ptr, 1)
-        n_rb = tl.num_programs(0) // n_chunks
-        rb = ticket % n_rb
-        q = ticket // n_rb
+        rb, q = _take_ticket(ticket_ptr, n_chunks, False)
     else:
         rb = tl.program_id(0)
         q = 0
@@ -836,10 +841,7 @@ def _rows_bwd_kernel(
     CHUNKED); time-varying dB / dC are atomically added into (batch, G, N, L) float32 buffers.
     du / ddelta / dz are stored in their buffers' dtype."""
     if CHUNKED:
-        ticket = tl.atomic_add(ticket_ptr, 1)
-        n_rb = tl.num_programs(0) // n_chunks
-        rb = ticket % n_rb
-        q = n_chunks - 1 - ticket // n_rb
+        rb, q = _take_ticket(ticket_ptr, n_chunks, True)
     else:
         rb = tl.program_id(0)
         q = 0
