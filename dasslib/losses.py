@@ -180,9 +180,7 @@ class MaskedMSE(nn.Module):
         return mask if self.patches == "masked" else torch.ones_like(mask)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
-        scored = self.scored(mask)
+        scored = self.scored(mask)   # masked_patch_errors checks its dtype and shape
         err = masked_patch_errors(pred, target, scored, self.norm_target)
         n = scored.sum()
         if n.item() == 0:

@@ -49,7 +49,7 @@ from .memory import free_memory, is_oom, peak_memory_mb, reset_peak
 from .pool import ModelPool
 from .specs import as_spec, count_tokens
 from .steps import MODES, OPTIMIZERS, check_mode, make_step, resolve_dtype
-from .timing import time_step
+from .timing import time_step, timed_calls
 
 __all__ = ["COLUMNS", "STATUSES", "ORDERS", "DEFAULT_LENGTHS_S", "BUDGET_NOTE", "run_sweep",
            "predict_call_s", "default_device", "device_name"]
@@ -114,12 +114,9 @@ _predict_call_s = predict_call_s     # old private name
 
 
 def _point_cost_s(call_s, warmup, repeats, max_seconds):
-    """Predicted wall seconds of a point whose calls take ``call_s`` each, with the repeat cut of
-    :func:`~dasslib.bench.timing.time_step` (warm-up + repeats fit in ``max_seconds``, >= 1 timed)."""
-    calls = warmup + repeats
-    if max_seconds is not None and call_s > 0:
-        calls = min(calls, max(warmup + 1, max_seconds / call_s))
-    return call_s * calls
+    """Predicted wall seconds of a point whose calls take ``call_s`` each: the warm-up calls plus
+    the timed calls :func:`~dasslib.bench.timing.time_step` makes (its cut to ``max_seconds``)."""
+    return call_s * (warmup + timed_calls(call_s, warmup, repeats, max_seconds))
 
 
 def _number(x):

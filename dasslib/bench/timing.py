@@ -45,6 +45,14 @@ def _cuda_call_ms(step, stream):
     return start.elapsed_time(end)
 
 
+def timed_calls(call_s, warmup, repeats, max_seconds=None):
+    """How many timed calls :func:`time_step` makes when one call takes ``call_s`` seconds:
+    ``repeats``, cut so that warm-up + repeats fit in ``max_seconds`` (at least one)."""
+    if max_seconds is None or not call_s:
+        return repeats
+    return max(1, min(repeats, int(max_seconds / call_s) - warmup))
+
+
 def time_step(step, device, warmup=2, repeats=10, max_seconds=None):
     """Time ``step()`` ``repeats`` times after ``warmup`` untimed calls.
 
@@ -64,7 +72,5 @@ def time_step(step, device, warmup=2, repeats=10, max_seconds=None):
     last_ms = None
     for _ in range(warmup):
         last_ms = call_ms(step)
-    n = repeats
-    if max_seconds is not None and last_ms:
-        n = max(1, min(repeats, int(max_seconds * 1e3 / last_ms) - warmup))
+    n = timed_calls(None if last_ms is None else last_ms / 1e3, warmup, repeats, max_seconds)
     return Timing(tuple(call_ms(step) for _ in range(n)))

@@ -149,11 +149,8 @@ def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dic
 def chance_map(paths: dict) -> float:
     """mAP of a constant predictor on the eval set (`dasslib.metrics.chance_level`): the mean class
     prevalence, the floor the tables' numbers should be read against."""
-    import numpy as np
-
-    from ..data.datafile import read_datafile, read_label_csv
+    from ..data import AudioDataset
     from ..metrics import chance_level
 
-    labels = read_label_csv(paths["label_csv"])
-    targets = np.stack([labels.multi_hot(e.labels, e.wav) for e in read_datafile(paths["eval_json"])])
-    return float(chance_level(targets)["mAP"])
+    ds = AudioDataset(paths["eval_json"], paths["label_csv"])     # labels only: no audio is read
+    return float(chance_level(torch.stack([ds.target(i) for i in range(len(ds))]))["mAP"])

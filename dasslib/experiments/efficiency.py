@@ -143,18 +143,6 @@ def search_cost_s(history, fit, fail, start_frames, max_frames, rel_tol=0.02, ab
     return total
 
 
-class _PooledFits:
-    """``fits(frames)`` of one (spec, mode) whose model comes from a :class:`~dasslib.bench.ModelPool`."""
-
-    def __init__(self, pool, spec, mode, batch, device, dtype, optimizer):
-        self.model = pool.get(spec)
-        self.fits = bench.oom_predicate(self.model, spec.mel_bins, mode, batch=batch, device=device,
-                                        dtype=dtype, optimizer=optimizer)
-
-    def __call__(self, frames):
-        return self.fits(frames)
-
-
 CAPACITY_ORDERS = ("cheapest", "given")
 
 
@@ -194,8 +182,8 @@ def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_leng
         for mode in modes:
             fit, fail = sweep_bounds(sweep, spec.label, mode, batch) if sweep is not None else (None, None)
             times = sweep_times(sweep, spec.label, mode, batch) if sweep is not None else []
-            scaled = sweep_times(sweep, spec.label, mode, scale_to=batch) if sweep is not None else []
-            cost = search_cost_s(times or scaled, fit, fail, start_frames, max_frames,
+            guess = times or (sweep_times(sweep, spec.label, mode, scale_to=batch) if sweep is not None else [])
+            cost = search_cost_s(guess, fit, fail, start_frames, max_frames,
                                  search_kw.get("rel_tol", 0.02), search_kw.get("abs_tol_frames", 100),
                                  max_seconds_per_probe)
             jobs.append(dict(spec=spec, mode=mode, fit=fit, fail=fail, times=times, cost=cost))
@@ -208,7 +196,8 @@ def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_leng
             share = None if budget_s is None else max(0.0, (budget_s - (clock() - start)) / (len(run) - pos))
             begin = clock()
             probes = (job["fit"] is None or job["fit"] < max_frames) and (share is None or share > 0)
-            fits = _PooledFits(pool, job["spec"], job["mode"], batch, device, dtype, optimizer) if probes \
+            fits = bench.oom_predicate(pool.get(job["spec"]), job["spec"].mel_bins, job["mode"], batch=batch,
+                                       device=device, dtype=dtype, optimizer=optimizer) if probes \
                 else (lambda frames: False)
             res = bench.largest_fitting_length(
                 fits=fits, max_frames=max_frames, start_frames=start_frames, frames_per_s=frames_per_s,
