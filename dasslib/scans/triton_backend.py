@@ -218,9 +218,12 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
         _seq_fwd_kernel[(rb, lc.n_chunks - 1)](*args, y_ptr=y, states_ptr=states,
                                                chunkP_ptr=chunkP, chunkS_ptr=chunkS,
                                                store_states=0, **opt, **common, **flags, PASS=1)
+    # the output pass (PASS 2) starts chunk q from the summaries of chunks < q: none for one chunk,
+    # so one compiled kernel serves every n_chunks (a separate one-chunk variant would compile
+    # again when a length crosses the chunking threshold)
     _seq_fwd_kernel[(rb, lc.n_chunks)](*args, y_ptr=y, states_ptr=states, chunkP_ptr=chunkP,
                                        chunkS_ptr=chunkS, store_states=int(store_states),
-                                       **opt, **common, **flags, PASS=2 if lc.n_chunks > 1 else 0)
+                                       **opt, **common, **flags, PASS=2)
     return y, states
 
 

@@ -26,6 +26,18 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 
+# Counts and flags that change with the sequence length or the layout (tile / chunk counts, B/C
+# groups: 1 for Mamba, 2 for a folded bidirectional scan, 4 for SS2D; rows = batch * dim;
+# store_states: training vs inference) are not specialized, so one compiled kernel serves them
+# all: Triton would otherwise compile a kernel again for each new value that is 1 or a multiple of
+# 16 where the last was not (the N = 24 backwards take tens of seconds each; on the H100 the
+# 05_efficiency sweep of 2026-11-23 spent most of its time compiling per new length).
+# L and dim keep Triton's divisibility specialization (aligned vector loads).
+_ROWS_GENERIC = ["n_tiles", "chunk_tiles", "n_chunks", "G_B", "G_C"]
+_TILE_GENERIC = ["n_tiles", "G_B", "G_C"]
+_SEQ_GENERIC = ["rows", "n_chunks", "n_state_tiles", "G_B", "G_C", "store_states"]
+
+
 @triton.jit
 def _combine(a1, b1, a2, b2):
     """(a1, b1) then (a2, b2) for h -> a h + b."""
@@ -122,7 +134,7 @@ def _publish_state(flags_ptr, states_ptr, slot, offs_n, value):
     _raise_flag(flags_ptr, slot)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_TILE_GENERIC)
 def _fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
     y_ptr, states_ptr, flags_ptr, ticket_ptr,
@@ -190,7 +202,7 @@ def _fwd_kernel(
         tl.store(y_ptr + row_off + t, y, mask=mask_t)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_TILE_GENERIC)
 def _bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, states_ptr,
     dy_ptr, dlast_ptr,
@@ -456,7 +468,7 @@ def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, N: tl.constexpr, NP
         tl.store(states_ptr + (r * n_state_tiles + k) * NP + n, h[n], mask=rmask)
 
 
-@triton.jit(do_not_specialize=["store_states"])
+@triton.jit(do_not_specialize=_SEQ_GENERIC)
 def _seq_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
     y_ptr, states_ptr, chunkP_ptr, chunkS_ptr,
@@ -467,6 +479,9 @@ def _seq_fwd_kernel(
     PASS: tl.constexpr, FAST_LOG: tl.constexpr,
     PREFETCH: tl.constexpr,
 ):
+    """Sequential forward, one thread per row, BD rows per program, chunk q = program_id(1).
+    PASS 1: chunk summaries only (end state from zero, chunkS; decay product, chunkP);
+    PASS 2: output pass, chunk q starts from h0 folded through the summaries of chunks < q."""
     q = tl.program_id(1)
     r = tl.program_id(0) * BD + tl.arange(0, BD)
     rmask = r < rows
@@ -614,14 +629,6 @@ def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, z
         bt = tl.load(B_ptr + bB + t[None, :] + zr, mask=m, other=0.0)
         ct = tl.load(C_ptr + bC + t[None, :] + zr, mask=m, other=0.0)
     return ut, dtr, zt, bt, ct
-
-
-# Counts and flags that change with the sequence length or the layout (tile / chunk counts, B/C
-# groups: 1 for Mamba, 2 for a folded bidirectional scan, 4 for SS2D; store_states: training vs
-# inference) are not specialized, so one compiled kernel serves them all: each new value equal to
-# 1 would otherwise compile the kernel again (the N = 24 rows backward takes tens of seconds).
-# L and dim keep Triton's divisibility specialization (aligned vector loads).
-_ROWS_GENERIC = ["n_tiles", "chunk_tiles", "n_chunks", "G_B", "G_C"]
 
 
 @triton.jit(do_not_specialize=_ROWS_GENERIC + ["n_state_tiles", "store_states"])
