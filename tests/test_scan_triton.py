@@ -165,6 +165,11 @@ def test_pick_config_regimes():
     assert c.bwd == "scan"
     # without sms on the CPU: plain rows (what the interpreter tests use by default)
     assert pick_config(16, 40, 1, cpu).fwd == "rows"
+    # on CUDA the tile length does not follow L: one compiled kernel for every input length
+    for rows, N in ((768, 1), (768, 16), (1536, 24)):
+        tiles = {pick_config(rows, L, N, cpu, sms=132).block_l for L in (12, 200, 2000, 8192)}
+        assert len(tiles) == 1, (rows, N, tiles)
+    assert pick_config(16, 40, 1, cpu).block_l == 64      # the interpreter keeps short tiles
 
 
 def test_rows_per_program_respects_groups():

@@ -70,9 +70,13 @@ def pick_config(rows, L, N, device, sms=None):
     the "scan" tile kernel with "seq" (chained over tiles when rows are few).
     ``sms`` (streaming multiprocessors) is read from the device; pass it to get the CUDA
     choice on another device (tests). On the CPU (interpreter) without ``sms``: plain "rows".
+    On CUDA the tile lengths do not depend on L (short inputs run masked tiles), so a model's
+    kernels compile once for all input lengths, not once per power of two below the tile.
     """
     NP = triton.next_power_of_2(N)
-    block_l = max(16, min(triton.next_power_of_2(L), 4096 // NP, 1024))
+    block_l = max(16, min(4096 // NP, 1024))
+    if sms is None and device.type != "cuda":     # interpreter: no longer tiles than the sequence
+        block_l = max(16, min(triton.next_power_of_2(L), block_l))
     n_tiles = triton.cdiv(L, block_l)
     num_warps = 4 if NP * block_l <= 2048 else 8
     base = dict(block_l=block_l, num_warps=num_warps)
@@ -123,9 +127,11 @@ class _Launch:
         self.G_C = C.shape[1] if self.C_var else 1
         gB, gC = (self.G_B if self.B_var else 0), (self.G_C if self.C_var else 0)
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
-        # tile of the "rows" kernels: one 16-byte vector per lane (at most the padded length)
-        rb = cfg.rows_block or 32 * max(1, 16 // u.element_size())
-        rb = min(triton.next_power_of_2(rb), max(16, triton.next_power_of_2(self.L)))
+        # tile of the "rows" kernels: one 16-byte vector per lane (under the interpreter, at most
+        # the padded length)
+        rb = triton.next_power_of_2(cfg.rows_block or 32 * max(1, 16 // u.element_size()))
+        if u.device.type != "cuda":
+            rb = min(rb, max(16, triton.next_power_of_2(self.L)))
         if self.bwd == "scan":
             rb = min(rb, cfg.block_l)
         self.rows_block = rb
