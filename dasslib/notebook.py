@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import json
 import os
 import platform
 import subprocess
@@ -222,3 +223,11 @@ def run_metadata(dtype=None, device=None) -> dict:
         "git_commit": commit,
         "git_dirty": dirty,
     }
+
+
+def save_run_metadata(out, dtype=None, device=None) -> dict:
+    """:func:`run_metadata`, also written to ``out/run_metadata.json`` so the tables of a result
+    folder say on what, when and from which commit they were made. Returns the dict."""
+    meta = run_metadata(dtype=dtype, device=device)
+    (Path(out) / "run_metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta

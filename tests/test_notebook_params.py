@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dasslib.notebook import (Params, check_params, load_params_file, output_dir, params_path, run_metadata,
-                              snapshot_params)
+                              save_run_metadata, snapshot_params)
 
 DEFAULTS = dict(length=60, lr=1e-4, name="dass_small", use_kd=True, sizes=[1, 2], gains=(0.5, 1), seed=None,
                 extra={"a": 1})
@@ -111,6 +111,14 @@ def test_run_metadata():
     assert meta["device_type"] == "cpu" and meta["dtype"] == "bfloat16" and meta["torch"] == torch.__version__
     assert meta["device"] and meta["date"].endswith("+00:00")
     assert meta["git_commit"] is None or len(meta["git_commit"]) == 40
+
+
+def test_save_run_metadata_writes_json(tmp_path):
+    import json
+
+    meta = save_run_metadata(tmp_path, device="cpu")
+    assert json.loads((tmp_path / "run_metadata.json").read_text()) == meta
+    assert meta["device_type"] == "cpu"
 
 
 def _notebook(path):
