@@ -228,6 +228,25 @@ def test_capacity_table_records_probe_and_search_time():
     assert (table["probe_s"] <= table["wall_s"]).all() and (table["note"] == "").all()
 
 
+def test_capacity_table_known_bounds_order_and_checks():
+    clock, builds = FakeClock(), []
+    specs = [toy_spec("slow", clock, builds, per_frame=1e-2, limit=400),
+             toy_spec("capped", clock, builds, per_frame=1e-3, limit=10**6)]
+    known = {"slow": bench.Known(fit=200, times=((100, 1.0), (200, 2.0))),
+             "capped": bench.Known(fit=1000, times=((1000, 1.0),))}
+    table = bench.capacity_table(specs, "inference", device="cpu", progress=False, known=lambda m, _: known[m],
+                                 order="cheapest", max_frames=1000, abs_tol_frames=10, rel_tol=0.0, clock=clock)
+    assert table["model"].tolist() == ["slow", "capped"]                 # rows in spec order
+    c = table.set_index("model")
+    assert c.loc["capped", "bound"] == "max_frames" and c.loc["capped", "probes"] == 0
+    assert builds == ["slow"]                                            # the capped model is never built
+    assert c.loc["slow", "bound"] == "memory" and 390 <= c.loc["slow", "max_frames"] <= 400
+    with pytest.raises(ValueError, match="order must be one of"):
+        bench.capacity_table(specs, order="fastest", device="cpu")
+    with pytest.raises(ValueError, match="budget_s"):
+        bench.capacity_table(specs, budget_s=-1.0, device="cpu")
+
+
 def test_budgeted_capacity_reaches_every_search_cheapest_first():
     clock, builds = FakeClock(), []
     specs = [toy_spec("done", clock, builds, per_frame=1e-3, limit=400),

@@ -5,13 +5,14 @@
 - :mod:`.pool`: :class:`ModelPool`, models built once, one at a time on the device;
 - :mod:`.sweep`: :func:`run_sweep` over models x modes x lengths -> tidy DataFrame, optionally
   within a wall-time budget (breadth-first over lengths, shares per mode);
-- :mod:`.capacity`: :func:`largest_fitting_length` (doubling + bisection, timed probes);
+- :mod:`.capacity`: :func:`largest_fitting_length` (doubling + bisection, timed probes) and
+  :func:`capacity_table` over models x modes (known bounds, cheapest first, a shared budget);
 - :mod:`.analysis`: :func:`crossover_length`, :func:`ratio_table`, :func:`win_summary`;
 - :mod:`.plots`: :func:`plot_scaling` (log-log, seaborn).
 """
 from .analysis import crossover_length, loglog_interp, ratio_table, win_summary
-from .capacity import (BOUNDS, CAPACITY_COLUMNS, FitResult, capacity_frame, capacity_row, capacity_table,
-                       largest_fitting_length, oom_predicate)
+from .capacity import (BOUNDS, CAPACITY_COLUMNS, CAPACITY_ORDERS, FitResult, Known, capacity_frame, capacity_row,
+                       capacity_table, largest_fitting_length, oom_predicate, search_cost_s)
 from .memory import free_memory, is_oom, peak_memory_mb, reset_peak
 from .plots import plot_scaling
 from .pool import ModelPool
@@ -24,6 +25,6 @@ __all__ = ["ModelSpec", "model_spec", "as_spec", "default_specs", "count_tokens"
            "MODES", "make_step", "resolve_dtype", "Timing", "time_step",
            "is_oom", "free_memory", "reset_peak", "peak_memory_mb", "ModelPool",
            "COLUMNS", "STATUSES", "ORDERS", "BUDGET_NOTE", "DEFAULT_LENGTHS_S", "run_sweep", "predict_call_s",
-           "FitResult", "BOUNDS", "CAPACITY_COLUMNS", "largest_fitting_length", "oom_predicate",
-           "capacity_table", "capacity_row", "capacity_frame",
+           "FitResult", "Known", "BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "largest_fitting_length",
+           "oom_predicate", "search_cost_s", "capacity_table", "capacity_row", "capacity_frame",
            "loglog_interp", "crossover_length", "ratio_table", "win_summary", "plot_scaling"]

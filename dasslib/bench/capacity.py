@@ -19,6 +19,8 @@ With ``budget_s`` no probe starts once that many seconds have passed since the c
 its predicted time exceeds what is left: the search ends with bound ``"budget"`` and the longest
 length known to fit so far.
 """
+import dataclasses
+import math
 import time
 from dataclasses import dataclass
 
@@ -27,14 +29,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .memory import free_memory, is_oom
+from .pool import ModelPool
 from .specs import as_spec
 from .steps import MODES, check_mode, make_step, resolve_dtype
 from .sweep import default_device, device_name, predict_call_s
 
-__all__ = ["FitResult", "BOUNDS", "CAPACITY_COLUMNS", "largest_fitting_length", "oom_predicate",
-           "capacity_table", "capacity_row", "capacity_frame"]
+__all__ = ["FitResult", "Known", "BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "largest_fitting_length",
+           "oom_predicate", "search_cost_s", "capacity_table", "capacity_row", "capacity_frame"]
 
 BOUNDS = ("memory", "max_frames", "time", "budget")
+CAPACITY_ORDERS = ("given", "cheapest")
+START_FRAMES, MAX_FRAMES = 100, 1_080_000        # 1 s and 3 h at 100 frames per second
 CAPACITY_COLUMNS = ["model", "mode", "batch", "max_frames", "max_length_s", "bound", "probes", "probe_s",
                     "wall_s", "device", "dtype", "torch_version", "note"]
 
@@ -218,7 +223,7 @@ def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds
 
 
 def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, device=None,
-                           dtype="auto", optimizer="adamw", start_frames=100, max_frames=1_080_000,
+                           dtype="auto", optimizer="adamw", start_frames=START_FRAMES, max_frames=MAX_FRAMES,
                            abs_tol_frames=100, rel_tol=0.02, max_seconds_per_probe=None,
                            frames_per_s=100, seed=0, known_fit=None, known_fail=None, known_times=(),
                            budget_s=None, clock=time.perf_counter):
@@ -290,20 +295,101 @@ def capacity_frame(rows):
     return df
 
 
-def capacity_table(specs, modes=MODES, *, batch=1, device=None, dtype="auto", progress=True,
-                   clock=time.perf_counter, **search_kw):
+@dataclass(frozen=True)
+class Known:
+    """What is known of one (model, mode) at the batch of a capacity search before it starts:
+    fit / fail: lengths (frames) seen to fit / run out of memory; times: warm (frames, seconds)
+    steps at that batch (used as they are, see :func:`largest_fitting_length`); guess: (frames,
+    seconds) only used to order the searches (e.g. times from another batch, scaled)."""
+    fit: int | None = None
+    fail: int | None = None
+    times: tuple = ()
+    guess: tuple = ()
+
+
+def search_cost_s(history, fit, fail, start_frames, max_frames, rel_tol=0.02, abs_tol_frames=100,
+                  max_seconds_per_probe=None) -> float:
+    """Rough seconds of a capacity search, only to order searches (cheapest first): 0 when the
+    known fit reaches ``max_frames``; else the predicted step times (from ``history``, (frames,
+    seconds) ascending, see :func:`~dasslib.bench.sweep.predict_call_s`; each capped at
+    ``max_seconds_per_probe``, after which the search would stop) of the doubling lengths up to
+    ``max_frames`` when no failure is known, or of the bisection probes (at the failing length)
+    when one is; ``inf`` without history."""
+    if fit is not None and fit >= max_frames:
+        return 0.0
+    if not history:
+        return math.inf
+    lo = fit if fit is not None else start_frames
+    lengths = []
+    if fail is None:
+        f = lo
+        while f < max_frames:
+            f = min(2 * f, max_frames)
+            lengths.append(f)
+    else:
+        gap, tol = fail - lo, max(abs_tol_frames, rel_tol * lo)
+        lengths = [fail] * (math.ceil(math.log2(gap / tol)) if gap > tol else 0)
+    cap = math.inf if max_seconds_per_probe is None else max_seconds_per_probe
+    total = 0.0
+    for f in lengths:
+        t = predict_call_s(history, f)
+        total += min(t, cap)
+        if t > cap:
+            break
+    return total
+
+
+def capacity_table(specs, modes=MODES, *, batch=1, device=None, dtype="auto", optimizer="adamw", seed=0,
+                   known=None, order="given", budget_s=None, start_frames=START_FRAMES, max_frames=MAX_FRAMES,
+                   frames_per_s=100, max_seconds_per_probe=None, progress=True, clock=time.perf_counter,
+                   **search_kw):
     """:func:`largest_fitting_length` of every spec and mode as a DataFrame with
     :data:`CAPACITY_COLUMNS`: model, mode, batch, max_frames, max_length_s, bound, probes,
-    probe_s (wall seconds of the probes), wall_s (of the whole search, model build included),
-    device, dtype, torch_version, note (why the search stopped, see :class:`FitResult`)."""
+    probe_s (wall seconds of the probes), wall_s (of the whole search, model build or move
+    included), device, dtype, torch_version, note (why the search stopped, see :class:`FitResult`).
+    Rows in spec order, modes inner.
+
+    known: None or ``known(label, mode) -> Known``: what each search starts from (a model whose
+    known fit reaches ``max_frames`` costs no probe and is never built).
+    order: ``"given"`` (spec by spec) or ``"cheapest"`` (by :func:`search_cost_s` of the known
+    times or guesses; ties and searches without any in the given order).
+    budget_s: None or seconds for all searches; each gets an equal share of what is left when it
+    starts (a cheap search's leftover rolls over to the later ones); a search whose share runs out
+    ends with bound ``"budget"`` and the longest length known to fit.
+    Models are built once each (:class:`~dasslib.bench.ModelPool`), one at a time on the device.
+    ``search_kw`` go to :func:`largest_fitting_length` (``rel_tol``, ``abs_tol_frames``).
+    """
+    if order not in CAPACITY_ORDERS:
+        raise ValueError(f"order must be one of {CAPACITY_ORDERS}, got {order!r}")
+    if budget_s is not None and not budget_s >= 0:
+        raise ValueError(f"budget_s must be None or >= 0, got {budget_s!r}")
     device = torch.device(device) if device is not None else default_device()
     specs = [as_spec(s) for s in ([specs] if isinstance(specs, str) else specs)]
     modes = [check_mode(m) for m in ([modes] if isinstance(modes, str) else modes)]
-    rows = []
-    for spec in tqdm(specs, desc="capacity", disable=not progress):
+    tol = dict(rel_tol=search_kw.get("rel_tol", 0.02), abs_tol_frames=search_kw.get("abs_tol_frames", 100))
+    jobs = []
+    for spec in specs:
         for mode in modes:
+            k = known(spec.label, mode) if known is not None else Known()
+            cost = search_cost_s(list(k.times or k.guess), k.fit, k.fail, start_frames, max_frames,
+                                 max_seconds_per_probe=max_seconds_per_probe, **tol)
+            jobs.append((spec, mode, k, cost))
+    run = sorted(range(len(jobs)), key=lambda j: (jobs[j][3], j)) if order == "cheapest" else list(range(len(jobs)))
+    rows, start = [None] * len(jobs), clock()
+    with ModelPool(device, seed) as pool:
+        for pos, j in enumerate(tqdm(run, desc="capacity", disable=not progress)):
+            spec, mode, k, _ = jobs[j]
+            share = None if budget_s is None else max(0.0, (budget_s - (clock() - start)) / (len(run) - pos))
             begin = clock()
-            res = largest_fitting_length(spec, mode, batch=batch, device=device, dtype=dtype, clock=clock,
-                                         **search_kw)
-            rows.append(capacity_row(spec.label, mode, batch, res, clock() - begin, device, dtype))
+            probes = (k.fit is None or k.fit < max_frames) and (share is None or share > 0)
+            fits = oom_predicate(pool.get(spec), spec.mel_bins, mode, batch=batch, device=device, dtype=dtype,
+                                 optimizer=optimizer) if probes else (lambda frames: False)
+            res = largest_fitting_length(fits=fits, start_frames=start_frames, max_frames=max_frames,
+                                         frames_per_s=frames_per_s, known_fit=k.fit, known_fail=k.fail,
+                                         known_times=k.times, max_seconds_per_probe=max_seconds_per_probe,
+                                         budget_s=share, clock=clock, **search_kw)
+            del fits
+            if res.bound == "budget":
+                res = dataclasses.replace(res, note=f"search {pos + 1} of {len(run)}, share {share:.3g} s: {res.note}")
+            rows[j] = capacity_row(spec.label, mode, batch, res, clock() - begin, device, dtype)
     return capacity_frame(rows)

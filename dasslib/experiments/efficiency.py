@@ -8,7 +8,6 @@ computed text of where each SSM beats the SDPA AST baseline.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
@@ -111,103 +110,35 @@ def sweep_times(sweep: pd.DataFrame, model: str, mode: str, batch: int | None = 
     return [(int(f), float(ms) / 1e3 * k) for f, ms, k in zip(rows["frames"], rows["median_ms"], scale)]
 
 
-def search_cost_s(history, fit, fail, start_frames, max_frames, rel_tol=0.02, abs_tol_frames=100,
-                  max_seconds_per_probe=None) -> float:
-    """Rough seconds of a capacity search, only to order searches (cheapest first): 0 when the
-    known fit reaches ``max_frames``; else the predicted step times (from ``history``, (frames,
-    seconds) ascending, see :func:`dasslib.bench.predict_call_s`; each capped at
-    ``max_seconds_per_probe``, after which the search would stop) of the doubling lengths up to
-    ``max_frames`` when no failure is known, or of the bisection probes (at the failing length)
-    when one is; ``inf`` without history."""
-    if fit is not None and fit >= max_frames:
-        return 0.0
-    if not history:
-        return math.inf
-    lo = fit if fit is not None else start_frames
-    lengths = []
-    if fail is None:
-        f = lo
-        while f < max_frames:
-            f = min(2 * f, max_frames)
-            lengths.append(f)
-    else:
-        gap, tol = fail - lo, max(abs_tol_frames, rel_tol * lo)
-        lengths = [fail] * (math.ceil(math.log2(gap / tol)) if gap > tol else 0)
-    cap = math.inf if max_seconds_per_probe is None else max_seconds_per_probe
-    total = 0.0
-    for f in lengths:
-        t = bench.predict_call_s(history, f)
-        total += min(t, cap)
-        if t > cap:
-            break
-    return total
-
-
-CAPACITY_ORDERS = ("cheapest", "given")
+def sweep_known(sweep: pd.DataFrame, batch: int):
+    """``known(label, mode)`` for :func:`dasslib.bench.capacity_table` from a sweep: its bounds
+    (:func:`sweep_bounds`), its warm times at ``batch`` and, where it has none there, its times at
+    other batches scaled to ``batch`` (only to order the searches)."""
+    def known(label, mode):
+        fit, fail = sweep_bounds(sweep, label, mode, batch)
+        times = sweep_times(sweep, label, mode, batch)
+        guess = times or sweep_times(sweep, label, mode, scale_to=batch)
+        return bench.Known(fit, fail, tuple(times), tuple(guess))
+    return known
 
 
 def budgeted_capacity(specs, modes=bench.MODES, batch=1, budget_s=None, max_length_s=10800.0,
                       frames_per_s=100, sweep: pd.DataFrame | None = None, order="cheapest", device=None,
                       dtype="auto", optimizer="adamw", seed=0, max_seconds_per_probe=None,
                       clock=time.perf_counter, **search_kw) -> pd.DataFrame:
-    """:func:`dasslib.bench.largest_fitting_length` of every (spec, mode), capped at ``max_length_s``,
-    within a wall-time budget that reaches every search.
-
-    With ``sweep`` (a :func:`budgeted_sweep` frame), each search starts from what the sweep already
-    saw fit or run out of memory (:func:`sweep_bounds`), so it only bisects the gap or doubles from
-    the longest swept length (a model that ran the cap costs no probe), and predicts its probe times
-    from the sweep's medians at the same batch (:func:`sweep_times`).
-    order: ``"cheapest"`` runs the searches by :func:`search_cost_s` estimated from the sweep
-    (ties, and searches without sweep times, in the given spec order), ``"given"`` spec by spec.
-    budget_s: None or seconds for all searches; each search gets an equal share of what is left
-    when it starts (what a cheap search leaves rolls over to the later ones). A search whose share
-    runs out ends with bound ``"budget"`` and the longest length known to fit so far (from the
-    sweep or its own probes; empty if none). Models are built once (:class:`~dasslib.bench.ModelPool`)
-    and only for searches that probe.
-
-    Rows in spec order, modes inner; columns :data:`dasslib.bench.CAPACITY_COLUMNS` (``probe_s``:
-    seconds of the probes, ``wall_s``: of the whole search, model build or move included, ``note``:
-    why it stopped). ``search_kw`` go to ``largest_fitting_length`` (e.g. ``rel_tol``).
-    """
-    if order not in CAPACITY_ORDERS:
-        raise ValueError(f"order must be one of {CAPACITY_ORDERS}, got {order!r}")
-    if budget_s is not None and not budget_s >= 0:
-        raise ValueError(f"budget_s must be None or >= 0, got {budget_s!r}")
-    modes = [modes] if isinstance(modes, str) else list(modes)
-    device = torch.device(device) if device is not None else bench.sweep.default_device()
+    """:func:`dasslib.bench.capacity_table` capped at ``max_length_s``, started from what ``sweep``
+    (a :func:`budgeted_sweep` frame) already saw (:func:`sweep_known`): each search only bisects
+    the gap or doubles from the longest swept length (a model that ran the cap costs no probe) and
+    predicts its probe times from the sweep's medians at the same batch. order ``"cheapest"``
+    (default) runs the searches by their estimated cost, ``"given"`` spec by spec; ``budget_s``
+    is shared by all searches, each getting an equal share of what is left (see
+    ``capacity_table``). ``search_kw`` go to :func:`dasslib.bench.largest_fitting_length`."""
     max_frames = int(round(max_length_s * frames_per_s))
-    start_frames = min(frames_per_s, max_frames)
-    jobs = []
-    for spec in specs:
-        for mode in modes:
-            fit, fail = sweep_bounds(sweep, spec.label, mode, batch) if sweep is not None else (None, None)
-            times = sweep_times(sweep, spec.label, mode, batch) if sweep is not None else []
-            guess = times or (sweep_times(sweep, spec.label, mode, scale_to=batch) if sweep is not None else [])
-            cost = search_cost_s(guess, fit, fail, start_frames, max_frames,
-                                 search_kw.get("rel_tol", 0.02), search_kw.get("abs_tol_frames", 100),
-                                 max_seconds_per_probe)
-            jobs.append(dict(spec=spec, mode=mode, fit=fit, fail=fail, times=times, cost=cost))
-    run = sorted(range(len(jobs)), key=lambda k: (jobs[k]["cost"], k)) if order == "cheapest" \
-        else list(range(len(jobs)))
-    rows, start = [None] * len(jobs), clock()
-    with bench.ModelPool(device, seed) as pool:
-        for pos, k in enumerate(run):
-            job = jobs[k]
-            share = None if budget_s is None else max(0.0, (budget_s - (clock() - start)) / (len(run) - pos))
-            begin = clock()
-            probes = (job["fit"] is None or job["fit"] < max_frames) and (share is None or share > 0)
-            fits = bench.oom_predicate(pool.get(job["spec"]), job["spec"].mel_bins, job["mode"], batch=batch,
-                                       device=device, dtype=dtype, optimizer=optimizer) if probes \
-                else (lambda frames: False)
-            res = bench.largest_fitting_length(
-                fits=fits, max_frames=max_frames, start_frames=start_frames, frames_per_s=frames_per_s,
-                known_fit=job["fit"], known_fail=job["fail"], known_times=job["times"],
-                max_seconds_per_probe=max_seconds_per_probe, budget_s=share, clock=clock, **search_kw)
-            del fits
-            if res.bound == "budget":
-                res = dataclasses.replace(res, note=f"search {pos + 1} of {len(run)}, share {share:.3g} s: {res.note}")
-            rows[k] = bench.capacity_row(job["spec"].label, job["mode"], batch, res, clock() - begin, device, dtype)
-    return bench.capacity_frame(rows)
+    return bench.capacity_table(
+        specs, modes, batch=batch, device=device, dtype=dtype, optimizer=optimizer, seed=seed,
+        known=sweep_known(sweep, batch) if sweep is not None else None, order=order, budget_s=budget_s,
+        start_frames=min(frames_per_s, max_frames), max_frames=max_frames, frames_per_s=frames_per_s,
+        max_seconds_per_probe=max_seconds_per_probe, progress=False, clock=clock, **search_kw)
 
 
 def time_summary(sweep: pd.DataFrame, capacity: pd.DataFrame | None = None) -> pd.DataFrame:
