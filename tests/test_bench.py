@@ -160,12 +160,12 @@ def test_time_step_slow_first_call_does_not_cut_repeats():
 
 
 def test_predicted_call_time_is_linear_from_one_point_and_measured_from_two():
-    from dasslib.bench.sweep import _predict_call_s
-    assert _predict_call_s([], 1000) is None
-    assert _predict_call_s([(100, 0.033)], 1000) == pytest.approx(0.33)          # slope 1 from one point
-    assert _predict_call_s([(100, 0.01), (200, 0.04)], 400) == pytest.approx(0.16)  # measured slope 2
-    assert _predict_call_s([(100, 0.03), (1000, 0.031)], 10_000) == pytest.approx(0.31)  # clipped to 1
-    assert _predict_call_s([(100, 0.01), (200, 0.08)], 400) == pytest.approx(0.32)  # clipped to 2
+    from dasslib.bench import predict_call_s
+    assert predict_call_s([], 1000) is None
+    assert predict_call_s([(100, 0.033)], 1000) == pytest.approx(0.33)          # slope 1 from one point
+    assert predict_call_s([(100, 0.01), (200, 0.04)], 400) == pytest.approx(0.16)  # measured slope 2
+    assert predict_call_s([(100, 0.03), (1000, 0.031)], 10_000) == pytest.approx(0.31)  # clipped to 1
+    assert predict_call_s([(100, 0.01), (200, 0.08)], 400) == pytest.approx(0.32)  # clipped to 2
 
 
 def test_largest_fitting_length_from_known_bounds():

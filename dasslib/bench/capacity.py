@@ -40,6 +40,7 @@ __all__ = ["FitResult", "Known", "BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS"
 BOUNDS = ("memory", "max_frames", "time", "budget")
 CAPACITY_ORDERS = ("given", "cheapest")
 START_FRAMES, MAX_FRAMES = 100, 1_080_000        # 1 s and 3 h at 100 frames per second
+ABS_TOL_FRAMES, REL_TOL = 100, 0.02              # a search ends within max(abs, rel * frames)
 CAPACITY_COLUMNS = ["model", "mode", "batch", "max_frames", "max_length_s", "bound", "probes", "probe_s",
                     "wall_s", "device", "dtype", "torch_version", "note"]
 
@@ -224,7 +225,7 @@ def _search(fits, start_frames, max_frames, abs_tol_frames, rel_tol, max_seconds
 
 def largest_fitting_length(spec=None, mode="inference", *, fits=None, batch=1, device=None,
                            dtype="auto", optimizer="adamw", start_frames=START_FRAMES, max_frames=MAX_FRAMES,
-                           abs_tol_frames=100, rel_tol=0.02, max_seconds_per_probe=None,
+                           abs_tol_frames=ABS_TOL_FRAMES, rel_tol=REL_TOL, max_seconds_per_probe=None,
                            frames_per_s=100, seed=0, known_fit=None, known_fail=None, known_times=(),
                            budget_s=None, clock=time.perf_counter):
     """Largest input length (frames) that fits, to within max(abs_tol_frames, rel_tol * frames).
@@ -307,7 +308,7 @@ class Known:
     guess: tuple = ()
 
 
-def search_cost_s(history, fit, fail, start_frames, max_frames, rel_tol=0.02, abs_tol_frames=100,
+def search_cost_s(history, fit, fail, start_frames, max_frames, rel_tol=REL_TOL, abs_tol_frames=ABS_TOL_FRAMES,
                   max_seconds_per_probe=None) -> float:
     """Rough seconds of a capacity search, only to order searches (cheapest first): 0 when the
     known fit reaches ``max_frames``; else the predicted step times (from ``history``, (frames,
@@ -366,7 +367,7 @@ def capacity_table(specs, modes=MODES, *, batch=1, device=None, dtype="auto", op
     device = torch.device(device) if device is not None else default_device()
     specs = [as_spec(s) for s in ([specs] if isinstance(specs, str) else specs)]
     modes = [check_mode(m) for m in ([modes] if isinstance(modes, str) else modes)]
-    tol = dict(rel_tol=search_kw.get("rel_tol", 0.02), abs_tol_frames=search_kw.get("abs_tol_frames", 100))
+    tol = dict(rel_tol=search_kw.get("rel_tol", REL_TOL), abs_tol_frames=search_kw.get("abs_tol_frames", ABS_TOL_FRAMES))
     jobs = []
     for spec in specs:
         for mode in modes:

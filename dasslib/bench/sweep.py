@@ -110,9 +110,6 @@ def predict_call_s(history, frames):
     return t1 * (frames / f1) ** slope
 
 
-_predict_call_s = predict_call_s     # old private name
-
-
 def _point_cost_s(call_s, warmup, repeats, max_seconds):
     """Predicted wall seconds of a point whose calls take ``call_s`` each: the warm-up calls plus
     the timed calls :func:`~dasslib.bench.timing.time_step` makes (its cut to ``max_seconds``)."""
