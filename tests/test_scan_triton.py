@@ -193,3 +193,5 @@ def test_bad_config_is_rejected():
     with pytest.raises(ValueError):
         selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"],
                               config=TritonConfig(block_l=48))
+    with pytest.raises(ValueError):
+        selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], seq_maxnreg=-1)

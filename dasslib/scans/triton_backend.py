@@ -33,6 +33,8 @@ class TritonConfig:
     bwd_prefetch: 1 loads the next tile of the rows backward while one is computed, 0 not.
     seq_stages: Triton's ``num_stages`` (software pipelining of the loop's loads) for the
     "seq" kernel; 0 leaves Triton's default.
+    seq_maxnreg: register cap of the "seq" kernels (ptxas ``maxnreg``; 0: no cap). The output
+    pass needs ~210 registers uncapped, which allows only 8 one-warp programs per SM.
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -51,6 +53,7 @@ class TritonConfig:
     bwd_chunks: int = 1
     bwd_prefetch: int = 1
     seq_stages: int = 0
+    seq_maxnreg: int = 0
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -218,6 +221,8 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                   PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
+    if lc.cfg.seq_maxnreg and not _interpreted():
+        common["maxnreg"] = lc.cfg.seq_maxnreg
     args = (u, delta, A32, B, C)
     rb = triton.cdiv(lc.rows, BD)
     if lc.n_chunks > 1:
@@ -327,7 +332,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"config.bwd must be 'rows' or 'scan', got {cfg.bwd!r}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
            cfg.bwd_warps, cfg.bwd_chunks) < 1 or min(cfg.prefetch, cfg.rows_block,
-                                                     cfg.bwd_prefetch) < 0:
+                                                     cfg.bwd_prefetch, cfg.seq_maxnreg) < 0:
         raise ValueError(f"bad counts in {cfg}")
     y, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
                                          bool(delta_softplus), bool(return_last_state), cfg)
