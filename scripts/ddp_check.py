@@ -64,7 +64,9 @@ def main():
         raise SystemExit(f"needs {args.gpus} GPUs, found {torch.cuda.device_count()} (--cpu to try on the CPU)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = prepare_data(args.data_root, args.data_size)
+    # repo-relative where possible (the runs start in the repo): the written configs name no machine path
+    paths = {k: os.path.relpath(v, REPO) if Path(v).resolve().is_relative_to(REPO) else v
+             for k, v in prepare_data(args.data_root, args.data_size).items()}
     stats = norm_stats(paths)
     train = dict(epochs=args.epochs, lr=1e-4, warmup_steps=100, warmup_every=1, wa=False, progress=False, seed=0,
                  device="cpu" if args.cpu else "cuda")
