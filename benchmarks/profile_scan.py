@@ -48,6 +48,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--calls", type=int, default=1)
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    ap.add_argument("--check", action="store_true",
+                    help="first compare the forward output with the default config's (relative error)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("profile_scan.py needs a CUDA device")
@@ -66,6 +68,12 @@ def main(argv=None):
             with torch.no_grad():
                 selective_scan_triton(u, delta, A, B, C, D, z, dtb, True, config=cfg)
 
+    if args.check:
+        with torch.no_grad():
+            y = selective_scan_triton(u, delta, A, B, C, D, z, dtb, True, config=cfg).double()
+            ref = selective_scan_triton(u, delta, A, B, C, D, z, dtb, True).double()
+        print(f"check vs default config: rel err {((y - ref).norm() / ref.norm()).item():.2e}")
+        del y, ref
     for _ in range(args.warmup):
         call()
     torch.cuda.synchronize()
