@@ -194,8 +194,6 @@ def describe(cfg):
     if cfg["fwd"] == "seq":
         return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
                 + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else ""))
-    if cfg["fwd"] == "lanes":
-        return f"lanes r{cfg['lanes_rows']} w{cfg['lanes_warps']} t{cfg['lanes_steps']}"
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -231,12 +229,11 @@ def tune_variants(name, cfg):
         out = [v(rows_chunks=4), v(rows=8), v(prefetch=1), v(rows=2, rows_warps=2),
                v(fwd="scan", block_l=512, num_warps=4, chained=False)]   # best of the old ones
     elif name == "long":
-        # chunk counts, prefetch depth and Triton's load pipelining of the "seq" kernel were all
-        # within 3% of its default on the H100 (results/gpu/scan_bench.log, scan_long_tune.log):
-        # try the single-exponential "lanes" kernel: rows per program, warps per row, steps per lane
-        lanes = dict(fwd="lanes")
-        out = [v(**lanes, lanes_rows=r, lanes_warps=w, lanes_steps=t)
-               for r, w, t in ((1, 1, 8), (4, 1, 8), (2, 1, 16), (1, 2, 8), (2, 2, 8), (1, 4, 8))]
+        c = cfg.get("n_chunks", 88)
+        # chunk counts (c//2, 2c, 4c) and prefetch 1 were within 3% of the default on the H100
+        # (results/gpu/scan_bench.log): try deeper prefetch and Triton's load pipelining instead
+        out = [v(prefetch=4), v(prefetch=8), v(seq_stages=1), v(seq_stages=4),
+               v(prefetch=4, seq_stages=1)]
     else:
         out = [v(rows=2, rows_warps=2), v(prefetch=2), v(rows=8, rows_warps=4),
                v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2)]        # best of the old ones
@@ -245,7 +242,7 @@ def tune_variants(name, cfg):
         if label not in seen:
             seen.add(label)
             res.append((label, c))
-    return res[:6]
+    return res[:5]
 
 
 class Bench:

@@ -8,16 +8,14 @@ import triton
 from .args import check_scan_args
 from .triton_kernels import (_bwd_kernel, _fwd_kernel, _rows_bwd_kernel, _rows_fwd_kernel,
                              _seq_fwd_kernel)
-from .triton_lanes import _lanes_fwd_kernel
 
 
 @dataclass(frozen=True)
 class TritonConfig:
     """How a scan is launched.
 
-    fwd: "rows" (row-block tile-scan kernel), "seq" (thread-per-row sequential kernel),
-    "lanes" (``lanes_rows`` rows per program, lanes over time, each row's states over
-    ``lanes_warps`` warps; tiles of ``32 * lanes_steps`` steps) or "scan" (one-row tile-scan kernel).
+    fwd: "rows" (row-block tile-scan kernel), "seq" (thread-per-row sequential kernel) or
+    "scan" (one-row tile-scan kernel).
     block_l: tile length of the "scan" backward and forward (the forward then stores the state
     every block_l steps for that backward). num_warps: warps of those tile kernels.
     chained: one program per tile with a published carry (tile-scan kernels, long L).
@@ -56,9 +54,6 @@ class TritonConfig:
     bwd_prefetch: int = 1
     seq_stages: int = 0
     seq_maxnreg: int = 0
-    lanes_warps: int = 2
-    lanes_steps: int = 8
-    lanes_rows: int = 1
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -216,23 +211,6 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                                     n_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C,
                                     STORE_STATES=store_states, **opt, **flags, **lc.tile_meta())
         return y, states
-    if lc.cfg.fwd == "lanes":
-        T = lc.cfg.lanes_steps
-        sw = min(lc.cfg.lanes_warps, lc.NP)
-        R = rows_per_program(lc.cfg.lanes_rows, lc.dim, lc.G_B if lc.B_var else 0,
-                             lc.G_C if lc.C_var else 0)
-        tile = 32 * T
-        if store_states and (tile % lc.state_block or lc.state_block % T):
-            raise ValueError(f"fwd='lanes' stores states every {lc.state_block} steps: needs a tile "
-                             f"(32 * lanes_steps = {tile}) that is a multiple of it and lanes_steps "
-                             f"dividing it")
-        _lanes_fwd_kernel[(lc.rows // R,)](u, delta, A32, B, C, y_ptr=y, states_ptr=states, dim=lc.dim, L=lc.L,
-                                      n_tiles=triton.cdiv(lc.L, tile), n_state_tiles=lc.n_tiles,
-                                      G_B=lc.G_B, G_C=lc.G_C, store_states=int(store_states), N=lc.N,
-                                      NP=lc.NP, R=R, SW=sw, T=T, STATE_BLOCK=lc.state_block,
-                                      B_VARYING=lc.B_var, C_VARYING=lc.C_var, num_warps=R * sw,
-                                      **opt, **flags)
-        return y, states
     BD = 32 * lc.cfg.seq_warps
     n_sum = lc.rows * lc.n_chunks * lc.N if lc.n_chunks > 1 else 1
     chunkP = torch.empty(n_sum, dtype=torch.float32, device=dev)
@@ -346,12 +324,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if u.device.type != "cuda" and not _interpreted():
         raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
-    if cfg.fwd not in ("rows", "seq", "lanes", "scan"):
-        raise ValueError(f"config.fwd must be 'rows', 'seq', 'lanes' or 'scan', got {cfg.fwd!r}")
-    if cfg.lanes_steps < 4 or any(v < 1 or v & (v - 1) for v in
-                                  (cfg.lanes_steps, cfg.lanes_warps, cfg.lanes_rows)):
-        raise ValueError(f"config.lanes_steps must be a power of two >= 4, lanes_warps and lanes_rows "
-                         f"powers of two, got {cfg.lanes_steps}, {cfg.lanes_warps}, {cfg.lanes_rows}")
+    if cfg.fwd not in ("rows", "seq", "scan"):
+        raise ValueError(f"config.fwd must be 'rows', 'seq' or 'scan', got {cfg.fwd!r}")
     if cfg.block_l < 4 or cfg.block_l & (cfg.block_l - 1):
         raise ValueError(f"config.block_l must be a power of two >= 4, got {cfg.block_l}")
     if cfg.bwd not in ("rows", "scan"):
