@@ -225,9 +225,10 @@ def run_metadata(dtype=None, device=None) -> dict:
     }
 
 
-def save_run_metadata(out, dtype=None, device=None) -> dict:
-    """:func:`run_metadata`, also written to ``out/run_metadata.json`` so the tables of a result
-    folder say on what, when and from which commit they were made. Returns the dict."""
-    meta = run_metadata(dtype=dtype, device=device)
+def save_run_metadata(out, dtype=None, device=None, **extra) -> dict:
+    """:func:`run_metadata` plus ``extra`` facts of the run, also written to ``out/run_metadata.json``
+    so the tables of a result folder say on what, when and from which commit they were made.
+    Returns the dict."""
+    meta = dict(run_metadata(dtype=dtype, device=device), **extra)
     (Path(out) / "run_metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

@@ -267,3 +267,34 @@ def test_model_spec_from_registry_name_is_lazy():
         bench.model_spec(3)
     with pytest.raises(ValueError):
         sweep([spec(ConvToy, "conv")], [0.1], modes="eval")
+
+
+def test_limit_memory_rejects_bad_values_and_the_cpu():
+    assert bench.limit_memory("cpu", None) is None and bench.memory_limit_gib("cpu") is None
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        bench.limit_memory("cpu", 10)
+    for bad in (0, -1, float("nan"), True, "80"):
+        with pytest.raises(ValueError, match="positive number of GiB"):
+            bench.limit_memory("cpu", bad)
+
+
+def test_limit_memory_sets_the_allocator_fraction_and_names_it(monkeypatch):
+    """The CUDA path with torch.cuda's calls faked: 78.5 GiB of a 140 GiB card is a fraction
+    78.5 / 140 of device 0; the sweep/capacity device label says so; None lifts the cap."""
+    from types import SimpleNamespace
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda d: SimpleNamespace(total_memory=140 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d: calls.append((f, d)))
+    dev = torch.device("cuda")
+    with pytest.raises(ValueError, match="exceeds the 140.0 GiB of Fake GPU"):
+        bench.limit_memory(dev, 141)
+    assert bench.limit_memory(dev, 78.5) == 78.5
+    assert calls == [(78.5 / 140, 0)] and bench.memory_limit_gib(dev) == 78.5
+    from dasslib.bench.sweep import device_name
+    assert device_name(dev) == "Fake GPU, limited to 78.5 GiB"
+    assert bench.limit_memory(dev, None) is None
+    assert calls[-1] == (1.0, 0) and bench.memory_limit_gib(dev) is None
+    assert device_name(dev) == "Fake GPU"

@@ -133,3 +133,12 @@ def test_status_table_and_claims():
                                        ("absent", "aum_base", "ast_base_eager", "inference", "median_ms", 80.0)))
     assert claims["claim"].tolist() == ["c"] and claims["ratio"].item() == pytest.approx(16 / 16)
     assert E.claim_table(df).empty                                       # no AuM rows swept
+
+
+def test_check_labels_names_the_missing_role():
+    specs = E.study_specs(["ast_base", "dass_medium"], ast_attn=["sdpa"])
+    E.check_labels(specs, baseline="ast_base_sdpa", ratio_model="dass_medium")
+    with pytest.raises(ValueError, match=r"ratio_model='dass_small'.*not among the measured models"):
+        E.check_labels(specs, baseline="ast_base_sdpa", ratio_model="dass_small")
+    with pytest.raises(ValueError, match="baseline='ast_base'"):
+        E.check_labels(specs, baseline="ast_base")

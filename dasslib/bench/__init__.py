@@ -13,7 +13,7 @@
 from .analysis import crossover_length, loglog_interp, ratio_table, win_summary
 from .capacity import (BOUNDS, CAPACITY_COLUMNS, CAPACITY_ORDERS, FitResult, Known, capacity_frame, capacity_row,
                        capacity_table, largest_fitting_length, oom_predicate, search_cost_s)
-from .memory import free_memory, is_oom, peak_memory_mb, reset_peak
+from .memory import free_memory, is_oom, limit_memory, memory_limit_gib, peak_memory_mb, reset_peak
 from .plots import plot_scaling
 from .pool import ModelPool
 from .specs import PAPER_MODELS, ModelSpec, as_spec, count_tokens, default_specs, model_spec
@@ -23,7 +23,7 @@ from .timing import Timing, time_step
 
 __all__ = ["ModelSpec", "model_spec", "as_spec", "default_specs", "count_tokens", "PAPER_MODELS",
            "MODES", "make_step", "resolve_dtype", "Timing", "time_step",
-           "is_oom", "free_memory", "reset_peak", "peak_memory_mb", "ModelPool",
+           "is_oom", "free_memory", "reset_peak", "peak_memory_mb", "limit_memory", "memory_limit_gib", "ModelPool",
            "COLUMNS", "STATUSES", "ORDERS", "BUDGET_NOTE", "DEFAULT_LENGTHS_S", "run_sweep", "predict_call_s",
            "FitResult", "Known", "BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "largest_fitting_length",
            "oom_predicate", "search_cost_s", "capacity_table", "capacity_row", "capacity_frame",

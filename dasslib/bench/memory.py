@@ -9,7 +9,9 @@ import math
 
 import torch
 
-__all__ = ["is_oom", "free_memory", "reset_peak", "peak_memory_mb"]
+__all__ = ["is_oom", "free_memory", "reset_peak", "peak_memory_mb", "limit_memory", "memory_limit_gib"]
+
+_LIMITS = {}        # CUDA device index -> GiB the caching allocator is capped at
 
 # Messages of allocation failures that do not raise torch.OutOfMemoryError
 # (cuBLAS / cuDNN workspaces, the CPU allocator).
@@ -48,3 +50,38 @@ def peak_memory_mb(device):
         return math.nan
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def limit_memory(device, gib):
+    """Cap what PyTorch's CUDA allocator may take on ``device`` at ``gib`` GiB
+    (``torch.cuda.set_per_process_memory_fraction``), so that a larger card measures what fits on a
+    smaller one: 78.5 on an H200 (141 GB) stands for an 80 GB H100, whose allocator gets its 79.2 GiB
+    less the CUDA context. Allocations past the cap fail as out-of-memory, as on the smaller card.
+    ``gib=None`` removes the cap. Returns the cap (GiB) or None; :func:`memory_limit_gib` reads it
+    back (sweep and capacity tables name it in their ``device`` column)."""
+    device = torch.device(device)
+    if gib is None:
+        if device.type == "cuda" and _LIMITS.pop(_index(device), None) is not None:
+            torch.cuda.set_per_process_memory_fraction(1.0, _index(device))
+        return None
+    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not math.isfinite(gib) or gib <= 0:
+        raise ValueError(f"memory limit must be a positive number of GiB, got {gib!r}")
+    if device.type != "cuda":
+        raise ValueError(f"a memory limit needs a CUDA device, got {device}")
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    if gib > total:
+        raise ValueError(f"memory limit {gib:g} GiB exceeds the {total:.1f} GiB of "
+                         f"{torch.cuda.get_device_name(device)}")
+    torch.cuda.set_per_process_memory_fraction(gib / total, _index(device))
+    _LIMITS[_index(device)] = float(gib)
+    return float(gib)
+
+
+def memory_limit_gib(device):
+    """The cap set by :func:`limit_memory` on ``device``, or None."""
+    device = torch.device(device)
+    return _LIMITS.get(_index(device)) if device.type == "cuda" else None
+
+
+def _index(device):
+    return device.index if device.index is not None else torch.cuda.current_device()

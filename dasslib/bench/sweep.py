@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .memory import free_memory, is_oom, peak_memory_mb, reset_peak
+from .memory import free_memory, is_oom, memory_limit_gib, peak_memory_mb, reset_peak
 from .pool import ModelPool
 from .specs import as_spec, count_tokens
 from .steps import MODES, OPTIMIZERS, check_mode, make_step, resolve_dtype
@@ -68,9 +68,14 @@ def default_device():
 
 
 def device_name(device):
-    """GPU model name on CUDA, ``"cpu"`` otherwise."""
+    """GPU model name on CUDA (with the cap of :func:`~dasslib.bench.memory.limit_memory`, if
+    any: ``"NVIDIA H200, limited to 78.5 GiB"``), ``"cpu"`` otherwise."""
     device = torch.device(device)
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    if device.type != "cuda":
+        return device.type
+    cap = memory_limit_gib(device)
+    name = torch.cuda.get_device_name(device)
+    return name if cap is None else f"{name}, limited to {cap:g} GiB"
 
 
 def _batches(batch, modes):

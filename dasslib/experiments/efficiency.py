@@ -53,6 +53,16 @@ def study_specs(models, ast_attn=("eager", "sdpa"), overrides=None, scan_backend
     return specs
 
 
+def check_labels(specs, **roles):
+    """Raise ValueError unless every role's label (e.g. ``baseline="ast_base_sdpa"``,
+    ``ratio_model="dass_small"``) is one of the specs' labels, before any time is spent."""
+    labels = [s.label for s in specs]
+    bad = [f"{role}={label!r}" for role, label in roles.items() if label not in labels]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not among the measured models {labels} "
+                         f"(add it to models; AST labels carry the kernel: ast_base_sdpa)")
+
+
 def param_counts(specs) -> pd.DataFrame:
     """Columns model, params: parameter count of each spec, built on the ``meta`` device
     (no memory, no init cost)."""
