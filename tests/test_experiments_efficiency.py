@@ -1,13 +1,20 @@
 """dasslib.experiments.efficiency: specs with overrides, parameter counts, budgeted sweep and
 capacity search, the stable status table, win verdicts and the AuM claim table."""
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+import yaml
+
 from dasslib import bench, models
 from dasslib.experiments import efficiency as E
+from dasslib.notebook import check_params
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {"ast": {"embed_dim": 16, "depth": 1, "num_heads": 2, "fstride": 16, "tstride": 16},
         "dass": {"depths": [1, 1, 1, 1], "dims": [4, 8, 8, 8]},
@@ -142,3 +149,24 @@ def test_check_labels_names_the_missing_role():
         E.check_labels(specs, baseline="ast_base_sdpa", ratio_model="dass_small")
     with pytest.raises(ValueError, match="baseline='ast_base'"):
         E.check_labels(specs, baseline="ast_base")
+
+
+@pytest.mark.parametrize("files", [["ci/05_efficiency"], ["gpu/05_efficiency"], ["paper/05_efficiency"],
+                                   ["gpu/05_efficiency", "gpu/05_efficiency_capacity"]],
+                         ids=["ci", "gpu", "paper", "gpu+capacity"])
+def test_param_profiles_are_valid(files):
+    """Every 05 profile (the capacity overlay merged after the gpu file, as papermill merges -f
+    files) names only notebook parameters of the right types, and its models, overrides, baseline
+    and ratio model make a study."""
+    nb = json.loads((ROOT / "notebooks" / "05_efficiency.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    ns = {}
+    exec("".join(cell["source"]), ns)
+    values = {}
+    for f in files:
+        values.update(yaml.safe_load((ROOT / "params" / f"{f}.yaml").read_text()))
+    P = check_params({**ns, **values}, ns["_defaults"])
+    specs = E.study_specs(P.models, P.ast_attn, P.overrides, P.scan_backend)
+    E.check_labels(specs, baseline=P.baseline, ratio_model=P.ratio_model)
+    for mode in P.modes + (P.capacity_modes or []):
+        bench.steps.check_mode(mode)
