@@ -7,6 +7,10 @@
 Shapes (forward arguments as the models use them: D, delta_bias, delta_softplus=True):
   dass  batch 12, dim 4*192=768,  L 8192,   N 1,  B/C (batch, 4, N, L) (4 SS2D directions)
   long  batch 1,  dim 768,        L 524288, N 16, B/C (batch, 1, N, L)
+  dass_long  batch 1, dim 4*192=768, L 524288, N 1, B/C (batch, 4, N, L): the DASS stage of
+        "dass" at batch 1 and 2^19 tokens (~44 min of audio for DASS-Small)
+  dass_long_s1  batch 1, dim 4*96=384, L 2097152, N 1, B/C (batch, 4, N, L): the stage before
+        it on the same audio (4x the tokens, half the channels)
   aum   batch 12, dim 1536,       L 513,    N 16, B/C (batch, 1, N, L), gate z
 inputs u, delta, z, B, C in fp32 or bf16; A, D, delta_bias fp32.
 
@@ -35,6 +39,7 @@ skipped where one call would take seconds (the long shape).
 import argparse
 import csv
 import datetime
+import json
 import math
 import os
 import statistics
@@ -51,14 +56,19 @@ SHAPES = {
     "dass": dict(batch=12, dim=768, L=8192, N=1, G=4, z=False),
     "long": dict(batch=1, dim=768, L=524288, N=16, G=1, z=False),
     "aum": dict(batch=12, dim=1536, L=513, N=16, G=1, z=True),
+    "dass_long": dict(batch=1, dim=768, L=524288, N=1, G=4, z=False),
+    "dass_long_s1": dict(batch=1, dim=384, L=2097152, N=1, G=4, z=False),
 }
 # the correctness check runs the timed config on these (smaller) sizes; lengths keep the
 # divisibility of the timed ones, so the compiled kernels are shared with the timings
-CHECK_SIZES = {"dass": dict(batch=2), "long": dict(L=65536), "aum": dict(batch=2)}
+CHECK_SIZES = {"dass": dict(batch=2), "long": dict(L=65536), "aum": dict(batch=2),
+               "dass_long": dict(L=65536), "dass_long_s1": dict(L=65536)}
 SMOKE_SHAPES = {
     "dass": dict(batch=2, dim=16, L=40, N=1, G=4, z=False),
-    "long": dict(batch=1, dim=8, L=300, N=2, G=1, z=False),
+    "long": dict(batch=1, dim=8, L=300, N=3, G=1, z=False),
     "aum": dict(batch=2, dim=16, L=13, N=4, G=1, z=True),
+    "dass_long": dict(batch=1, dim=8, L=300, N=1, G=4, z=False),
+    "dass_long_s1": dict(batch=1, dim=4, L=600, N=1, G=4, z=False),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # torch backend: skipped when one forward call would process more than this many state
@@ -184,12 +194,17 @@ def unchunked(cfg):
         return dict(cfg, rows_chunks=1, bwd_chunks=1)
     if cfg["fwd"] == "seq" and cfg["n_chunks"] > 1:
         return dict(cfg, n_chunks=1)
+    if cfg["fwd"] == "lookback":     # the same scan by the rows kernel in one chunk per row
+        return dict(cfg, fwd="rows", rows_chunks=1, bwd_chunks=1)
     return None
 
 
 def describe(cfg):
     if cfg["fwd"] == "rows":
         return (f"rows r{cfg['rows']} w{cfg['rows_warps']} p{cfg['prefetch']} c{cfg['rows_chunks']}"
+                + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
+    if cfg["fwd"] == "lookback":
+        return (f"lookback r{cfg['rows']} w{cfg['rows_warps']} k{cfg['lb_tiles']}"
                 + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
     if cfg["fwd"] == "seq":
         return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
@@ -226,14 +241,19 @@ def tune_variants(name, cfg):
         c = dict(cfg, **kw)
         return describe(c), c
     if name == "dass":
-        out = [v(rows_chunks=4), v(rows=8), v(prefetch=1), v(rows=2, rows_warps=2),
-               v(fwd="scan", block_l=512, num_warps=4, chained=False)]   # best of the old ones
+        out = [v(fwd="lookback", lb_tiles=8), v(fwd="lookback", lb_tiles=4), v(rows=8),
+               v(prefetch=1), v(fwd="scan", block_l=512, num_warps=4, chained=False)]
     elif name == "long":
         c = cfg.get("n_chunks", 88)
         # chunk counts (c//2, 2c, 4c) and prefetch 1 were within 3% of the default on the H100
         # (results/gpu/scan_bench.log): try deeper prefetch and Triton's load pipelining instead
         out = [v(prefetch=4), v(prefetch=8), v(seq_stages=1), v(seq_stages=4),
                v(prefetch=4, seq_stages=1)]
+    elif name == "dass_long":
+        # chunk length (tiles held in registers), rows per program; the previous defaults for
+        # few rows: "seq" with 88 chunks (pre-pass + output pass) and plain "rows" (one chunk)
+        out = [v(lb_tiles=4), v(lb_tiles=16), v(rows=8, rows_warps=8), v(rows=2, rows_warps=2),
+               v(fwd="seq", n_chunks=88, prefetch=2), v(fwd="rows", prefetch=2)]
     else:
         out = [v(rows=2, rows_warps=2), v(prefetch=2), v(rows=8, rows_warps=4),
                v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2)]        # best of the old ones
@@ -242,7 +262,7 @@ def tune_variants(name, cfg):
         if label not in seen:
             seen.add(label)
             res.append((label, c))
-    return res[:5]
+    return res[:6]
 
 
 class Bench:
@@ -379,13 +399,19 @@ class Bench:
         tol = 1e-5 if dname == "fp32" else 1e-2
         with torch.no_grad():
             y0 = scan_call("triton", ins, cfg)
-            for label, v in tune_variants(name, cfg):
+            for label, v in self.variants(name, cfg):
                 if self.over_budget(f"tune {name} {dname} {label}") or not self.agrees(
                         f"{name:5s} {dname} triton {label:26s}", lambda v=v: rel(scan_call("triton", ins, v), y0),
                         tol, "output"):
                     continue
                 self.record(name, sh, dname, "triton", label, "fwd",
                             lambda v=v: scan_call("triton", ins, v))
+
+    def variants(self, name, cfg):
+        """--variants (JSON {shape: [overrides, ...]}) where given, else tune_variants."""
+        if self.args.variants is not None and name in self.args.variants:
+            return [(describe(dict(cfg, **o)), dict(cfg, **o)) for o in self.args.variants[name]]
+        return tune_variants(name, cfg)
 
     def tune_bwd(self, name, sh, dname):
         """Backward variants (timed as forward+backward), each first compared with the
@@ -438,11 +464,16 @@ def main():
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--no-torch", action="store_true", help="time the triton backend only")
+    ap.add_argument("--no-bwd", action="store_true", help="time forward passes only")
+    ap.add_argument("--variants", type=json.loads, default=None,
+                    help='forward variants to time instead of the built-in --tune ones, as JSON '
+                         '{"shape": [{"field": value, ...}, ...]} (config overrides); implies --tune')
     ap.add_argument("--budget-s", type=float, default=210.0,
                     help="overall time budget; later cases are skipped with a note")
     ap.add_argument("--case-cap-s", type=float, default=30.0,
                     help="time one case may use (fewer repetitions past it)")
     args = ap.parse_args()
+    args.tune = args.tune or args.variants is not None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda" and not args.smoke:
         sys.exit("no CUDA device: run on a GPU, or use --smoke with TRITON_INTERPRET=1")
@@ -476,7 +507,7 @@ def main():
     for name, sh, dname in cases:
         bench.fwd_default(name, sh, dname)
     for name, sh, dname in cases:
-        if not bench.over_budget(f"{name} {dname} triton fwd+bwd"):
+        if not args.no_bwd and not bench.over_budget(f"{name} {dname} triton fwd+bwd"):
             bench.fwd_bwd(name, sh, dname, "triton")
     if args.tune:
         # forward variants, fp32 of every shape first, then bf16; then backward variants
@@ -484,13 +515,14 @@ def main():
         for name, sh, dname in by_dtype:
             bench.tune(name, sh, dname)
         for name, sh, dname in by_dtype:
-            bench.tune_bwd(name, sh, dname)
+            if not args.no_bwd and args.variants is None:
+                bench.tune_bwd(name, sh, dname)
     if not args.no_torch:
         for name, sh, dname in cases:
             if not bench.over_budget(f"{name} {dname} torch"):
                 bench.torch_baseline(name, sh, dname)
     log(f"done in {time.perf_counter() - bench.t0:.0f} s, {bench.skipped} case(s) skipped; "
-        f"wrote {args.csv}")
+        f"wrote {os.path.basename(args.csv)}")
     args.csv_file.close()
 
 

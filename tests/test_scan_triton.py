@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 triton = pytest.importorskip("triton")
+import triton.language as tl  # noqa: E402
 
 from dasslib.scans.reference import selective_scan_ref  # noqa: E402
 from dasslib.scans.triton_backend import (TritonConfig, pick_config,  # noqa: E402
@@ -147,6 +148,56 @@ def test_no_softplus_and_forward_only_paths():
                             args["B"].double(), args["C"].double(), D=args["D"].double(),
                             delta_bias=args["delta_bias"].double())
     assert rel(y, yr) < 2e-6
+
+
+LOOKBACK_CASES = [
+    (dict(lb_tiles=2, rows_block=16), dict(b=2, d=8, L=150, N=2, G=4, h0=True)),
+    (dict(lb_tiles=3, rows_block=16, bwd="scan", block_l=16),   # states every tile, z
+     dict(b=1, d=4, L=300, N=1, G=1, z=True)),
+    (dict(lb_tiles=1, rows_block=16), dict(b=1, d=8, L=1, N=2, G=1, z=True, h0=True)),  # L = 1
+    (dict(lb_tiles=2, rows_block=16, rows=2, rows_warps=1, bwd="scan", block_l=32),
+     dict(b=2, d=6, L=40, N=3, G=3, tinv=True)),                  # states every 2 tiles
+]
+
+
+@needs_fresh
+@pytest.mark.parametrize("cfg,shape", LOOKBACK_CASES,
+                         ids=[f"lookback{i}" for i in range(len(LOOKBACK_CASES))])
+def test_lookback_forward_matches_reference(cfg, shape):
+    compare(make(**shape), dict(cfg, fwd="lookback"))
+
+
+if FRESH:
+    from dasslib.scans.triton_lookback import _look_back
+
+    @triton.jit
+    def _look_back_probe(flags, aggP, aggH, incl, out, q, n_chunks, N: tl.constexpr,
+                         NP: tl.constexpr, BD: tl.constexpr):
+        r = tl.arange(0, BD)
+        start = _look_back(flags, aggP, aggH, incl, 0, q, r, n_chunks, N, NP)
+        for n in tl.static_range(N):
+            tl.store(out + r * N + n, start[n])
+
+
+@needs_fresh
+@pytest.mark.parametrize("flags", [[2, 1, 1, 1, 0], [2, 2, 1, 2, 0], [2, 1, 2, 1, 0]])
+def test_look_back_composes_aggregates_until_an_inclusive_state(flags):
+    """The interpreter runs programs in turn, so a kernel's look-back only ever finds its
+    predecessor's inclusive state; this drives the aggregate path directly."""
+    g = torch.Generator().manual_seed(3)
+    rows, nq, N = 2, len(flags), 2
+    P = torch.rand(rows, nq, N, generator=g)
+    H = torch.randn(rows, nq, N, generator=g)
+    S = torch.randn(rows, nq, N, generator=g)
+    out = torch.empty(rows, N)
+    q = nq - 1
+    _look_back_probe[(1,)](torch.tensor(flags, dtype=torch.int32), P, H, S, out, q, nq,
+                           N=N, NP=N, BD=rows)
+    j0 = max(j for j in range(q) if flags[j] == 2)
+    want = S[:, j0]
+    for j in range(j0 + 1, q):
+        want = P[:, j] * want + H[:, j]
+    assert torch.allclose(out, want, rtol=1e-6, atol=1e-6)
 
 
 def test_pick_config_regimes():

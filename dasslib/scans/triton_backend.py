@@ -8,14 +8,16 @@ import triton
 from .args import check_scan_args
 from .triton_kernels import (_bwd_kernel, _fwd_kernel, _rows_bwd_kernel, _rows_fwd_kernel,
                              _seq_fwd_kernel)
+from .triton_lookback import _lookback_fwd_kernel
 
 
 @dataclass(frozen=True)
 class TritonConfig:
     """How a scan is launched.
 
-    fwd: "rows" (row-block tile-scan kernel), "seq" (thread-per-row sequential kernel) or
-    "scan" (one-row tile-scan kernel).
+    fwd: "rows" (row-block tile-scan kernel), "lookback" (the rows layout in single-pass
+    chunks of ``lb_tiles`` tiles with decoupled look-back), "seq" (thread-per-row sequential
+    kernel) or "scan" (one-row tile-scan kernel).
     block_l: tile length of the "scan" backward and forward (the forward then stores the state
     every block_l steps for that backward). num_warps: warps of those tile kernels.
     chained: one program per tile with a published carry (tile-scan kernels, long L).
@@ -35,6 +37,8 @@ class TritonConfig:
     "seq" kernel; 0 leaves Triton's default.
     seq_maxnreg: register cap of the "seq" kernels (ptxas ``maxnreg``; 0: no cap). The output
     pass needs ~210 registers uncapped, which allows only 8 one-warp programs per SM.
+    lb_tiles: tiles per chunk of the "lookback" forward (held in registers: keep lb_tiles * N
+    small); it uses rows, rows_warps, rows_block like "rows".
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -54,6 +58,7 @@ class TritonConfig:
     bwd_prefetch: int = 1
     seq_stages: int = 0
     seq_maxnreg: int = 0
+    lb_tiles: int = 8
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -65,9 +70,11 @@ def pick_config(rows, L, N, device, sms=None):
       (a warp each; they share the B/C loads), tiles of one 16-byte vector per lane, the next
       tiles prefetched (2 ahead for N <= 2, 1 for larger N to keep registers low), one chunk
       per row (chained chunks, ``rows_chunks``, measured no faster on the H100).
-    - few rows (batch 1 x 768 channels): "seq" (a thread per row, all N states in registers)
-      with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass computes the
-      chunk end states, the output pass starts each chunk from the folded ones.
+    - few rows, N <= 2 (DASS at long inputs, batch 1): "lookback", the rows layout in
+      single-pass chunks of 8 tiles chained by decoupled look-back.
+    - few rows, larger N (batch 1 x 768 channels, N 16): "seq" (a thread per row, all N states
+      in registers) with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass
+      computes the chunk end states, the output pass starts each chunk from the folded ones.
 
     Backward: "rows" (one row per one-warp program, chained chunks) with the "rows" forward;
     the "scan" tile kernel with "seq" (chained over tiles when rows are few).
@@ -99,6 +106,12 @@ def pick_config(rows, L, N, device, sms=None):
                             rows_chunks=chunks, bwd="rows", bwd_rows=bwd_rows, bwd_warps=1,
                             bwd_chunks=bwd_chunks, **base)
     chained = rows < 8 * sms and n_tiles >= 4
+    if NP <= 2:
+        # few rows, small state (DASS at long inputs: 768 rows of 2^19 steps, N 1): single pass
+        # in chunks of lb_tiles tiles with decoupled look-back (every input read once; as many
+        # programs as chunks); the seq kernel's pre-pass would read u and delta twice
+        return TritonConfig(fwd="lookback", rows=4, rows_warps=4, lb_tiles=8, bwd="scan",
+                            chained=chained, **base)
     warps = triton.cdiv(rows, 32)
     want = 16 * sms
     n_chunks = 1
@@ -152,6 +165,7 @@ class _Launch:
                                        self.dim, gB, gC)
         self.bwd_chunk_tiles = triton.cdiv(self.rows_tiles, cfg.bwd_chunks)
         self.bwd_chunks = triton.cdiv(self.rows_tiles, self.bwd_chunk_tiles)
+        self.lb_chunks = triton.cdiv(self.rows_tiles, cfg.lb_tiles)
 
     def tile_grid(self):
         return (self.rows * self.n_tiles,) if self.cfg.chained else (self.rows,)
@@ -203,6 +217,20 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
             BD=lc.BD, BLOCK_L=lc.rows_block, STATE_EVERY=lc.state_block // lc.rows_block,
             B_VARYING=lc.B_var, C_VARYING=lc.C_var, PREFETCH=lc.cfg.prefetch, CHUNKED=nq > 1,
             num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
+        return y, states
+    if lc.cfg.fwd == "lookback":
+        nq = lc.lb_chunks
+        agg = [torch.empty(lc.rows * nq * lc.NP, dtype=torch.float32, device=dev) for _ in range(3)]
+        fl = torch.zeros(lc.rows // lc.BD * nq, dtype=torch.int32, device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        _lookback_fwd_kernel[(lc.rows // lc.BD * nq,)](
+            u, delta, A32, B, C, y_ptr=y, states_ptr=states, aggP_ptr=agg[0], aggH_ptr=agg[1],
+            incl_ptr=agg[2], flags_ptr=fl, ticket_ptr=ticket, dim=lc.dim, L=lc.L,
+            n_tiles=lc.rows_tiles, n_state_tiles=lc.n_tiles, n_chunks=nq, G_B=lc.G_B,
+            G_C=lc.G_C, store_states=int(store_states), N=lc.N, NP=lc.NP, BD=lc.BD,
+            BLOCK_L=lc.rows_block, K=lc.cfg.lb_tiles, STATE_EVERY=lc.state_block // lc.rows_block,
+            B_VARYING=lc.B_var, C_VARYING=lc.C_var, num_warps=min(lc.cfg.rows_warps, lc.BD),
+            **opt, **flags)
         return y, states
     if lc.cfg.fwd == "scan":
         fl, ticket = lc.sync_buffers(dev)
@@ -324,14 +352,14 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if u.device.type != "cuda" and not _interpreted():
         raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
-    if cfg.fwd not in ("rows", "seq", "scan"):
-        raise ValueError(f"config.fwd must be 'rows', 'seq' or 'scan', got {cfg.fwd!r}")
+    if cfg.fwd not in ("rows", "lookback", "seq", "scan"):
+        raise ValueError(f"config.fwd must be 'rows', 'lookback', 'seq' or 'scan', got {cfg.fwd!r}")
     if cfg.block_l < 4 or cfg.block_l & (cfg.block_l - 1):
         raise ValueError(f"config.block_l must be a power of two >= 4, got {cfg.block_l}")
     if cfg.bwd not in ("rows", "scan"):
         raise ValueError(f"config.bwd must be 'rows' or 'scan', got {cfg.bwd!r}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
-           cfg.bwd_warps, cfg.bwd_chunks) < 1 or min(cfg.prefetch, cfg.rows_block,
+           cfg.bwd_warps, cfg.bwd_chunks, cfg.lb_tiles) < 1 or min(cfg.prefetch, cfg.rows_block,
                                                      cfg.bwd_prefetch, cfg.seq_maxnreg) < 0:
         raise ValueError(f"bad counts in {cfg}")
     y, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
