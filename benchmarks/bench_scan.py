@@ -194,21 +194,18 @@ def unchunked(cfg):
         return dict(cfg, rows_chunks=1, bwd_chunks=1)
     if cfg["fwd"] == "seq" and cfg["n_chunks"] > 1:
         return dict(cfg, n_chunks=1)
-    if cfg["fwd"] == "lookback":     # the same scan by the rows kernel in one chunk per row
-        return dict(cfg, fwd="rows", rows_chunks=1, bwd_chunks=1)
     return None
 
 
 def describe(cfg):
     if cfg["fwd"] == "rows":
         return (f"rows r{cfg['rows']} w{cfg['rows_warps']} p{cfg['prefetch']} c{cfg['rows_chunks']}"
-                + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
-    if cfg["fwd"] == "lookback":
-        return (f"lookback r{cfg['rows']} w{cfg['rows_warps']} k{cfg['lb_tiles']}"
-                + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
+                + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else "")
+                + (f" v{cfg['rows_vec']}" if cfg["rows_vec"] != 1 and not cfg["rows_block"] else ""))
     if cfg["fwd"] == "seq":
         return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
-                + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else ""))
+                + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else "")
+                + (f" split{cfg['seq_split']}" if cfg.get("seq_split", 1) > 1 else ""))
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -241,19 +238,19 @@ def tune_variants(name, cfg):
         c = dict(cfg, **kw)
         return describe(c), c
     if name == "dass":
-        out = [v(fwd="lookback", lb_tiles=8), v(fwd="lookback", lb_tiles=4), v(rows=8),
-               v(prefetch=1), v(fwd="scan", block_l=512, num_warps=4, chained=False)]
+        out = [v(rows_vec=2, prefetch=1), v(rows=8), v(prefetch=1),
+               v(fwd="scan", block_l=512, num_warps=4, chained=False)]   # best of the old ones
     elif name == "long":
         c = cfg.get("n_chunks", 88)
         # chunk counts (c//2, 2c, 4c) and prefetch 1 were within 3% of the default on the H100
         # (results/gpu/scan_bench.log): try deeper prefetch and Triton's load pipelining instead
         out = [v(prefetch=4), v(prefetch=8), v(seq_stages=1), v(seq_stages=4),
                v(prefetch=4, seq_stages=1)]
-    elif name == "dass_long":
-        # chunk length (tiles held in registers), rows per program; the previous defaults for
-        # few rows: "seq" with 88 chunks (pre-pass + output pass) and plain "rows" (one chunk)
-        out = [v(lb_tiles=4), v(lb_tiles=16), v(rows=8, rows_warps=8), v(rows=2, rows_warps=2),
-               v(fwd="seq", n_chunks=88, prefetch=2), v(fwd="rows", prefetch=2)]
+    elif name in ("dass_long", "dass_long_s1"):
+        # vectors per lane, rows per program, prefetch; the previous default for few rows: "seq"
+        # with 88 chunks (a pre-pass reads u and delta once more)
+        out = [v(rows_vec=2), v(rows_vec=8), v(rows=4, rows_warps=4), v(prefetch=2),
+               v(fwd="seq", n_chunks=88, prefetch=2)]
     else:
         out = [v(rows=2, rows_warps=2), v(prefetch=2), v(rows=8, rows_warps=4),
                v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2)]        # best of the old ones

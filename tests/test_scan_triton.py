@@ -19,7 +19,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 triton = pytest.importorskip("triton")
-import triton.language as tl  # noqa: E402
 
 from dasslib.scans.reference import selective_scan_ref  # noqa: E402
 from dasslib.scans.triton_backend import (TritonConfig, pick_config,  # noqa: E402
@@ -97,6 +96,8 @@ ROWS_CASES = [
      dict(b=1, d=16, L=130, N=1, G=2)),
     (dict(rows=4, bwd_rows=4), dict(b=2, d=5, L=20, N=2, G=1, z=True)),    # 1 row per program
     (dict(rows_block=16, bwd_chunks=2), dict(b=1, d=4, L=45, N=6, G=1, z=True, h0=True)),  # N > 4
+    (dict(rows_vec=4, rows=2, rows_warps=2, prefetch=1, bwd="scan", block_l=1024),  # few-rows
+     dict(b=1, d=4, L=1100, N=1, G=4, h0=True)),                    # default: 512-step tiles
 ]
 
 
@@ -150,56 +151,6 @@ def test_no_softplus_and_forward_only_paths():
     assert rel(y, yr) < 2e-6
 
 
-LOOKBACK_CASES = [
-    (dict(lb_tiles=2, rows_block=16), dict(b=2, d=8, L=150, N=2, G=4, h0=True)),
-    (dict(lb_tiles=3, rows_block=16, bwd="scan", block_l=16),   # states every tile, z
-     dict(b=1, d=4, L=300, N=1, G=1, z=True)),
-    (dict(lb_tiles=1, rows_block=16), dict(b=1, d=8, L=1, N=2, G=1, z=True, h0=True)),  # L = 1
-    (dict(lb_tiles=2, rows_block=16, rows=2, rows_warps=1, bwd="scan", block_l=32),
-     dict(b=2, d=6, L=40, N=3, G=3, tinv=True)),                  # states every 2 tiles
-]
-
-
-@needs_fresh
-@pytest.mark.parametrize("cfg,shape", LOOKBACK_CASES,
-                         ids=[f"lookback{i}" for i in range(len(LOOKBACK_CASES))])
-def test_lookback_forward_matches_reference(cfg, shape):
-    compare(make(**shape), dict(cfg, fwd="lookback"))
-
-
-if FRESH:
-    from dasslib.scans.triton_lookback import _look_back
-
-    @triton.jit
-    def _look_back_probe(flags, aggP, aggH, incl, out, q, n_chunks, N: tl.constexpr,
-                         NP: tl.constexpr, BD: tl.constexpr):
-        r = tl.arange(0, BD)
-        start = _look_back(flags, aggP, aggH, incl, 0, q, r, n_chunks, N, NP)
-        for n in tl.static_range(N):
-            tl.store(out + r * N + n, start[n])
-
-
-@needs_fresh
-@pytest.mark.parametrize("flags", [[2, 1, 1, 1, 0], [2, 2, 1, 2, 0], [2, 1, 2, 1, 0]])
-def test_look_back_composes_aggregates_until_an_inclusive_state(flags):
-    """The interpreter runs programs in turn, so a kernel's look-back only ever finds its
-    predecessor's inclusive state; this drives the aggregate path directly."""
-    g = torch.Generator().manual_seed(3)
-    rows, nq, N = 2, len(flags), 2
-    P = torch.rand(rows, nq, N, generator=g)
-    H = torch.randn(rows, nq, N, generator=g)
-    S = torch.randn(rows, nq, N, generator=g)
-    out = torch.empty(rows, N)
-    q = nq - 1
-    _look_back_probe[(1,)](torch.tensor(flags, dtype=torch.int32), P, H, S, out, q, nq,
-                           N=N, NP=N, BD=rows)
-    j0 = max(j for j in range(q) if flags[j] == 2)
-    want = S[:, j0]
-    for j in range(j0 + 1, q):
-        want = P[:, j] * want + H[:, j]
-    assert torch.allclose(out, want, rtol=1e-6, atol=1e-6)
-
-
 def test_pick_config_regimes():
     cpu = torch.device("cpu")
     # DASS-like: 12 x 768 rows of 8192 steps, N=1 -> rows kernels, chunked to ~8 waves
@@ -210,6 +161,13 @@ def test_pick_config_regimes():
     c = pick_config(12 * 1536, 513, 16, cpu, sms=132)
     assert c.fwd == "rows" and c.prefetch == 1 and c.rows_chunks == 1
     assert c.bwd == "rows" and c.bwd_rows == 1 and c.bwd_chunks == 1
+    # DASS at long inputs, batch 1, N=1: rows in one chunk, 4 vectors per lane, >= 2 programs
+    # per SM (768 rows: 2 per program; 384 rows: 1)
+    c = pick_config(768, 524288, 1, cpu, sms=132)
+    assert (c.fwd, c.rows, c.rows_warps, c.rows_vec, c.prefetch, c.rows_chunks) == \
+        ("rows", 2, 2, 4, 1, 1)
+    assert c.bwd == "scan" and c.chained
+    assert pick_config(384, 2097152, 1, cpu, sms=132).rows == 1
     # long: 768 rows of 2^19 steps, N=16 -> sequential kernel cut into chunks, chained backward
     c = pick_config(768, 524288, 16, cpu, sms=132)
     assert c.fwd == "seq" and c.n_chunks == 88 and c.chained and c.block_l == 256
@@ -246,3 +204,5 @@ def test_bad_config_is_rejected():
                               config=TritonConfig(block_l=48))
     with pytest.raises(ValueError):
         selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], seq_maxnreg=-1)
+    with pytest.raises(ValueError):
+        selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], rows_vec=0)

@@ -8,16 +8,14 @@ import triton
 from .args import check_scan_args
 from .triton_kernels import (_bwd_kernel, _fwd_kernel, _rows_bwd_kernel, _rows_fwd_kernel,
                              _seq_fwd_kernel)
-from .triton_lookback import _lookback_fwd_kernel
 
 
 @dataclass(frozen=True)
 class TritonConfig:
     """How a scan is launched.
 
-    fwd: "rows" (row-block tile-scan kernel), "lookback" (the rows layout in single-pass
-    chunks of ``lb_tiles`` tiles with decoupled look-back), "seq" (thread-per-row sequential
-    kernel) or "scan" (one-row tile-scan kernel).
+    fwd: "rows" (row-block tile-scan kernel), "seq" (thread-per-row sequential kernel) or
+    "scan" (one-row tile-scan kernel).
     block_l: tile length of the "scan" backward and forward (the forward then stores the state
     every block_l steps for that backward). num_warps: warps of those tile kernels.
     chained: one program per tile with a published carry (tile-scan kernels, long L).
@@ -37,8 +35,10 @@ class TritonConfig:
     "seq" kernel; 0 leaves Triton's default.
     seq_maxnreg: register cap of the "seq" kernels (ptxas ``maxnreg``; 0: no cap). The output
     pass needs ~210 registers uncapped, which allows only 8 one-warp programs per SM.
-    lb_tiles: tiles per chunk of the "lookback" forward (held in registers: keep lb_tiles * N
-    small); it uses rows, rows_warps, rows_block like "rows".
+    seq_split: threads per row of the "seq" kernel (1 or 2; 2 splits the states between two
+    lanes: half the registers per thread, twice the warps, the parts of y added by a shuffle).
+    rows_vec: 16-byte vectors per lane in a tile of the "rows" kernels when rows_block is 0
+    (1: 128 fp32 / 256 bf16 steps; 4 keeps four times the bytes in flight per warp).
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -58,7 +58,8 @@ class TritonConfig:
     bwd_prefetch: int = 1
     seq_stages: int = 0
     seq_maxnreg: int = 0
-    lb_tiles: int = 8
+    seq_split: int = 1
+    rows_vec: int = 1
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -70,8 +71,8 @@ def pick_config(rows, L, N, device, sms=None):
       (a warp each; they share the B/C loads), tiles of one 16-byte vector per lane, the next
       tiles prefetched (2 ahead for N <= 2, 1 for larger N to keep registers low), one chunk
       per row (chained chunks, ``rows_chunks``, measured no faster on the H100).
-    - few rows, N <= 2 (DASS at long inputs, batch 1): "lookback", the rows layout in
-      single-pass chunks of 8 tiles chained by decoupled look-back.
+    - few rows, N <= 2 (DASS at long inputs, batch 1): "rows" in one chunk with tiles of 4
+      vectors per lane, fewer rows per program until >= 2 programs per SM.
     - few rows, larger N (batch 1 x 768 channels, N 16): "seq" (a thread per row, all N states
       in registers) with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass
       computes the chunk end states, the output pass starts each chunk from the folded ones.
@@ -107,11 +108,16 @@ def pick_config(rows, L, N, device, sms=None):
                             bwd_chunks=bwd_chunks, **base)
     chained = rows < 8 * sms and n_tiles >= 4
     if NP <= 2:
-        # few rows, small state (DASS at long inputs: 768 rows of 2^19 steps, N 1): single pass
-        # in chunks of lb_tiles tiles with decoupled look-back (every input read once; as many
-        # programs as chunks); the seq kernel's pre-pass would read u and delta twice
-        return TritonConfig(fwd="lookback", rows=4, rows_warps=4, lb_tiles=8, bwd="scan",
-                            chained=chained, **base)
+        # few rows, small state (DASS at long inputs: 768 rows of 2^19 steps, N 1): the rows
+        # forward, one chunk per row block (every input read once), tiles of 4 vectors per lane
+        # (4x the bytes in flight per warp) and rows per program halved until there are >= 2
+        # programs per SM (H100, results/gpu/scan_fewrows: 768 rows 2.13 ms = 76% of copy with
+        # 2 rows per program, 384 rows 5.31 ms = 61% with 1; "seq" with 88 chunks 8.51 ms)
+        bd = 4
+        while bd > 1 and rows // bd < 2 * sms:
+            bd //= 2
+        return TritonConfig(fwd="rows", rows=bd, rows_warps=bd, rows_vec=4, prefetch=1,
+                            bwd="scan", chained=chained, **base)
     warps = triton.cdiv(rows, 32)
     want = 16 * sms
     n_chunks = 1
@@ -145,7 +151,8 @@ class _Launch:
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
         # tile of the "rows" kernels: one 16-byte vector per lane (under the interpreter, at most
         # the padded length)
-        rb = triton.next_power_of_2(cfg.rows_block or 32 * max(1, 16 // u.element_size()))
+        rb = triton.next_power_of_2(cfg.rows_block
+                                    or 32 * cfg.rows_vec * max(1, 16 // u.element_size()))
         if u.device.type != "cuda":
             rb = min(rb, max(16, triton.next_power_of_2(self.L)))
         if self.bwd == "scan":
@@ -165,7 +172,6 @@ class _Launch:
                                        self.dim, gB, gC)
         self.bwd_chunk_tiles = triton.cdiv(self.rows_tiles, cfg.bwd_chunks)
         self.bwd_chunks = triton.cdiv(self.rows_tiles, self.bwd_chunk_tiles)
-        self.lb_chunks = triton.cdiv(self.rows_tiles, cfg.lb_tiles)
 
     def tile_grid(self):
         return (self.rows * self.n_tiles,) if self.cfg.chained else (self.rows,)
@@ -218,20 +224,6 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
             B_VARYING=lc.B_var, C_VARYING=lc.C_var, PREFETCH=lc.cfg.prefetch, CHUNKED=nq > 1,
             num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
         return y, states
-    if lc.cfg.fwd == "lookback":
-        nq = lc.lb_chunks
-        agg = [torch.empty(lc.rows * nq * lc.NP, dtype=torch.float32, device=dev) for _ in range(3)]
-        fl = torch.zeros(lc.rows // lc.BD * nq, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-        _lookback_fwd_kernel[(lc.rows // lc.BD * nq,)](
-            u, delta, A32, B, C, y_ptr=y, states_ptr=states, aggP_ptr=agg[0], aggH_ptr=agg[1],
-            incl_ptr=agg[2], flags_ptr=fl, ticket_ptr=ticket, dim=lc.dim, L=lc.L,
-            n_tiles=lc.rows_tiles, n_state_tiles=lc.n_tiles, n_chunks=nq, G_B=lc.G_B,
-            G_C=lc.G_C, store_states=int(store_states), N=lc.N, NP=lc.NP, BD=lc.BD,
-            BLOCK_L=lc.rows_block, K=lc.cfg.lb_tiles, STATE_EVERY=lc.state_block // lc.rows_block,
-            B_VARYING=lc.B_var, C_VARYING=lc.C_var, num_warps=min(lc.cfg.rows_warps, lc.BD),
-            **opt, **flags)
-        return y, states
     if lc.cfg.fwd == "scan":
         fl, ticket = lc.sync_buffers(dev)
         _fwd_kernel[lc.tile_grid()](u, delta, A32, B, C, y_ptr=y, states_ptr=states,
@@ -239,12 +231,13 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                                     n_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C,
                                     STORE_STATES=store_states, **opt, **flags, **lc.tile_meta())
         return y, states
-    BD = 32 * lc.cfg.seq_warps
+    BD = 32 * lc.cfg.seq_warps // lc.cfg.seq_split
     n_sum = lc.rows * lc.n_chunks * lc.N if lc.n_chunks > 1 else 1
     chunkP = torch.empty(n_sum, dtype=torch.float32, device=dev)
     chunkS = torch.empty(n_sum, dtype=torch.float32, device=dev)
     common = dict(rows=lc.rows, dim=lc.dim, L=lc.L, chunk_len=lc.chunk_len, n_chunks=lc.n_chunks,
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
+                  SPLIT=lc.cfg.seq_split,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
                   PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
@@ -352,14 +345,16 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if u.device.type != "cuda" and not _interpreted():
         raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
-    if cfg.fwd not in ("rows", "lookback", "seq", "scan"):
-        raise ValueError(f"config.fwd must be 'rows', 'lookback', 'seq' or 'scan', got {cfg.fwd!r}")
+    if cfg.fwd not in ("rows", "seq", "scan"):
+        raise ValueError(f"config.fwd must be 'rows', 'seq' or 'scan', got {cfg.fwd!r}")
     if cfg.block_l < 4 or cfg.block_l & (cfg.block_l - 1):
         raise ValueError(f"config.block_l must be a power of two >= 4, got {cfg.block_l}")
+    if cfg.seq_split not in (1, 2):
+        raise ValueError(f"config.seq_split must be 1 or 2, got {cfg.seq_split}")
     if cfg.bwd not in ("rows", "scan"):
         raise ValueError(f"config.bwd must be 'rows' or 'scan', got {cfg.bwd!r}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
-           cfg.bwd_warps, cfg.bwd_chunks, cfg.lb_tiles) < 1 or min(cfg.prefetch, cfg.rows_block,
+           cfg.bwd_warps, cfg.bwd_chunks, cfg.rows_vec) < 1 or min(cfg.prefetch, cfg.rows_block,
                                                      cfg.bwd_prefetch, cfg.seq_maxnreg) < 0:
         raise ValueError(f"bad counts in {cfg}")
     y, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
