@@ -35,8 +35,6 @@ class TritonConfig:
     "seq" kernel; 0 leaves Triton's default.
     seq_maxnreg: register cap of the "seq" kernels (ptxas ``maxnreg``; 0: no cap). The output
     pass needs ~210 registers uncapped, which allows only 8 one-warp programs per SM.
-    seq_split: threads per row of the "seq" kernel (1 or 2; 2 splits the states between two
-    lanes: half the registers per thread, twice the warps, the parts of y added by a shuffle).
     rows_vec: 16-byte vectors per lane in a tile of the "rows" kernels when rows_block is 0
     (1: 128 fp32 / 256 bf16 steps; 4 keeps four times the bytes in flight per warp).
     """
@@ -58,7 +56,6 @@ class TritonConfig:
     bwd_prefetch: int = 1
     seq_stages: int = 0
     seq_maxnreg: int = 0
-    seq_split: int = 1
     rows_vec: int = 1
 
 
@@ -231,13 +228,12 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                                     n_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C,
                                     STORE_STATES=store_states, **opt, **flags, **lc.tile_meta())
         return y, states
-    BD = 32 * lc.cfg.seq_warps // lc.cfg.seq_split
+    BD = 32 * lc.cfg.seq_warps
     n_sum = lc.rows * lc.n_chunks * lc.N if lc.n_chunks > 1 else 1
     chunkP = torch.empty(n_sum, dtype=torch.float32, device=dev)
     chunkS = torch.empty(n_sum, dtype=torch.float32, device=dev)
     common = dict(rows=lc.rows, dim=lc.dim, L=lc.L, chunk_len=lc.chunk_len, n_chunks=lc.n_chunks,
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
-                  SPLIT=lc.cfg.seq_split,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
                   PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
@@ -349,8 +345,6 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"config.fwd must be 'rows', 'seq' or 'scan', got {cfg.fwd!r}")
     if cfg.block_l < 4 or cfg.block_l & (cfg.block_l - 1):
         raise ValueError(f"config.block_l must be a power of two >= 4, got {cfg.block_l}")
-    if cfg.seq_split not in (1, 2):
-        raise ValueError(f"config.seq_split must be 1 or 2, got {cfg.seq_split}")
     if cfg.bwd not in ("rows", "scan"):
         raise ValueError(f"config.bwd must be 'rows' or 'scan', got {cfg.bwd!r}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,

@@ -348,22 +348,18 @@ def _bwd_kernel(
 
 
 # ---------------------------------------------------------------------------------------------
-# Sequential forward: SPLIT adjacent threads per row (1 or 2), each holding NS = NP / SPLIT of
-# the row's states in registers (a tuple of NS (BD, SPLIT) vectors: thread j of a row owns states
-# j * NS .. j * NS + NS - 1), time walked in register tiles of 4 steps. Per state and step this is
-# just exp2 + 2 FMUL + 2 FFMA, against ~25 instructions for the tile scan above when N = 16; the
-# SPLIT threads of a row add their parts of y once per step (a shuffle) and each computes the
-# softplus of delta itself. SPLIT = 2 halves the registers per thread (B/C of a 4-step tile
-# for 8 states instead of 16), so twice the warps fit on an SM.
+# Sequential forward: one thread per row, all N states in registers (a tuple of N vectors),
+# time walked in register tiles of 4 steps. Per state and step this is just
+# exp2 + 2 FMUL + 2 FFMA, against ~25 instructions for the tile scan above when N = 16.
 # Sequences are cut into chunks for parallelism over L: PASS=1 computes every chunk's end state
 # from a zero start and its total decay, PASS=2 folds those into each chunk's start state and
-# writes the output.
+# writes the output (PASS=0: one chunk, no pre-pass).
 # ---------------------------------------------------------------------------------------------
 
 @triton.jit
 def _cols4(x):
-    """(R, S, 4) -> its 4 columns, each (R, S) (in-thread: each thread owns a row's 4 steps)."""
-    a, b = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], 2, 2)))
+    """(R, 4) -> its 4 columns, each (R,) (in-thread when each thread owns a row)."""
+    a, b = tl.split(tl.reshape(x, (x.shape[0], 2, 2)))
     c0, c2 = tl.split(a)
     c1, c3 = tl.split(b)
     return c0, c1, c2, c3
@@ -372,16 +368,15 @@ def _cols4(x):
 @triton.jit
 def _join4(c0, c1, c2, c3):
     """Inverse of :func:`_cols4`."""
-    return tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), (c0.shape[0], c0.shape[1], 4))
+    return tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), (c0.shape[0], 4))
 
 
 @triton.jit
-def _seq_load(t0, u_ptr, dt_ptr, z_ptr, row_off3, L, HAS_Z: tl.constexpr):
-    """Raw (delta, u, z) tiles (BD, SPLIT, 4) of steps t0..t0+3 (zeros past L); the SPLIT
-    threads of a row load the same addresses."""
+def _seq_load(t0, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z: tl.constexpr):
+    """Raw (delta, u, z) tiles (BD, 4) of steps t0..t0+3 (zeros past L)."""
     cols = t0 + tl.arange(0, 4)
-    off = row_off3 + cols[None, None, :]
-    m = (cols < L)[None, None, :]
+    off = row_off[:, None] + cols[None, :]
+    m = (cols < L)[None, :]
     dtr = tl.load(dt_ptr + off, mask=m, other=0.0).to(tl.float32)
     ut = tl.load(u_ptr + off, mask=m, other=0.0).to(tl.float32)
     zt = ut
@@ -391,22 +386,20 @@ def _seq_load(t0, u_ptr, dt_ptr, z_ptr, row_off3, L, HAS_Z: tl.constexpr):
 
 
 @triton.jit
-def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off3, smask, bB, bC, nn, nv,
-              A2, Binv, Cinv, dtb, Dv, L, NS: tl.constexpr, PAD: tl.constexpr,
+def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB, bC,
+              A2, Binv, Cinv, dtb, Dv, L, N: tl.constexpr,
               B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
               HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
               FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, MASKED: tl.constexpr):
-    """Advance the states h (tuple of NS (BD, SPLIT) vectors) over steps t0..t0+3 from the raw
-    tiles (dtr, ut, zt) and, if OUTPUT, store y there (smask: the store mask of real rows, first
-    thread of each row). Only the tail tile is MASKED; rows past the end were clamped to a real
-    row by the caller. nn[i] / nv[i] (1, SPLIT): state index of slot i in each thread (clamped)
-    and whether it is a real state; PAD: some slots are padding (their B and C are 0)."""
+    """Advance the states h (tuple of N (BD,) vectors) over steps t0..t0+3 from the raw
+    tiles (dtr, ut, zt) and, if OUTPUT, store y there. Only the tail tile is MASKED; rows past
+    the end were clamped to a real row by the caller and are masked at the store."""
     cols = t0 + tl.arange(0, 4)
-    off = row_off3 + cols[None, None, :]
+    off = row_off[:, None] + cols[None, :]
     if MASKED:
-        m = (cols < L)[None, None, :]
+        m = (cols < L)[None, :]
     if HAS_DTB:
-        dtr = dtr + dtb[:, :, None]
+        dtr = dtr + dtb[:, None]
     if SOFTPLUS:
         dtr = _softplus(dtr, FAST_LOG)
     if MASKED:
@@ -418,39 +411,35 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off3, smask, b
     y2 = tl.zeros_like(d0)
     y3 = tl.zeros_like(d0)
     new_h = ()
-    for i in tl.static_range(NS):
+    for n in tl.static_range(N):
         if B_VARYING:
-            bp = B_ptr + bB[:, :, None] + nn[i][:, :, None] * L + cols[None, None, :]
-            if PAD:
-                bt = tl.load(bp, mask=nv[i][:, :, None] & m, other=0.0)
-            elif MASKED:
+            bp = B_ptr + bB[:, None] + n * L + cols[None, :]
+            if MASKED:
                 bt = tl.load(bp, mask=m, other=0.0)
             else:
                 bt = tl.load(bp)
             b0, b1, b2, b3 = _cols4(bt.to(tl.float32))
         else:
-            b0 = Binv[i]
+            b0 = Binv[n]
             b1 = b0
             b2 = b0
             b3 = b0
-        a = A2[i]
-        hn0 = tl.exp2(d0 * a) * h[i] + e0 * b0
+        a = A2[n]
+        hn0 = tl.exp2(d0 * a) * h[n] + e0 * b0
         hn1 = tl.exp2(d1 * a) * hn0 + e1 * b1
         hn2 = tl.exp2(d2 * a) * hn1 + e2 * b2
         hn3 = tl.exp2(d3 * a) * hn2 + e3 * b3
         new_h = new_h + (hn3,)
         if OUTPUT:
             if C_VARYING:
-                cp = C_ptr + bC[:, :, None] + nn[i][:, :, None] * L + cols[None, None, :]
-                if PAD:
-                    ct = tl.load(cp, mask=nv[i][:, :, None] & m, other=0.0)
-                elif MASKED:
+                cp = C_ptr + bC[:, None] + n * L + cols[None, :]
+                if MASKED:
                     ct = tl.load(cp, mask=m, other=0.0)
                 else:
                     ct = tl.load(cp)
                 c0, c1, c2, c3 = _cols4(ct.to(tl.float32))
             else:
-                c0 = Cinv[i]
+                c0 = Cinv[n]
                 c1 = c0
                 c2 = c0
                 c3 = c0
@@ -460,26 +449,23 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off3, smask, b
             y3 += c3 * hn3
     if OUTPUT:
         yt = _join4(y0, y1, y2, y3)
-        if yt.shape[1] > 1:       # the row's threads add their states' parts
-            yt = tl.broadcast_to(tl.sum(yt, axis=1, keep_dims=True), yt.shape)
         if HAS_D:
-            yt = yt + Dv[:, :, None] * ut
+            yt = yt + Dv[:, None] * ut
         if HAS_Z:
             yt = yt * (zt * tl.sigmoid(zt))
-        sm = smask[:, :, None]
+        sm = rmask[:, None]
         if MASKED:
             sm = sm & m
         tl.store(y_ptr + off, yt, mask=sm)
     else:
-        dtsum += tl.sum(dtr, axis=2)
+        dtsum += tl.sum(dtr, axis=1)
     return new_h, dtsum
 
 
 @triton.jit
-def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, nn, nv, NS: tl.constexpr,
-                  NP: tl.constexpr):
-    for i in tl.static_range(NS):
-        tl.store(states_ptr + (r * n_state_tiles + k) * NP + nn[i], h[i], mask=rmask & nv[i])
+def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, N: tl.constexpr, NP: tl.constexpr):
+    for n in tl.static_range(N):
+        tl.store(states_ptr + (r * n_state_tiles + k) * NP + n, h[n], mask=rmask)
 
 
 @triton.jit(do_not_specialize=_SEQ_GENERIC)
@@ -487,76 +473,60 @@ def _seq_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
     y_ptr, states_ptr, chunkP_ptr, chunkS_ptr,
     rows, dim, L, chunk_len, n_chunks, n_state_tiles, G_B, G_C, store_states,
-    N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, SPLIT: tl.constexpr,
-    STATE_EVERY: tl.constexpr,
+    N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, STATE_EVERY: tl.constexpr,
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     PASS: tl.constexpr, FAST_LOG: tl.constexpr,
     PREFETCH: tl.constexpr,
 ):
-    """Sequential forward, SPLIT threads per row, BD rows per program, chunk q = program_id(1).
+    """Sequential forward, one thread per row, BD rows per program, chunk q = program_id(1).
     PASS 1: chunk summaries only (end state from zero, chunkS; decay product, chunkP);
     PASS 2: output pass, chunk q starts from h0 folded through the summaries of chunks < q."""
-    NS: tl.constexpr = (N + SPLIT - 1) // SPLIT
-    PAD: tl.constexpr = NS * SPLIT != N
     q = tl.program_id(1)
-    r1 = tl.program_id(0) * BD + tl.arange(0, BD)
-    jj = tl.arange(0, SPLIT)[None, :]
-    r = r1[:, None] + jj * 0                      # (BD, SPLIT): the row of each thread
-    rc = tl.minimum(r, rows - 1)                  # clamped: loads need no row mask
+    r = tl.program_id(0) * BD + tl.arange(0, BD)
     rmask = r < rows
-    smask = rmask & (jj == 0)                     # one thread per row stores y
+    rc = tl.minimum(r, rows - 1)          # clamped: loads need no row mask
     bi = rc // dim
     di = rc % dim
-    row_off3 = (rc.to(tl.int64) * L)[:, :, None]
+    row_off = rc.to(tl.int64) * L
     bB = (bi * G_B + di // (dim // G_B)).to(tl.int64) * N * L
     bC = (bi * G_C + di // (dim // G_C)).to(tl.int64) * N * L
-    dtb = tl.zeros((BD, SPLIT), dtype=tl.float32)
+    dtb = tl.zeros((BD,), dtype=tl.float32)
     if HAS_DTB:
         dtb = tl.load(dtb_ptr + di)
-    Dv = tl.zeros((BD, SPLIT), dtype=tl.float32)
+    Dv = tl.zeros((BD,), dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + di)
-    nn = ()
-    nv = ()
     A2 = ()
     h = ()
     Binv = ()
     Cinv = ()
-    for i in tl.static_range(NS):
-        n = jj * NS + i                           # (1, SPLIT) state index, >= N: padding
-        nmask = (n < N) & (r >= 0)
-        nc = tl.minimum(n, N - 1)
-        nn = nn + (nc,)
-        nv = nv + (n < N,)
-        # padding states get A = 0 and B = C = 0: they stay 0 and add nothing
-        A2 = A2 + (tl.load(A_ptr + di * N + nc, mask=nmask, other=0.0) * 1.4426950408889634,)
-        hn = tl.zeros((BD, SPLIT), dtype=tl.float32)
+    for n in tl.static_range(N):
+        A2 = A2 + (tl.load(A_ptr + di * N + n) * 1.4426950408889634,)
+        hn = tl.zeros((BD,), dtype=tl.float32)
         if HAS_H0:
             if PASS != 1:
-                hn = tl.load(h0_ptr + rc * N + nc, mask=nmask, other=0.0)
+                hn = tl.load(h0_ptr + rc * N + n)
         h = h + (hn,)
         if not B_VARYING:
-            Binv = Binv + (tl.load(B_ptr + di * N + nc, mask=nmask, other=0.0).to(tl.float32),)
+            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
         if not C_VARYING:
-            Cinv = Cinv + (tl.load(C_ptr + di * N + nc, mask=nmask, other=0.0).to(tl.float32),)
+            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
     if PASS == 2:   # start state of chunk q from the summaries of chunks < q
         for p in range(0, q):
             new_h = ()
-            for i in tl.static_range(NS):
-                nmask = nv[i] & (r >= 0)
-                cidx = (rc * n_chunks + p) * N + nn[i]
-                new_h = new_h + (tl.load(chunkP_ptr + cidx, mask=nmask, other=1.0) * h[i]
-                                 + tl.load(chunkS_ptr + cidx, mask=nmask, other=0.0),)
+            for n in tl.static_range(N):
+                cidx = (rc * n_chunks + p) * N + n
+                new_h = new_h + (tl.load(chunkP_ptr + cidx) * h[n] + tl.load(chunkS_ptr + cidx),)
             h = new_h
-    dtsum = tl.zeros((BD, SPLIT), dtype=tl.float32)
+    dtsum = tl.zeros((BD,), dtype=tl.float32)
     t_start = q * chunk_len
     t_end = tl.minimum(L, t_start + chunk_len)
     # software pipelining: the loads of the next PREFETCH tiles are in flight while tile t0 is
     # computed (a ring of raw tiles; reads past the chunk stay inside the row or are masked)
     ring = ()
     for i in tl.static_range(PREFETCH):
-        ring = ring + (_seq_load(t_start + 4 * i, u_ptr, dt_ptr, z_ptr, row_off3, L, HAS_Z),)
+        ring = ring + (_seq_load(t_start + 4 * i, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
     # every tile masked (one instance of the tile code: compiles much faster for large N; the
     # masks are predicates, past L delta is 0 so the states pass through)
     for t0 in range(t_start, t_end, 4):
@@ -564,21 +534,18 @@ def _seq_fwd_kernel(
         rest = ()
         for i in tl.static_range(1, PREFETCH):
             rest = rest + (ring[i],)
-        ring = rest + (_seq_load(t0 + 4 * PREFETCH, u_ptr, dt_ptr, z_ptr, row_off3, L, HAS_Z),)
-        h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off3, smask,
-                             bB, bC, nn, nv, A2, Binv, Cinv, dtb, Dv, L, NS, PAD, B_VARYING,
-                             C_VARYING, HAS_D, HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1,
-                             True)
+        ring = rest + (_seq_load(t0 + 4 * PREFETCH, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
+        h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
+                             bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING, HAS_D,
+                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True)
         if store_states != 0:
             if ((t0 + 4) % STATE_EVERY == 0) | (t0 + 4 >= L):
-                _store_states(states_ptr, rc, rmask, t0 // STATE_EVERY, n_state_tiles, h, nn,
-                              nv, NS, NP)
+                _store_states(states_ptr, rc, rmask, t0 // STATE_EVERY, n_state_tiles, h, N, NP)
     if PASS == 1:
-        for i in tl.static_range(NS):
-            cidx = (rc * n_chunks + q) * N + nn[i]
-            cm = rmask & nv[i]
-            tl.store(chunkS_ptr + cidx, h[i], mask=cm)
-            tl.store(chunkP_ptr + cidx, tl.exp2(A2[i] * dtsum), mask=cm)
+        for n in tl.static_range(N):
+            cidx = (rc * n_chunks + q) * N + n
+            tl.store(chunkS_ptr + cidx, h[n], mask=rmask)
+            tl.store(chunkP_ptr + cidx, tl.exp2(A2[n] * dtsum), mask=rmask)
 
 
 # ---------------------------------------------------------------------------------------------
