@@ -146,8 +146,8 @@ class _Launch:
         self.G_C = C.shape[1] if self.C_var else 1
         gB, gC = (self.G_B if self.B_var else 0), (self.G_C if self.C_var else 0)
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
-        # tile of the "rows" kernels: one 16-byte vector per lane (under the interpreter, at most
-        # the padded length)
+        # tile of the "rows" kernels: rows_vec 16-byte vectors per lane (under the interpreter,
+        # at most the padded length)
         rb = triton.next_power_of_2(cfg.rows_block
                                     or 32 * cfg.rows_vec * max(1, 16 // u.element_size()))
         if u.device.type != "cuda":
