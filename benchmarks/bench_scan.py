@@ -409,7 +409,8 @@ class Bench:
     def variants(self, name, cfg):
         """--variants (JSON {shape: [overrides, ...]}) where given, else tune_variants."""
         if self.args.variants is not None and name in self.args.variants:
-            return [(describe(dict(cfg, **o)), dict(cfg, **o)) for o in self.args.variants[name]]
+            configs = [dict(cfg, **o) for o in self.args.variants[name]]
+            return [(describe(c), c) for c in configs]
         return tune_variants(name, cfg)
 
     def tune_bwd(self, name, sh, dname):

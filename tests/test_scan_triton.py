@@ -206,4 +206,3 @@ def test_bad_config_is_rejected():
         selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], seq_maxnreg=-1)
     with pytest.raises(ValueError):
         selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], rows_vec=0)
-

@@ -74,8 +74,8 @@ def pick_config(rows, L, N, device, sms=None):
       in registers) with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass
       computes the chunk end states, the output pass starts each chunk from the folded ones.
 
-    Backward: "rows" (one row per one-warp program, chained chunks) with the "rows" forward;
-    the "scan" tile kernel with "seq" (chained over tiles when rows are few).
+    Backward: "rows" (one row per one-warp program, chained chunks) with the "rows" forward
+    for many rows; the "scan" tile kernel for few rows (chained over tiles when rows < 8 x SMs).
     ``sms`` (streaming multiprocessors) is read from the device; pass it to get the CUDA
     choice on another device (tests). On the CPU (interpreter) without ``sms``: plain "rows".
     On CUDA the tile lengths do not depend on L (short inputs run masked tiles), so a model's
