@@ -207,8 +207,7 @@ def describe(cfg):
                 + (f" v{cfg['rows_vec']}" if cfg["rows_vec"] != 1 and not cfg["rows_block"] else ""))
     if cfg["fwd"] == "seq":
         return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
-                + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else "")
-                + (f" bc{cfg['seq_bc_ahead']}" if cfg.get("seq_bc_ahead") else ""))
+                + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else ""))
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 

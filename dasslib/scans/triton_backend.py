@@ -35,8 +35,6 @@ class TritonConfig:
     "seq" kernel; 0 leaves Triton's default.
     seq_maxnreg: register cap of the "seq" kernels (ptxas ``maxnreg``; 0: no cap). The output
     pass needs ~210 registers uncapped, which allows only 8 one-warp programs per SM.
-    seq_bc_ahead: steps ahead at which the "seq" kernel prefetches the B/C cache lines into L1
-    (every 32 steps; 0: off; ignored by the interpreter).
     rows_vec: 16-byte vectors per lane in a tile of the "rows" kernels when rows_block is 0
     (1: 128 fp32 / 256 bf16 steps; 4 keeps four times the bytes in flight per warp).
     """
@@ -58,7 +56,6 @@ class TritonConfig:
     bwd_prefetch: int = 1
     seq_stages: int = 0
     seq_maxnreg: int = 0
-    seq_bc_ahead: int = 0
     rows_vec: int = 1
 
 
@@ -238,8 +235,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
     common = dict(rows=lc.rows, dim=lc.dim, L=lc.L, chunk_len=lc.chunk_len, n_chunks=lc.n_chunks,
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
-                  PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps,
-                  BC_AHEAD=0 if _interpreted() else lc.cfg.seq_bc_ahead)
+                  PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
     if lc.cfg.seq_maxnreg and not _interpreted():

@@ -463,14 +463,6 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
 
 
 @triton.jit
-def _prefetch_l1(ptrs):
-    """Hint: bring the cache lines at ``ptrs`` into L1 (PTX prefetch; no value, never faults).
-    GPU only: the interpreter has no inline assembly."""
-    tl.inline_asm_elementwise("prefetch.global.L1 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs],
-                              dtype=tl.int32, is_pure=False, pack=1)
-
-
-@triton.jit
 def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, N: tl.constexpr, NP: tl.constexpr):
     for n in tl.static_range(N):
         tl.store(states_ptr + (r * n_state_tiles + k) * NP + n, h[n], mask=rmask)
@@ -485,13 +477,11 @@ def _seq_fwd_kernel(
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     PASS: tl.constexpr, FAST_LOG: tl.constexpr,
-    PREFETCH: tl.constexpr, BC_AHEAD: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     """Sequential forward, one thread per row, BD rows per program, chunk q = program_id(1).
     PASS 1: chunk summaries only (end state from zero, chunkS; decay product, chunkP);
-    PASS 2: output pass, chunk q starts from h0 folded through the summaries of chunks < q.
-    BC_AHEAD > 0 (GPU only): every 32 steps, prefetch into L1 the B (and, in PASS 2, C) lines
-    of every state BC_AHEAD steps ahead."""
+    PASS 2: output pass, chunk q starts from h0 folded through the summaries of chunks < q."""
     q = tl.program_id(1)
     r = tl.program_id(0) * BD + tl.arange(0, BD)
     rmask = r < rows
@@ -540,14 +530,6 @@ def _seq_fwd_kernel(
     # every tile masked (one instance of the tile code: compiles much faster for large N; the
     # masks are predicates, past L delta is 0 so the states pass through)
     for t0 in range(t_start, t_end, 4):
-        if BC_AHEAD > 0:
-            if t0 % 32 == 0:
-                ta = tl.minimum(t0 + BC_AHEAD, L - 1)
-                for n in tl.static_range(N):
-                    if B_VARYING:
-                        _prefetch_l1(B_ptr + bB + n * L + ta)
-                    if C_VARYING and PASS != 1:
-                        _prefetch_l1(C_ptr + bC + n * L + ta)
         dtr, ut, zt = ring[0]
         rest = ()
         for i in tl.static_range(1, PREFETCH):
