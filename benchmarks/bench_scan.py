@@ -170,11 +170,47 @@ def copy_bandwidth(device, log):
     return gbps
 
 
+MAMBA = None   # mamba-ssm's compiled selective_scan_cuda module, when importable (--mamba-ext)
+
+
+def load_mamba(ext_dir):
+    """mamba-ssm's ``selective_scan_cuda`` (built by scripts/build_mamba_scan.py into
+    ``ext_dir``, or installed with mamba-ssm), or None."""
+    if ext_dir:
+        sys.path.insert(0, ext_dir)
+    try:
+        import selective_scan_cuda
+    except ImportError:
+        return None
+    return selective_scan_cuda
+
+
+class _MambaScan(torch.autograd.Function):
+    """mamba-ssm's kernels called directly (as its SelectiveScanFn does, minus the Python
+    checks): forward saves the chunk states x, backward recomputes from them."""
+
+    @staticmethod
+    def forward(ctx, u, dt, A, B, C, D, z, dtb):
+        out, x, *rest = MAMBA.fwd(u, dt, A, B, C, D, z, dtb, True)
+        ctx.save_for_backward(u, dt, A, B, C, D, z, dtb, x, out)
+        return out if z is None else rest[0]
+
+    @staticmethod
+    def backward(ctx, dy):
+        u, dt, A, B, C, D, z, dtb, x, out = ctx.saved_tensors
+        g = MAMBA.bwd(u, dt, A, B, C, D, z, dtb, dy.contiguous(), x, out, None, True, False)
+        du, ddt, dA, dB, dC, dD, ddtb = g[:7]
+        dz = g[7] if z is not None else None
+        return du, ddt, dA, dB, dC, dD, dz, ddtb
+
+
 def scan_call(backend, ins, variant=None):
     u, dt, A, B, C, D, z, dtb = ins
     kw = dict(D=D, z=z, delta_bias=dtb, delta_softplus=True)
     if backend == "torch":
         return selective_scan_torch(u, dt, A, B, C, **kw)
+    if backend == "mamba":
+        return _MambaScan.apply(u, dt, A, B, C, D, z, dtb)
     return selective_scan_triton(u, dt, A, B, C, **kw, **(variant or {}))
 
 
@@ -270,6 +306,7 @@ class Bench:
         self.t0 = time.perf_counter()
         self.copy_gbps = float("nan")
         self.skipped = 0
+        self.timings = {}   # (shape, dtype, mode, backend) -> ms of the default configs
 
     def left(self):
         return self.args.budget_s - (time.perf_counter() - self.t0)
@@ -303,7 +340,14 @@ class Bench:
         self.args.csv_file.flush()
         self.log(f"{name:5s} {dname} {backend:6s} {variant:26s} {mode:7s} {ms:9.3f} ms "
                  f"{gbps:8.1f} GB/s {pct:5.1f}% copy  peak {mem:8.1f} MiB  ({reps} reps)")
+        if variant.startswith(("default", "mamba-ssm")):
+            self.timings[(name, dname, mode, backend)] = ms
         return ms
+
+    def pairs(self):
+        """{(shape, dtype, mode): (triton default ms, mamba ms)} where both were timed."""
+        return {k[:3]: (ms, self.timings[k[:3] + ("mamba",)]) for k, ms in self.timings.items()
+                if k[3] == "triton" and k[:3] + ("mamba",) in self.timings}
 
     def check(self, shapes):
         """Triton (default config of each timed shape) vs a float64 reference (the torch backend
@@ -337,6 +381,16 @@ class Bench:
                          f"grads max {max(errs[1:]):.2e}")
                 if DTYPES[dname] == torch.float32:
                     worst = max(worst, *errs)
+                if MAMBA is not None:
+                    for t in ins:
+                        if t is not None:
+                            t.grad = None
+                    y = scan_call("mamba", ins)
+                    y.backward(gy.to(y.dtype))
+                    merrs = [rel(y, ref)] + [rel(a.grad, b.grad) for a, b in zip(ins, ref_in)
+                                             if a is not None]
+                    self.log(f"check {name} {dname} mamba-ssm: rel err y {merrs[0]:.2e}, "
+                             f"grads max {max(merrs[1:]):.2e}")
                 del ins, ref_in, ref, gy
         self.log(f"check: worst fp32 rel err (y and grads) {worst:.2e}")
         return worst
@@ -347,6 +401,9 @@ class Bench:
         with torch.no_grad():
             self.record(name, sh, dname, "triton", f"default {describe(cfg)}", "fwd",
                         lambda: scan_call("triton", ins, cfg))
+            if MAMBA is not None:
+                self.record(name, sh, dname, "mamba", "mamba-ssm selective_scan_cuda", "fwd",
+                            lambda: scan_call("mamba", ins))
             # at the timed size, chained chunks (many programs in flight) against one chunk
             ref = unchunked(cfg)
             if ref is not None and not self.over_budget(f"{name} {dname} chunk consistency"):
@@ -472,7 +529,12 @@ def main():
                     help="overall time budget; later cases are skipped with a note")
     ap.add_argument("--case-cap-s", type=float, default=30.0,
                     help="time one case may use (fewer repetitions past it)")
+    ap.add_argument("--mamba-ext", default=None,
+                    help="folder with mamba-ssm's selective_scan_cuda module "
+                         "(scripts/build_mamba_scan.py): adds its kernel as backend 'mamba'")
     args = ap.parse_args()
+    global MAMBA
+    MAMBA = load_mamba(args.mamba_ext)
     args.tune = args.tune or args.variants is not None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda" and not args.smoke:
@@ -492,7 +554,8 @@ def main():
                 torch=torch.__version__, triton=triton.__version__,
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     log(" ".join(f"{k}={v}" for k, v in meta.items())
-        + f" budget_s={args.budget_s:.0f} tune={int(args.tune)}")
+        + f" budget_s={args.budget_s:.0f} tune={int(args.tune)}"
+        + f" mamba_ssm={'yes' if MAMBA is not None else 'no'}")
     args.csv_file = open(args.csv, "w", newline="")
     writer = csv.DictWriter(args.csv_file, fieldnames=CSV_FIELDS)
     bench = Bench(args, device, log, writer)
@@ -509,6 +572,13 @@ def main():
     for name, sh, dname in cases:
         if not args.no_bwd and not bench.over_budget(f"{name} {dname} triton fwd+bwd"):
             bench.fwd_bwd(name, sh, dname, "triton")
+            if MAMBA is not None:
+                bench.fwd_bwd(name, sh, dname, "mamba", cfg={}, label="mamba-ssm selective_scan_cuda")
+    if MAMBA is not None:
+        log("mamba-ssm time / triton time (above 1: ours faster):")
+        for (name, dname, mode), (tri, mam) in sorted(bench.pairs().items()):
+            log(f"  {name:12s} {dname} {mode:7s} triton {tri:8.3f} ms  mamba-ssm {mam:8.3f} ms  "
+                f"ratio {mam / tri:5.2f}")
     if args.tune:
         # forward variants, fp32 of every shape first, then bf16; then backward variants
         by_dtype = sorted(cases, key=lambda c: args.dtypes.index(c[2]))

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .fast import check_fast, fast_forward, resolve_fast
+
 __all__ = ["FRAMES_PER_SECOND", "InputTooLongError", "LengthFit", "fit_memory_model",
            "max_length_that_fits", "measure", "predict"]
 
@@ -166,11 +168,11 @@ def _release(device):
         torch.cuda.empty_cache()
 
 
-def _forward(model, x, device, dtype):
+def _forward(model, x, device, dtype, fast):
     """Logits of one batch: x moved to ``device`` here, freed on return; float32 host result."""
     with torch.inference_mode(), _autocast(device, dtype):
         x = x.to(device)
-        logits = model(x)
+        logits = fast_forward(model, fast, x)(x)
         del x
         return logits.float().cpu()
 
@@ -263,16 +265,21 @@ def _as_batch(x):
     return x[None] if x.dim() == 2 else x
 
 
-def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None):
+def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fast="auto"):
     """Logits of ``model`` on fbank input ``x``: (B, T, F) -> (B, C), or (T, F) -> (C,).
 
     device: where the model already is (None: the model's device); x may live anywhere, each
     batch of ``batch_size`` items (None: all at once) is moved there just in time.
     dtype: autocast dtype on CUDA (None or float32: none); the CPU always runs float32.
+    fast: "auto" (default: on CUDA the model compiled, and CUDA-graph replayed for inputs up to
+    32 x 1024 x 128; eager on the CPU), "compile", "graphs" or "off" (eager); see
+    :mod:`dasslib.fast`. Each new batch shape compiles once (tens of seconds), later calls
+    reuse it.
     Returns float32 logits on the CPU. Raises :class:`InputTooLongError` (with the largest
     length that fits) instead of a CUDA out-of-memory error.
     """
     _check_dtype(dtype)
+    check_fast(fast)
     batch = _as_batch(x)
     device = _resolve_device(model, device)
     size = batch.shape[0] if batch_size is None else batch_size
@@ -282,7 +289,7 @@ def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None):
     with _eval_mode(model):
         for start in range(0, batch.shape[0], size):
             try:
-                outputs.append(_forward(model, batch[start:start + size], device, dtype))
+                outputs.append(_forward(model, batch[start:start + size], device, dtype, fast))
             except torch.cuda.OutOfMemoryError:
                 failed = True
             if failed:
@@ -292,11 +299,12 @@ def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None):
     return logits[0] if x.dim() == 2 else logits
 
 
-def _timed_calls(model, shape, device, dtype, warmup, repeats):
+def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off"):
     """Seconds of each timed forward on a random input of ``shape``; CUDA peak stats are reset
     after the warm-up. The input lives in this frame only, so it is freed on any exit."""
     cuda = device.type == "cuda"
     x = torch.randn(*shape, device=device)
+    forward = fast_forward(model, fast, x)
     times = []
     for i in range(warmup + repeats):
         if i == warmup and cuda:
@@ -304,7 +312,7 @@ def _timed_calls(model, shape, device, dtype, warmup, repeats):
             torch.cuda.reset_peak_memory_stats(device)
         begin = time.perf_counter()
         with torch.inference_mode(), _autocast(device, dtype):
-            model(x)
+            forward(x)
         if cuda:
             torch.cuda.synchronize(device)
         if i >= warmup:
@@ -313,17 +321,20 @@ def _timed_calls(model, shape, device, dtype, warmup, repeats):
 
 
 def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1,
-            dtype=torch.bfloat16, warmup=1, repeats=3):
+            dtype=torch.bfloat16, warmup=1, repeats=3, fast="off"):
     """Time and peak memory of a forward on a random (batch_size, length_frames, num_mel_bins)
     input.
 
     Returns dict(length_frames, length_s, batch_size, seconds (median of ``repeats`` calls,
     after ``warmup`` untimed ones), seconds_all, peak_mem_bytes (``max_memory_allocated``
     during the timed calls: weights + input + the forward's high-water mark; None on the CPU,
-    which has no such counter), device, dtype). Raises :class:`InputTooLongError` when the
-    length does not fit.
+    which has no such counter), device, dtype, fast (the path that ran: "off", "compile" or
+    "graphs")). ``fast`` as in :func:`predict` (default "off": eager; with a compiled path the
+    warm-up calls include the compile). Raises :class:`InputTooLongError` when the length does
+    not fit.
     """
     _check_dtype(dtype)
+    check_fast(fast)
     if warmup < 0 or repeats < 1:
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
     device = _resolve_device(model, device)
@@ -331,7 +342,7 @@ def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1
     failed = False
     with _eval_mode(model):
         try:
-            times = _timed_calls(model, shape, device, dtype, warmup, repeats)
+            times = _timed_calls(model, shape, device, dtype, warmup, repeats, fast)
         except torch.cuda.OutOfMemoryError:
             failed = True
         if failed:
@@ -341,4 +352,5 @@ def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1
                 batch_size=batch_size, seconds=statistics.median(times), seconds_all=times,
                 peak_mem_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
                 device=str(device),
-                dtype=str(dtype).removeprefix("torch.") if cuda and dtype else "float32")
+                dtype=str(dtype).removeprefix("torch.") if cuda and dtype else "float32",
+                fast=resolve_fast(fast, device, batch_size * length_frames * num_mel_bins))

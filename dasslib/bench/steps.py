@@ -8,6 +8,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from ..fast import compile_for_training, fast_forward
+
 __all__ = ["MODES", "OPTIMIZERS", "resolve_dtype", "check_mode", "make_step"]
 
 MODES = ("inference", "train")
@@ -38,7 +40,7 @@ def check_mode(mode):
     return mode
 
 
-def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4):
+def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4, fast="off"):
     """Return ``step()`` running one operation of ``model`` on ``x`` (B, T, F).
 
     inference: eval mode, ``torch.inference_mode``, logits discarded.
@@ -46,25 +48,30 @@ def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4):
     ``optimizer`` (``"adamw"``, ``"sgd"`` or None for forward + backward only) steps and
     gradients are set to None. The optimizer is created here, so its state lives as long as
     the returned closure.
+    fast: :mod:`dasslib.fast` mode ("off": eager; inference: compiled and, for small inputs,
+    CUDA-graph replayed under "auto"; train: the model compiled, forward and backward). The
+    first call compiles.
     """
     check_mode(mode)
     device = x.device
     if mode == "inference":
         model.eval()
+        forward = fast_forward(model, fast, x)
 
         def step():
             with torch.inference_mode(), _autocast(device, dtype):
-                model(x)
+                forward(x)
         return step
 
     if optimizer is not None and optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be None or one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     model.train()
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr) if optimizer else None
+    net = compile_for_training(model, fast, device)
 
     def step():
         with _autocast(device, dtype):
-            logits = model(x)
+            logits = net(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), torch.zeros_like(logits, dtype=torch.float32))
         loss.backward()
         if opt is not None:

@@ -10,26 +10,16 @@ BACKENDS = ("auto", "torch", "triton", "mamba_ssm")
 _logged = set()
 
 
-def _mamba_ssm_available():
-    try:
-        import mamba_ssm  # noqa: F401  (optional CUDA extension, imported lazily on purpose)
-    except Exception:  # ImportError or a broken CUDA build: fall back silently
-        return False
-    return True
-
-
 def resolve_backend(backend, device, need_initial_state=False):
-    """Pick the concrete backend for ``backend`` on ``device``:
-    auto = mamba_ssm > triton on CUDA, torch elsewhere."""
+    """Pick the concrete backend for ``backend`` on ``device``: auto = triton on CUDA (our
+    kernels are custom ops that torch.compile and CUDA graphs see through; mamba-ssm's kernel
+    is used only when asked for by name), torch elsewhere. ``need_initial_state`` is kept for
+    callers; every auto choice supports an initial state."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
         return backend
-    if device.type != "cuda":
-        return "torch"
-    if not need_initial_state and _mamba_ssm_available():
-        return "mamba_ssm"
-    return "triton"
+    return "triton" if device.type == "cuda" else "torch"
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,

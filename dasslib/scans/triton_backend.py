@@ -1,6 +1,9 @@
-"""Autograd wrapper and launch configuration of the Triton selective scan."""
+"""Launch configuration of the Triton selective scan and its custom ops (forward, backward,
+autograd), which torch.compile and CUDA graphs see as single opaque calls."""
+import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import List, Optional, Tuple
 
 import torch
 import triton
@@ -255,80 +258,153 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
     return y, states
 
 
-class _SelectiveScanTriton(torch.autograd.Function):
+def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, softplus, dtypes):
+    """Launch the backward; returns (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0) in the
+    inputs' dtypes (``dtypes``: those of u, delta, A, B, C), None where an input was None."""
+    dev = u.device
+    f32 = dict(dtype=torch.float32, device=dev)
+    ut, dtt, At, Bt, Ct = dtypes
+    rows_bwd = lc.bwd == "rows"
+    # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32
+    du = torch.empty(u.shape, dtype=ut if rows_bwd else torch.float32, device=dev)
+    ddt = torch.empty(u.shape, dtype=dtt if rows_bwd else torch.float32, device=dev)
+    dz = (torch.empty(u.shape, dtype=z.dtype if rows_bwd else torch.float32, device=dev)
+          if z is not None else du)
+    dB = torch.zeros(B.shape if lc.B_var else (lc.rows, lc.N), **f32)
+    dC = torch.zeros(C.shape if lc.C_var else (lc.rows, lc.N), **f32)
+    dA = torch.zeros(lc.rows, lc.N, **f32)
+    dD, ddtb = torch.zeros(lc.rows, **f32), torch.zeros(lc.rows, **f32)
+    dh0 = torch.empty(lc.rows, lc.N, **f32)
+    dummy = dA
+    opt = (D32 if D32 is not None else dummy, z if z is not None else u,
+           dtb32 if dtb32 is not None else dummy, h032 if h032 is not None else dummy, states,
+           dy, dlast if dlast is not None else dummy,
+           du, ddt, dz, dB, dC, dA, dD, ddtb, dh0)
+    flags_ = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
+                  SOFTPLUS=softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
+                  FAST_LOG=not _interpreted())
+    if rows_bwd:
+        nq = lc.bwd_chunks
+        cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
+        fl = torch.zeros(lc.rows // lc.bwd_BD * nq if nq > 1 else 1, dtype=torch.int32,
+                         device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        _rows_bwd_kernel[(lc.rows // lc.bwd_BD * nq,)](
+            u, delta, A32, B, C, *opt, cstate, fl, ticket,
+            lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
+            N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
+            C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
+            num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_)
+    else:
+        lam = torch.empty(lc.rows * lc.n_tiles * lc.NP, **f32) if lc.cfg.chained else dA
+        flags, ticket = lc.sync_buffers(dev)
+        _bwd_kernel[lc.tile_grid()](
+            u, delta, A32, B, C, *opt, lam, flags, ticket,
+            lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C, **flags_, **lc.tile_meta())
+    per_channel = (lambda g: g.view(lc.batch, lc.dim, *g.shape[1:]).sum(0))
+    dB = dB.to(Bt) if lc.B_var else per_channel(dB).to(Bt)
+    dC = dC.to(Ct) if lc.C_var else per_channel(dC).to(Ct)
+    return (du.to(ut), ddt.to(dtt), per_channel(dA).to(At), dB, dC,
+            per_channel(dD) if D32 is not None else None,
+            dz.to(z.dtype) if z is not None else None,
+            per_channel(ddtb) if dtb32 is not None else None,
+            dh0.view(lc.batch, lc.dim, lc.N) if h032 is not None else None)
 
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus, want_last, cfg):
-        lc = _Launch(u, B, C, A.shape[1], cfg)
-        u, delta, B, C, z = (_contig(t) for t in (u, delta, B, C, z))
-        A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
-        need_grad = any(ctx.needs_input_grad[:9])
-        store = need_grad or want_last or cfg.fwd == "scan"
-        y, states = _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store)
-        last = None
-        if store:
-            states = states.view(lc.batch, lc.dim, lc.n_tiles, lc.NP)
-            last = states[:, :, -1, :lc.N].clone()
-        ctx.save_for_backward(u, delta, A32, B, C, D32, z, dtb32, h032,
-                              states if need_grad else None)
-        ctx.lc, ctx.softplus = lc, softplus
-        ctx.dtypes = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
-        ctx.set_materialize_grads(False)
-        return y, last
 
-    @staticmethod
-    def backward(ctx, dy, dlast):
-        u, delta, A32, B, C, D32, z, dtb32, h032, states = ctx.saved_tensors
-        lc, dev = ctx.lc, u.device
-        f32 = dict(dtype=torch.float32, device=dev)
-        dy = torch.zeros_like(u) if dy is None else dy.contiguous()
-        ut, dtt, At, Bt, Ct = ctx.dtypes
-        rows_bwd = lc.bwd == "rows"
-        # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32
-        du = torch.empty(u.shape, dtype=ut if rows_bwd else torch.float32, device=dev)
-        ddt = torch.empty(u.shape, dtype=dtt if rows_bwd else torch.float32, device=dev)
-        dz = (torch.empty(u.shape, dtype=z.dtype if rows_bwd else torch.float32, device=dev)
-              if z is not None else du)
-        dB = torch.zeros(B.shape if lc.B_var else (lc.rows, lc.N), **f32)
-        dC = torch.zeros(C.shape if lc.C_var else (lc.rows, lc.N), **f32)
-        dA = torch.zeros(lc.rows, lc.N, **f32)
-        dD, ddtb = torch.zeros(lc.rows, **f32), torch.zeros(lc.rows, **f32)
-        dh0 = torch.empty(lc.rows, lc.N, **f32)
-        dummy = dA
-        opt = (D32 if D32 is not None else dummy, z if z is not None else u,
-               dtb32 if dtb32 is not None else dummy, h032 if h032 is not None else dummy, states,
-               dy, dlast.contiguous() if dlast is not None else dummy,
-               du, ddt, dz, dB, dC, dA, dD, ddtb, dh0)
-        flags_ = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
-                      SOFTPLUS=ctx.softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
-                      FAST_LOG=not _interpreted())
-        if rows_bwd:
-            nq = lc.bwd_chunks
-            cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
-            fl = torch.zeros(lc.rows // lc.bwd_BD * nq if nq > 1 else 1, dtype=torch.int32,
-                             device=dev)
-            ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-            _rows_bwd_kernel[(lc.rows // lc.bwd_BD * nq,)](
-                u, delta, A32, B, C, *opt, cstate, fl, ticket,
-                lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
-                N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
-                C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
-                num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_)
-        else:
-            lam = torch.empty(lc.rows * lc.n_tiles * lc.NP, **f32) if lc.cfg.chained else dA
-            flags, ticket = lc.sync_buffers(dev)
-            _bwd_kernel[lc.tile_grid()](
-                u, delta, A32, B, C, *opt, lam, flags, ticket,
-                lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C, **flags_, **lc.tile_meta())
-        per_channel = (lambda g: g.view(lc.batch, lc.dim, *g.shape[1:]).sum(0))
-        dB = dB.to(Bt) if lc.B_var else per_channel(dB).to(Bt)
-        dC = dC.to(Ct) if lc.C_var else per_channel(dC).to(Ct)
-        return (du.to(ut), ddt.to(dtt), per_channel(dA).to(At), dB, dC,
-                per_channel(dD) if D32 is not None else None,
-                dz.to(z.dtype) if z is not None else None,
-                per_channel(ddtb) if dtb32 is not None else None,
-                dh0.view(lc.batch, lc.dim, lc.N) if h032 is not None else None,
-                None, None, None)
+# --- the scan as PyTorch custom ops -------------------------------------------------------
+# ``dasslib::selective_scan_fwd`` / ``_bwd`` are opaque to torch.compile (shapes come from the
+# fake implementations below), so a compiled model traces through the scan without a graph
+# break and CUDA graphs capture it. The launch config travels as a JSON string ("" = the
+# default of :func:`pick_config` for the shapes and device); absent optional tensors come back
+# from the backward op as empty tensors.
+
+def _config_of(config, u, A):
+    if config:
+        return TritonConfig(**json.loads(config))
+    return pick_config(u.shape[0] * u.shape[1], u.shape[2], A.shape[1], u.device)
+
+
+def _stores(cfg, store_states):
+    return bool(store_states) or cfg.fwd == "scan"
+
+
+def _states_shape(lc):
+    return (lc.batch, lc.dim, lc.n_tiles, lc.NP)
+
+
+@torch.library.custom_op("dasslib::selective_scan_fwd", mutates_args=())
+def _scan_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+              C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
+              delta_bias: Optional[torch.Tensor], h0: Optional[torch.Tensor], softplus: bool,
+              store_states: bool, config: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """-> (y like u, states fp32 (batch, dim, n_tiles, NP): the state after every state tile,
+    for the backward; shape (0,) when not stored)."""
+    cfg = _config_of(config, u, A)
+    lc = _Launch(u, B, C, A.shape[1], cfg)
+    u, delta, B, C, z = (_contig(t) for t in (u, delta, B, C, z))
+    A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
+    store = _stores(cfg, store_states)
+    y, states = _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store)
+    return y, (states.view(_states_shape(lc)) if store else states.new_empty(0))
+
+
+@_scan_fwd.register_fake
+def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, softplus, store_states, config):
+    cfg = _config_of(config, u, A)
+    lc = _Launch(u, B, C, A.shape[1], cfg)
+    shape = _states_shape(lc) if _stores(cfg, store_states) else (0,)
+    return (torch.empty(u.shape, dtype=u.dtype, device=u.device),
+            torch.empty(shape, dtype=torch.float32, device=u.device))
+
+
+@torch.library.custom_op("dasslib::selective_scan_bwd", mutates_args=())
+def _scan_bwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+              C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
+              delta_bias: Optional[torch.Tensor], h0: Optional[torch.Tensor],
+              states: torch.Tensor, dy: torch.Tensor, dlast: Optional[torch.Tensor],
+              softplus: bool, config: str) -> List[torch.Tensor]:
+    """-> [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0], each like its input ((0,) where
+    the input is None)."""
+    cfg = _config_of(config, u, A)
+    lc = _Launch(u, B, C, A.shape[1], cfg)
+    dtypes = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
+    u, delta, B, C, z, dy, dlast = (_contig(t) for t in (u, delta, B, C, z, dy, dlast))
+    A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
+    grads = _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032,
+                      states.view(-1), dy, dlast, softplus, dtypes)
+    return [g if g is not None else u.new_empty(0) for g in grads]
+
+
+@_scan_bwd.register_fake
+def _scan_bwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, states, dy, dlast, softplus, config):
+    return [torch.empty_like(t, memory_format=torch.contiguous_format) if t is not None
+            else u.new_empty(0) for t in (u, delta, A, B, C, D, z, delta_bias, h0)]
+
+
+def _scan_setup(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, h0, softplus, _store, config = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0, output[1])
+    ctx.softplus, ctx.config = softplus, config
+
+
+def _scan_grad(ctx, dy, dstates):
+    u, delta, A, B, C, D, z, delta_bias, h0, states = ctx.saved_tensors
+    if states.numel() == 0:
+        raise RuntimeError("the scan's forward ran without storing states for the backward "
+                           "(gradients were off when it ran)")
+    N = A.shape[1]
+    dlast = None if dstates is None else dstates[:, :, -1, :N]
+    if dy is None:
+        dy = torch.zeros_like(u)
+    g = torch.ops.dasslib.selective_scan_bwd(u, delta, A, B, C, D, z, delta_bias, h0, states, dy,
+                                             dlast, ctx.softplus, ctx.config)
+    given = (D, z, delta_bias, h0)
+    return (*g[:5], *(gi if t is not None else None for gi, t in zip(g[5:], given)),
+            None, None, None)
+
+
+torch.library.register_autograd("dasslib::selective_scan_fwd", _scan_grad,
+                                setup_context=_scan_setup)
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -351,6 +427,12 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
            cfg.bwd_warps, cfg.bwd_chunks, cfg.rows_vec) < 1 or min(cfg.prefetch, cfg.rows_block,
                                                      cfg.bwd_prefetch, cfg.seq_maxnreg) < 0:
         raise ValueError(f"bad counts in {cfg}")
-    y, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
-                                         bool(delta_softplus), bool(return_last_state), cfg)
-    return (y, last) if return_last_state else y
+    need_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
+    spec = json.dumps(asdict(cfg)) if (config is not None or overrides) else ""
+    y, states = torch.ops.dasslib.selective_scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, bool(delta_softplus),
+        need_grad or bool(return_last_state), spec)
+    if not return_last_state:
+        return y
+    return y, states[:, :, -1, :s.N].clone()

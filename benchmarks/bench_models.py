@@ -1,0 +1,366 @@
+"""Whole-model speed on one GPU: eager vs the fast path (:mod:`dasslib.fast`), with checks first.
+
+    python benchmarks/bench_models.py --csv results/gpu/model_speed_<date>.csv
+        [--models ast_base_sdpa,dass_small,dass_medium,aum_base,ssam_base] [--check-model dass_small]
+        [--repeats 20] [--skip-train] [--skip-b1]
+
+For each model, on 10 s clips (1024 x 128 fbank; SSAM 1000 x 80), random weights, 527 classes,
+bf16 autocast (weights fp32), it measures:
+  inference at B=1 and B=32, eager and fast ("auto": compiled + CUDA-graph replay): median ms
+  per call, clips/s, peak memory (MiB, max_memory_allocated over the timed calls);
+  B=1 latency through ``dasslib.inference.predict`` (host input, host logits), eager and fast;
+  a training step at B=12 (forward, BCE, backward, AdamW step), eager and compiled;
+  FLOPs per clip (matmul + conv + attention, torch.utils.flop_counter) and achieved TFLOP/s;
+  a floor for the B=32 forward: the larger of FLOPs / measured bf16 matmul rate and bytes /
+  measured copy bandwidth, where bytes = every input and output of the ops a compiler cannot
+  fuse away (matmuls, convolutions, attention, the selective scan) counted once;
+  each row's ratio to AST-Base-SDPA's clips/s in the same run and mode, eager and fast.
+Before timing, ``--check-model`` (default DASS-Small) runs its fast paths against eager in fp32
+(TF32 off): logits (inference) and logits + every gradient (one compiled training step on B=2),
+relative L2 errors, which must be < 1e-4 (logits) and 1e-3 (gradients) or the script exits 1.
+Every other model's fast B=32 logits are compared with eager under bf16 autocast (reported).
+Rows are written to the CSV (appended, with a header if new) as soon as they are measured.
+Timing: :func:`dasslib.bench.time_step` (CUDA events, warm-up calls first, median).
+"""
+import argparse
+import contextlib
+import csv
+import datetime
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dasslib import models  # noqa: E402
+from dasslib.bench import make_step, peak_memory_mb, reset_peak, time_step  # noqa: E402
+from dasslib.fast import fast_forward, resolve_fast  # noqa: E402
+from dasslib.inference import predict  # noqa: E402
+
+MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
+    "ast_base_sdpa": ("ast_base", dict(attn="sdpa"), (1024, 128)),
+    "ast_base_eager": ("ast_base", dict(attn="eager"), (1024, 128)),
+    "dass_small": ("dass_small", {}, (1024, 128)),
+    "dass_medium": ("dass_medium", {}, (1024, 128)),
+    "aum_base": ("aum_base", {}, (1024, 128)),
+    "aum_small": ("aum_small", {}, (1024, 128)),
+    "ssam_base": ("ssam_base", {}, (1000, 80)),
+    "ssam_small": ("ssam_small", {}, (1000, 80)),
+}
+BASELINE = "ast_base_sdpa"
+FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "path", "mode",
+          "batch", "frames", "mel_bins", "ms", "ms_p10", "ms_p90", "clips_per_s", "peak_MiB",
+          "gflops_per_clip", "tflops", "floor_ms", "floor_bytes_per_clip", "ratio_vs_ast_eager",
+          "ratio_vs_ast_fast", "first_call_s", "note"]
+# ops whose inputs and outputs a compiler cannot fuse away (the byte floor counts them once)
+_FLOOR_OPS = ("aten.convolution", "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm",
+              "aten._scaled_dot_product", "dasslib.selective_scan_fwd")
+
+
+class ByteCounter(TorchDispatchMode):
+    """Sum of the bytes of every tensor input and output of the ``_FLOOR_OPS`` calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = str(func.overloadpacket) if hasattr(func, "overloadpacket") else str(func)
+        name = name.replace("::", ".")
+        if name.startswith(_FLOOR_OPS):
+            flat = list(args) + list((kwargs or {}).values())
+            outs = out if isinstance(out, (tuple, list)) else [out]
+            for t in flat + list(outs):
+                if torch.is_tensor(t) and t.numel() > 1:
+                    self.bytes += t.numel() * t.element_size()
+        return out
+
+
+def commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        return ""
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+SMOKE = {"ast": dict(embed_dim=32, depth=1, num_heads=2), "ssam": dict(embed_dim=32, depth=1),
+         "aum": dict(embed_dim=32, depth=1), "dass": dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64))}
+_smoke = False
+
+
+def build(label, device):
+    """(model, frames, mel_bins); under --smoke a tiny model of the same family on 128 frames."""
+    name, kw, (frames, mel) = MODELS[label]
+    torch.manual_seed(0)
+    if _smoke:
+        kw, frames = {**kw, **SMOKE[name.split("_")[0]]}, 128
+    m = models.create(name, num_classes=527, **kw).to(device)
+    return m, frames, mel
+
+
+def device_ceilings(device, log, small=False):
+    """(copy GB/s counting read + write, bf16 matmul TFLOP/s), measured now."""
+    n, k = (1 << 20, 256) if small else (1 << 28, 8192)
+    src = torch.randn(n // 4, device=device)   # 256 MiB fp32
+    dst = torch.empty_like(src)
+    t = time_step(lambda: dst.copy_(src), device, warmup=3, repeats=20).median_ms
+    copy = 2 * src.numel() * 4 / t / 1e6
+    a = torch.randn(k, k, device=device, dtype=torch.bfloat16)
+    b = torch.randn(k, k, device=device, dtype=torch.bfloat16)
+    t = time_step(lambda: a @ b, device, warmup=3, repeats=20).median_ms
+    mm = 2 * k ** 3 / t / 1e9
+    log(f"copy {copy:.0f} GB/s, bf16 matmul {mm:.0f} TFLOP/s")
+    del src, dst, a, b
+    return copy, mm
+
+
+def count_flops_bytes(model, x):
+    """(FLOPs, floor bytes) of one bf16-autocast inference forward on x."""
+    model.eval()
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)     # the flop counter's module hooks trip over leaf outputs
+    try:
+        with torch.inference_mode(), _amp(x.device):
+            with FlopCounterMode(display=False) as fc:
+                model(x)
+            bc = ByteCounter()
+            with bc:
+                model(x)
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+    return fc.get_total_flops(), bc.bytes
+
+
+def check_fast_matches_eager(label, device, log):
+    """fp32 (TF32 off): fast inference logits and a compiled training step's logits and
+    gradients against eager. Returns dict of relative errors."""
+    m, frames, mel = build(label, device)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    errs = {}
+    try:
+        g = torch.Generator(device=device).manual_seed(1)
+        x = torch.randn(2, frames, mel, device=device, generator=g)
+        m.eval()
+        with torch.inference_mode():
+            ref = m(x)
+            for mode in ("compile", "graphs"):
+                out = fast_forward(m, mode, x)(x).clone()
+                errs[f"logits_{mode}"] = rel(out, ref)
+        m.train()
+        for p in m.modules():       # no drop path: both runs must see the same network
+            if hasattr(p, "drop_prob"):
+                p.drop_prob = 0.0
+        y = torch.rand(2, 527, device=device, generator=g)
+        loss = F.binary_cross_entropy_with_logits(m(x), y)
+        loss.backward()
+        ref_g = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+        m.zero_grad(set_to_none=True)
+        cm = torch.compile(m, dynamic=False)
+        loss_c = F.binary_cross_entropy_with_logits(cm(x), y)
+        loss_c.backward()
+        errs["train_loss"] = abs(loss_c.item() - loss.item()) / abs(loss.item())
+        gerr = {n: rel(p.grad, ref_g[n]) for n, p in m.named_parameters() if n in ref_g}
+        worst = max(gerr, key=gerr.get)
+        errs["grad_worst"] = gerr[worst]
+        errs["grad_worst_param"] = worst
+        errs["grad_missing"] = sorted(set(ref_g) - set(gerr))
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+    log(f"check {label} fp32 fast vs eager: {errs}")
+    return errs
+
+
+def _amp(device):
+    """bf16 autocast on CUDA; plain fp32 on the CPU (--smoke)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_inference(m, x, path, repeats):
+    fwd = m if path == "eager" else fast_forward(m, "auto", x)
+    m.eval()
+
+    def step():
+        with torch.inference_mode(), _amp(x.device):
+            fwd(x)
+    t0 = time.perf_counter()
+    step()
+    _sync(x.device)
+    first = time.perf_counter() - t0
+    reset_peak(x.device)
+    t = time_step(step, x.device, warmup=3, repeats=repeats)
+    return t, peak_memory_mb(x.device), first
+
+
+def time_predict(m, x_host, path, repeats, device):
+    fast = "off" if path == "eager" else "auto"
+    t0 = time.perf_counter()
+    predict(m, x_host, fast=fast)
+    first = time.perf_counter() - t0
+    reset_peak(device)
+    t = time_step(lambda: predict(m, x_host, fast=fast), device, warmup=3, repeats=repeats)
+    return t, peak_memory_mb(device), first
+
+
+def time_train(m, x, path, repeats):
+    step = make_step(m, "train", x, optimizer="adamw",
+                     dtype=torch.bfloat16 if x.device.type == "cuda" else torch.float32,
+                     fast="off" if path == "eager" else "compile")
+    t0 = time.perf_counter()
+    step()
+    _sync(x.device)
+    first = time.perf_counter() - t0
+    reset_peak(x.device)
+    t = time_step(step, x.device, warmup=2, repeats=repeats)
+    return t, peak_memory_mb(x.device), first
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--csv", required=True)
+    ap.add_argument("--models", default="ast_base_sdpa,dass_small,dass_medium,aum_base,ssam_base")
+    ap.add_argument("--check-model", default="dass_small", help="'' to skip the fp32 check")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-b1", action="store_true")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny models of each family, small batches, on --device (a check of this "
+                         "script, not a benchmark)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--baseline-csv", default=None,
+                    help="take AST-Base-SDPA's rows from this CSV when it is not in --models "
+                         "(same device and run only)")
+    args = ap.parse_args()
+    global _smoke
+    _smoke = args.smoke
+    device = torch.device(args.device)
+    big, small, train_b = (4, 1, 2) if args.smoke else (32, 1, 12)
+    labels = [s for s in args.models.split(",") if s]
+    for s in labels:
+        if s not in MODELS:
+            raise SystemExit(f"unknown model {s!r}; choose from {sorted(MODELS)}")
+
+    def log(msg):
+        print(msg, flush=True)
+
+    name = (torch.cuda.get_device_properties(device).name if device.type == "cuda"
+            else f"cpu ({os.cpu_count()} cores)")
+    import triton
+    meta = dict(date=datetime.date.today().isoformat(), device=name,
+                torch=torch.__version__, triton=triton.__version__, commit=commit())
+    log(f"{meta}")
+    copy_gbs, mm_tflops = device_ceilings(device, log, small=args.smoke)
+
+    ok = True
+    if args.check_model:
+        errs = check_fast_matches_eager(args.check_model, device, log)
+        ok = (errs["logits_compile"] < 1e-4 and errs["logits_graphs"] < 1e-4
+              and errs["grad_worst"] < 1e-3 and not errs["grad_missing"])
+        log(f"check {'passed' if ok else 'FAILED'}")
+
+    new = not os.path.exists(args.csv)
+    f = open(args.csv, "a", newline="")
+    w = csv.DictWriter(f, fieldnames=FIELDS)
+    if new:
+        w.writeheader()
+    base = {}   # (mode, batch, path) -> clips/s of the baseline
+    if args.baseline_csv:
+        with open(args.baseline_csv) as bf:
+            for r in csv.DictReader(bf):
+                if r["model"] == BASELINE:
+                    base[(r["mode"], int(r["batch"]), r["path"])] = float(r["clips_per_s"])
+    if BASELINE in labels:
+        labels.remove(BASELINE)
+        labels.insert(0, BASELINE)
+    summary = []
+
+    for label in labels:
+        m, frames, mel = build(label, device)
+        params = sum(p.numel() for p in m.parameters()) / 1e6
+        x1 = torch.randn(small, frames, mel, device=device)
+        flops, _ = count_flops_bytes(m, x1)
+        flops /= small
+        x32 = torch.randn(big, frames, mel, device=device)
+        _, bytes32 = count_flops_bytes(m, x32)
+        floor_ms = max(big * flops / (mm_tflops * 1e12), bytes32 / (copy_gbs * 1e9)) * 1e3
+        log(f"{label}: {params:.1f} M params, {flops / 1e9:.1f} GFLOP/clip, floor bytes "
+            f"{bytes32 / big / 1e6:.1f} MB/clip, B={big} floor {floor_ms:.2f} ms")
+        # bf16 fast vs eager at B=32 (same compiled graph as timed)
+        m.eval()
+        with torch.inference_mode(), _amp(device):
+            e = m(x32).float()
+            fz = fast_forward(m, "auto", x32)(x32).float()
+        bf16_err = rel(fz, e)
+        log(f"{label}: fast vs eager logits at B={big}, bf16 autocast: rel {bf16_err:.2e}")
+        cases = [("inference", big, x32)] + ([] if args.skip_b1 else [("inference", small, x1),
+                                                                      ("predict", small, x1)])
+        if not args.skip_train:
+            cases.append(("train", train_b, torch.randn(train_b, frames, mel, device=device)))
+        for mode, batch, x in cases:
+            for path in ("eager", "fast"):
+                if mode == "train":
+                    t, peak, first = time_train(m, x, path, args.repeats)
+                    fpath = "compile" if path == "fast" else "off"
+                elif mode == "predict":
+                    t, peak, first = time_predict(m, x.cpu(), path, args.repeats, device)
+                    fpath = resolve_fast("auto", device, x.numel()) if path == "fast" else "off"
+                else:
+                    t, peak, first = time_inference(m, x, path, args.repeats)
+                    fpath = resolve_fast("auto", device, x.numel()) if path == "fast" else "off"
+                cps = batch / (t.median_ms / 1e3)
+                mult = 3 if mode == "train" else 1   # forward + backward ~ 3x the forward FLOPs
+                row = dict(meta, model=label, params_M=round(params, 2), path=f"{path}:{fpath}",
+                           mode=mode, batch=batch, frames=frames, mel_bins=mel,
+                           ms=round(t.median_ms, 4), ms_p10=round(t.p10_ms, 4),
+                           ms_p90=round(t.p90_ms, 4), clips_per_s=round(cps, 1),
+                           peak_MiB=round(peak, 1), gflops_per_clip=round(flops / 1e9, 2),
+                           tflops=round(mult * flops * cps / 1e12, 2),
+                           first_call_s=round(first, 1),
+                           note=f"fast-vs-eager bf16 logits rel {bf16_err:.1e}")
+                if mode == "inference" and batch == big:
+                    row.update(floor_ms=round(floor_ms, 3),
+                               floor_bytes_per_clip=int(bytes32 / 32))
+                if label == BASELINE:
+                    base[(mode, batch, path)] = cps
+                for bp in ("eager", "fast"):
+                    b = base.get((mode, batch, bp))
+                    row[f"ratio_vs_ast_{bp}"] = round(cps / b, 3) if b else ""
+                w.writerow(row)
+                f.flush()
+                summary.append(row)
+                log(f"{label:14s} {mode:9s} B={batch:<3d} {path:5s} {t.median_ms:9.3f} ms "
+                    f"{cps:8.1f} clips/s peak {peak:8.0f} MiB first {first:6.1f} s "
+                    f"vs AST eager {row['ratio_vs_ast_eager']} fast {row['ratio_vs_ast_fast']}")
+        del m, x1, x32
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    f.close()
+    log("\nmodel          mode      B   path           ms   clips/s  xAST(eager) xAST(fast)")
+    for r in summary:
+        log(f"{r['model']:14s} {r['mode']:9s} {r['batch']:<3d} {r['path']:13s} {r['ms']:9.3f} "
+            f"{r['clips_per_s']:8.1f} {r['ratio_vs_ast_eager']!s:>10} {r['ratio_vs_ast_fast']!s:>10}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

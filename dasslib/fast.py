@@ -1,0 +1,129 @@
+"""Fast paths on CUDA: a model's forward compiled by ``torch.compile`` and, for small inputs,
+replayed as a CUDA graph.
+
+Why: eager DASS spends most of its GPU time in glue around the scan (layer norms over permuted
+grids, casts, the flips and cats of the cross-scan: ~75% of a B=32 forward) and, at batch 1, in
+launching ~700 kernels. Inductor fuses that glue into a few kernels; the selective scan is a
+custom op (``dasslib::selective_scan_fwd`` / ``_bwd``) that it calls as is, so a model compiles
+end to end with no graph break. A CUDA graph then replays all launches of a fixed shape at once.
+
+Modes (``fast=``):
+
+- ``"off"``: plain eager forward.
+- ``"compile"``: ``torch.compile(model, fullgraph=True, dynamic=False)``: one compile per input
+  shape (and per train/eval mode), cached by dynamo.
+- ``"graphs"``: the same, compiled with ``mode="reduce-overhead"`` (inductor's CUDA-graph trees:
+  recorded once per shape, then replayed; outputs are overwritten by the next replay, so copy
+  them before calling again).
+- ``"auto"``: ``"off"`` on the CPU (compiling costs more than it saves there); on CUDA
+  ``"graphs"`` for inputs of at most :data:`GRAPH_MAX_ELEMS` elements and ``"compile"`` above
+  (a graph keeps its activations' memory pool alive, which long inputs cannot afford, and at
+  long inputs launches cost nothing next to the work).
+
+A shape beyond the first ``max_shapes`` compiled ones runs eagerly (with one warning), so a
+sweep over many lengths does not pay a compile per length without saying so.
+"""
+import warnings
+import weakref
+
+import torch
+
+__all__ = ["FAST_MODES", "GRAPH_MAX_ELEMS", "check_fast", "resolve_fast", "FastForward",
+           "fast_forward", "compile_for_training"]
+
+FAST_MODES = ("auto", "off", "compile", "graphs")
+# inputs up to this many elements (32 clips of 1024 x 128 fbank frames) are graph-replayed
+GRAPH_MAX_ELEMS = 32 * 1024 * 128
+_cache = weakref.WeakKeyDictionary()   # model -> {mode: FastForward}
+
+
+def check_fast(fast):
+    """Validate a ``fast=`` argument."""
+    if fast not in FAST_MODES:
+        raise ValueError(f"fast must be one of {FAST_MODES}, got {fast!r}")
+    return fast
+
+
+def resolve_fast(fast, device, numel=0):
+    """The concrete mode ("off" | "compile" | "graphs") of ``fast`` for an input of ``numel``
+    elements on ``device``."""
+    check_fast(fast)
+    device = torch.device(device)
+    if fast == "graphs" and device.type != "cuda":
+        raise ValueError(f"fast='graphs' needs a CUDA device (CUDA graphs), got {device}")
+    if fast != "auto":
+        return fast
+    if device.type != "cuda":
+        return "off"
+    return "graphs" if numel <= GRAPH_MAX_ELEMS else "compile"
+
+
+def _allow_recompiles(n):
+    """Let dynamo keep ``n`` compiled versions of a forward: its cache is per code object, so
+    every instance of a model class (and each shape, train/eval mode and dtype) shares the
+    default limit of 8, past which it would fall back to eager."""
+    cfg = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(cfg, name) and getattr(cfg, name) < n:
+            setattr(cfg, name, n)
+
+
+class FastForward:
+    """``model``'s forward, compiled (``mode`` "compile") or compiled and graph-replayed
+    (``mode`` "graphs"), for fixed input shapes: ``__call__(x) -> model(x)``.
+
+    Compiles lazily at the first call of each shape; after ``max_shapes`` distinct shapes, new
+    ones run eagerly. The model's parameters are read at every call (not copied), so loading new
+    weights needs no recompile.
+    """
+
+    def __init__(self, model, mode="compile", max_shapes=8):
+        if mode not in ("compile", "graphs"):
+            raise ValueError(f"mode must be 'compile' or 'graphs', got {mode!r}")
+        self.model, self.mode, self.max_shapes = model, mode, max_shapes
+        _allow_recompiles(64)
+        self.compiled = torch.compile(model, fullgraph=True, dynamic=False,
+                                      mode="reduce-overhead" if mode == "graphs" else None)
+        self.shapes = set()
+        self._warned = False
+
+    def __call__(self, x):
+        key = (tuple(x.shape), x.dtype, x.device, self.model.training, torch.is_grad_enabled(),
+               torch.is_autocast_enabled(x.device.type)
+               and torch.get_autocast_dtype(x.device.type))
+        if key not in self.shapes:
+            if len(self.shapes) >= self.max_shapes:
+                if not self._warned:
+                    warnings.warn(f"{type(self.model).__name__}: more than {self.max_shapes} input "
+                                  f"shapes; {tuple(x.shape)} and later new shapes run eagerly")
+                    self._warned = True
+                return self.model(x)
+            self.shapes.add(key)
+        if self.mode == "graphs":
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
+
+
+def fast_forward(model, fast="auto", x=None):
+    """The forward to call for input ``x`` under ``fast`` (see the module docstring): ``model``
+    itself for "off", else a :class:`FastForward` cached per model and mode."""
+    p = next(model.parameters(), None)
+    device = x.device if x is not None else (p.device if p is not None else torch.device("cpu"))
+    mode = resolve_fast(fast, device, x.numel() if x is not None else 0)
+    if mode == "off":
+        return model
+    per_model = _cache.setdefault(model, {})
+    if mode not in per_model:
+        per_model[mode] = FastForward(model, mode)
+    return per_model[mode]
+
+
+def compile_for_training(module, fast="auto", device="cuda"):
+    """``module`` compiled for training steps (forward + backward through AOT autograd; no CUDA
+    graphs, since the optimizer step runs outside), or ``module`` itself when ``fast`` resolves
+    to "off" (the CPU under "auto")."""
+    check_fast(fast)
+    if fast == "off" or (fast == "auto" and torch.device(device).type != "cuda"):
+        return module
+    _allow_recompiles(64)
+    return torch.compile(module, dynamic=False)
