@@ -247,6 +247,7 @@ def main():
                     help="tiny models of each family, small batches, on --device (a check of this "
                          "script, not a benchmark)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--commit", default=None, help="commit to record (default: git rev-parse)")
     ap.add_argument("--baseline-csv", default=None,
                     help="take AST-Base-SDPA's rows from this CSV when it is not in --models "
                          "(same device and run only)")
@@ -267,7 +268,7 @@ def main():
             else f"cpu ({os.cpu_count()} cores)")
     import triton
     meta = dict(date=datetime.date.today().isoformat(), device=name,
-                torch=torch.__version__, triton=triton.__version__, commit=commit())
+                torch=torch.__version__, triton=triton.__version__, commit=args.commit or commit())
     log(f"{meta}")
     copy_gbs, mm_tflops = device_ceilings(device, log, small=args.smoke)
 

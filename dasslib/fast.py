@@ -35,6 +35,9 @@ FAST_MODES = ("auto", "off", "compile", "graphs")
 # inputs up to this many elements (32 clips of 1024 x 128 fbank frames) are graph-replayed
 GRAPH_MAX_ELEMS = 32 * 1024 * 128
 _cache = weakref.WeakKeyDictionary()   # model -> {mode: FastForward}
+# torch.compile backend; tests on the CPU swap in "aot_eager" (the same graph capture and
+# autograd, without inductor's minutes of C++ compiling)
+COMPILE_BACKEND = "inductor"
 
 
 def check_fast(fast):
@@ -82,8 +85,10 @@ class FastForward:
             raise ValueError(f"mode must be 'compile' or 'graphs', got {mode!r}")
         self.model, self.mode, self.max_shapes = model, mode, max_shapes
         _allow_recompiles(64)
+        graphs = mode == "graphs" and COMPILE_BACKEND == "inductor"
         self.compiled = torch.compile(model, fullgraph=True, dynamic=False,
-                                      mode="reduce-overhead" if mode == "graphs" else None)
+                                      backend=COMPILE_BACKEND,
+                                      mode="reduce-overhead" if graphs else None)
         self.shapes = set()
         self._warned = False
 
@@ -126,4 +131,4 @@ def compile_for_training(module, fast="auto", device="cuda"):
     if fast == "off" or (fast == "auto" and torch.device(device).type != "cuda"):
         return module
     _allow_recompiles(64)
-    return torch.compile(module, dynamic=False)
+    return torch.compile(module, dynamic=False, backend=COMPILE_BACKEND)

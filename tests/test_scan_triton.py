@@ -206,3 +206,43 @@ def test_bad_config_is_rejected():
         selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], seq_maxnreg=-1)
     with pytest.raises(ValueError):
         selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], rows_vec=0)
+
+
+@needs_fresh
+def test_custom_op_passes_opcheck_and_compiles_without_graph_break():
+    """dasslib::selective_scan_fwd: schema, fake tensors, autograd registration (opcheck); a
+    fullgraph torch.compile of a function calling the scan gives eager's values and gradients."""
+    a = make(2, 8, 37, 2, 2, z=True, h0=True)
+    args = (a["u"], a["delta"], a["A"], a["B"], a["C"], a["D"], a["z"], a["delta_bias"],
+            a["initial_state"], True, True, "")
+    args = tuple(t.clone().requires_grad_(True) if torch.is_tensor(t) else t for t in args)
+    res = torch.library.opcheck(torch.ops.dasslib.selective_scan_fwd.default, args)
+    assert set(res.values()) == {"SUCCESS"}, res
+
+    def f(**kw):
+        y, last = selective_scan_triton(**kw, delta_softplus=True, return_last_state=True)
+        return (y * y).sum() + (last * last).sum()
+    ref = {k: v.clone().requires_grad_(True) for k, v in a.items() if v is not None}
+    got = {k: v.clone().requires_grad_(True) for k, v in a.items() if v is not None}
+    f(**ref).backward()
+    torch.compile(f, backend="aot_eager", fullgraph=True)(**got).backward()
+    for k in ref:
+        assert rel(got[k].grad, ref[k].grad) < 1e-6, k
+
+
+@needs_fresh
+def test_states_are_kept_only_when_needed():
+    a = make(1, 4, 40, 1, 1)
+    with torch.no_grad():
+        y, states = torch.ops.dasslib.selective_scan_fwd(
+            a["u"], a["delta"], a["A"], a["B"], a["C"], None, None, None, None, True, False, "")
+        assert states.shape == (0,) and y.shape == a["u"].shape
+        y2, states = torch.ops.dasslib.selective_scan_fwd(
+            a["u"], a["delta"], a["A"], a["B"], a["C"], None, None, None, None, True, True, "")
+    assert torch.equal(y, y2) and states.shape[:2] == (1, 4) and states.dtype == torch.float32
+    # gradients asked for after an inference-mode forward: a clear error, not garbage
+    u = a["u"].clone().requires_grad_(True)
+    y, _ = torch.ops.dasslib.selective_scan_fwd(u, a["delta"], a["A"], a["B"], a["C"], None, None,
+                                                None, None, True, False, "")
+    with pytest.raises(RuntimeError, match="without storing states"):
+        y.sum().backward()

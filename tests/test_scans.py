@@ -121,6 +121,9 @@ def test_bf16_inputs_keep_their_dtype_and_fp32_state():
 def test_auto_picks_torch_on_cpu_and_logs_it(caplog):
     assert resolve_backend("auto", torch.device("cpu")) == "torch"
     assert resolve_backend("auto", torch.device("cuda"), need_initial_state=True) == "triton"
+    # triton on CUDA even where mamba-ssm is installed: its kernel is not a custom op, so
+    # torch.compile would break the graph at every scan
+    assert resolve_backend("auto", torch.device("cuda")) == "triton"
     with pytest.raises(ValueError, match="unknown scan backend"):
         resolve_backend("cuda", torch.device("cpu"))
     import dasslib.scans.api as api

@@ -14,7 +14,9 @@ _OBJECTIVES = ("classify", "pretrain")
 _DECAY_EXEMPT = ("auto", "none", "standard")
 
 # Fields that may change between a run and its resumption (they do not change the result).
-RESUMABLE_CHANGES = frozenset({"progress", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "device"})
+RESUMABLE_CHANGES = frozenset({"progress", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "device",
+                               "fast"})
+_FAST = ("auto", "off", "compile")
 
 
 @dataclass
@@ -60,6 +62,9 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm; None: no clipping
     amp: str = "auto"  # "auto": bf16 autocast on CUDA, none on CPU | "bf16" | "fp16" (GradScaler) | "none"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    # training forward + backward compiled by torch.compile ("auto": on CUDA, eager on the CPU; the scan is a
+    # custom op, so the whole model compiles; results equal eager up to rounding, see dasslib.fast)
+    fast: str = "auto"  # "auto" | "off" | "compile"
     seed: int = 0
     deterministic: bool = False
     find_unused_parameters: bool = False  # DDP option for models with parameters a step does not use
@@ -77,6 +82,7 @@ class TrainConfig:
         _choice("amp", self.amp, _AMP)
         _choice("objective", self.objective, _OBJECTIVES)
         _choice("device", self.device, ("auto", "cpu", "cuda"))
+        _choice("fast", self.fast, _FAST)
         _choice("recon_patches", self.recon_patches, RECON_PATCHES)
         for name in ("epochs", "lrscheduler_step", "warmup_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ..fast import compile_for_training
+
 from . import distributed
 from .averaging import WeightAverager
 from .checkpoint import atomic_save, load_checkpoint
@@ -138,6 +140,8 @@ class _Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=ids,
                                                find_unused_parameters=cfg.find_unused_parameters)
+        # the training step's forward (and so its backward) compiled; evaluation stays eager
+        self.net = compile_for_training(self.net, cfg.fast, self.device)
 
         # state
         self.epoch = self.batch = self.global_step = 0

@@ -1,0 +1,61 @@
+"""Where a model's GPU time goes: torch.profiler kernel table of a few calls (eager or fast path).
+
+    python benchmarks/profile_model.py --model dass_small --batch 32 --mode inference --fast compile
+        [--top 40] [--out table.txt]
+
+Warms up (compiles), then profiles ``--iters`` calls and prints the CUDA kernels sorted by total
+device time, with the share of the profiled device time each takes (``--out`` also writes it).
+Uses bf16 autocast, random weights and 10 s inputs like benchmarks/bench_models.py.
+"""
+import argparse
+import os
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from bench_models import MODELS, build  # noqa: E402
+from dasslib.bench import make_step  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="dass_small", choices=sorted(MODELS))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--mode", default="inference", choices=("inference", "train"))
+    ap.add_argument("--fast", default="compile", choices=("off", "compile", "graphs", "auto"))
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    device = torch.device("cuda")
+    m, frames, mel = build(args.model, device)
+    x = torch.randn(args.batch, frames, mel, device=device)
+    fast = args.fast if args.mode == "inference" or args.fast == "off" else "compile"
+    step = make_step(m, args.mode, x, dtype=torch.bfloat16, fast=fast)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(args.iters):
+            step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.device_time_total for e in events)
+    events.sort(key=lambda e: -e.device_time_total)
+    lines = [f"{args.model} {args.mode} B={args.batch} fast={fast}: {total / args.iters / 1e3:.3f} ms "
+             f"of kernels per call ({sum(e.count for e in events) / args.iters:.0f} launches)",
+             f"{'share':>6} {'ms/call':>8} {'calls':>6}  kernel"]
+    for e in events[:args.top]:
+        lines.append(f"{100 * e.device_time_total / total:5.1f}% {e.device_time_total / args.iters / 1e3:8.3f} "
+                     f"{e.count // args.iters:6d}  {e.key[:150]}")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
