@@ -119,7 +119,8 @@ def explore(render, controls: dict, save_to: str | os.PathLike | None = None, li
 
     render: ``render(**values) -> Figure | None`` draws the view for the controls' values (a
     returned figure goes through :func:`show_figure`; None: it displayed its own outputs).
-    controls: ``{name: ipywidgets value widget}``; their initial values are the default view.
+    controls: ``{name: (widget class, kwargs with the default "value")}`` (or a widget); the
+    widgets are built only in a live notebook, so a static run stores no widget state.
     save_to: the default view's figure is saved there (the notebook's figure file); views picked
     later are only shown. live: None = :func:`widgets_live`.
 
@@ -127,12 +128,13 @@ def explore(render, controls: dict, save_to: str | os.PathLike | None = None, li
     store); returns None. Live: displays the controls above an ``Output`` holding the default
     view, re-drawn on every change; returns the ``VBox``."""
     live = widgets_live() if live is None else live
-    values = {name: w.value for name, w in controls.items()}
+    values = {name: w.value if hasattr(w, "value") else w[1]["value"] for name, w in controls.items()}
     if not live:
         _draw(render, values, save_to)
         return None
     import ipywidgets as widgets
 
+    controls = {name: w if hasattr(w, "observe") else w[0](**w[1]) for name, w in controls.items()}
     out = widgets.Output()
 
     def redraw(_change=None):

@@ -85,9 +85,13 @@ def test_explore_static_draws_the_default_view_once(tmp_path, shown):
         ax.bar(range(n), range(n))
         return fig
 
-    controls = dict(n=widgets.IntSlider(value=3, min=1, max=5), label=widgets.Dropdown(options=["a", "b"], value="b"))
+    controls = dict(n=(widgets.IntSlider, dict(value=3, min=1, max=5)),
+                    label=(widgets.Dropdown, dict(options=["a", "b"], value="b")))
+    from ipywidgets.widgets.widget import _instances     # every live widget model (ipywidgets 8)
+
+    before = len(_instances)
     assert D.explore(render, controls, tmp_path / "view.png", live=False) is None
-    assert calls == [(3, "b")]
+    assert calls == [(3, "b")] and len(_instances) == before   # no widget built: no state stored
     assert len(shown) == 1 and shown[0][1] == {"dasslib": {"saved_as": "view.png"}}
     assert shown[0][0].data == (tmp_path / "view.png").read_bytes()
 
@@ -102,9 +106,9 @@ def test_explore_live_redraws_on_change(tmp_path, shown):
         fig, _ = plt.subplots()
         return fig
 
-    slider = widgets.IntSlider(value=2, min=1, max=5)
-    box = D.explore(render, dict(n=slider), tmp_path / "view.png", live=True)
-    assert isinstance(box, widgets.VBox) and box.children[0].children == (slider,)
+    box = D.explore(render, dict(n=(widgets.IntSlider, dict(value=2, min=1, max=5))), tmp_path / "view.png", live=True)
+    slider, = box.children[0].children
+    assert isinstance(box, widgets.VBox) and isinstance(slider, widgets.IntSlider) and slider.max == 5
     assert calls == [2] and (tmp_path / "view.png").is_file()
     saved = (tmp_path / "view.png").read_bytes()
     slider.value = 4

@@ -224,10 +224,10 @@ def learning_curves_view(hist, save_to=None, metric: str = "mAP", live: bool | N
 
     runs = list(dict.fromkeys(hist["run"]))
     metrics = [m for m in HISTORY_METRICS if m in hist.columns and hist[m].notna().any()] or [metric]
-    controls = dict(runs=widgets.SelectMultiple(options=runs, value=tuple(runs), description="runs",
-                                                rows=min(len(runs), 8) or 1),
-                    metric=widgets.Dropdown(options=metrics, value=metric if metric in metrics else metrics[0],
-                                            description="metric"))
+    controls = dict(runs=(widgets.SelectMultiple, dict(options=runs, value=tuple(runs), description="runs",
+                                                       rows=min(len(runs), 8) or 1)),
+                    metric=(widgets.Dropdown, dict(options=metrics, value=metric if metric in metrics else metrics[0],
+                                                   description="metric")))
     return explore(lambda runs, metric: plot_learning_curves(hist, runs, metric), controls, save_to, live=live)
 
 

@@ -353,9 +353,9 @@ def scaling_view(df: pd.DataFrame, metric: str, modes, batch: dict | None = None
 
     models = list(dict.fromkeys(df["model"]))
     axes = x_axes(df)
-    controls = dict(models=widgets.SelectMultiple(options=models, value=tuple(models), description="models",
-                                                  rows=min(len(models), 8)),
-                    x=widgets.Dropdown(options=list(axes.items()), value="length_s", description="x axis"))
+    controls = dict(models=(widgets.SelectMultiple, dict(options=models, value=tuple(models), description="models",
+                                                         rows=min(len(models), 8))),
+                    x=(widgets.Dropdown, dict(options=list(axes.items()), value="length_s", description="x axis")))
     return explore(lambda models, x: plot_scaling_grid(df, metric, modes, models, x, batch), controls, save_to,
                    live=live)
 

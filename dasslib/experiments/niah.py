@@ -322,11 +322,11 @@ def needle_view(model, needles, stats, names, lengths, haystacks: dict, seed=0, 
 
     mean, std = stats
     options = [(f"{i}: {', '.join(_names_of(n[2], names))}", i) for i, n in enumerate(needles)]
-    controls = dict(index=widgets.Dropdown(options=options, value=0, description="needle"),
-                    length_s=widgets.Dropdown(options=[float(l) for l in lengths], value=float(max(lengths)),
-                                              description="length (s)"),
-                    haystack=widgets.Dropdown(options=list(haystacks), value=list(haystacks)[0],
-                                              description="haystack"))
+    controls = dict(index=(widgets.Dropdown, dict(options=options, value=0, description="needle")),
+                    length_s=(widgets.Dropdown, dict(options=[float(l) for l in lengths], value=float(max(lengths)),
+                                                     description="length (s)")),
+                    haystack=(widgets.Dropdown, dict(options=list(haystacks), value=list(haystacks)[0],
+                                                     description="haystack")))
 
     def render(index, length_s, haystack):
         fbank, wave, labels = needles[index]
