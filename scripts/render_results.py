@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import difflib
 import subprocess
 import sys
 from pathlib import Path
@@ -69,21 +68,30 @@ def _saves_png(cell) -> bool:
 
 def _anchor(template_cells, view_index, executed_cells) -> int | None:
     """Index in ``executed_cells`` of the run's cell most like the template cell before this view
-    cell (the one that computed its data); None when nothing is alike (ratio < 0.5)."""
+    cell (the one that computed its data): the most of that cell's lines found in it, at least half;
+    None when no cell has that many."""
     before = next((c for c in reversed(template_cells[:view_index]) if VIEW not in _tags(c)), None)
     if before is None:
         return None
-    best, best_ratio = None, 0.5
+    wanted = [line.strip() for line in before.source.splitlines() if line.strip()]
+    best, best_share = None, 0.5
     for i, c in enumerate(executed_cells):
-        if c.cell_type != before.cell_type or "injected-parameters" in _tags(c) or _added(c):
+        if c.cell_type != before.cell_type or "injected-parameters" in _tags(c) or _added(c) or not wanted:
             continue
-        ratio = difflib.SequenceMatcher(None, c.source, before.source).ratio()
-        if ratio > best_ratio:
-            best, best_ratio = i, ratio
+        lines = {line.strip() for line in c.source.splitlines()}
+        share = sum(line in lines for line in wanted) / len(wanted)
+        if share >= best_share and (best is None or share > best_share):
+            best, best_share = i, share
     return best
 
 
-def render(path: Path, timeout: int = 600) -> Path:
+def source_commit() -> str:
+    """HEAD's short hash, noting uncommitted changes outside results/ (the files this script rewrites)."""
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))
+    return _git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if dirty else "")
+
+
+def render(path: Path, timeout: int = 600, commit: str | None = None) -> Path:
     path = Path(path).resolve()
     name = path.stem
     if name not in SETUP:
@@ -98,8 +106,7 @@ def render(path: Path, timeout: int = 600) -> Path:
     tcells = template.cells
     p_index = next(i for i, c in enumerate(tcells) if "parameters" in _tags(c))
     views = [i for i, c in enumerate(tcells) if VIEW in _tags(c)]
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-    commit = _git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if dirty else "")
+    commit = commit or source_commit()
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     injected = "\n".join(f"{k} = {v!r}" for k, v in params.items())
@@ -160,8 +167,9 @@ def main(argv=None):
     ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted(ROOT.glob("results/*/*/0*.ipynb"))
+    commit = source_commit()
     for p in paths:
-        out = render(p, args.timeout)
+        out = render(p, args.timeout, commit)
         print(f"{out.relative_to(ROOT)}: {out.stat().st_size / 1e3:.0f} kB")
 
 
