@@ -44,15 +44,17 @@ def _png_outputs(nb):
     return out
 
 
+def _widget_outputs(cells) -> int:
+    return sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               for c in cells for o in c.get("outputs", []))
+
+
 def _check_page(path):
     """Checks shared by every committed notebook; returns (notebook, html, inline PNGs)."""
     assert path.stat().st_size < MAX_BYTES, f"{path.name}: {path.stat().st_size} bytes"
     raw = path.read_text()
     assert not re.search(r"/(work|root|home)/\w", raw), "a machine path is stored"
     nb = nbformat.reads(raw, as_version=4)
-    assert "widgets" not in nb.metadata
-    kinds = {k for c in nb.cells for o in c.get("outputs", []) for k in o.get("data", {})}
-    assert "application/vnd.jupyter.widget-view+json" not in kinds      # widgets degrade to static views
     html = _html(nb)
     inline = [base64.b64decode("".join(m.split())) for m in IMG.findall(html)]
     pngs = _png_outputs(nb)
@@ -69,6 +71,7 @@ def _check_page(path):
 @pytest.mark.parametrize("path", CPU, ids=_ids(CPU))
 def test_cpu_notebook_page(path):
     nb, html, pngs = _check_page(path)
+    assert "widgets" not in nb.metadata and _widget_outputs(nb.cells) == 0   # widgets degrade to static views
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "savefig" not in code and "plt.close" not in code, "figures go through dasslib.display.show_figure"
     saves = set(re.findall(r"""["']([\w]+\.png)["']""", code))        # file names written literally
@@ -87,6 +90,7 @@ def test_executed_gpu_notebook_page(path):
         assert shown[png.name] == png.read_bytes(), f"{png.name}: the inline image is not the file"
     added = [c for c in nb.cells if "rerendered" in c.metadata.get("dasslib", {})]
     assert added and added[0].cell_type == "markdown" and "scripts/render_results.py" in added[0].source
+    assert _widget_outputs(added) == 0            # (the run's own progress bars stay as the run stored them)
     assert nb.cells[-1] is added[-1]                                   # the paragraph closes the notebook
 
 

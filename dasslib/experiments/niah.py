@@ -199,8 +199,8 @@ def summary(results: dict, profile: str, main: str, baseline: str | None = None)
     lines = ["### What this run shows", "", profile_sentence(profile, "04_niah", PROFILE_SCOPES)]
     fig4 = results.get("fig4")
     if fig4 is not None and len(fig4):
-        text = ("**Fig. 4** (the paper: DASS keeps most of its mAP as the zeros haystack grows to hours, while "
-                "AST's mAP falls with length). Here, ")
+        text = ("**Fig. 4** (the paper: DASS loses little mAP as the zeros haystack grows to hours, and holds up "
+                "better than AST). Here, ")
         dass = fig4[fig4["model"] == main]
         text += f"{main} (needle in the middle): {_span(dass)}"
         others = [m for m in fig4["model"].unique() if m != main]
@@ -234,12 +234,12 @@ def summary(results: dict, profile: str, main: str, baseline: str | None = None)
             d = d.sort_values("snr_db")
             parts.append(f"{kind} {d['mAP'].iloc[0]:.3f} at {d['snr_db'].iloc[0]:g} dB and {d['mAP'].iloc[-1]:.3f} "
                          f"at {d['snr_db'].iloc[-1]:g} dB")
-        lines += ["", f"**Fig. 5** (the paper: noise haystacks cost more than silence, babble most). Here, "
+        lines += ["", f"**Fig. 5** (the paper scores white-noise and babble haystacks at several SNRs). Here, "
                       f"{fig5['length_s'].iloc[0]:g} s haystacks, needle alone {fig5['mAP_10s'].iloc[0]:.3f}: "
                       + "; ".join(parts) + "."]
     fig6 = results.get("fig6")
     if fig6 is not None and len(fig6):
-        lines += ["", "**Fig. 6** (the paper: in white noise at 0 dB the mAP decays with length). Here: "
+        lines += ["", "**Fig. 6** (the paper: mAP against length in white noise at 0 dB). Here: "
                       + _span(fig6) + "."]
     scaling = results.get("scaling")
     if scaling is not None and len(scaling):
