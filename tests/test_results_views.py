@@ -1,6 +1,6 @@
 """What the notebooks show from a finished run: results read back from the committed GPU folders,
 the generated "What this run shows" paragraphs, learning curves, scaling views, NIAH listening and
-exploring helpers."""
+exploring functions."""
 from pathlib import Path
 
 import matplotlib
