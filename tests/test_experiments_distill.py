@@ -1,6 +1,7 @@
 """Distillation experiment steps (notebook 01): run configs, teachers as checkpoints, tables."""
 import math
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -85,10 +86,15 @@ def test_teachers_and_students_end_to_end(paths, tmp_path):
     assert len(both) == 6 and list(both["table"]) == ["1"] * 3 + ["2"] * 3
     runs = distill.runs_frame(records)
     assert len(runs) == 5 and runs["checkpoint"].notna().sum() == 2
-    assert distill.plot_tables(t1, t2, tmp_path / "fig.png").stat().st_size > 0
+    fig = distill.plot_tables(t1, t2)
+    assert len(fig.axes[0].patches) == 3                                   # Table 1: one bar per row
+    n_lines = len(fig.axes[0].lines)                                       # seaborn's error bars
     chance = chance_map(paths)
     assert 0 < chance < 1
     with_chance = distill.combined_table(t1, t2, chance)
     assert len(with_chance) == 7 and with_chance.iloc[-1]["model"] == "constant predictor"
     assert with_chance.iloc[-1]["mAP"] == chance
-    assert distill.plot_tables(t1, t2, tmp_path / "fig2.png", chance).stat().st_size > 0
+    fig = distill.plot_tables(t1, t2, chance)
+    lines = fig.axes[0].lines
+    assert len(lines) == n_lines + 1 and list(lines[-1].get_ydata()) == [chance, chance]   # the constant predictor
+    plt.close("all")

@@ -16,7 +16,7 @@ _EXPORTS = {
     "stats": ("compute_norm_stats", "balanced_sample_weights"),
     "synth": ("make_embedded_dataset", "CLASSES", "SIZES"),
     "niah": ("total_frames", "insert_index", "noise_num_samples", "make_needle", "haystack_noise",
-             "build_haystack", "NiahDataset", "DatasetNeedles"),
+             "build_haystack", "haystack_waveform", "NiahDataset", "DatasetNeedles"),
     "babble": ("synth_babble", "synth_talker", "load_babble"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

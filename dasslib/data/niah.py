@@ -31,7 +31,8 @@ from .fbank import (AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH_MS, SAMPLE_RATE, n
                     wav2fbank)
 
 __all__ = ["FRAMES_PER_SECOND", "KINDS", "total_frames", "insert_index", "noise_num_samples",
-           "make_needle", "haystack_noise", "build_haystack", "NiahDataset", "DatasetNeedles"]
+           "make_needle", "haystack_noise", "build_haystack", "haystack_waveform", "NiahDataset",
+           "DatasetNeedles"]
 
 FRAMES_PER_SECOND = 100           # 10 ms frame shift
 _FRAME_SHIFT_MS = 1000 / FRAMES_PER_SECOND
@@ -280,6 +281,34 @@ def build_haystack(needle_fbank, needle_wave, length_s, position, kind="zeros", 
     _fill_noise_frames(x, start, needle_frames, noise, hay_frames, sr, mean, std, chunk_s,
                       fbank_device)
     return x, start
+
+
+def haystack_waveform(needle_wave, length_s, position=0.5, kind="zeros", snr_db=None, seed=0,
+                      sr=SAMPLE_RATE, babble_wav=None, needle_frames=1024):
+    """The haystack as sound, for listening: (waveform (1, total_frames(length_s) * hop) float32,
+    first sample of the needle).
+
+    The samples are those :func:`build_haystack` featurizes with the same arguments (the needle
+    at frame ``insert_index(position, ...)``, the noise of ``haystack_noise`` before and after it;
+    ``needle_frames`` as the needle fbank's, 1024 by default), laid end to end on the waveform
+    with hop = 10 ms. ``zeros`` is silence here: the model sees the all-zero normalized fbank,
+    i.e. the dataset's mean frame, not the fbank of silence. The needle waveform is padded with
+    silence (or cut) to its ``needle_frames`` hops."""
+    _check_kind(kind, snr_db)
+    wave = torch.as_tensor(needle_wave, dtype=torch.float32).flatten()
+    total = total_frames(length_s)
+    start = insert_index(position, total, needle_frames)
+    _, hop = _frame_geometry(sr)
+    needle = torch.zeros(needle_frames * hop)
+    needle[:min(len(wave), len(needle))] = wave[:len(needle)]
+    hay = (total - needle_frames) * hop
+    if kind == "zeros" or hay == 0:
+        noise = torch.zeros(hay)
+    else:
+        noise = haystack_noise(kind, noise_num_samples(total - needle_frames, sr), wave, snr_db, seed, sr,
+                               babble_wav)[0, :hay]
+    out = torch.cat([noise[:start * hop], needle, noise[start * hop:]])
+    return out[None], start * hop
 
 
 class DatasetNeedles(Sequence):

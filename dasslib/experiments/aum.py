@@ -133,9 +133,9 @@ def combined_table(results: dict, chance: float | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run")
 
 
-def plot_table2(t2: pd.DataFrame, path, title="AuM ablation: mAP", chance: float | None = None):
-    """Seaborn heatmap of `table2` (annotated), saved to ``path`` (PNG); ``chance`` goes into the
-    title (the mAP of a constant predictor)."""
+def plot_table2(t2: pd.DataFrame, title="AuM ablation: mAP", chance: float | None = None):
+    """Seaborn heatmap of `table2` (annotated); ``chance`` goes into the title (the mAP of a
+    constant predictor). Returns the Figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -144,5 +144,79 @@ def plot_table2(t2: pd.DataFrame, path, title="AuM ablation: mAP", chance: float
     if chance is not None:
         title = f"{title} (constant predictor: {chance:.3f})"
     ax.set(title=title, xlabel="CLS position", ylabel="block variant")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
+
+
+# ---------------------------------------------------------------- reading a finished run back
+def read_results(out) -> dict:
+    """What the notebook saved in ``out``, read back for its figures and text: ``table1`` (index
+    model), ``table2`` (index block, columns CLS positions), ``combined`` (index run), ``chance``
+    (the constant predictor's mAP, None if the run did not record it), ``runs`` (``runs.csv``) and
+    ``history`` (per-epoch history of every distinct run, `common.read_histories`, labelled by
+    its key: ``AST``, ``AuM``, ``fo_bi/head``, ...)."""
+    from .common import read_histories
+
+    out = Path(out)
+    combined = pd.read_csv(out / "combined.csv", index_col="run")
+    chance = combined.loc["constant predictor", "mAP"] if "constant predictor" in combined.index else None
+    runs = pd.read_csv(out / "runs.csv", index_col="key")
+    dirs = {}
+    for key, run in runs["run"].items():
+        if out / "runs" / run not in dirs.values():
+            dirs[key] = out / "runs" / run
+    return dict(table1=pd.read_csv(out / "table1_ast_vs_aum.csv", index_col="model"),
+                table2=pd.read_csv(out / "table2_variant_cls.csv", index_col="block").rename_axis(columns="cls"),
+                combined=combined, chance=None if chance is None else float(chance), runs=runs,
+                history=read_histories(dirs))
+
+
+PROFILE_SCOPES = {
+    "ci": "tiny 2-layer models trained for a few steps on the small embedded `ci` set. It shows that AST, AuM "
+          "and the ablation grid train and evaluate end to end; with this few clips and steps the differences "
+          "between runs are within noise, so it cannot rank the models or the variants.",
+    "gpu": "AST-Tiny and AuM-Tiny trained from scratch on the embedded `gpu` set (synthetic clips, no AudioSet) "
+           "for a short schedule. It can rank the models and the block / CLS variants early in training on this "
+           "data; it cannot show their AudioSet mAPs or their ranking at convergence.",
+    "paper": "the paper's AS-20K setting (Base models, the paper's recipe): its numbers can be put next to the "
+             "paper's Tables 1 and 2.",
+}
+
+
+def summary(results: dict, profile: str, epochs: int | None = None) -> str:
+    """The "What this run shows" Markdown of a 03 run, computed from `read_results`."""
+    from .common import profile_sentence
+
+    t1, t2, chance = results["table1"], results["table2"], results["chance"]
+    ast, aum = float(t1.loc["AST", "mAP"]), float(t1.loc["AuM", "mAP"])
+    lines = ["### What this run shows", "", profile_sentence(profile, "03_aum_scratch", PROFILE_SCOPES)]
+    if epochs is not None:
+        lines[-1] += f" Every model trained {epochs} epoch(s)."
+    lines += ["", "**Table 1** (the paper: trained from scratch, AuM outperforms AST). Here: AST "
+              f"{ast:.3f} mAP ({t1.loc['AST', 'params_M']:.3g}M parameters), AuM {aum:.3f} "
+              f"({t1.loc['AuM', 'params_M']:.3g}M): {'AuM' if aum > ast else 'AST'} is ahead by {abs(aum - ast):.3f}"
+              + (", as in the paper." if aum > ast else ", unlike the paper.")]
+    cells = t2.stack().dropna()
+    if len(cells):
+        (best_v, best_c), best = cells.idxmax(), float(cells.max())
+        (worst_v, worst_c), worst = cells.idxmin(), float(cells.min())
+        text = (f"**Table 2** (the paper's design is Fo-Bi blocks with the CLS token in the middle). Here, over "
+                f"{len(cells)} variant x position cells: best {best_v} / {best_c} ({best:.3f}), worst {worst_v} / "
+                f"{worst_c} ({worst:.3f}), a spread of {best - worst:.3f}")
+        if ("Fo-Bi", "middle") in cells.index:
+            rank = int((cells > cells[("Fo-Bi", "middle")]).sum()) + 1
+            text += f"; Fo-Bi / middle ranks {rank} of {len(cells)}"
+        text += "."
+        if t2.shape[1] > 1:
+            worst_col = t2.idxmin(axis=1)
+            common = worst_col.mode().iloc[0]
+            text += (f" The {common} position is the worst of its row in {int((worst_col == common).sum())} of "
+                     f"{len(worst_col)} rows.")
+        lines += ["", text]
+    if chance is not None:
+        rows = results["combined"].drop(index="constant predictor", errors="ignore")
+        above = int((rows["mAP"] > chance).sum())
+        lines += ["", f"A constant predictor scores {chance:.3f}; {above} of {len(rows)} runs are above it "
+                      f"(best margin {float(rows['mAP'].max()) - chance:+.3f})."]
+    else:
+        lines += ["", "This run did not record the constant predictor's mAP (the floor to read these numbers against)."]
+    return "\n".join(lines)

@@ -154,3 +154,114 @@ def chance_map(paths: dict) -> float:
 
     ds = AudioDataset(paths["eval_json"], paths["label_csv"])     # labels only: no audio is read
     return float(chance_level(torch.stack([ds.target(i) for i in range(len(ds))]))["mAP"])
+
+
+# ---------------------------------------------------------------- reading a run, for the notebooks' views
+PROFILES = ("ci", "gpu", "paper")
+
+
+def profile_sentence(profile: str, notebook: str, scopes: dict) -> str:
+    """One Markdown sentence naming the parameter profile of a run and what it can show.
+
+    profile: "ci" / "gpu" / "paper" (``params/<profile>/<notebook>.yaml``) or any other name (a
+    hand-made parameter set); scopes: ``{profile: sentence}`` of what each profile can and cannot
+    show (a missing entry says the run cannot be read against a known profile)."""
+    where = f"`params/{profile}/{notebook}.yaml`" if profile in PROFILES else "no profile file"
+    scope = scopes.get(profile, "a parameter set of its own: read its numbers against its parameters, "
+                                "not against a profile.")
+    return f"Profile **{profile}** ({where}): {scope}"
+
+
+HISTORY_METRICS = ("mAP", "mAUC", "train_loss", "eval_loss")
+
+
+def read_histories(run_dirs: dict) -> "pd.DataFrame":
+    """Per-epoch history of training runs: ``run_dirs`` ``{label: folder with history.csv}`` (as
+    `dasslib.train.fit` writes it); returns the rows of every history with a first column ``run``
+    (the label; runs without a history are left out)."""
+    import pandas as pd
+
+    parts = []
+    for label, folder in run_dirs.items():
+        path = Path(folder) / "history.csv"
+        if path.is_file():
+            parts.append(pd.read_csv(path).assign(run=label))
+    if not parts:
+        return pd.DataFrame(columns=["run", "epoch"])
+    hist = pd.concat(parts, ignore_index=True)
+    return hist[["run"] + [c for c in hist.columns if c != "run"]]
+
+
+def plot_learning_curves(hist, runs=None, metric: str = "mAP"):
+    """Seaborn line plot of ``metric`` per epoch, one line per run of ``hist`` (`read_histories`);
+    runs: labels to draw (None: all, in ``hist``'s order). Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if metric not in hist.columns:
+        raise ValueError(f"metric {metric!r} is not a history column ({list(hist.columns)})")
+    order = list(dict.fromkeys(hist["run"]))
+    runs = order if runs is None else [r for r in order if r in set(runs)]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    data = hist[hist["run"].isin(runs)]
+    if len(data):
+        sns.lineplot(data=data, x="epoch", y=metric, hue="run", hue_order=runs, marker="o", ax=ax)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", title=None)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    else:
+        ax.text(0.5, 0.5, "no run selected", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title=f"eval {metric} per epoch" if metric in ("mAP", "mAUC") else f"{metric} per epoch",
+           ylabel=metric)
+    return fig
+
+
+def learning_curves_view(hist, save_to=None, metric: str = "mAP", live: bool | None = None):
+    """`plot_learning_curves` of every run of ``hist`` (saved to ``save_to``), and, in a live
+    notebook, a run selector and a metric menu to re-draw it (`dasslib.display.explore`)."""
+    import ipywidgets as widgets
+
+    from ..display import explore
+
+    runs = list(dict.fromkeys(hist["run"]))
+    metrics = [m for m in HISTORY_METRICS if m in hist.columns and hist[m].notna().any()] or [metric]
+    controls = dict(runs=(widgets.SelectMultiple, dict(options=runs, value=tuple(runs), description="runs",
+                                                       rows=min(len(runs), 8) or 1)),
+                    metric=(widgets.Dropdown, dict(options=metrics, value=metric if metric in metrics else metrics[0],
+                                                   description="metric")))
+    return explore(lambda runs, metric: plot_learning_curves(hist, runs, metric), controls, save_to, live=live)
+
+
+def loudest_window(wave, sr: int = 16000, seconds: float = 5.0, step_s: float = 0.5) -> float:
+    """Start (s, a multiple of ``step_s``) of the ``seconds``-long window of ``wave`` ((samples,) or
+    (1, samples)) with the most energy; 0 when the clip is not longer than the window."""
+    import numpy as np
+
+    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    n, step = int(round(seconds * sr)), int(round(step_s * sr))
+    if x.size <= n:
+        return 0.0
+    energy = np.concatenate([[0.0], np.cumsum(x * x)])
+    starts = np.arange(0, x.size - n + 1, step)
+    return float(starts[int(np.argmax(energy[starts + n] - energy[starts]))] / sr)
+
+
+def show_example_clip(paths: dict, split: str = "eval", index: int | None = None, seconds: float = 5.0) -> int:
+    """Display one clip of a dataset with its labels and a player of its loudest ``seconds``.
+
+    index: the clip (None: the first with the most labels among the first 16). Returns the index."""
+    from ..data import load_audio, read_datafile, read_label_csv
+    from ..display import show_audio
+
+    entries = read_datafile(paths[f"{split}_json"])
+    labels = read_label_csv(paths["label_csv"])
+    if index is None:
+        counts = [len(e.labels) for e in entries[:16]]
+        index = counts.index(max(counts))
+    entry = entries[index]
+    wave = load_audio(entry.wav)[0].numpy()
+    names = [labels.names[labels.index[m]] for m in entry.labels]
+    start = loudest_window(wave, seconds=seconds)
+    show_audio(f"**{split} clip {index}** ({len(wave) / 16000:g} s; playing {start:g}-{start + seconds:g} s, its "
+               f"loudest {seconds:g} s). Labels: " + ", ".join(f"{n} (`{m}`)" for n, m in zip(names, entry.labels)),
+               wave, start_s=start, seconds=seconds)
+    return index

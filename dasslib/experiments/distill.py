@@ -204,9 +204,9 @@ def combined_table(t1: pd.DataFrame, t2: pd.DataFrame, chance: float | None = No
     return pd.concat(parts, ignore_index=True)
 
 
-def plot_tables(t1: pd.DataFrame, t2: pd.DataFrame, path, chance: float | None = None):
+def plot_tables(t1: pd.DataFrame, t2: pd.DataFrame, chance: float | None = None):
     """Seaborn bar charts: Table 1 mAP per model; Table 2 teacher and student mAP per teacher;
-    ``chance`` (`common.chance_map`) as a dashed line on both."""
+    ``chance`` (`common.chance_map`) as a dashed line on both. Returns the Figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -224,6 +224,94 @@ def plot_tables(t1: pd.DataFrame, t2: pd.DataFrame, path, chance: float | None =
         ax.tick_params(axis="x", labelrotation=20)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
+
+
+# ---------------------------------------------------------------- reading a finished run back
+def run_folder(out, label: str, role: str, checkpoint=None) -> Path:
+    """The folder of a run of `runs_frame`: ``out/<role>_<slug(label)>``; a teacher record that
+    re-uses a student (Table 2's DASS teacher) lives in its checkpoint's folder."""
+    if role == "teacher" and isinstance(checkpoint, str) and Path(checkpoint).parent.name.startswith("student_"):
+        return Path(out) / Path(checkpoint).parent.name
+    return Path(out) / f"{role}_{slug(label)}"
+
+
+def read_results(out) -> dict:
+    """What the notebook saved in ``out``, read back for its figures and text: ``table1``
+    (index model), ``table2``, ``combined`` (``tables_combined.csv``), ``chance`` (the constant
+    predictor's mAP, None if not recorded), ``runs`` (``runs.csv``) and ``history`` (every trained
+    run's per-epoch history, `common.read_histories`; the re-used DASS teacher appears once)."""
+    from .common import read_histories
+
+    out = Path(out)
+    t1 = pd.read_csv(out / "table1.csv", index_col="model")
+    t2 = pd.read_csv(out / "table2.csv")
+    t2["teacher"] = t2["teacher"].fillna(_NO_TEACHER)
+    combined = pd.read_csv(out / "tables_combined.csv", dtype={"table": str})
+    chance_rows = combined[combined["model"] == "constant predictor"]
+    runs = pd.read_csv(out / "runs.csv")
+    dirs = {}
+    for r in runs.itertuples():
+        folder = run_folder(out, r.label, r.role, r.checkpoint)
+        if folder not in dirs.values():
+            dirs[r.label] = folder
+    return dict(table1=t1, table2=t2, combined=combined, runs=runs,
+                chance=float(chance_rows["mAP"].iloc[0]) if len(chance_rows) else None,
+                history=read_histories(dirs))
+
+
+PROFILE_SCOPES = {
+    "ci": "tiny models trained for a few steps on the small embedded `ci` set. It shows that teachers, "
+          "students and the KD loss run end to end; with this few clips and steps the differences between runs "
+          "are within noise, so it cannot say whether KD helps.",
+    "gpu": "full-size DASS-Small students and AST teachers trained from scratch on the embedded `gpu` set "
+           "(synthetic instrument clips, no AudioSet, no ImageNet initialization, a few epochs). It can show "
+           "whether distillation transfers something from a teacher on this data and how the teacher's "
+           "strength orders the students; it cannot reproduce the paper's AudioSet mAPs.",
+    "paper": "the paper's AS-20K setting with the official checkpoints as teachers: its numbers can be put "
+             "next to the paper's Tables 1 and 2.",
+}
+
+
+def _f(x) -> str:
+    return f"{x:.3f}"
+
+
+def summary(results: dict, profile: str, epochs: int | None = None, teacher_epochs: int | None = None) -> str:
+    """The "What this run shows" Markdown of a 01 run, computed from `read_results` (every number
+    comes from the run's tables). epochs / teacher_epochs: the students' / teachers' epochs, quoted."""
+    from .common import profile_sentence
+
+    t1, t2, chance = results["table1"], results["table2"], results["chance"]
+    teacher_row = t1.index[0]
+    teacher, plain, kd = (float(t1["mAP"].iloc[i]) for i in range(3))
+    gain = kd - plain
+    lines = ["### What this run shows", "",
+             profile_sentence(profile, "01_distill", PROFILE_SCOPES)]
+    if epochs is not None:
+        lines[-1] += f" Students trained {epochs} epoch(s)" + (
+            f", teachers {teacher_epochs}." if teacher_epochs is not None else ".")
+    lines += ["", "**Table 1** (the paper: distillation from an AST teacher improves DASS-Small, and the distilled "
+              f"student outperforms its teacher). Here: {teacher_row} {_f(teacher)} mAP, {t1.index[1]} without KD "
+              f"{_f(plain)}, with KD {_f(kd)}: KD {'raised' if gain > 0 else 'did not raise'} the student's mAP "
+              f"({gain:+.3f}), and the KD student {'passed' if kd > teacher else 'stayed below'} its teacher "
+              f"({kd - teacher:+.3f})."]
+    if chance is not None:
+        above = int((t1["mAP"] > chance).sum())
+        lines[-1] += (f" A constant predictor scores {_f(chance)}; {above} of {len(t1)} Table 1 models are above it"
+                      f" (best margin {float(t1['mAP'].max()) - chance:+.3f}).")
+    kd_rows = t2[t2["teacher"] != _NO_TEACHER].dropna(subset=["teacher_mAP"])
+    if len(kd_rows):
+        by_teacher = kd_rows.sort_values("teacher_mAP", ascending=False)
+        best_student = kd_rows.loc[kd_rows["student_mAP"].idxmax(), "teacher"]
+        strongest = by_teacher["teacher"].iloc[0]
+        passed = int((kd_rows["student_mAP"] > kd_rows["teacher_mAP"]).sum())
+        helped = int((kd_rows["student_mAP"] > plain).sum())
+        lines += ["", "**Table 2** (the paper: a stronger teacher gives a better student, and students pass their "
+                  f"teachers). Here, over {len(kd_rows)} teachers: the strongest teacher ({strongest}, "
+                  f"{_f(by_teacher['teacher_mAP'].iloc[0])}) "
+                  + ("gave the best student" if best_student == strongest else
+                     f"did not give the best student (that was {best_student}'s)")
+                  + f" ({_f(kd_rows['student_mAP'].max())}); {passed} of {len(kd_rows)} students passed their teacher; "
+                  f"{helped} of {len(kd_rows)} KD students beat the student without KD ({_f(plain)})."]
+    return "\n".join(lines)

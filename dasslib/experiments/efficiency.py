@@ -306,3 +306,140 @@ def claim_table(df: pd.DataFrame, claims=AUM_CLAIMS) -> pd.DataFrame:
                          ratio=r["ratio"]))
     return pd.DataFrame(rows, columns=["claim", "model", "baseline", "mode", "metric", "length_s",
                                        "model_value", "baseline_value", "ratio"])
+
+
+# ---------------------------------------------------------------- figures and what this run shows
+X_AXES = {"seconds": "length_s", "frames": "frames", "tokens": "tokens"}
+
+
+def x_axes(df: pd.DataFrame) -> dict:
+    """The x axes a sweep can be drawn against (`X_AXES` entries whose column has values; tokens
+    only when the models report them)."""
+    return {k: c for k, c in X_AXES.items() if c in df.columns and df[c].notna().any()}
+
+
+def plot_scaling_grid(df: pd.DataFrame, metric: str = "median_ms", modes=None, models=None, x: str = "length_s",
+                      batch: dict | None = None):
+    """AuM Fig. 2 layout: one log-log panel per mode (`dasslib.bench.plot_scaling`), one colour per
+    model (husl palette), legend outside. models: labels to draw (None: all); batch: ``{mode: batch}``
+    for the titles. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    modes = list(dict.fromkeys(df["mode"])) if modes is None else list(modes)
+    models = list(dict.fromkeys(df["model"])) if models is None else [m for m in dict.fromkeys(df["model"])
+                                                                       if m in set(models)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(7.5 * len(modes), 4.2), squeeze=False, layout="constrained")
+    device = df["device"].iloc[0] if "device" in df and len(df) else ""
+    with sns.color_palette("husl", max(len(models), 1)):
+        for ax, mode in zip(axes[0], modes):
+            keep = [m for m in models if m in set(df.loc[df["mode"] == mode, "model"])]
+            if keep:
+                bench.plot_scaling(df, metric=metric, mode=mode, x=x, models=keep, ax=ax)
+                sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+            else:
+                ax.text(0.5, 0.5, "no model selected", ha="center", va="center", transform=ax.transAxes)
+            b = (batch or {}).get(mode)
+            ax.set_title(f"{mode} ({'' if b is None else f'batch {b}, '}{device})")
+    return fig
+
+
+def scaling_view(df: pd.DataFrame, metric: str, modes, batch: dict | None = None, save_to=None, live=None):
+    """`plot_scaling_grid` of every model against seconds (saved to ``save_to``) and, in a live
+    notebook, a model selector and an x-axis menu (`x_axes`) to re-draw it."""
+    import ipywidgets as widgets
+
+    from ..display import explore
+
+    models = list(dict.fromkeys(df["model"]))
+    axes = x_axes(df)
+    controls = dict(models=(widgets.SelectMultiple, dict(options=models, value=tuple(models), description="models",
+                                                         rows=min(len(models), 8))),
+                    x=(widgets.Dropdown, dict(options=list(axes.items()), value="length_s", description="x axis")))
+    return explore(lambda models, x: plot_scaling_grid(df, metric, modes, models, x, batch), controls, save_to,
+                   live=live)
+
+
+_RESULT_FILES = {"sweep": "sweep.csv", "capacity": "capacity.csv", "wins": "wins.csv", "claims": "aum_claims.csv",
+                 "status": "status.csv", "params": "params.csv"}
+
+
+def read_results(out) -> dict:
+    """What the notebook saved in ``out``: ``sweep``, ``capacity``, ``wins``, ``claims``,
+    ``status``, ``params`` frames (a missing file is left out), ``ratios`` (the
+    ``throughput_ratio_*.csv`` frame, if any) and ``metadata`` (run_metadata.json, or {})."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    res = {key: pd.read_csv(out / name) for key, name in _RESULT_FILES.items() if (out / name).is_file()}
+    ratio_files = sorted(out.glob("throughput_ratio_*.csv"))
+    if ratio_files:
+        res["ratios"] = pd.read_csv(ratio_files[0])
+    meta = out / "run_metadata.json"
+    res["metadata"] = json.loads(meta.read_text()) if meta.is_file() else {}
+    return res
+
+
+PROFILE_SCOPES = {
+    "ci": "tiny models, two short lengths and one repeat on the CPU, with no memory counter. It shows that the "
+          "sweep, the capacity searches and the tables run end to end; CPU timings of tiny models say nothing "
+          "about GPU speed, so it cannot show where an SSM overtakes AST.",
+    "gpu": "the full-size models of both papers on one GPU (bf16 autocast), inputs from a second to hours, within "
+           "time budgets. It can show the time and memory scaling, the crossover lengths against SDPA AST and the "
+           "longest inputs that fit; a budget can cut a series short (see the status table), and the paper's GPU, "
+           "batch and AST implementation differ from ours.",
+    "paper": "the AuM paper's Fig. 2 setting: read the direction of its curves, not the digits, against the paper's "
+             "figure (another GPU).",
+}
+
+
+def summary(results: dict, profile: str, baseline: str = "ast_base_sdpa", ratio_model: str = "dass_small") -> str:
+    """The "What this run shows" Markdown of a 05 run from `read_results`: the device, the inference
+    crossovers against ``baseline``, ``ratio_model``'s throughput ratio, the capacity results and
+    our measurement behind each AuM claim."""
+    from .common import profile_sentence
+
+    meta = results.get("metadata", {})
+    sweep = results.get("sweep")
+    device = meta.get("device") or (sweep["device"].iloc[0] if sweep is not None and len(sweep) else "?")
+    lines = ["### What this run shows", "", profile_sentence(profile, "05_efficiency", PROFILE_SCOPES)
+             + f" Measured on {device}" + (f" ({meta['dtype']})." if meta.get("dtype") else ".")]
+    wins = results.get("wins")
+    if wins is not None and len(wins):
+        t = wins[(wins["metric"] == "median_ms") & (wins["mode"] == "inference")]
+        if len(t):
+            cross = t[t["crossover_length_s"].notna()].sort_values("crossover_length_s")
+            never = t[t["crossover_length_s"].isna()]
+            text = (f"**Inference time** (AuM Fig. 2 / DASS Fig. 1c: the SSMs' cost grows linearly with length, AST's "
+                    f"quadratically, so past some length the SSM is faster). Against {baseline}: ")
+            text += ("; ".join(f"{r.model} faster from ~{r.crossover_length_s:.0f} s" for r in cross.itertuples())
+                     if len(cross) else "no SSM became faster within the lengths both ran")
+            if len(never) and len(cross):
+                text += f"; not faster at any common length: {', '.join(never['model'])}"
+            shortest = t["ratio_at_shortest"].dropna()
+            if len(shortest):
+                text += (f". At the shortest common length the SSMs took {shortest.min():.2f}x to {shortest.max():.2f}x "
+                         f"{baseline}'s time")
+            lines += ["", text + "."]
+    ratios = results.get("ratios")
+    if ratios is not None and (ratios["model"] == ratio_model).any():
+        r = ratios[ratios["model"] == ratio_model].iloc[0]
+        lines += ["", f"**Throughput at {r['length_s']:g} s**: {ratio_model} {r['value']:.1f} s of audio per second, "
+                      f"{r['ratio']:.2f}x {r['baseline']} ({r['baseline_value']:.1f})."]
+    caps = results.get("capacity")
+    if caps is not None and len(caps):
+        parts = []
+        for mode, d in caps.groupby("mode", sort=False):
+            d = d.sort_values("max_length_s", ascending=False)
+            parts.append(f"{mode}: " + ", ".join(f"{r.model} {r.max_length_s:g} s ({r.bound})" for r in d.itertuples()))
+        lines += ["", "**Longest input that fits** (bound in brackets: memory = the next length ran out of memory; "
+                      "time / budget / max_frames = the search stopped first, so the model may fit longer): "
+                  + "; ".join(parts) + "."]
+    claims = results.get("claims")
+    if claims is not None and len(claims):
+        parts = [f"{r.claim}: ratio {r.ratio:.2f}" if pd.notna(r.ratio) else f"{r.claim}: not measured here"
+                 for r in claims.itertuples()]
+        lines += ["", "**The AuM paper's statements** (ratio = model / baseline; < 1: faster or lighter): "
+                  + "; ".join(parts) + "."]
+    return "\n".join(lines)

@@ -353,3 +353,107 @@ def make_tables(plan: pd.DataFrame, results: pd.DataFrame) -> dict:
         table4=t4[["model", "ssm_type", *cols[1:]]].reset_index(drop=True),
         combined=df.set_index(["table", "model", "setting"])[cols[1:]],
     )
+
+
+# ---------------------------------------------------------------- figures, reading a finished run back
+def plot_tables(combined: pd.DataFrame):
+    """Seaborn bar charts of `make_tables`' ``combined`` (index table / model / setting): probe mAP
+    per run, one panel per table, coloured by family (SSAM / SSAST). Returns the ``FacetGrid``."""
+    import seaborn as sns
+
+    bars = combined.reset_index().assign(run=lambda d: d.model + "\n" + d.setting,
+                                         family=lambda d: d.model.str.split("-").str[0])
+    g = sns.catplot(data=bars, kind="bar", x="run", y="mAP", hue="family", col="table", sharex=False,
+                    height=3.5, aspect=1.1)
+    g.set_xticklabels(rotation=30, ha="right", fontsize=7)
+    g.set_axis_labels("", "probe mAP (eval)")
+    return g
+
+
+def plot_pretrain_history(history: pd.DataFrame):
+    """Reconstruction MSE on the eval crops per pretraining epoch, one line per run key. Returns the
+    Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    sns.lineplot(data=history, x="epoch", y="eval_loss", hue="key", marker="o", ax=ax)
+    ax.set(title="reconstruction MSE on eval crops", ylabel="eval loss")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig
+
+
+def read_results(out) -> dict:
+    """What the notebook saved in ``out``: ``table1``, ``table2``, ``table4`` (as `make_tables`),
+    ``combined`` (index table / model / setting) and ``history`` (the pretraining history, empty
+    when nothing was pretrained)."""
+    out = Path(out)
+    try:
+        history = pd.read_csv(out / "pretrain_history.csv")
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        history = pd.DataFrame()
+    tables = {name: pd.read_csv(out / f"{name}.csv") for name in ("table1", "table2", "table4")}
+    tables["table4"]["ssm_type"] = tables["table4"]["ssm_type"].fillna("None")    # pandas reads "None" as NaN
+    return dict(tables, combined=pd.read_csv(out / "combined.csv", index_col=["table", "model", "setting"]),
+                history=history)
+
+
+PROFILE_SCOPES = {
+    "ci": "tiny 2-layer encoders pretrained for one short epoch on the small embedded `ci` set and probed on the "
+          "same clips. It shows that pretraining, feature extraction and the probe run end to end; with this few clips "
+          "and steps the differences between runs are within noise, so it cannot rank SSAM against SSAST.",
+    "gpu": "Tiny encoders pretrained for a few epochs on the embedded `gpu` set (synthetic clips, not AudioSet) and "
+           "probed on its labels. It can show whether masked pretraining helps each encoder on this data and how "
+           "patch size and block type move the probe; it cannot reproduce the paper's HEAR scores s(m) or its "
+           "AudioSet-scale ranking.",
+    "paper": "the paper's setting (AudioSet pretraining, HEAR-style probing): its numbers can be put next to the "
+             "paper's Tables 1, 2 and 4 (as probe mAP, not the aggregated s(m)).",
+}
+
+
+def summary(results: dict, profile: str, epochs: int | None = None) -> str:
+    """The "What this run shows" Markdown of a 02 run, computed from `read_results`."""
+    from .common import profile_sentence
+
+    t1, t2, t4 = results["table1"], results["table2"], results["table4"]
+    lines = ["### What this run shows", "", profile_sentence(profile, "02_ssam_pretrain", PROFILE_SCOPES)]
+    if epochs is not None:
+        lines[-1] += f" Pretraining: {epochs} epoch(s)."
+    pre = t1[t1["pretraining"] == "pretrained"].set_index("model")["mAP"]
+    text = ["**Table 1** (the paper: pretrained SSAM outperforms the transformer SSAST, and pretraining helps)."]
+    if len(pre):
+        best = pre.idxmax()
+        text.append("Here: " + ", ".join(f"{m} {v:.3f}" for m, v in pre.items())
+                    + (f" probe mAP; {best} is ahead by {pre.max() - pre.min():.3f}." if len(pre) > 1 else " probe mAP."))
+        ssam = pre[[m for m in pre.index if m.startswith("SSAM-")]]
+        ssast = pre[[m for m in pre.index if m.startswith("SSAST-")]]
+        if len(ssam) and len(ssast):
+            text.append("SSAM ahead of SSAST, as in the paper." if ssam.max() > ssast.max()
+                        else "SSAST ahead of SSAM, unlike the paper.")
+    init = t1[t1["pretraining"] == "no pretraining"]
+    for row in init.itertuples():
+        name = row.model.removesuffix(" (random init)")
+        if name in pre.index:
+            gain = pre[name] - row.mAP
+            text.append(f"Pretraining moved {name} from {row.mAP:.3f} (frozen random init) to {pre[name]:.3f} "
+                        f"({gain:+.3f}).")
+    lines += ["", " ".join(text)]
+    if t2["patch_size"].nunique() > 1:
+        parts = []
+        for model, d in t2.groupby("model", sort=False):
+            d = d.sort_values("mAP", ascending=False)
+            parts.append(f"{model}: best {d['patch_size'].iloc[0]} ({d['mAP'].iloc[0]:.3f}), worst "
+                         f"{d['patch_size'].iloc[-1]} ({d['mAP'].iloc[-1]:.3f})")
+        lines += ["", "**Table 2** (the paper ablates the patch size). Here: " + "; ".join(parts) + "."]
+    else:
+        lines += ["", f"**Table 2** (the paper ablates the patch size): this run tried one patch size "
+                      f"({t2['patch_size'].iloc[0]}), so it shows no patch-size effect."]
+    ssm = t4[t4["ssm_type"] != "None"].set_index("ssm_type")["mAP"]
+    if len(ssm) > 1:
+        lines += ["", "**Table 4** (the paper compares unidirectional Mamba blocks with Vim's bidirectional ones). "
+                      "Here: " + ", ".join(f"{k} {v:.3f}" for k, v in ssm.items())
+                  + f"; {ssm.idxmax()} is ahead by {ssm.max() - ssm.min():.3f}."]
+    else:
+        lines += ["", "**Table 4** (the paper compares Mamba with Vim blocks): this run tried one SSM type, so it "
+                      "shows no block-type effect."]
+    return "\n".join(lines)
