@@ -160,6 +160,13 @@ def check_fast_matches_eager(label, device, log):
             for mode in ("compile", "graphs"):
                 out = fast_forward(m, mode, x)(x).clone()
                 errs[f"logits_{mode}"] = rel(out, ref)
+            fused = [mod for mod in m.modules() if getattr(mod, "fused_scan", False)]
+            if fused:   # DASS: the in-place SS2D scan against the cross-scan copies
+                for mod in fused:
+                    mod.fused_scan = False
+                errs["logits_fused_vs_copies"] = rel(ref, m(x))
+                for mod in fused:
+                    mod.fused_scan = True
         m.train()
         for p in m.modules():       # no drop path: both runs must see the same network
             if hasattr(p, "drop_prob"):
@@ -276,6 +283,7 @@ def main():
     if args.check_model:
         errs = check_fast_matches_eager(args.check_model, device, log)
         ok = (errs["logits_compile"] < 1e-4 and errs["logits_graphs"] < 1e-4
+              and errs.get("logits_fused_vs_copies", 0.0) < 1e-4
               and errs["grad_worst"] < 1e-3 and not errs["grad_missing"])
         log(f"check {'passed' if ok else 'FAILED'}")
 

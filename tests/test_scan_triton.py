@@ -246,3 +246,81 @@ def test_states_are_kept_only_when_needed():
                                                 None, None, True, False, "")
     with pytest.raises(RuntimeError, match="without storing states"):
         y.sum().backward()
+
+
+def _ss2d_case(b, d, h, w, N, dtype, seed=0):
+    """Grid input and per-direction projections as SS2D makes them: (u2, delta, B, C in source
+    order) for the fused scan and (xs, delta, B, C in scan order) for the materialised one."""
+    from dasslib.scans.layouts import cross_scan_2d
+    g = torch.Generator().manual_seed(seed)
+    L = h * w
+    u = torch.randn(b, d, h, w, generator=g).to(dtype)
+    u2 = torch.stack([u.flatten(2), u.transpose(2, 3).flatten(2)], dim=1)
+    src = lambda t: t                                        # noqa: E731
+    dsrc = torch.randn(b, 4, d, L, generator=g) - 1.0        # delta at source positions
+    Bsrc = torch.randn(b, 4, N, L, generator=g)
+    Csrc = torch.randn(b, 4, N, L, generator=g)
+    # scan order: directions 2, 3 run backwards over sources 0, 1
+    to_scan = lambda t: torch.cat([t[:, :2], t[:, 2:].flip(-1)], dim=1)  # noqa: E731
+    xs = cross_scan_2d(u)
+    A = -torch.exp(torch.randn(4 * d, N, generator=g))
+    D = torch.randn(4 * d, generator=g)
+    dtb = 0.5 * torch.randn(4 * d, generator=g)
+    fused = (u2, src(dsrc).reshape(b, 4 * d, L).to(dtype), A, Bsrc.to(dtype).contiguous(),
+             Csrc.to(dtype).contiguous())
+    plain = (xs.reshape(b, 4 * d, L), to_scan(dsrc).reshape(b, 4 * d, L).to(dtype), A,
+             to_scan(Bsrc).to(dtype).contiguous(), to_scan(Csrc).to(dtype).contiguous())
+    return fused, plain, D, dtb
+
+
+@needs_fresh
+@pytest.mark.parametrize("b,d,h,w,N,dtype", [
+    (2, 4, 5, 7, 1, torch.float32),     # L = 35: one partial tile
+    (1, 8, 12, 23, 2, torch.float32),   # L = 276: several tiles, the last partial
+    (2, 4, 16, 16, 1, torch.bfloat16),  # bf16 u, fp32 output
+])
+def test_ss2d_fused_scan_matches_the_cross_scan_copies(b, d, h, w, N, dtype):
+    from dasslib.scans.triton_backend import ss2d_scan_triton
+    fused, plain, D, dtb = _ss2d_case(b, d, h, w, N, dtype)
+    L = h * w
+    y = ss2d_scan_triton(*fused, D=D, delta_bias=dtb, out_dtype=torch.float32)
+    ref = selective_scan_ref(*(t.double() for t in plain), D=D.double(),
+                             delta_bias=dtb.double(), delta_softplus=True,
+                             compute_dtype=torch.float64)
+    ref = ref.view(b, 4, d, L)
+    ref = torch.cat([ref[:, :2], ref[:, 2:].flip(-1)], dim=1).reshape(b, 4 * d, L)  # to source
+    assert y.dtype == torch.float32 and y.shape == (b, 4 * d, L)
+    assert rel(y, ref) < 2e-6, rel(y, ref)
+
+
+@needs_fresh
+def test_ss2d_fused_scan_refuses_gradients_and_bad_shapes():
+    from dasslib.scans.triton_backend import ss2d_scan_triton
+    fused, _, D, dtb = _ss2d_case(1, 4, 4, 4, 1, torch.float32)
+    u2, delta, A, B, C = fused
+    with pytest.raises(ValueError, match="inference only"):
+        ss2d_scan_triton(u2.requires_grad_(True), delta, A, B, C, D=D, delta_bias=dtb)
+    with pytest.raises(ValueError, match="u2 must be"):
+        ss2d_scan_triton(delta, delta, A, B, C)
+    with pytest.raises(ValueError, match="4 groups"):
+        ss2d_scan_triton(u2.detach(), delta, A, B[:, :2], C[:, :2])
+
+
+@needs_fresh
+def test_dass_fused_inference_matches_the_materialised_path():
+    import dasslib.models as M
+    torch.manual_seed(0)
+    m = M.create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), num_classes=5,
+                 scan_backend="triton").eval()
+    x = torch.randn(2, 72, 40)          # grids 18 x 10, 9 x 5, 5 x 3, 3 x 2
+    with torch.no_grad():
+        fused = m(x)
+        for mod in m.modules():
+            if hasattr(mod, "fused_scan"):
+                mod.fused_scan = False
+        plain = m(x)
+        torch_ref = M.create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                             num_classes=5, scan_backend="torch")
+        torch_ref.load_state_dict(m.state_dict())
+        ref = torch_ref.eval()(x)
+    assert rel(fused, plain) < 1e-5 and rel(fused, ref) < 1e-5

@@ -7,12 +7,19 @@ Parameter names and shapes follow the official module (``x_proj_weight``, ``dt_p
 ``dt_projs_bias``, ``A_logs``, ``Ds``, ``in_proj``, ``conv2d``, ``out_norm``, ``out_proj``).
 """
 import math
+import os
 
 import torch
 import torch.nn as nn
 
 from dasslib.scans import selective_scan
+from dasslib.scans.api import resolve_backend
 from dasslib.scans.layouts import cross_merge_2d, cross_scan_2d
+
+try:   # triton ships with CUDA builds of torch; without it the fused path is simply off
+    from dasslib.scans.triton_backend import ss2d_scan_supported, ss2d_scan_triton
+except ImportError:  # pragma: no cover
+    ss2d_scan_supported = ss2d_scan_triton = None
 
 from .layers import LayerNorm2d, Linear2d
 from .mamba_mixer import dt_bias_init, s4d_real_log
@@ -26,11 +33,15 @@ class SS2D(nn.Module):
     d_inner = ssm_ratio * dim; dt_rank "auto" = ceil(dim / 16); d_state N. ``scan_fp32``
     (official) feeds the scan float32 input so its output is float32; False keeps the compute
     dtype (bf16 under autocast), about a quarter less peak memory on long inputs.
+    ``fused_scan``: in inference with the triton backend, scan the grid in place
+    (:func:`dasslib.scans.triton_backend.ss2d_scan_triton`) instead of materialising the four
+    cross-scan copies; same outputs up to rounding (tests/test_models_dass.py).
     """
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
-                 scan_backend="auto", scan_fp32=True):
+                 scan_backend="auto", scan_fp32=True, fused_scan=True):
         super().__init__()
+        self.fused_scan = fused_scan
         d_inner = int(ssm_ratio * dim)
         self.d_state = d_state
         self.dt_rank = math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
@@ -52,26 +63,59 @@ class SS2D(nn.Module):
         for p in (self.A_logs, self.Ds):
             p._no_weight_decay = True
 
+    def _fused_ok(self, u):
+        """Whether the four scans can read the grid in place (:func:`ss2d_scan_triton`): the
+        triton backend, no gradient needed (it has no backward), a 'rows' forward config."""
+        if (ss2d_scan_triton is None or not self.fused_scan
+                or resolve_backend(self.scan_backend, u.device) != "triton"):
+            return False
+        if u.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+            return False
+        if torch.is_grad_enabled() and (u.requires_grad or self.A_logs.requires_grad):
+            return False
+        return ss2d_scan_supported(self.d_state, u.shape[0] * K * u.shape[1], u.device)
+
     def forward(self, x):
         u = self.act(self.conv2d(self.in_proj(x)))               # (B, D, H, W), compute dtype
         b, d, h, w = u.shape
         dtype, L = u.dtype, h * w
-        xs = cross_scan_2d(u)                                     # (B, 4, D, L)
-        del u
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
-        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, K * d, L)
-        Bs, Cs = Bs.contiguous(), Cs.contiguous()       # (B, 4, N, L): group k = direction k
-        del x_dbl
-        us = xs.reshape(b, K * d, L)
-        if self.scan_fp32:
-            us = us.float()                                       # fp32 u -> fp32 scan output
-        del xs
-        ys = selective_scan(us, dts, -torch.exp(self.A_logs.float()), Bs, Cs, D=self.Ds.float(),
-                            delta_bias=self.dt_projs_bias.float().view(-1), delta_softplus=True,
-                            backend=self.scan_backend)            # (B, 4D, L)
-        del us, dts, Bs, Cs
-        y = cross_merge_2d(ys.view(b, K, d, L), h, w)             # (B, D, L)
-        del ys
+        # the scan reads u in its dtype and writes y in fp32: the official fp32 u (a cast of
+        # the same values) without the copy
+        out = torch.float32 if self.scan_fp32 else None
+        A = -torch.exp(self.A_logs.float())
+        kw = dict(D=self.Ds.float(), delta_bias=self.dt_projs_bias.float().view(-1),
+                  delta_softplus=True, out_dtype=out)
+        if self._fused_ok(u):
+            # rows and columns of the grid once; each direction's projections at its source
+            # positions; the scan walks k >= 2 backwards in place (no flips, no 4x copy)
+            u2 = torch.stack([u.flatten(2), u.transpose(2, 3).flatten(2)], dim=1)  # (B, 2, D, L)
+            del u
+            wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
+            x_dbl = torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L)
+            dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
+            dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, K * d, L)
+            del x_dbl
+            ys = ss2d_scan_triton(u2, dts, A, Bs.contiguous(), Cs.contiguous(), **kw)
+            del u2, dts, Bs, Cs
+            ys = ys.view(b, K, d, L)
+            cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
+            y = ys[:, 0] + ys[:, 2] + cols                        # (B, D, L) row-major
+            del ys
+        else:
+            xs = cross_scan_2d(u)                                 # (B, 4, D, L)
+            del u
+            x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+            dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
+            dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, K * d, L)
+            Bs, Cs = Bs.contiguous(), Cs.contiguous()   # (B, 4, N, L): group k = direction k
+            del x_dbl
+            us = xs.reshape(b, K * d, L)
+            del xs
+            if self.scan_backend == "mamba_ssm" and out is not None:
+                us, kw["out_dtype"] = us.float(), None
+            ys = selective_scan(us, dts, A, Bs, Cs, backend=self.scan_backend, **kw)  # (B, 4D, L)
+            del us, dts, Bs, Cs
+            y = cross_merge_2d(ys.view(b, K, d, L), h, w)         # (B, D, L)
+            del ys
         y = self.out_norm(y.view(b, d, h, w)).to(dtype)
         return self.out_proj(y)

@@ -23,15 +23,16 @@ def resolve_backend(backend, device, need_initial_state=False):
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   return_last_state=False, backend="auto", initial_state=None):
+                   return_last_state=False, backend="auto", initial_state=None, out_dtype=None):
     """Selective scan with mamba-ssm semantics.
 
     u, delta: (batch, dim, L); A: (dim, N); B, C: (batch, G, N, L) with G | dim (channel d uses
     group d // (dim // G)) or (dim, N) time-invariant; D, delta_bias: (dim,); z: (batch, dim, L)
     gate (y *= silu(z)); initial_state: (batch, dim, N) state before step 0 (default zeros).
     ZOH: h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t + D u_t.
-    State and accumulation are float32. Returns y (u's dtype), or (y, last_state float32
-    (batch, dim, N)) when ``return_last_state``.
+    State and accumulation are float32. Returns y (u's dtype, or float32 with
+    ``out_dtype=torch.float32``: the same as scanning u.float(), without the copy), or
+    (y, last_state float32 (batch, dim, N)) when ``return_last_state``.
     backend: "torch" (chunked PyTorch, any device), "triton" (fused kernel, CUDA or
     TRITON_INTERPRET=1), "mamba_ssm" (the official CUDA kernel, if installed), or "auto".
     """
@@ -41,8 +42,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if key not in _logged and not torch.compiler.is_compiling():  # no logging inside a traced graph
         _logged.add(key)
         log.debug("selective_scan backend=%s -> %s on %s (%s)", backend, name, u.device, u.dtype)
+    if out_dtype not in (None, u.dtype, torch.float32):
+        raise ValueError(f"out_dtype must be None, u's dtype or torch.float32, got {out_dtype}")
     kw = dict(D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
-              return_last_state=return_last_state, initial_state=initial_state)
+              return_last_state=return_last_state, initial_state=initial_state,
+              out_dtype=out_dtype)
     if name == "torch":
         from .torch_backend import selective_scan_torch
         return selective_scan_torch(u, delta, A, B, C, **kw)

@@ -74,7 +74,8 @@ def _piece(u, dt, A, B, C, h0, groups_B, groups_C):
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                         return_last_state=False, initial_state=None, piece_elems=PIECE_ELEMS):
+                         return_last_state=False, initial_state=None, piece_elems=PIECE_ELEMS,
+                         out_dtype=None):
     """Selective scan in plain PyTorch (any device). Same arguments and returns as
     :func:`dasslib.scans.selective_scan`; computes in float32 (float64 if u is float64)."""
     s = check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
@@ -103,7 +104,7 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
         y = y + D.to(cd)[None, :, None] * x
     if z is not None:
         y = y * F.silu(z.to(cd))
-    y = y.to(u.dtype)
+    y = y.to(out_dtype or u.dtype)
     if return_last_state:
         return y, h.to(torch.float32 if cd == torch.float32 else cd)
     return y

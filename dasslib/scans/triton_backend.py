@@ -140,8 +140,11 @@ def rows_per_program(want, dim, G_B, G_C):
 class _Launch:
     """Sizes and flags shared by the forward and backward launches of one call."""
 
-    def __init__(self, u, B, C, N, cfg):
-        self.batch, self.dim, self.L = u.shape
+    def __init__(self, u, B, C, N, cfg, shape=None, layout=""):
+        # shape: (batch, dim, L) of the scan when u is a source of another shape (layout "ss2d")
+        self.batch, self.dim, self.L = u.shape if shape is None else shape
+        self.layout = layout
+        self.rev_upper, self.u_src = layout == "ss2d", 2 if layout == "ss2d" else 0
         self.rows = self.batch * self.dim
         self.N, self.NP, self.cfg = N, triton.next_power_of_2(N), cfg
         self.B_var, self.C_var = B.dim() == 4, C.dim() == 4
@@ -165,7 +168,8 @@ class _Launch:
         chunk = triton.cdiv(triton.cdiv(self.L, cfg.n_chunks), cfg.block_l) * cfg.block_l
         self.chunk_len, self.n_chunks = chunk, triton.cdiv(self.L, chunk)
         self.BD = rows_per_program(cfg.rows, self.dim, gB, gC)
-        self.chunk_tiles = triton.cdiv(self.rows_tiles, cfg.rows_chunks)
+        # direction layouts run every row in one chunk (chained chunks follow ticket order)
+        self.chunk_tiles = triton.cdiv(self.rows_tiles, 1 if layout else cfg.rows_chunks)
         self.rows_chunks = triton.cdiv(self.rows_tiles, self.chunk_tiles)
         # bwd_rows is meant for 4-byte inputs; 2-byte ones have twice the tile, so half the rows
         self.bwd_BD = rows_per_program(max(1, cfg.bwd_rows * min(4, u.element_size()) // 4),
@@ -198,10 +202,11 @@ def _contig(t, dtype=None):
     return t if dtype is None else t.to(dtype)
 
 
-def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_states):
-    """Launch the forward; returns y and the (rows * n_tiles * NP) state buffer (or None)."""
+def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_states, y_dtype):
+    """Launch the forward; returns y (batch, dim, L) in ``y_dtype`` and the
+    (rows * n_tiles * NP) state buffer (or None)."""
     dev = u.device
-    y = torch.empty_like(u)
+    y = torch.empty((lc.batch, lc.dim, lc.L), dtype=y_dtype, device=dev)
     states = torch.empty(lc.rows * lc.n_tiles * lc.NP if store_states else 1,
                          dtype=torch.float32, device=dev)
     dummy = states
@@ -222,6 +227,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
             store_states=int(store_states), N=lc.N, NP=lc.NP,
             BD=lc.BD, BLOCK_L=lc.rows_block, STATE_EVERY=lc.state_block // lc.rows_block,
             B_VARYING=lc.B_var, C_VARYING=lc.C_var, PREFETCH=lc.cfg.prefetch, CHUNKED=nq > 1,
+            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
             num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
         return y, states
     if lc.cfg.fwd == "scan":
@@ -332,28 +338,37 @@ def _states_shape(lc):
     return (lc.batch, lc.dim, lc.n_tiles, lc.NP)
 
 
+def _launch_of(u, delta, A, B, C, config, layout):
+    """(config, _Launch) of one call; the scan's shape is delta's ((batch, dim, L))."""
+    cfg = _config_of(config, delta, A)
+    lc = _Launch(u, B, C, A.shape[1], cfg, shape=tuple(delta.shape), layout=layout)
+    return cfg, lc
+
+
 @torch.library.custom_op("dasslib::selective_scan_fwd", mutates_args=())
 def _scan_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
               C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
               delta_bias: Optional[torch.Tensor], h0: Optional[torch.Tensor], softplus: bool,
-              store_states: bool, config: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    """-> (y like u, states fp32 (batch, dim, n_tiles, NP): the state after every state tile,
-    for the backward; shape (0,) when not stored)."""
-    cfg = _config_of(config, u, A)
-    lc = _Launch(u, B, C, A.shape[1], cfg)
+              store_states: bool, config: str, y_fp32: bool = False,
+              layout: str = "") -> Tuple[torch.Tensor, torch.Tensor]:
+    """-> (y (batch, dim, L) in u's dtype (float32 if ``y_fp32``), states fp32
+    (batch, dim, n_tiles, NP): the state after every state tile, for the backward; shape (0,)
+    when not stored). layout "ss2d": u is (batch, 2, dim // 4, L), see :func:`ss2d_scan_triton`."""
+    cfg, lc = _launch_of(u, delta, A, B, C, config, layout)
     u, delta, B, C, z = (_contig(t) for t in (u, delta, B, C, z))
     A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
     store = _stores(cfg, store_states)
-    y, states = _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store)
+    y, states = _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store,
+                         torch.float32 if y_fp32 else u.dtype)
     return y, (states.view(_states_shape(lc)) if store else states.new_empty(0))
 
 
 @_scan_fwd.register_fake
-def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, softplus, store_states, config):
-    cfg = _config_of(config, u, A)
-    lc = _Launch(u, B, C, A.shape[1], cfg)
+def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, softplus, store_states, config,
+                   y_fp32=False, layout=""):
+    cfg, lc = _launch_of(u, delta, A, B, C, config, layout)
     shape = _states_shape(lc) if _stores(cfg, store_states) else (0,)
-    return (torch.empty(u.shape, dtype=u.dtype, device=u.device),
+    return (torch.empty(delta.shape, dtype=torch.float32 if y_fp32 else u.dtype, device=u.device),
             torch.empty(shape, dtype=torch.float32, device=u.device))
 
 
@@ -382,9 +397,10 @@ def _scan_bwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, states, dy, dlast, s
 
 
 def _scan_setup(ctx, inputs, output):
-    u, delta, A, B, C, D, z, delta_bias, h0, softplus, _store, config = inputs
+    u, delta, A, B, C, D, z, delta_bias, h0, softplus, _store, config = inputs[:12]
+    layout = inputs[13] if len(inputs) > 13 else ""
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0, output[1])
-    ctx.softplus, ctx.config = softplus, config
+    ctx.softplus, ctx.config, ctx.layout = softplus, config, layout
 
 
 def _scan_grad(ctx, dy, dstates):
@@ -392,6 +408,8 @@ def _scan_grad(ctx, dy, dstates):
     if states.numel() == 0:
         raise RuntimeError("the scan's forward ran without storing states for the backward "
                            "(gradients were off when it ran)")
+    if ctx.layout:
+        raise RuntimeError(f"the {ctx.layout!r} scan layout has no backward (inference only)")
     N = A.shape[1]
     dlast = None if dstates is None else dstates[:, :, -1, :N]
     if dy is None:
@@ -400,20 +418,28 @@ def _scan_grad(ctx, dy, dstates):
                                              dlast, ctx.softplus, ctx.config)
     given = (D, z, delta_bias, h0)
     return (*g[:5], *(gi if t is not None else None for gi, t in zip(g[5:], given)),
-            None, None, None)
+            None, None, None, None, None)
 
 
 torch.library.register_autograd("dasslib::selective_scan_fwd", _scan_grad,
                                 setup_context=_scan_setup)
 
 
+def _y_fp32(u, out_dtype):
+    if out_dtype not in (None, u.dtype, torch.float32):
+        raise ValueError(f"out_dtype must be None, the input's dtype or torch.float32, got {out_dtype}")
+    return out_dtype == torch.float32 and u.dtype != torch.float32
+
+
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          return_last_state=False, initial_state=None, config=None, **overrides):
+                          return_last_state=False, initial_state=None, config=None,
+                          out_dtype=None, **overrides):
     """Fused Triton selective scan, forward and backward, on CUDA (or on the CPU under
     ``TRITON_INTERPRET=1``). Arguments and returns as :func:`dasslib.scans.selective_scan`.
     ``config`` (:class:`TritonConfig`) or keyword overrides of its fields replace the
     defaults of :func:`pick_config` (tests, tuning)."""
     s = check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    y_fp32 = _y_fp32(u, out_dtype)
     if u.device.type != "cuda" and not _interpreted():
         raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
@@ -432,7 +458,48 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     spec = json.dumps(asdict(cfg)) if (config is not None or overrides) else ""
     y, states = torch.ops.dasslib.selective_scan_fwd(
         u, delta, A, B, C, D, z, delta_bias, initial_state, bool(delta_softplus),
-        need_grad or bool(return_last_state), spec)
+        need_grad or bool(return_last_state), spec, y_fp32, "")
     if not return_last_state:
         return y
     return y, states[:, :, -1, :s.N].clone()
+
+
+def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True,
+                     out_dtype=None):
+    """The four SS2D scans without materialised cross-scan copies (inference only).
+
+    u2: (batch, 2, d, L): the grid's rows (source 0, index h*W + w) and columns (source 1,
+    index w*H + h). Direction k in 0..3 scans source k % 2, forwards for k < 2 and backwards
+    (right to left) for k >= 2, as VMamba's cross-scan orders k0 rows, k1 columns, k2 and k3
+    their reverses. delta: (batch, 4*d, L), B, C: (batch, 4, N, L), each direction's values at
+    its SOURCE positions (not flipped); A: (4*d, N); D, delta_bias: (4*d,).
+    Returns y (batch, 4*d, L) at the source positions, in u2's dtype (float32 with
+    ``out_dtype=torch.float32``): cross-merge is then y0 + y2 + columns-to-rows(y1 + y3).
+    """
+    if u2.dim() != 4 or u2.shape[1] != 2:
+        raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
+    b, _, d, L = u2.shape
+    s = check_scan_args(delta, delta, A, B, C, D, None, delta_bias)
+    if (s.batch, s.dim, s.L) != (b, 4 * d, L) or s.groups_B != 4 or s.groups_C != 4:
+        raise ValueError(f"ss2d scan needs delta (batch, 4*d, L) = {(b, 4 * d, L)} and B, C with "
+                         f"4 groups, got delta {tuple(delta.shape)}, B {tuple(B.shape)}, "
+                         f"C {tuple(C.shape)}")
+    if u2.device.type != "cuda" and not _interpreted():
+        raise ValueError(f"ss2d_scan_triton needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (u2, delta, A, B, C, D, delta_bias)):
+        raise ValueError("ss2d_scan_triton is inference only (no backward); scan the "
+                         "cross-scan copies with selective_scan when gradients are needed")
+    cfg = pick_config(s.batch * s.dim, s.L, s.N, u2.device)
+    if cfg.fwd != "rows":
+        raise ValueError(f"ss2d_scan_triton runs on the 'rows' forward; N={s.N} at "
+                         f"{s.batch * s.dim} rows picks {cfg.fwd!r}")
+    y, _ = torch.ops.dasslib.selective_scan_fwd(u2, delta, A, B, C, D, None, delta_bias, None,
+                                                bool(delta_softplus), False, "",
+                                                _y_fp32(u2, out_dtype), "ss2d")
+    return y
+
+
+def ss2d_scan_supported(N, rows, device):
+    """Whether :func:`ss2d_scan_triton` runs for state size N and batch*4*d rows on device."""
+    return pick_config(rows, 1024, N, device).fwd == "rows"

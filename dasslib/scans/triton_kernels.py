@@ -611,14 +611,17 @@ def _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexp
 
 @triton.jit
 def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, zr, L,
-               BLOCK_L: tl.constexpr, HAS_Z: tl.constexpr, BC: tl.constexpr):
+               BLOCK_L: tl.constexpr, HAS_Z: tl.constexpr, BC: tl.constexpr, offu0, rev, n_tiles):
     """Raw tiles (u, delta, z, B, C) of tile k, each (BD, BLOCK_L); zeros past L and for
     k >= k_end (prefetches past the chunk read nothing). B/C (of state 0, broadcast over the
-    rows) only if BC, else placeholders."""
-    t = k * BLOCK_L + t0
+    rows) only if BC, else placeholders. Reversed rows (rev = 1) read tile n_tiles - 1 - k
+    (positions ascending inside it); u is read at offu0 (its rows may come from a source tensor
+    of another layout), everything else at off0."""
+    kp = k + rev * (n_tiles - 1 - 2 * k)
+    t = kp * BLOCK_L + t0
     m = ((t < L) & (k < k_end))[None, :]
-    off = off0 + k * BLOCK_L
-    ut = tl.load(u_ptr + off, mask=m, other=0.0)
+    off = off0 + kp * BLOCK_L
+    ut = tl.load(u_ptr + offu0 + kp * BLOCK_L, mask=m, other=0.0)
     dtr = tl.load(dt_ptr + off, mask=m, other=0.0)
     zt = ut
     if HAS_Z:
@@ -641,8 +644,13 @@ def _rows_fwd_kernel(
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     FAST_LOG: tl.constexpr, PREFETCH: tl.constexpr, CHUNKED: tl.constexpr,
+    REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
 ):
     """Forward of BD rows per program over one chunk of tiles (see the comment above).
+    Direction layouts (SS2D without materialised cross-scan copies; one chunk only):
+    REV_UPPER scans the rows of the upper half of the B groups right to left (tiles walked
+    from the last, each scanned in reverse; y written at the positions read); U_SRC > 0 reads
+    u from (batch, U_SRC, dim // G_B, L): row (b, g, d) takes source g % U_SRC.
     store_states (runtime, one compiled kernel for inference and training) writes the state
     after every STATE_EVERY tiles and after the last one:
     (rows, n_state_tiles, NP), the layout the backward reads (its tiles are STATE_EVERY *
@@ -658,16 +666,27 @@ def _rows_fwd_kernel(
     BC: tl.constexpr = (N == 1) and B_VARYING and C_VARYING   # B/C of the only state in the ring
     t0 = tl.arange(0, BLOCK_L)
     zr = (rr * 0)[:, None]
-    is_first = (t0 == 0)[None, :]
-    is_last = (t0 == BLOCK_L - 1)[None, :]
     off0 = row_off[:, None] + t0[None, :]
+    offu0 = off0
+    rev = 0
+    if REV_UPPER or U_SRC > 0:
+        per = dim // G_B
+        g = (rb * BD) % dim // per                      # the program's group (direction)
+        if REV_UPPER:
+            rev = (g >= G_B // 2).to(tl.int32)
+        if U_SRC > 0:
+            urow = ((rb * BD) // dim * U_SRC + g % U_SRC) * per + (rb * BD) % per + rr
+            offu0 = urow.to(tl.int64)[:, None] * L + t0[None, :]
+    # the carry enters at the tile's first step in scan order and leaves from its last
+    is_first = (t0 == rev * (BLOCK_L - 1))[None, :]
+    is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
     st_ptr = states_ptr + (r.to(tl.int64) * n_state_tiles * NP)[:, None] + zr
     # software pipelining: the loads of the next PREFETCH tiles are in flight while tile k is
     # computed (a ring of raw tiles; tiles past the end are fully masked)
     ring = ()
     for i in tl.static_range(PREFETCH):
         ring = ring + (_rows_load(k_first + i, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
-                                  bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC),)
+                                  bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev, n_tiles),)
     A2, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.4426950408889634, N,
                                           B_VARYING, C_VARYING, HAS_D, HAS_DTB)
     if CHUNKED:
@@ -685,7 +704,8 @@ def _rows_fwd_kernel(
                 c0 = tl.load(cstate_ptr + (r * n_chunks + q - 1) * NP + n, volatile=True)
         carry = carry + (c0,)
     for k in range(k_first, k_end):
-        t = k * BLOCK_L + t0
+        kp = k + rev * (n_tiles - 1 - 2 * k)   # the tile's place in memory
+        t = kp * BLOCK_L + t0
         m2 = (t < L)[None, :]
         t2 = t[None, :] + zr     # (BD, BLOCK_L) like u: same layout, no conversion
         if PREFETCH > 0:
@@ -694,10 +714,12 @@ def _rows_fwd_kernel(
             for i in tl.static_range(1, PREFETCH):
                 rest = rest + (ring[i],)
             ring = rest + (_rows_load(k + PREFETCH, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
-                                      off0, bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC),)
+                                      off0, bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev,
+                                      n_tiles),)
         else:
             ut, dtr, zt, bt, ct = _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
-                                             bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC)
+                                             bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev,
+                                             n_tiles)
         u = ut.to(tl.float32)
         dt = dtr.to(tl.float32)
         if HAS_DTB:
@@ -720,7 +742,13 @@ def _rows_fwd_kernel(
             dA = tl.exp2(dt * A2[n][:, None])
             x = du * Bn
             x = tl.where(is_first, x + dA * carry[n][:, None], x)
-            _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+            if REV_UPPER:
+                if rev != 0:
+                    _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine, reverse=True)
+                else:
+                    _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+            else:
+                _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
             c = tl.sum(tl.where(is_last, h, 0.0), axis=1)
             new_carry = new_carry + (c,)
             if store_states != 0:
@@ -737,7 +765,7 @@ def _rows_fwd_kernel(
         if HAS_Z:
             z = zt.to(tl.float32)
             y = y * (z * tl.sigmoid(z))
-        tl.store(y_ptr + off0 + k * BLOCK_L, y, mask=m2)
+        tl.store(y_ptr + off0 + kp * BLOCK_L, y, mask=m2)
     if CHUNKED:
         if q < n_chunks - 1:
             for n in tl.static_range(N):
