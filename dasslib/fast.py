@@ -21,7 +21,9 @@ Modes (``fast=``):
   long inputs launches cost nothing next to the work).
 
 A shape beyond the first ``max_shapes`` compiled ones runs eagerly (with one warning), so a
-sweep over many lengths does not pay a compile per length without saying so.
+sweep over many lengths does not pay a compile per length without saying so. If compiling
+fails, the forward warns and runs eagerly from then on (out-of-memory errors are raised as
+they are, so :func:`dasslib.inference.predict` still reports the longest input that fits).
 """
 import warnings
 import weakref
@@ -91,6 +93,7 @@ class FastForward:
                                       mode="reduce-overhead" if graphs else None)
         self.shapes = set()
         self._warned = False
+        self.failed = None   # the exception that made this forward fall back to eager
 
     def __call__(self, x):
         key = (tuple(x.shape), x.dtype, x.device, self.model.training, torch.is_grad_enabled(),
@@ -104,9 +107,19 @@ class FastForward:
                     self._warned = True
                 return self.model(x)
             self.shapes.add(key)
-        if self.mode == "graphs":
-            torch.compiler.cudagraph_mark_step_begin()
-        return self.compiled(x)
+        if self.failed is not None:
+            return self.model(x)
+        try:
+            if self.mode == "graphs":
+                torch.compiler.cudagraph_mark_step_begin()
+            return self.compiled(x)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as e:  # a compile failure: run eagerly from now on (a genuine input
+            self.failed = e     # error is raised again by the eager call below)
+            warnings.warn(f"{type(self.model).__name__}: the compiled forward failed "
+                          f"({type(e).__name__}: {str(e)[:300]}); running eagerly from now on")
+            return self.model(x)
 
 
 def fast_forward(model, fast="auto", x=None):

@@ -138,3 +138,25 @@ def test_train_config_fast_option():
         TrainConfig(fast="graphs")
     # switching the fast path does not change results, so a run may resume with another value
     assert TrainConfig(fast="off").differences(TrainConfig(fast="compile")) == {}
+
+
+def test_a_failing_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    torch.manual_seed(0)
+    m = M.create("dass_small", **TINY).eval()
+    x = torch.randn(1, 64, 32)
+    ff = fast.FastForward(m, "compile")
+
+    def broken(_x):
+        raise RuntimeError("backend compiler failed")
+    ff.compiled = broken
+    with torch.inference_mode():
+        with pytest.warns(UserWarning, match="compiled forward failed"):
+            out = ff(x)
+        again = ff(x)                       # no second warning, still eager
+        ref = m(x)
+    assert torch.equal(out, ref) and torch.equal(again, ref)
+    assert isinstance(ff.failed, RuntimeError)
+    # a genuine input error is raised by the eager call, not swallowed
+    ff2 = fast.FastForward(m, "compile")
+    with torch.inference_mode(), pytest.warns(UserWarning), pytest.raises(ValueError, match="expects"):
+        ff2(torch.randn(64, 32))

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from .memory import free_memory, is_oom, memory_limit_gib, peak_memory_mb, reset_peak
 from .pool import ModelPool
 from .specs import as_spec, count_tokens
+from ..fast import check_fast
 from .steps import MODES, OPTIMIZERS, check_mode, make_step, resolve_dtype
 from .timing import time_step, timed_calls
 
@@ -163,12 +164,13 @@ class _Settings:
     budget: float | None          # max_seconds_per_point
     errors: str
     clock: object
+    fast: str = "off"
 
 
 def _measure(model, mel_bins, mode, batch, frames, cfg):
     """One ok point's measured fields; raises whatever the step raises."""
     x = torch.randn(batch, frames, mel_bins, device=cfg.device)
-    step = make_step(model, mode, x, dtype=cfg.dtype, optimizer=cfg.optimizer)
+    step = make_step(model, mode, x, dtype=cfg.dtype, optimizer=cfg.optimizer, fast=cfg.fast)
     reset_peak(cfg.device)
     timing = time_step(step, cfg.device, warmup=cfg.warmup, repeats=cfg.repeats, max_seconds=cfg.budget)
     return dict(median_ms=timing.median_ms, p10_ms=timing.p10_ms, p90_ms=timing.p90_ms,
@@ -260,7 +262,7 @@ def _point(series, length_s, frames, pool, cfg, allotment, mode_start):
 def run_sweep(specs, lengths_s=DEFAULT_LENGTHS_S, modes=MODES, *, batch=1, device=None, dtype="auto",
               optimizer="adamw", warmup=2, repeats=10, max_seconds_per_point=60.0, budget_s=None,
               order="breadth", frames_per_s=100, errors="record", seed=0, progress=True,
-              clock=time.perf_counter):
+              clock=time.perf_counter, fast="off"):
     """Measure every spec x mode x length; returns a DataFrame with :data:`COLUMNS`.
 
     specs: ModelSpecs, registry names or zero-argument factories (see ``model_spec``), in priority
@@ -273,6 +275,8 @@ def run_sweep(specs, lengths_s=DEFAULT_LENGTHS_S, modes=MODES, *, batch=1, devic
     ``{mode: seconds}``; order: ``"breadth"`` or ``"depth"`` (see the module doc).
     clock: the wall clock of budgets and ``wall_s`` (tests pass a fake one); the timed calls
     themselves use CUDA events or ``time.perf_counter``.
+    fast: the :mod:`dasslib.fast` path of every step ("off": eager; otherwise each new length
+    compiles once in the warm-up calls, which ``wall_s`` and the budgets count).
     Models are built once per spec (seeded with ``seed``) and freed at the end.
     """
     specs = [as_spec(s) for s in ([specs] if isinstance(specs, str) else specs)]
@@ -296,8 +300,9 @@ def run_sweep(specs, lengths_s=DEFAULT_LENGTHS_S, modes=MODES, *, batch=1, devic
     batches = _batches(batch, modes)
     budget = _ModeBudget(budget_s, modes, clock)
     device = torch.device(device) if device is not None else default_device()
+    check_fast(fast)
     cfg = _Settings(device, resolve_dtype(dtype, device), optimizer, warmup, repeats,
-                    max_seconds_per_point, errors, clock)
+                    max_seconds_per_point, errors, clock, fast)
     meta = dict(device=device_name(device), dtype=str(cfg.dtype).removeprefix("torch."),
                 torch_version=torch.__version__, date=datetime.datetime.now().isoformat(timespec="seconds"))
     token_models = {}

@@ -28,9 +28,10 @@ def load_needles(paths: dict, stats: tuple, max_needles: int | None = None) -> l
 
 
 def niah_map(model, needles, stats, length_s, position=0.5, kind="zeros", snr_db=None, device=None,
-             seed=0, batch_size=8, babble_wav=None) -> float:
+             seed=0, batch_size=8, babble_wav=None, fast="auto") -> float:
     """mAP of ``model`` over ``needles`` each inside a ``length_s`` haystack (noise fbanks are
-    computed on ``device`` when it is a CUDA device)."""
+    computed on ``device`` when it is a CUDA device). ``fast``: the forward path of
+    :func:`dasslib.inference.predict` (compiled on CUDA under "auto"; "off": eager)."""
     mean, std = stats
     fbank_device = device if device is not None and torch.device(device).type == "cuda" else None
     ds = NiahDataset(needles, length_s, position=position, kind=kind, snr_db=snr_db, seed=seed,
@@ -40,29 +41,31 @@ def niah_map(model, needles, stats, length_s, position=0.5, kind="zeros", snr_db
     for i in range(0, len(ds), bs):
         items = [ds[j] for j in range(i, min(i + bs, len(ds)))]
         x = torch.stack([it[0] for it in items])
-        scores.append(predict(model, x, device))
+        scores.append(predict(model, x, device, fast=fast))
         targets.append(torch.stack([it[1] for it in items]))
     return float(evaluate(torch.cat(scores).numpy(), torch.cat(targets).numpy())["mAP"])
 
 
 def sweep(models: dict, needles, stats, lengths, positions=(0.5,), kinds=(("zeros", None),),
-          device=None, seed=0, batch_size=8, babble_wav=None, progress: bool | None = None) -> pd.DataFrame:
+          device=None, seed=0, batch_size=8, babble_wav=None, progress: bool | None = None,
+          fast="auto") -> pd.DataFrame:
     """One row per (model, length, position, kind, snr) with mAP and the relative drop
     ``(mAP_10 - mAP_t) / mAP_10`` against the needle alone (10.24 s). ``kinds``: (kind, snr_db)
     pairs; ``babble_wav``: the babble loop (None: the default synthetic one); ``progress``: a
     progress bar (None: only in a live notebook, `dasslib.display.widgets_live`, so papermill and
-    nbval store no progress widget)."""
+    nbval store no progress widget); ``fast``: see :func:`niah_map`."""
     if progress is None:
         from ..display import widgets_live
 
         progress = widgets_live()
     rows = []
     grid = list(itertools.product(models.items(), lengths, positions, kinds))
-    base = {name: niah_map(m, needles, stats, NEEDLE_SECONDS, device=device, batch_size=batch_size)
+    base = {name: niah_map(m, needles, stats, NEEDLE_SECONDS, device=device, batch_size=batch_size,
+                           fast=fast)
             for name, m in models.items()}
     for (name, model), length, position, (kind, snr) in tqdm(grid, "NIAH", leave=False, disable=not progress):
         m = niah_map(model, needles, stats, length, position, kind, snr, device, seed, batch_size,
-                     babble_wav)
+                     babble_wav, fast)
         rows.append(dict(model=name, length_s=float(length), position=float(position), haystack=kind,
                          snr_db=snr, mAP=m, mAP_10s=base[name],
                          rel_drop=(base[name] - m) / base[name] if base[name] > 0 else float("nan")))
@@ -70,9 +73,10 @@ def sweep(models: dict, needles, stats, lengths, positions=(0.5,), kinds=(("zero
 
 
 def length_scaling(models: dict, lengths_s, device=None, dtype=torch.bfloat16, repeats=2,
-                   num_mel_bins=128) -> pd.DataFrame:
+                   num_mel_bins=128, fast="off") -> pd.DataFrame:
     """Peak memory and seconds of one forward (batch 1, no grad, ``dtype`` autocast on CUDA) of
-    each model at each input length. A length that does not fit is a row with ``fits=False``
+    each model at each input length (``fast``: the path of :func:`dasslib.inference.measure`;
+    its compile falls in the warm-up call, not in the timed ones). A length that does not fit is a row with ``fits=False``
     and the largest length predicted to fit, never an exception.
 
     Returns one row per (model, length_s): fits, seconds, peak_mem_gib, max_fit_s, note.
@@ -86,7 +90,7 @@ def length_scaling(models: dict, lengths_s, device=None, dtype=torch.bfloat16, r
             row = dict(model=name, length_s=float(length), frames=frames)
             try:
                 r = measure(model, frames, device, num_mel_bins=num_mel_bins, dtype=dtype,
-                            warmup=1, repeats=repeats)
+                            warmup=1, repeats=repeats, fast=fast)
                 peak = r["peak_mem_bytes"]
                 row.update(fits=True, seconds=r["seconds"],
                            peak_mem_gib=None if peak is None else peak / 2**30, max_fit_s=None, note="")
