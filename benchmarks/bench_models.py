@@ -58,9 +58,13 @@ FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "p
           "batch", "frames", "mel_bins", "ms", "ms_p10", "ms_p90", "clips_per_s", "peak_MiB",
           "gflops_per_clip", "tflops", "floor_ms", "floor_bytes_per_clip", "ratio_vs_ast_eager",
           "ratio_vs_ast_fast", "first_call_s", "note"]
-# ops whose inputs and outputs a compiler cannot fuse away (the byte floor counts them once)
-_FLOOR_OPS = ("aten.convolution", "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm",
-              "aten._scaled_dot_product", "dasslib.selective_scan_fwd")
+# ops whose inputs and outputs a compiler cannot fuse away (the byte floor counts them once);
+# under inference mode the dispatch mode sees the composite ops (linear, conv2d, einsum, sdpa)
+# before they decompose, elsewhere their parts (mm, convolution, bmm): both are listed
+_FLOOR_OPS = ("aten.linear", "aten.conv1d", "aten.conv2d", "aten.convolution", "aten.einsum",
+              "aten.matmul", "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm",
+              "aten.scaled_dot_product_attention", "aten._scaled_dot_product",
+              "dasslib.selective_scan_fwd")
 
 
 class ByteCounter(TorchDispatchMode):
@@ -74,7 +78,8 @@ class ByteCounter(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         name = str(func.overloadpacket) if hasattr(func, "overloadpacket") else str(func)
         name = name.replace("::", ".")
-        if name.startswith(_FLOOR_OPS):
+        if name.startswith(_FLOOR_OPS) and (name in _FLOOR_OPS or "._scaled" in name
+                                            or name.startswith("aten._scaled_dot_product")):
             flat = list(args) + list((kwargs or {}).values())
             outs = out if isinstance(out, (tuple, list)) else [out]
             for t in flat + list(outs):
