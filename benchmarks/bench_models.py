@@ -208,6 +208,16 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _timed(step, device, warmup, repeats):
+    """(Timing, peak MiB over the timed calls, seconds of the first call: compiles included)."""
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    first = time.perf_counter() - t0
+    reset_peak(device)
+    return time_step(step, device, warmup=warmup, repeats=repeats), peak_memory_mb(device), first
+
+
 def time_inference(m, x, path, repeats):
     fwd = m if path == "eager" else fast_forward(m, "auto", x)
     m.eval()
@@ -215,36 +225,19 @@ def time_inference(m, x, path, repeats):
     def step():
         with torch.inference_mode(), _amp(x.device):
             fwd(x)
-    t0 = time.perf_counter()
-    step()
-    _sync(x.device)
-    first = time.perf_counter() - t0
-    reset_peak(x.device)
-    t = time_step(step, x.device, warmup=3, repeats=repeats)
-    return t, peak_memory_mb(x.device), first
+    return _timed(step, x.device, 3, repeats)
 
 
 def time_predict(m, x_host, path, repeats, device):
     fast = "off" if path == "eager" else "auto"
-    t0 = time.perf_counter()
-    predict(m, x_host, fast=fast)
-    first = time.perf_counter() - t0
-    reset_peak(device)
-    t = time_step(lambda: predict(m, x_host, fast=fast), device, warmup=3, repeats=repeats)
-    return t, peak_memory_mb(device), first
+    return _timed(lambda: predict(m, x_host, fast=fast), device, 3, repeats)
 
 
 def time_train(m, x, path, repeats):
     step = make_step(m, "train", x, optimizer="adamw",
                      dtype=torch.bfloat16 if x.device.type == "cuda" else torch.float32,
                      fast="off" if path == "eager" else "compile")
-    t0 = time.perf_counter()
-    step()
-    _sync(x.device)
-    first = time.perf_counter() - t0
-    reset_peak(x.device)
-    t = time_step(step, x.device, warmup=2, repeats=repeats)
-    return t, peak_memory_mb(x.device), first
+    return _timed(step, x.device, 2, repeats)
 
 
 def main():

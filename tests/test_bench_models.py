@@ -1,0 +1,31 @@
+"""benchmarks/bench_models.py on the CPU (--smoke: tiny models of each family): the script runs end
+to end, writes one row per (model, mode, batch, path) with measured times, FLOPs and a byte floor
+that counts the matmuls / convolutions / einsums / attention inference mode shows it."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_models_smoke(tmp_path):
+    out = tmp_path / "speed.csv"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), "--smoke",
+                          "--device", "cpu", "--check-model", "", "--repeats", "1", "--skip-train",
+                          "--models", "ast_base_sdpa,dass_small", "--csv", str(out)],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = list(csv.DictReader(open(out)))
+    keys = {(r["model"], r["mode"], r["batch"], r["path"].split(":")[0]) for r in rows}
+    for model in ("ast_base_sdpa", "dass_small"):
+        for mode, batch in (("inference", "4"), ("inference", "1"), ("predict", "1")):
+            for path in ("eager", "fast"):
+                assert (model, mode, batch, path) in keys
+    assert all(float(r["clips_per_s"]) > 0 and float(r["gflops_per_clip"]) > 0 for r in rows)
+    big = [r for r in rows if r["mode"] == "inference" and r["batch"] == "4"]
+    assert all(int(r["floor_bytes_per_clip"]) > 0 and float(r["floor_ms"]) > 0 for r in big)
+    ast = [r for r in rows if r["model"] == "ast_base_sdpa"]
+    assert all(float(r["ratio_vs_ast_eager"]) > 0 for r in ast if r["path"].startswith("eager"))
