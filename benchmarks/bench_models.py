@@ -47,6 +47,8 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "ast_base_sdpa": ("ast_base", dict(attn="sdpa"), (1024, 128)),
     "ast_base_eager": ("ast_base", dict(attn="eager"), (1024, 128)),
     "dass_small": ("dass_small", {}, (1024, 128)),
+    # training with SS2D scanning the grid in place (rows backward with the direction layout)
+    "dass_small_fused_train": ("dass_small", dict(fused_scan_train=True), (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     "aum_small": ("aum_small", {}, (1024, 128)),

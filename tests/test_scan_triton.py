@@ -294,12 +294,21 @@ def test_ss2d_fused_scan_matches_the_cross_scan_copies(b, d, h, w, N, dtype):
 
 
 @needs_fresh
-def test_ss2d_fused_scan_refuses_gradients_and_bad_shapes():
+def test_ss2d_fused_scan_refuses_unsupported_configs_and_bad_shapes(monkeypatch):
+    import dasslib.scans.triton_backend as tb
     from dasslib.scans.triton_backend import ss2d_scan_triton
     fused, _, D, dtb = _ss2d_case(1, 4, 4, 4, 1, torch.float32)
     u2, delta, A, B, C = fused
-    with pytest.raises(ValueError, match="inference only"):
-        ss2d_scan_triton(u2.requires_grad_(True), delta, A, B, C, D=D, delta_bias=dtb)
+    # few rows on a GPU: the 'scan' backward, which has no direction layout
+    few = TritonConfig(fwd="rows", bwd="scan")
+    monkeypatch.setattr(tb, "pick_config", lambda *a, **k: few)
+    assert tb.ss2d_scan_supported(1, 16, torch.device("cpu"))
+    assert not tb.ss2d_scan_supported(1, 16, torch.device("cpu"), backward=True)
+    with pytest.raises(ValueError, match="backward 'scan'"):
+        ss2d_scan_triton(u2.clone().requires_grad_(True), delta, A, B, C, D=D, delta_bias=dtb)
+    with torch.no_grad():
+        assert ss2d_scan_triton(u2, delta, A, B, C, D=D, delta_bias=dtb).shape == delta.shape
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="u2 must be"):
         ss2d_scan_triton(delta, delta, A, B, C)
     with pytest.raises(ValueError, match="4 groups"):
@@ -324,3 +333,57 @@ def test_dass_fused_inference_matches_the_materialised_path():
         torch_ref.load_state_dict(m.state_dict())
         ref = torch_ref.eval()(x)
     assert rel(fused, plain) < 1e-5 and rel(fused, ref) < 1e-5
+
+
+@needs_fresh
+@pytest.mark.parametrize("b,d,h,w,N", [(2, 4, 5, 7, 1), (1, 8, 12, 23, 2)])
+def test_ss2d_fused_scan_gradients_match_the_reference(b, d, h, w, N):
+    """Gradients of every input through the in-place SS2D scan (rows backward with the
+    direction layout) against the float64 reference on the cross-scan copies."""
+    from dasslib.scans.layouts import cross_scan_2d
+    from dasslib.scans.triton_backend import ss2d_scan_triton
+    g = torch.Generator().manual_seed(3)
+    L = h * w
+    leaves = dict(u=torch.randn(b, d, h, w, generator=g), delta=torch.randn(b, 4, d, L, generator=g) - 1,
+                  B=torch.randn(b, 4, N, L, generator=g), C=torch.randn(b, 4, N, L, generator=g),
+                  A=-torch.exp(torch.randn(4 * d, N, generator=g)), D=torch.randn(4 * d, generator=g),
+                  dtb=0.5 * torch.randn(4 * d, generator=g))
+    gy = torch.randn(b, 4, d, L, generator=g, dtype=torch.float64)   # at source positions
+    to_scan = lambda t: torch.cat([t[:, :2], t[:, 2:].flip(-1)], dim=1)  # noqa: E731
+
+    tri = {k: v.clone().requires_grad_(True) for k, v in leaves.items()}
+    u = tri["u"]
+    u2 = torch.stack([u.flatten(2), u.transpose(2, 3).flatten(2)], dim=1)
+    y = ss2d_scan_triton(u2, tri["delta"].reshape(b, 4 * d, L), tri["A"], tri["B"], tri["C"],
+                         D=tri["D"], delta_bias=tri["dtb"])
+    (y.double().view(b, 4, d, L) * gy).sum().backward()
+
+    ref = {k: v.double().requires_grad_(True) for k, v in leaves.items()}
+    yr = selective_scan_ref(cross_scan_2d(ref["u"]).reshape(b, 4 * d, L),
+                            to_scan(ref["delta"]).reshape(b, 4 * d, L), ref["A"],
+                            to_scan(ref["B"]), to_scan(ref["C"]), D=ref["D"],
+                            delta_bias=ref["dtb"], delta_softplus=True,
+                            compute_dtype=torch.float64)
+    (to_scan(yr.view(b, 4, d, L)) * gy).sum().backward()       # to_scan is its own inverse
+    for k in leaves:
+        assert rel(tri[k].grad, ref[k].grad) < 2e-5, (k, rel(tri[k].grad, ref[k].grad))
+
+
+@needs_fresh
+def test_dass_fused_training_gradients_match_the_materialised_path():
+    import dasslib.models as M
+    kw = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), num_classes=5, scan_backend="triton",
+              drop_path=0.0)
+    torch.manual_seed(0)
+    fused = M.create("dass_small", fused_scan_train=True, **kw)
+    plain = M.create("dass_small", **kw)
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(1, 40, 24)          # grids 10 x 6, 5 x 3, 3 x 2, 2 x 1
+    grads = []
+    for m in (fused, plain):
+        m.train()
+        (m(x) ** 2).sum().backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    worst = max(rel(grads[0][n], grads[1][n]) for n in grads[0])
+    assert worst < 1e-4, worst

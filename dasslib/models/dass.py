@@ -39,6 +39,7 @@ class DASSConfig:
     scan_backend: str = "auto"
     scan_fp32: bool = True
     fused_scan: bool = True   # inference: SS2D scans the grid in place (no cross-scan copies)
+    fused_scan_train: bool = False   # the same in training (not yet measured on a GPU)
     mlp_chunk_elems: int = 1 << 30
 
     def __post_init__(self):
@@ -62,7 +63,8 @@ class VSSBlock(nn.Module):
         self.norm = LayerNorm2d(dim)
         self.op = SS2D(dim, d_state=cfg.d_state, ssm_ratio=cfg.ssm_ratio, dt_rank=cfg.dt_rank,
                        d_conv=cfg.d_conv, conv_bias=False, scan_backend=cfg.scan_backend,
-                       scan_fp32=cfg.scan_fp32, fused_scan=cfg.fused_scan)
+                       scan_fp32=cfg.scan_fp32, fused_scan=cfg.fused_scan,
+                       fused_scan_train=cfg.fused_scan_train)
         self.drop_path = DropPath(drop_path)
         self.norm2 = LayerNorm2d(dim)
         self.mlp = Mlp2d(dim, int(dim * cfg.mlp_ratio), chunk_elems=cfg.mlp_chunk_elems)

@@ -35,13 +35,15 @@ class SS2D(nn.Module):
     dtype (bf16 under autocast), about a quarter less peak memory on long inputs.
     ``fused_scan``: in inference with the triton backend, scan the grid in place
     (:func:`dasslib.scans.triton_backend.ss2d_scan_triton`) instead of materialising the four
-    cross-scan copies; same outputs up to rounding (tests/test_models_dass.py).
+    cross-scan copies; same outputs up to rounding (tests/test_scan_triton.py).
+    ``fused_scan_train``: the same when gradients are needed (its backward is tested against the
+    float64 reference; off by default until its GPU speed is measured, docs/speed.md).
     """
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
-                 scan_backend="auto", scan_fp32=True, fused_scan=True):
+                 scan_backend="auto", scan_fp32=True, fused_scan=True, fused_scan_train=False):
         super().__init__()
-        self.fused_scan = fused_scan
+        self.fused_scan, self.fused_scan_train = fused_scan, fused_scan_train
         d_inner = int(ssm_ratio * dim)
         self.d_state = d_state
         self.dt_rank = math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
@@ -65,15 +67,16 @@ class SS2D(nn.Module):
 
     def _fused_ok(self, u):
         """Whether the four scans can read the grid in place (:func:`ss2d_scan_triton`): the
-        triton backend, no gradient needed (it has no backward), a 'rows' forward config."""
-        if (ss2d_scan_triton is None or not self.fused_scan
-                or resolve_backend(self.scan_backend, u.device) != "triton"):
+        triton backend, the 'rows' kernels, and ``fused_scan`` (inference) or
+        ``fused_scan_train`` (when gradients are needed)."""
+        if ss2d_scan_triton is None or resolve_backend(self.scan_backend, u.device) != "triton":
             return False
         if u.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
             return False
-        if torch.is_grad_enabled() and (u.requires_grad or self.A_logs.requires_grad):
+        grad = torch.is_grad_enabled() and (u.requires_grad or self.A_logs.requires_grad)
+        if not (self.fused_scan_train if grad else self.fused_scan):
             return False
-        return ss2d_scan_supported(self.d_state, u.shape[0] * K * u.shape[1], u.device)
+        return ss2d_scan_supported(self.d_state, u.shape[0] * K * u.shape[1], u.device, grad)
 
     def forward(self, x):
         u = self.act(self.conv2d(self.in_proj(x)))               # (B, D, H, W), compute dtype

@@ -174,7 +174,7 @@ class _Launch:
         # bwd_rows is meant for 4-byte inputs; 2-byte ones have twice the tile, so half the rows
         self.bwd_BD = rows_per_program(max(1, cfg.bwd_rows * min(4, u.element_size()) // 4),
                                        self.dim, gB, gC)
-        self.bwd_chunk_tiles = triton.cdiv(self.rows_tiles, cfg.bwd_chunks)
+        self.bwd_chunk_tiles = triton.cdiv(self.rows_tiles, 1 if layout else cfg.bwd_chunks)
         self.bwd_chunks = triton.cdiv(self.rows_tiles, self.bwd_chunk_tiles)
 
     def tile_grid(self):
@@ -271,10 +271,15 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     f32 = dict(dtype=torch.float32, device=dev)
     ut, dtt, At, Bt, Ct = dtypes
     rows_bwd = lc.bwd == "rows"
-    # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32
-    du = torch.empty(u.shape, dtype=ut if rows_bwd else torch.float32, device=dev)
-    ddt = torch.empty(u.shape, dtype=dtt if rows_bwd else torch.float32, device=dev)
-    dz = (torch.empty(u.shape, dtype=z.dtype if rows_bwd else torch.float32, device=dev)
+    if lc.layout and not rows_bwd:
+        raise ValueError(f"the {lc.layout!r} layout's backward runs on the rows kernel, not "
+                         f"{lc.bwd!r}")
+    shape = (lc.batch, lc.dim, lc.L)
+    # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32;
+    # a direction layout's du (per row, summed over the rows sharing a source below) in fp32
+    du = torch.empty(shape, dtype=ut if rows_bwd and not lc.layout else torch.float32, device=dev)
+    ddt = torch.empty(shape, dtype=dtt if rows_bwd else torch.float32, device=dev)
+    dz = (torch.empty(shape, dtype=z.dtype if rows_bwd else torch.float32, device=dev)
           if z is not None else du)
     dB = torch.zeros(B.shape if lc.B_var else (lc.rows, lc.N), **f32)
     dC = torch.zeros(C.shape if lc.C_var else (lc.rows, lc.N), **f32)
@@ -300,6 +305,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
             lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
             N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
             C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
+            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
             num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_)
     else:
         lam = torch.empty(lc.rows * lc.n_tiles * lc.NP, **f32) if lc.cfg.chained else dA
@@ -307,6 +313,9 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
         _bwd_kernel[lc.tile_grid()](
             u, delta, A32, B, C, *opt, lam, flags, ticket,
             lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C, **flags_, **lc.tile_meta())
+    if lc.layout == "ss2d":   # directions k and k + 2 read the same source k
+        du = du.view(lc.batch, 4, lc.dim // 4, lc.L)
+        du = du[:, :2] + du[:, 2:]
     per_channel = (lambda g: g.view(lc.batch, lc.dim, *g.shape[1:]).sum(0))
     dB = dB.to(Bt) if lc.B_var else per_channel(dB).to(Bt)
     dC = dC.to(Ct) if lc.C_var else per_channel(dC).to(Ct)
@@ -377,11 +386,10 @@ def _scan_bwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Te
               C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
               delta_bias: Optional[torch.Tensor], h0: Optional[torch.Tensor],
               states: torch.Tensor, dy: torch.Tensor, dlast: Optional[torch.Tensor],
-              softplus: bool, config: str) -> List[torch.Tensor]:
+              softplus: bool, config: str, layout: str = "") -> List[torch.Tensor]:
     """-> [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0], each like its input ((0,) where
     the input is None)."""
-    cfg = _config_of(config, u, A)
-    lc = _Launch(u, B, C, A.shape[1], cfg)
+    cfg, lc = _launch_of(u, delta, A, B, C, config, layout)
     dtypes = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
     u, delta, B, C, z, dy, dlast = (_contig(t) for t in (u, delta, B, C, z, dy, dlast))
     A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
@@ -391,7 +399,8 @@ def _scan_bwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Te
 
 
 @_scan_bwd.register_fake
-def _scan_bwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, states, dy, dlast, softplus, config):
+def _scan_bwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, states, dy, dlast, softplus, config,
+                   layout=""):
     return [torch.empty_like(t, memory_format=torch.contiguous_format) if t is not None
             else u.new_empty(0) for t in (u, delta, A, B, C, D, z, delta_bias, h0)]
 
@@ -408,14 +417,12 @@ def _scan_grad(ctx, dy, dstates):
     if states.numel() == 0:
         raise RuntimeError("the scan's forward ran without storing states for the backward "
                            "(gradients were off when it ran)")
-    if ctx.layout:
-        raise RuntimeError(f"the {ctx.layout!r} scan layout has no backward (inference only)")
     N = A.shape[1]
     dlast = None if dstates is None else dstates[:, :, -1, :N]
     if dy is None:
         dy = torch.zeros_like(u)
     g = torch.ops.dasslib.selective_scan_bwd(u, delta, A, B, C, D, z, delta_bias, h0, states, dy,
-                                             dlast, ctx.softplus, ctx.config)
+                                             dlast, ctx.softplus, ctx.config, ctx.layout)
     given = (D, z, delta_bias, h0)
     return (*g[:5], *(gi if t is not None else None for gi, t in zip(g[5:], given)),
             None, None, None, None, None)
@@ -466,7 +473,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
 
 def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True,
                      out_dtype=None):
-    """The four SS2D scans without materialised cross-scan copies (inference only).
+    """The four SS2D scans without materialised cross-scan copies.
 
     u2: (batch, 2, d, L): the grid's rows (source 0, index h*W + w) and columns (source 1,
     index w*H + h). Direction k in 0..3 scans source k % 2, forwards for k < 2 and backwards
@@ -475,6 +482,7 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
     its SOURCE positions (not flipped); A: (4*d, N); D, delta_bias: (4*d,).
     Returns y (batch, 4*d, L) at the source positions, in u2's dtype (float32 with
     ``out_dtype=torch.float32``): cross-merge is then y0 + y2 + columns-to-rows(y1 + y3).
+    Differentiable where the rows backward runs (many rows; :func:`ss2d_scan_supported`).
     """
     if u2.dim() != 4 or u2.shape[1] != 2:
         raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
@@ -486,20 +494,20 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
                          f"C {tuple(C.shape)}")
     if u2.device.type != "cuda" and not _interpreted():
         raise ValueError(f"ss2d_scan_triton needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (u2, delta, A, B, C, D, delta_bias)):
-        raise ValueError("ss2d_scan_triton is inference only (no backward); scan the "
-                         "cross-scan copies with selective_scan when gradients are needed")
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                for t in (u2, delta, A, B, C, D, delta_bias))
     cfg = pick_config(s.batch * s.dim, s.L, s.N, u2.device)
-    if cfg.fwd != "rows":
-        raise ValueError(f"ss2d_scan_triton runs on the 'rows' forward; N={s.N} at "
-                         f"{s.batch * s.dim} rows picks {cfg.fwd!r}")
+    if not ss2d_scan_supported(s.N, s.batch * s.dim, u2.device, need_grad):
+        raise ValueError(f"ss2d_scan_triton runs on the 'rows' kernels; N={s.N} at "
+                         f"{s.batch * s.dim} rows picks forward {cfg.fwd!r}, backward {cfg.bwd!r}")
     y, _ = torch.ops.dasslib.selective_scan_fwd(u2, delta, A, B, C, D, None, delta_bias, None,
-                                                bool(delta_softplus), False, "",
+                                                bool(delta_softplus), need_grad, "",
                                                 _y_fp32(u2, out_dtype), "ss2d")
     return y
 
 
-def ss2d_scan_supported(N, rows, device):
-    """Whether :func:`ss2d_scan_triton` runs for state size N and batch*4*d rows on device."""
-    return pick_config(rows, 1024, N, device).fwd == "rows"
+def ss2d_scan_supported(N, rows, device, backward=False):
+    """Whether :func:`ss2d_scan_triton` runs for state size N and batch*4*d rows on device
+    (with ``backward``: also its gradients, which need the rows backward: many rows)."""
+    cfg = pick_config(rows, 1024, N, device)
+    return cfg.fwd == "rows" and (not backward or cfg.bwd == "rows")

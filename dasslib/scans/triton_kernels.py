@@ -585,6 +585,26 @@ def _row_block(rb, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
+def _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD: tl.constexpr, REV_UPPER: tl.constexpr,
+                U_SRC: tl.constexpr):
+    """(rev, offu0) of row block rb in a direction layout: rev = 1 when its group (direction)
+    is in the upper half of the B groups and REV_UPPER (scanned right to left), else 0; offu0:
+    the rows' (BD, BLOCK) offsets into u, from source g % U_SRC of a (batch, U_SRC, dim // G_B,
+    L) tensor when U_SRC > 0, else off0."""
+    offu0 = off0
+    rev = 0
+    if REV_UPPER or U_SRC > 0:
+        per = dim // G_B
+        g = (rb * BD) % dim // per                      # the program's group (direction)
+        if REV_UPPER:
+            rev = (g >= G_B // 2).to(tl.int32)
+        if U_SRC > 0:
+            urow = ((rb * BD) // dim * U_SRC + g % U_SRC) * per + (rb * BD) % per + rr
+            offu0 = urow.to(tl.int64)[:, None] * L + t0[None, :]
+    return rev, offu0
+
+
+@triton.jit
 def _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr,
                 B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
                 HAS_DTB: tl.constexpr):
@@ -667,16 +687,7 @@ def _rows_fwd_kernel(
     t0 = tl.arange(0, BLOCK_L)
     zr = (rr * 0)[:, None]
     off0 = row_off[:, None] + t0[None, :]
-    offu0 = off0
-    rev = 0
-    if REV_UPPER or U_SRC > 0:
-        per = dim // G_B
-        g = (rb * BD) % dim // per                      # the program's group (direction)
-        if REV_UPPER:
-            rev = (g >= G_B // 2).to(tl.int32)
-        if U_SRC > 0:
-            urow = ((rb * BD) // dim * U_SRC + g % U_SRC) * per + (rb * BD) % per + rr
-            offu0 = urow.to(tl.int64)[:, None] * L + t0[None, :]
+    rev, offu0 = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
     # the carry enters at the tile's first step in scan order and leaves from its last
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
@@ -796,12 +807,14 @@ def _adj_combine(G2, M2, F2, G1, M1, F1):
 
 @triton.jit
 def _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_L: tl.constexpr,
-                   HAS_Z: tl.constexpr):
-    """Raw tiles (u, delta, dy, z) of tile k; nothing is read for k < k_first (past the chunk)."""
-    t = k * BLOCK_L + t0
+                   HAS_Z: tl.constexpr, offu0, rev, n_tiles):
+    """Raw tiles (u, delta, dy, z) of tile k (in scan order: reversed rows read tile
+    n_tiles - 1 - k); nothing is read for k < k_first (past the chunk)."""
+    kp = k + rev * (n_tiles - 1 - 2 * k)
+    t = kp * BLOCK_L + t0
     m = ((t < L) & (k >= k_first))[None, :]
-    off = off0 + k * BLOCK_L
-    ut = tl.load(u_ptr + off, mask=m, other=0.0)
+    off = off0 + kp * BLOCK_L
+    ut = tl.load(u_ptr + offu0 + kp * BLOCK_L, mask=m, other=0.0)
     rawt = tl.load(dt_ptr + off, mask=m, other=0.0)
     dyt = tl.load(dy_ptr + off, mask=m, other=0.0)
     zt = ut
@@ -847,13 +860,20 @@ def _rows_bc(ptr, base, t2, m2, inv, n: tl.constexpr, VARYING: tl.constexpr):
 
 
 @triton.jit
-def _rows_states(dt, du, Bn, An, h_in_n, is_first):
+def _rows_states(dt, du, Bn, An, h_in_n, is_first, rev, REV_UPPER: tl.constexpr):
     """One state's recomputed tile: decay dA = exp(dt A), input x = dt u B and states h (the
-    carry h_in_n enters through the first step), each (BD, BLOCK)."""
+    carry h_in_n enters through the first step in scan order: the tile's last for a reversed
+    row, which is scanned right to left), each (BD, BLOCK)."""
     dA = tl.exp2(dt * (An * 1.4426950408889634)[:, None])
     x = du * Bn
     xf = tl.where(is_first, x + dA * h_in_n[:, None], x)
-    _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
+    if REV_UPPER:
+        if rev != 0:
+            _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine, reverse=True)
+        else:
+            _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
+    else:
+        _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
     return dA, x, h
 
 
@@ -868,13 +888,16 @@ def _rows_bwd_kernel(
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     HAS_DLAST: tl.constexpr, FAST_LOG: tl.constexpr, CHUNKED: tl.constexpr,
-    PREFETCH: tl.constexpr,
+    PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
 ):
     """Gradients of BD rows over one chunk of tiles (see the comment above). states: the
     forward state after every tile, (rows, n_tiles, NP). Per-row sums go to dA (rows, N),
     dD / ddtb (rows,), time-invariant dB / dC (rows, N) (stored, or atomically added when
     CHUNKED); time-varying dB / dC are atomically added into (batch, G, N, L) float32 buffers.
-    du / ddelta / dz are stored in their buffers' dtype."""
+    du / ddelta / dz are stored in their buffers' dtype. Direction layouts (REV_UPPER, U_SRC) as
+    in the forward: tiles in scan order, reversed rows physically left to right (their adjoint
+    runs left to right in memory, so it needs no reversal in the warp); du is stored per row
+    (batch, dim, L) at the positions read, the caller sums the rows that share a source."""
     if CHUNKED:
         rb, q = _take_ticket(ticket_ptr, n_chunks, True)
     else:
@@ -884,9 +907,10 @@ def _rows_bwd_kernel(
     k_end = tl.minimum(n_tiles, k_first + chunk_tiles)
     rr, r, di, row_off, bB, bC = _row_block(rb, dim, L, G_B, G_C, N, BD)
     t0 = tl.arange(0, BLOCK_L)
-    is_first = (t0 == 0)[None, :]
-    is_last = (t0 == BLOCK_L - 1)[None, :]
     off0 = row_off[:, None] + t0[None, :]
+    rev, offu0 = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    is_first = (t0 == rev * (BLOCK_L - 1))[None, :]        # first / last step in scan order
+    is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
     A, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.0, N,
                                          B_VARYING, C_VARYING, HAS_D, HAS_DTB)
     if CHUNKED:
@@ -923,23 +947,24 @@ def _rows_bwd_kernel(
     dD_acc = zero2
     ddtb_acc = zero2
     ones = zero2 + 1.0
-    rev = (BLOCK_L - 1 - t0)[None, :] + (rr * 0)[:, None]   # reversal of the tile
+    flip = (BLOCK_L - 1 - t0)[None, :] + (rr * 0)[:, None]   # reversal of the tile
     # the raw tiles of the next (left) tile are loaded while this one is computed (PREFETCH)
     nxt = _rows_bwd_load(k_end - 1, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_L,
-                         HAS_Z)
+                         HAS_Z, offu0, rev, n_tiles)
     for j in range(0, k_end - k_first):
         k = k_end - 1 - j
-        t = k * BLOCK_L + t0
+        kp = k + rev * (n_tiles - 1 - 2 * k)   # the tile's place in memory
+        t = kp * BLOCK_L + t0
         m2 = (t < L)[None, :]
         t2 = t[None, :]
-        off = off0 + k * BLOCK_L
+        off = off0 + kp * BLOCK_L
         if PREFETCH:
             ut, rawt, dyt, zt = nxt
             nxt = _rows_bwd_load(k - 1, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L,
-                                 BLOCK_L, HAS_Z)
+                                 BLOCK_L, HAS_Z, offu0, rev, n_tiles)
         else:
             ut, rawt, dyt, zt = _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0,
-                                               L, BLOCK_L, HAS_Z)
+                                               L, BLOCK_L, HAS_Z, offu0, rev, n_tiles)
         u = ut.to(tl.float32)
         raw = rawt.to(tl.float32)
         dy = dyt.to(tl.float32)
@@ -967,7 +992,7 @@ def _rows_bwd_kernel(
             for n in tl.static_range(N):
                 Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
                 Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
-                _, _, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first)
+                _, _, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first, rev, REV_UPPER)
                 y += h * Cn
             sz = tl.sigmoid(z)
             tl.store(dz_ptr + off, dy * y * sz * (1.0 + z * (1.0 - sz)), mask=m2)
@@ -983,15 +1008,25 @@ def _rows_bwd_kernel(
         for n in tl.static_range(N):
             Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
             Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
-            dA, x, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first)
+            dA, x, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first, rev, REV_UPPER)
             g = Cn * dy
             g = tl.where(is_last, g + nl[n][:, None], g)
             # right-to-left scan as a left-to-right one over the tile reversed in the warp (one
-            # shuffle per register; Triton's reverse=True scan costs five per register)
-            lam, _, _ = tl.associative_scan((tl.gather(g, rev, axis=1), ones,
-                                             tl.gather(dA, rev, axis=1)), axis=1,
-                                            combine_fn=_adj_combine)
-            lam = tl.gather(lam, rev, axis=1)
+            # shuffle per register; Triton's reverse=True scan costs five per register); a
+            # reversed row's adjoint already runs left to right in memory
+            if REV_UPPER:
+                if rev != 0:
+                    lam, _, _ = tl.associative_scan((g, ones, dA), axis=1, combine_fn=_adj_combine)
+                else:
+                    lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
+                                                     tl.gather(dA, flip, axis=1)), axis=1,
+                                                    combine_fn=_adj_combine)
+                    lam = tl.gather(lam, flip, axis=1)
+            else:
+                lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
+                                                 tl.gather(dA, flip, axis=1)), axis=1,
+                                                combine_fn=_adj_combine)
+                lam = tl.gather(lam, flip, axis=1)
             c = tl.sum(tl.where(is_first, dA * lam, 0.0), axis=1)
             new_nl = new_nl + (c,)
             if k == 0:
