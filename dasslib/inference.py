@@ -25,10 +25,11 @@ import torch
 
 from .fast import check_fast, fast_forward, resolve_fast
 
-__all__ = ["FRAMES_PER_SECOND", "InputTooLongError", "LengthFit", "fit_memory_model",
-           "max_length_that_fits", "measure", "predict"]
+__all__ = ["FRAMES_PER_SECOND", "MAX_MEL_BINS", "InputTooLongError", "LengthFit", "expected_mel_bins",
+           "fit_memory_model", "max_length_that_fits", "measure", "predict"]
 
 FRAMES_PER_SECOND = 100  # fbank frames per second of audio (10 ms frame shift)
+MAX_MEL_BINS = 512  # a wider last dimension is not an fbank (a raw waveform, or a transposed fbank)
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
@@ -257,11 +258,58 @@ def _too_long(model, shape, device, batch_size, dtype):
     return InputTooLongError(frames, fit, device)
 
 
-def _as_batch(x):
+def expected_mel_bins(model):
+    """Mel bins (input width F) ``model`` was built for, or None when it does not say.
+
+    Looks through ``.module`` / ``._orig_mod`` wrappers for a ``num_mel_bins`` attribute, then
+    for ``cfg.input_fdim`` (AST, AuM: their positional grid is stored for that width and would
+    be silently resized to another). DASS (convolutional), SSAM and SSAST (sin-cos positions)
+    run on any width and record none: set ``model.num_mel_bins = 128`` to have :func:`predict`
+    check it.
+    """
+    seen = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        bins = getattr(model, "num_mel_bins", None)
+        if bins is None:
+            bins = getattr(getattr(model, "cfg", None), "input_fdim", None)
+        if isinstance(bins, int) and not isinstance(bins, bool):
+            return bins
+        inner = getattr(model, "module", None)
+        model = inner if inner is not None else getattr(model, "_orig_mod", None)
+    return None
+
+
+def _as_batch(x, model=None):
+    """Check ``x`` against the fbank contract (and ``model``'s mel bins); return it as (B, T, F)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point fbank (T, F) or (B, T, F), got dtype {x.dtype} "
+                        "(integer samples are a raw waveform: compute the fbank first, "
+                        "dasslib.data.fbank.wav2fbank)")
     if x.dim() not in (2, 3):
         raise ValueError(f"x must be (T, F) or (B, T, F), got shape {tuple(x.shape)}")
+    frames, width = x.shape[-2:]
+    bins = expected_mel_bins(model) if model is not None else None
+    want = f"(T, {bins}) or (B, T, {bins})" if bins else "(T, F) or (B, T, F) with F mel bins"
+    if bins is not None and width != bins:
+        hint = ""
+        if frames == bins:
+            hint = " (it looks transposed: mel bins first; pass x.transpose(-1, -2))"
+        elif width > MAX_MEL_BINS:
+            hint = " (a raw waveform? compute the fbank first, dasslib.data.fbank.wav2fbank)"
+        raise ValueError(f"x has shape {tuple(x.shape)} but the model expects {bins} mel bins: "
+                         f"expected {want}{hint}")
+    if width > MAX_MEL_BINS:
+        raise ValueError(f"x has shape {tuple(x.shape)}: its last dimension ({width}) is wider than any "
+                         f"fbank (at most {MAX_MEL_BINS} mel bins); a raw waveform or a transposed fbank? "
+                         f"expected {want}")
+    bad = (~torch.isfinite(x)).sum().item()
+    if bad:
+        raise ValueError(f"x holds {bad} non-finite value(s) (NaN or inf) of {x.numel()}")
+    if x.dtype == torch.float64:
+        x = x.float()  # e.g. an fbank from numpy: the models run float32 (or autocast)
     return x[None] if x.dim() == 2 else x
 
 
@@ -277,10 +325,16 @@ def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fas
     reuse it.
     Returns float32 logits on the CPU. Raises :class:`InputTooLongError` (with the largest
     length that fits) instead of a CUDA out-of-memory error.
+
+    Input contract (checked before the model runs): a floating-point tensor (float64 is cast
+    to float32), (T, F) or (B, T, F),
+    finite, with F = the model's mel bins where :func:`expected_mel_bins` knows them, and at
+    most :data:`MAX_MEL_BINS` otherwise (so a raw waveform or a transposed fbank is rejected);
+    a TypeError / ValueError names the expected shape.
     """
     _check_dtype(dtype)
     check_fast(fast)
-    batch = _as_batch(x)
+    batch = _as_batch(x, model)
     device = _resolve_device(model, device)
     size = batch.shape[0] if batch_size is None else batch_size
     if not (isinstance(size, int) and size >= 1):
