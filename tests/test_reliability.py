@@ -1,11 +1,21 @@
 """Reliability promises, through the public entry points: input contracts of `predict`, atomic and
 repairable run directories, runs that refuse to clobber other results, checked configurations and
 checksummed checkpoints. Tiny models and synthetic tensors only."""
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
+import yaml
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dasslib import models as M
+from dasslib.train import TrainConfig, atomic_save, fit, load_checkpoint
+from dasslib.train import checkpoint as checkpoint_mod
 from dasslib import inference
 from dasslib.inference import predict
 
@@ -79,3 +89,174 @@ def test_predict_rejects_non_float_dtypes(ast_model):
         with pytest.raises(TypeError, match=f"got dtype {dtype}"):
             predict(ast_model, torch.ones(64, 32, dtype=dtype))
     assert predict(ast_model, torch.randn(64, 32, dtype=torch.float64)).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- training runs: tiny model and data
+C, T, F = 3, 6, 4
+
+
+class TinyNet(nn.Module):
+    """(B, T, F) -> (B, C) logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(T * F, 8), nn.ReLU(), nn.Linear(8, C))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def run(out_dir, resume=True, overwrite=False, **cfg_kw):
+    """A 2-epoch run (weight averaging over both); returns (model, FitResult)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, T, F, generator=g), (torch.rand(20, C, generator=g) > 0.5).float()
+    train = DataLoader(TensorDataset(x[:12], y[:12]), batch_size=4, shuffle=True)
+    ev = DataLoader(TensorDataset(x[12:], y[12:]), batch_size=4)
+    base = dict(epochs=2, lr=1e-2, warmup_steps=1, warmup_every=1, lrscheduler_start=1, wa_start=1, progress=False)
+    torch.manual_seed(0)
+    model = TinyNet()
+    extra = {"overwrite": True} if overwrite else {}
+    return model, fit(model, train, ev, TrainConfig(**{**base, **cfg_kw}), out_dir, resume=resume, **extra)
+
+
+def fail_writes_of(monkeypatch, name):
+    """Make every atomic write of the file ``name`` fail as a full disk does (ENOSPC)."""
+    real = checkpoint_mod.os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+    monkeypatch.setattr(checkpoint_mod.os, "replace", replace)
+
+
+# ---------------------------------------------------------------- every file atomic, finished runs repaired
+def test_failed_metrics_write_leaves_no_partial_file_and_rerun_repairs_it(tmp_path, monkeypatch):
+    fail_writes_of(monkeypatch, "metrics.json")
+    with pytest.raises(OSError, match="No space left"):
+        run(tmp_path)
+    assert not (tmp_path / "metrics.json").exists()  # no empty or half-written file
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match="metrics.json missing or unreadable, rewritten"):
+        _, res = run(tmp_path)  # the run is finished: nothing retrains, the file is rebuilt
+    stored = json.loads((tmp_path / "metrics.json").read_text())
+    assert stored["final"] == res.final and stored["wa"] == res.wa and stored["best"] == res.best
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "run.json"])
+def test_failed_write_keeps_the_previous_version(tmp_path, monkeypatch, name):
+    run(tmp_path, epochs=1, wa=False)
+    path = next(p for p in tmp_path.rglob(name))
+    before = path.read_bytes()
+    fail_writes_of(monkeypatch, name)
+    with pytest.raises(OSError, match="No space left"):
+        run(tmp_path, epochs=1, wa=False, resume=False)
+    assert path.read_bytes() == before
+
+
+def test_finished_run_with_corrupt_files_is_repaired_or_reported(tmp_path):
+    _, first = run(tmp_path)
+    (tmp_path / "metrics.json").write_text("")
+    (tmp_path / "history.csv").write_text("epoch,st")
+    (tmp_path / "model_final.pt").write_bytes(b"\0" * 10)
+    (tmp_path / "model_wa.pt").unlink()
+    (tmp_path / "best_model.pt").unlink()
+    with pytest.warns(UserWarning) as record:
+        _, again = run(tmp_path)
+    text = " ".join(str(w.message) for w in record)
+    assert "metrics.json, history.csv, model_final.pt missing or unreadable" in text
+    assert "model_wa.pt was missing" in text and "best_model.pt is missing or unreadable and cannot be rebuilt" in text
+    assert json.loads((tmp_path / "metrics.json").read_text())["wa"] == first.wa
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv"), first.history, check_dtype=False)
+    final = torch.load(tmp_path / "model_final.pt", weights_only=True)
+    assert final.keys() == torch.load(tmp_path / "model_wa.pt", weights_only=True).keys()
+    assert again.wa == first.wa and again.final == first.final
+
+
+# ---------------------------------------------------------------- runs refuse to clobber
+def test_rerun_with_other_settings_after_losing_the_checkpoint_refuses(tmp_path):
+    _, first = run(tmp_path, progress=True)
+    shutil.rmtree(tmp_path / "checkpoints")
+    _, again = run(tmp_path)  # the same run again is allowed (progress does not change the result)
+    assert again.final == first.final
+    shutil.rmtree(tmp_path / "checkpoints")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(FileExistsError, match=r"lr: now 0.001, stored 0.01.*overwrite=True.*another out_dir"):
+        run(tmp_path, lr=1e-3)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    _, res = run(tmp_path, lr=1e-3, overwrite=True)
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["lr"] == 1e-3
+    assert res.history["lr"].tolist() != first.history["lr"].tolist()
+
+
+def test_results_of_an_unknown_run_are_not_replaced(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,mAP\n1,0.5\n")
+    with pytest.raises(FileExistsError, match=r"unknown run \(no readable run.json\)"):
+        run(tmp_path)
+    assert (tmp_path / "history.csv").read_text() == "epoch,mAP\n1,0.5\n"
+
+
+def test_run_identity_covers_more_than_the_train_config(tmp_path):
+    run(tmp_path, epochs=1, wa=False)
+    identity = json.loads((tmp_path / "run.json").read_text())
+    assert identity["config"] == json.loads(json.dumps(TrainConfig(**{
+        **identity["config"], "betas": tuple(identity["config"]["betas"])}).to_dict()))
+    assert identity["model"].endswith("TinyNet") and identity["task"] == "multilabel"
+    assert identity["train_items"] == 12 and identity["batches_per_epoch"] == 3
+    shutil.rmtree(tmp_path / "checkpoints")
+    identity["task"] = "multiclass"  # as if the stored results came from another task
+    (tmp_path / "run.json").write_text(json.dumps(identity))
+    with pytest.raises(FileExistsError, match="task: now 'multilabel', stored 'multiclass'"):
+        run(tmp_path, epochs=1, wa=False)
+    run(tmp_path, epochs=1, wa=False, overwrite=True)
+
+
+# ---------------------------------------------------------------- checkpoint checksums
+def test_overwritten_checkpoint_bytes_are_reported_with_the_file(tmp_path):
+    run(tmp_path, epochs=2, wa=False)
+    path = tmp_path / "checkpoints" / "last.pt"
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"checkpoint .*last.pt is corrupt: the SHA-256"):
+        run(tmp_path, epochs=2, wa=False)
+    with pytest.raises(ValueError, match="last.pt is corrupt"):
+        load_checkpoint(path)
+
+
+def test_checksummed_checkpoint_round_trips(tmp_path):
+    state = {"w": torch.arange(6.0), "step": 3}
+    atomic_save(state, tmp_path / "ck.pt", checksum=True)
+    loaded = load_checkpoint(tmp_path / "ck.pt")
+    assert torch.equal(loaded["w"], state["w"]) and loaded["step"] == 3
+    atomic_save(state, tmp_path / "plain.pt")  # plain torch.save files still load
+    assert load_checkpoint(tmp_path / "plain.pt")["step"] == 3
+
+
+def build_for_cli(config):
+    """CLI builder: the tiny model on ``config["n_train"]`` random items."""
+    g = torch.Generator().manual_seed(0)
+    n = config["n_train"]
+    x, y = torch.randn(n, T, F, generator=g), (torch.rand(n, C, generator=g) > 0.5).float()
+    return dict(model=TinyNet(), train_loader=DataLoader(TensorDataset(x, y), batch_size=4))
+
+
+def test_cli_run_identity_covers_the_whole_run_config(tmp_path):
+    from dasslib.train import cli
+
+    config = {"builder": "test_reliability:build_for_cli", "out_dir": str(tmp_path), "n_train": 8, "extra": "a",
+              "train": dict(epochs=1, wa=False, warmup_steps=1, progress=False)}
+    cli.run(config)
+    assert json.loads((tmp_path / "run.json").read_text())["run_info"]["extra"] == "a"
+    shutil.rmtree(tmp_path / "checkpoints")
+    with pytest.raises(FileExistsError, match="run_info"):
+        cli.run({**config, "extra": "b"})
+    assert cli.main(["--config", str(write_yaml(tmp_path / "run.yaml", {**config, "extra": "b"})), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["run_info"]["extra"] == "b"
+
+
+def write_yaml(path, config):
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -2,7 +2,7 @@
 and DistributedDataParallel support. Command line (also under ``torchrun``):
 ``python -m dasslib.train.cli --config run.yaml``."""
 from .averaging import WeightAverager, average_state_dicts, average_weight_files
-from .checkpoint import atomic_save, load_checkpoint
+from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .config import TrainConfig
 from .loop import FitResult, StepInfo, fit
 from .objectives import ClassificationObjective, PretrainObjective, build_objective
@@ -15,6 +15,6 @@ __all__ = [
     "ClassificationObjective", "PretrainObjective", "build_objective",
     "StepDecaySchedule", "WarmupCosineSchedule", "ConstantSchedule", "build_schedule",
     "WeightAverager", "average_state_dicts", "average_weight_files",
-    "atomic_save", "load_checkpoint", "ResumableSampler",
+    "atomic_save", "atomic_write_text", "load_checkpoint", "ResumableSampler",
     "seed_everything", "seed_worker", "make_generator", "use_deterministic_algorithms",
 ]

@@ -1,6 +1,6 @@
 """Command line for `dasslib.train.fit`, on one process or under ``torchrun``::
 
-    python -m dasslib.train.cli --config run.yaml [--set train.lr=2e-4 ...] [--no-resume]
+    python -m dasslib.train.cli --config run.yaml [--set train.lr=2e-4 ...] [--no-resume] [--overwrite]
     torchrun --nproc_per_node 4 -m dasslib.train.cli --config run.yaml
 
 The YAML file holds ``out_dir``, ``task`` (multilabel | multiclass), ``train`` (`TrainConfig` fields),
@@ -110,8 +110,9 @@ def build_audioset(config: dict) -> dict:
                 teacher=teacher)
 
 
-def run(config: dict, resume: bool = True):
-    """Build everything a run config names and train; returns the `FitResult`."""
+def run(config: dict, resume: bool = True, overwrite: bool = False):
+    """Build everything a run config names and train; returns the `FitResult`. The run config (except
+    ``train`` and ``out_dir``) goes into the run identity (``run_info`` of `fit`); ``overwrite`` as in `fit`."""
     import torch.distributed as dist
 
     from . import distributed
@@ -128,7 +129,8 @@ def run(config: dict, resume: bool = True):
     parts = resolve_builder(builder_spec)(config)
     try:
         result = fit(parts["model"], parts["train_loader"], parts.get("eval_loader"), cfg, config["out_dir"],
-                     teacher=parts.get("teacher"), task=config.get("task", "multilabel"), resume=resume)
+                     teacher=parts.get("teacher"), task=config.get("task", "multilabel"), resume=resume,
+                     overwrite=overwrite, run_info={k: v for k, v in config.items() if k not in ("train", "out_dir")})
         if distributed.current().enabled:
             dist.barrier()  # no rank tears the group down while another is still in a collective
         return result
@@ -143,9 +145,11 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config entry (repeatable), e.g. --set train.lr=2e-4")
     parser.add_argument("--no-resume", action="store_true", help="start over even if out_dir has a checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results of a different run in out_dir (when it has no checkpoint)")
     args = parser.parse_args(argv)
     config = load_run_config(args.config, args.set)
-    result = run(config, resume=not args.no_resume)
+    result = run(config, resume=not args.no_resume, overwrite=args.overwrite)
     from .distributed import env_info
 
     if env_info().is_main:

@@ -11,6 +11,7 @@ the rest of the run exactly as if it had never stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -29,8 +30,8 @@ from ..fast import compile_for_training
 
 from . import distributed
 from .averaging import WeightAverager
-from .checkpoint import atomic_save, load_checkpoint
-from .config import TrainConfig
+from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
+from .config import RESUMABLE_CHANGES, TrainConfig
 from .interrupt import StopRequest
 from .objectives import build_objective, split_batch
 from .optim import build_lr_scheduler, build_optimizer
@@ -38,6 +39,8 @@ from .sampler import ResumableSampler, rebuild_loader, sampler_from_loader
 from .seeding import get_rng_state, make_generator, seed_everything, set_rng_state, use_deterministic_algorithms
 
 CHECKPOINT_VERSION = 1
+RUN_FILE = "run.json"  # the run's identity (config and run-level settings), written when a run starts
+RESULT_FILES = ("history.csv", "metrics.json", "model_final.pt", "model_wa.pt", "best_model.pt")
 
 
 @dataclass
@@ -74,7 +77,8 @@ class _Interrupted(Exception):
 
 def fit(model: nn.Module, train_loader, eval_loader=None, cfg: TrainConfig | None = None,
         out_dir: str | Path = "runs/train", teacher: nn.Module | None = None, task: str = "multilabel",
-        resume: bool = True, objective=None, on_step: Callable[[StepInfo], None] | None = None) -> FitResult:
+        resume: bool = True, objective=None, on_step: Callable[[StepInfo], None] | None = None,
+        overwrite: bool = False, run_info: dict | None = None) -> FitResult:
     """Train ``model`` and return a `FitResult`; files go to ``out_dir``.
 
     ``train_loader`` / ``eval_loader``: DataLoaders over map-style datasets yielding ``(x (B, T, F), y)``
@@ -84,19 +88,26 @@ def fit(model: nn.Module, train_loader, eval_loader=None, cfg: TrainConfig | Non
     the epoch. ``teacher``: runs in eval mode under ``no_grad`` on the same inputs (distillation losses).
     ``objective``: ``None`` (from ``cfg``), ``"classify"``, ``"pretrain"`` or an objective object.
     ``resume``: continue from ``out_dir/checkpoints/last.pt`` when it exists (a finished run is returned
-    as stored, without training). ``on_step(StepInfo)`` runs after every optimizer step.
+    as stored, without training; result files found missing or unreadable are rewritten from the
+    checkpoint, with a warning). ``resume=False`` starts over, replacing what ``out_dir`` holds.
+    Without ``last.pt``, a run refuses to replace results (``RESULT_FILES``) of a different or unknown
+    run (see ``run.json``) unless ``overwrite=True``. ``run_info``: JSON-able settings outside ``cfg``
+    that define the run (the CLI passes its whole run config), recorded and compared with the rest. ``on_step(StepInfo)`` runs after every optimizer step.
 
-    Files: ``checkpoints/last.pt`` (full state, written atomically each epoch, every
+    Files (all written atomically): ``run.json`` (the run's identity: ``cfg``, task, objective, model
+    and teacher classes, the model's config, dataset sizes), ``checkpoints/last.pt`` (full state,
+    checksummed, written each epoch, every
     ``cfg.checkpoint_every_steps`` steps / ``cfg.checkpoint_every_minutes`` and on SIGINT/SIGTERM),
     ``history.csv``, ``metrics.json``, ``model_final.pt``, ``model_wa.pt`` and ``best_model.pt`` (weights).
     On return the model holds the averaged weights when ``cfg.wa`` is on, else the last epoch's.
     """
     return _Trainer(model, train_loader, eval_loader, cfg or TrainConfig(), out_dir, teacher, task,
-                    objective, on_step).run(resume)
+                    objective, on_step, run_info).run(resume, overwrite)
 
 
 class _Trainer:
-    def __init__(self, model, train_loader, eval_loader, cfg, out_dir, teacher, task, objective, on_step):
+    def __init__(self, model, train_loader, eval_loader, cfg, out_dir, teacher, task, objective, on_step,
+                 run_info=None):
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         self.cfg, self.task, self.on_step = cfg, task, on_step
@@ -155,18 +166,37 @@ class _Trainer:
         self._final_weights = None  # set once training is over (the model may then hold averaged weights)
         self._dirty = False  # True while a step is under way (the model and the counters disagree)
         self._last_save = time.monotonic()
+        self.identity = _jsonable({
+            "config": cfg.to_dict(), "task": task, "objective": type(self.objective).__name__,
+            "model": _class_name(model), "model_config": _config_of(model),
+            "teacher": None if teacher is None else _class_name(teacher),
+            "train_items": len(train_loader.dataset), "batch_size": self.items_per_batch,
+            "batches_per_epoch": self.n_batches,
+            "eval_items": None if eval_loader is None else len(eval_loader.dataset),
+            "run_info": run_info,
+        })
 
     # ------------------------------------------------------------------ driver
-    def run(self, resume: bool) -> FitResult:
+    def run(self, resume: bool, overwrite: bool = False) -> FitResult:
         if resume and self.ckpt_path.is_file():
             self._restore(load_checkpoint(self.ckpt_path, map_location="cpu"))
         else:
+            if resume and not overwrite:
+                self._refuse_to_clobber()
             seed_everything(self.cfg.seed + self.dist.rank)
             self._snapshot_rng()
+        if self.dist.is_main:
+            atomic_write_text(json.dumps(self.identity, indent=2) + "\n", self.out_dir / RUN_FILE)
         if self.cfg.deterministic:
             use_deterministic_algorithms()
         if self.finished:
+            if self.dist.is_main:
+                self._repair_outputs()
             self._load_wa_weights()
+            if self.dist.is_main and self.cfg.wa and not _loadable(self.out_dir / "model_wa.pt"):
+                self._save_weights("model_wa.pt", self.model.state_dict())
+                warnings.warn(f"{self.out_dir / 'model_wa.pt'} was missing or unreadable: rewritten from the checkpoint")
+            distributed.barrier()
             return self._result()
         with StopRequest() as stop:
             self.stop = stop
@@ -365,9 +395,48 @@ class _Trainer:
         self.finished = True
         self._save()
         if self.dist.is_main:
-            payload = {"final": self.final, "wa": self.wa, "best": self.best, "config": self.cfg.to_dict()}
-            (self.out_dir / "metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+            self._write_metrics()
         distributed.barrier()
+
+    def _write_metrics(self):
+        payload = {"final": self.final, "wa": self.wa, "best": self.best, "config": self.cfg.to_dict()}
+        atomic_write_text(json.dumps(payload, indent=2, default=str) + "\n", self.out_dir / "metrics.json")
+
+    def _repair_outputs(self):
+        """A finished run: rewrite result files that are missing or unreadable (an interrupted or failed
+        write) from the checkpoint, with a warning; report those that cannot be rebuilt."""
+        repaired = []
+        if not _json_with(self.out_dir / "metrics.json", ("final", "wa", "best", "config")):
+            self._write_metrics()
+            repaired.append("metrics.json")
+        if not _csv_rows(self.out_dir / "history.csv", len(self.history)):
+            self._write_history()
+            repaired.append("history.csv")
+        if not _loadable(self.out_dir / "model_final.pt"):
+            self._save_weights("model_final.pt", self.model.state_dict())  # the last epoch's (restored) weights
+            repaired.append("model_final.pt")
+        if repaired:
+            warnings.warn(f"finished run in {self.out_dir}: {', '.join(repaired)} missing or unreadable, "
+                          "rewritten from checkpoints/last.pt")
+        if self.best and not _loadable(self.out_dir / "best_model.pt"):
+            warnings.warn(f"finished run in {self.out_dir}: best_model.pt is missing or unreadable and cannot be "
+                          f"rebuilt (the checkpoint keeps the last epoch's weights only; best: {self.best})")
+
+    def _refuse_to_clobber(self):
+        """Stop before a fresh run replaces results of a different (or unknown) run in out_dir."""
+        found = [name for name in RESULT_FILES if (self.out_dir / name).exists()]
+        if not found:
+            return
+        stored = _read_json(self.out_dir / RUN_FILE)
+        if stored is None:
+            why = f"of an unknown run (no readable {RUN_FILE})"
+        else:
+            diffs = _identity_differences(self.identity, stored)
+            if not diffs:
+                return  # the same run again: it reproduces what is there
+            why = "of a different run (" + ", ".join(f"{k}: now {a!r}, stored {b!r}" for k, (a, b) in diffs.items()) + ")"
+        raise FileExistsError(f"{self.out_dir} holds results ({', '.join(found)}) {why} and no checkpoints/last.pt "
+                              "to resume from; pass overwrite=True to replace them, or use another out_dir")
 
     def _load_wa_weights(self):
         if self.cfg.wa and self.averager.count:
@@ -397,7 +466,7 @@ class _Trainer:
     def _save(self):
         all_rng = distributed.all_gather_objects(self.rng)
         if self.dist.is_main:
-            atomic_save(self._state(all_rng), self.ckpt_path)
+            atomic_save(self._state(all_rng), self.ckpt_path, checksum=True)
         self._last_save = time.monotonic()
 
     def _restore(self, ck: dict):
@@ -408,6 +477,10 @@ class _Trainer:
             diffs["task"] = (self.task, ck["task"])
         if ck["n_batches"] != self.n_batches:
             diffs["batches per epoch"] = (self.n_batches, ck["n_batches"])
+        stored = _read_json(self.out_dir / RUN_FILE)
+        if stored is not None:
+            for k, v in _identity_differences(self.identity, stored).items():
+                diffs.setdefault(k, v)
         if diffs:
             listed = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diffs.items())
             raise ValueError(f"cannot resume {self.ckpt_path}: the run's settings changed ({listed}); "
@@ -435,10 +508,7 @@ class _Trainer:
 
     def _write_history(self):
         if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.out_dir / ".history.csv.tmp"
-            pd.DataFrame(self.history).to_csv(tmp, index=False)
-            tmp.replace(self.out_dir / "history.csv")
+            atomic_write_text(pd.DataFrame(self.history).to_csv(index=False), self.out_dir / "history.csv")
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -471,6 +541,64 @@ def _amp_dtype(amp: str, device: torch.device):
     if amp == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+
+
+def _class_name(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _config_of(model):
+    """The model's config dataclass (``model.cfg``) as a dict, None when it has none."""
+    cfg = getattr(model, "cfg", None)
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else None
+
+
+def _jsonable(value):
+    """``value`` as it reads back from JSON (tuples become lists, unknown objects strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _read_json(path: Path):
+    """The parsed JSON object in ``path``, None when it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_with(path: Path, keys) -> bool:
+    value = _read_json(path)
+    return value is not None and all(k in value for k in keys)
+
+
+def _csv_rows(path: Path, n: int) -> bool:
+    try:
+        return len(pd.read_csv(path)) == n
+    except (OSError, ValueError):  # missing, empty (EmptyDataError is a ValueError) or garbled
+        return False
+
+
+def _loadable(path: Path) -> bool:
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    return True
+
+
+def _identity_differences(now: dict, stored: dict) -> dict:
+    """``{field: (now, stored)}`` between two run identities; train-config fields by name, ignoring
+    `RESUMABLE_CHANGES`."""
+    diffs = {}
+    a, b = now.get("config") or {}, stored.get("config") or {}
+    for k in sorted(set(a) | set(b)):
+        if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k):
+            diffs[k] = (a.get(k), b.get(k))
+    for k in now:
+        if k != "config" and now.get(k) != stored.get(k):
+            diffs[k] = (now.get(k), stored.get(k))
+    return diffs
 
 
 def _fmt(v) -> str:
