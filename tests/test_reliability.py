@@ -260,3 +260,45 @@ def test_cli_run_identity_covers_the_whole_run_config(tmp_path):
 def write_yaml(path, config):
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+# ---------------------------------------------------------------- configuration: types and ranges
+def test_number_like_strings_from_yaml_are_numbers():
+    values = yaml.safe_load("lr: 1e-4\nbetas: [0.9, 5e-1]\ngrad_clip: 1e0\nweight_decay: 5e-7\nmin_lr: 1e-6\n")
+    assert values["lr"] == "1e-4"  # what PyYAML reads
+    cfg = TrainConfig.from_dict(values)
+    assert (cfg.lr, cfg.betas, cfg.grad_clip, cfg.weight_decay, cfg.min_lr) == (1e-4, (0.9, 0.5), 1.0, 5e-7, 1e-6)
+    assert isinstance(cfg.lr, float) and TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", "fast", r"lr must be a number \(> 0.0\), got 'fast'"),
+    ("lr", 0, r"lr must be a number \(> 0.0\)"),
+    ("grad_clip", "none", r"grad_clip must be a number or None \(> 0.0\), got 'none'"),
+    ("weight_decay", -1e-4, "weight_decay must be a number"),
+    ("betas", 0.9, r"betas must be two numbers in \[0, 1\)"),
+    ("betas", ("0.9", "x"), "betas must be a number"),
+    ("betas", (0.9, 1.0), r"betas must be a number \(>= 0.0 and < 1.0\), got 1.0"),
+    ("epochs", 2.5, r"epochs must be an int \(>= 1\), got 2.5"),
+    ("epochs", True, "epochs must be an int"),
+    ("warmup_steps", "ten", "warmup_steps must be an int"),
+    ("kd_weight", 1.5, r"kd_weight must be a number \(>= 0.0 and <= 1.0\)"),
+    ("seed", -1, "seed must be an int"),
+    ("log_every", 0, "log_every must be an int"),
+    ("wa", "yes", "wa must be True or False"),
+    ("progress", 1, "progress must be True or False"),
+    ("main_metric", "", "main_metric must be a non-empty string"),
+    ("main_metric", 3, "main_metric must be a non-empty string"),
+    ("lr", float("nan"), "lr must be a number"),
+])
+def test_bad_config_values_are_rejected_by_name(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict({field: value})
+
+
+def test_main_metric_must_be_one_the_objective_reports(tmp_path):
+    with pytest.raises(ValueError, match=r"main_metric 'map' is not an evaluation metric .*mAP"):
+        run(tmp_path, main_metric="map")
+    assert not (tmp_path / "checkpoints").exists()
+    _, res = run(tmp_path / "ok", main_metric="eval_loss")
+    assert set(res.best) == {"epoch", "eval_loss"}

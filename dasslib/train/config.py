@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
 from dataclasses import dataclass
 
 from ..losses import RECON_PATCHES
@@ -75,7 +77,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        self.betas = tuple(self.betas)
+        self._check_types()
         _choice("optimizer", self.optimizer, _OPTIMIZERS)
         _choice("decay_exempt", self.decay_exempt, _DECAY_EXEMPT)
         _choice("schedule", self.schedule, _SCHEDULES)
@@ -84,24 +86,32 @@ class TrainConfig:
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("fast", self.fast, _FAST)
         _choice("recon_patches", self.recon_patches, RECON_PATCHES)
-        for name in ("epochs", "lrscheduler_step", "warmup_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "lrscheduler_start", "checkpoint_every_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if len(self.betas) != 2:
-            raise ValueError(f"betas must be two numbers, got {self.betas}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
         if self.wa:
             end = self.wa_epoch_range[1]
             if not 1 <= self.wa_start <= end <= self.epochs:
                 raise ValueError(
                     f"weight averaging needs 1 <= wa_start <= wa_end <= epochs, got wa_start={self.wa_start}, "
                     f"wa_end={self.wa_end}, epochs={self.epochs} (set wa=False to switch it off)")
+
+    def _check_types(self):
+        """Type and range of every field, naming the field; number-like strings (YAML reads ``1e-4``
+        as a string) become numbers."""
+        for name, (kind, low, high, optional) in _NUMBERS.items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            setattr(self, name, _number(name, value, kind, low, high, optional))
+        betas = self.betas
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = tuple(_number("betas", b, float, (0.0, True), (1.0, False), False) for b in betas)
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("loss", "main_metric"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
     @property
     def wa_epoch_range(self) -> tuple[int, int]:
@@ -128,6 +138,59 @@ class TrainConfig:
         """``{field: (self value, other value)}`` for fields that differ, ignoring `RESUMABLE_CHANGES`."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in RESUMABLE_CHANGES and _norm(a[k]) != _norm(b[k])}
+
+
+# numeric fields: (int or float, (low, inclusive) or None, (high, inclusive) or None, None allowed)
+_NUMBERS = {
+    "epochs": (int, (1, True), None, False),
+    "lr": (float, (0.0, False), None, False),
+    "weight_decay": (float, (0.0, True), None, False),
+    "warmup_steps": (int, (0, True), None, False),
+    "warmup_epochs": (float, (0.0, True), None, True),
+    "warmup_every": (int, (1, True), None, False),
+    "lrscheduler_start": (int, (0, True), None, False),
+    "lrscheduler_step": (int, (1, True), None, False),
+    "lrscheduler_decay": (float, (0.0, False), None, False),
+    "min_lr": (float, (0.0, True), None, False),
+    "wa_start": (int, (1, True), None, False),
+    "wa_end": (int, (1, True), None, True),
+    "kd_weight": (float, (0.0, True), (1.0, True), False),
+    "kd_temperature": (float, (0.0, False), None, False),
+    "grad_clip": (float, (0.0, False), None, True),
+    "seed": (int, (0, True), None, False),
+    "checkpoint_every_steps": (int, (0, True), None, False),
+    "checkpoint_every_minutes": (float, (0.0, True), None, False),
+    "log_every": (int, (1, True), None, False),
+}
+_BOOLS = ("wa", "norm_target", "deterministic", "find_unused_parameters", "progress")
+
+
+def _number(name: str, value, kind, low, high, optional):
+    """``value`` as a finite ``kind`` within the bounds, else ValueError naming the field."""
+    what = ("an int" if kind is int else "a number") + (" or None" if optional else "")
+    number = None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            pass
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = value
+    if number is not None and math.isfinite(number) and kind is int:
+        number = int(number) if float(number).is_integer() else None
+    elif number is not None:
+        number = float(number) if math.isfinite(number) else None
+    bounds_ok = number is not None and not (
+        low and (number < low[0] or (number == low[0] and not low[1]))) and not (
+        high and (number > high[0] or (number == high[0] and not high[1])))
+    if not bounds_ok:
+        limits = []
+        if low:
+            limits.append(f"{'>=' if low[1] else '>'} {low[0]}")
+        if high:
+            limits.append(f"{'<=' if high[1] else '<'} {high[0]}")
+        raise ValueError(f"{name} must be {what} ({' and '.join(limits)}), got {value!r}")
+    return number
 
 
 def _norm(value):

@@ -135,6 +135,10 @@ class _Trainer:
         self.n_batches = len(self.train_loader)
         if self.n_batches == 0:
             raise ValueError("the training loader yields no batch (dataset smaller than a batch with drop_last?)")
+        names = getattr(self.objective, "metric_names", None)
+        if eval_loader is not None and names is not None and cfg.main_metric not in names:
+            raise ValueError(f"main_metric {cfg.main_metric!r} is not an evaluation metric of this objective "
+                             f"(it reports {', '.join(names)})")
         self.eval_loader, self.eval_total = eval_loader, None
         if eval_loader is not None and self.dist.enabled:
             n = len(eval_loader.dataset)
@@ -332,6 +336,9 @@ class _Trainer:
         last_lr = self.cfg.lr * self.scheduler.lr_lambdas[0](self.global_step - 1)
         row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": last_lr, **self._train_means(),
                **metrics, "time_s": self.epoch_time + time.monotonic() - started}
+        if metrics and cfg.main_metric not in metrics:
+            raise ValueError(f"main_metric {cfg.main_metric!r} is not among the evaluation metrics "
+                             f"({', '.join(sorted(metrics))})")
         best = self.best
         if cfg.main_metric in metrics and self._improves(metrics[cfg.main_metric]):
             best = {"epoch": self.epoch + 1, cfg.main_metric: metrics[cfg.main_metric]}
@@ -479,7 +486,8 @@ class _Trainer:
             diffs["batches per epoch"] = (self.n_batches, ck["n_batches"])
         stored = _read_json(self.out_dir / RUN_FILE)
         if stored is not None:
-            for k, v in _identity_differences(self.identity, stored).items():
+            # the model's config is left to load_state_dict: speed options (scan backend, chunking) may change
+            for k, v in _identity_differences(self.identity, stored, skip=("model_config",)).items():
                 diffs.setdefault(k, v)
         if diffs:
             listed = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diffs.items())
@@ -587,16 +595,16 @@ def _loadable(path: Path) -> bool:
     return True
 
 
-def _identity_differences(now: dict, stored: dict) -> dict:
+def _identity_differences(now: dict, stored: dict, skip=()) -> dict:
     """``{field: (now, stored)}`` between two run identities; train-config fields by name, ignoring
-    `RESUMABLE_CHANGES`."""
+    `RESUMABLE_CHANGES` and the keys in ``skip``."""
     diffs = {}
     a, b = now.get("config") or {}, stored.get("config") or {}
     for k in sorted(set(a) | set(b)):
         if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k):
             diffs[k] = (a.get(k), b.get(k))
     for k in now:
-        if k != "config" and now.get(k) != stored.get(k):
+        if k != "config" and k not in skip and now.get(k) != stored.get(k):
             diffs[k] = (now.get(k), stored.get(k))
     return diffs
 

@@ -5,7 +5,9 @@ An objective provides
 * ``module(model)``: the ``nn.Module`` the loop runs (and DDP wraps), ``forward(x) -> outputs``;
 * ``loss(outputs, y, teacher_outputs) -> (loss, {name: detached scalar})``;
 * ``eval_batch(outputs, y) -> {name: (B, ...) tensor}``, per-sample tensors gathered over the eval set;
-* ``summarize(gathered) -> {metric: float}``.
+* ``summarize(gathered) -> {metric: float}``;
+* optionally ``metric_names``: the metrics ``summarize`` reports (``main_metric`` is checked against them
+  before training; without it, at the first evaluation).
 
 `ClassificationObjective` (supervised, with optional distillation) and `PretrainObjective` (SSAM's
 masked reconstruction through ``model.forward_pretrain``) cover the three notebooks.
@@ -43,6 +45,8 @@ class ClassificationObjective:
         self.loss_fn = losses.get_loss(loss, **kd)
         self.eval_loss_fn = losses.get_loss(hard)
         self.needs_teacher = losses.needs_teacher(self.loss_fn)
+        # the evaluation metrics `summarize` returns (a TrainConfig.main_metric must be one of them)
+        self.metric_names = ("eval_loss", "mAP", "mAUC", "d_prime") + (("acc",) if task == "multiclass" else ())
 
     def module(self, model: nn.Module) -> nn.Module:
         return model
@@ -100,6 +104,7 @@ class PretrainObjective:
     `dasslib.losses.MaskedMSE`). Evaluation: ``eval_loss``, the same loss over the eval set."""
 
     needs_teacher = False
+    metric_names = ("eval_loss",)
 
     def __init__(self, norm_target: bool = False, patches: str = "all"):
         self.loss_fn = losses.MaskedMSE(norm_target, patches)
