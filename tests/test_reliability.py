@@ -17,6 +17,7 @@ from dasslib import models as M
 from dasslib.train import TrainConfig, atomic_save, fit, load_checkpoint
 from dasslib.train import checkpoint as checkpoint_mod
 from dasslib import inference
+from dasslib.data import validate_datafile, write_datafile, write_label_csv
 from dasslib.inference import predict
 
 # ---------------------------------------------------------------- predict: input contracts
@@ -302,3 +303,23 @@ def test_main_metric_must_be_one_the_objective_reports(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
     _, res = run(tmp_path / "ok", main_metric="eval_loss")
     assert set(res.best) == {"epoch", "eval_loss"}
+
+
+# ---------------------------------------------------------------- datafiles
+def test_validate_datafile_catches_clips_shorter_than_one_frame(tmp_path, wav_writer, tone):
+    write_label_csv(tmp_path / "labels.csv", ["/m/a"], ["A"])
+    ok = wav_writer("ok.wav", tone(440, 0.5))
+    short = wav_writer("short.wav", tone(440, 0.02))  # 320 samples: no 25 ms frame
+    write_datafile(tmp_path / "data.json", [(ok, ["/m/a"]), (short, ["/m/a"])])
+    for mode in ("header", "decode"):
+        problems = validate_datafile(tmp_path / "data.json", tmp_path / "labels.csv", check_audio=mode,
+                                     raise_on_error=False)
+        assert len(problems) == 1 and "too short: 320 samples at 16000 Hz" in problems[0]
+        assert problems[0].endswith("short.wav")
+
+
+def test_validate_datafile_reports_an_empty_data_list(tmp_path):
+    write_label_csv(tmp_path / "labels.csv", ["/m/a"], ["A"])
+    (tmp_path / "empty.json").write_text('{"data": []}')
+    with pytest.raises(ValueError, match="lists no clips"):
+        validate_datafile(tmp_path / "empty.json", tmp_path / "labels.csv")

@@ -16,6 +16,7 @@ __all__ = ["LabelSet", "Entry", "read_label_csv", "write_label_csv", "read_dataf
            "write_datafile", "validate_datafile"]
 
 _CSV_COLUMNS = ("index", "mid", "display_name")
+_FRAME_S = 0.025  # one fbank frame (dasslib.data.fbank.FRAME_LENGTH_MS): shorter clips give no fbank
 
 
 @dataclass(frozen=True)
@@ -159,17 +160,22 @@ def _audio_problem(path, decode: bool):
         return f"audio file not found: {path}"
     if decode:
         from .audio import load_audio  # deferred: validation without decoding needs no torch
+        from .fbank import SAMPLE_RATE
         try:
-            load_audio(path)
+            samples, sr = load_audio(path).shape[1], SAMPLE_RATE
         except ValueError as err:
             return str(err)
-        return None
-    try:
-        info = sf.info(path)
-    except Exception as err:
-        return f"cannot read audio file {path}: {err}"
-    if info.frames == 0:
-        return f"audio file has no samples: {path}"
+    else:
+        try:
+            info = sf.info(path)
+        except Exception as err:
+            return f"cannot read audio file {path}: {err}"
+        samples, sr = info.frames, info.samplerate
+        if samples == 0:
+            return f"audio file has no samples: {path}"
+    if samples < int(sr * _FRAME_S):
+        return (f"audio file too short: {samples} samples at {sr} Hz ({1000 * samples / sr:.1f} ms), "
+                f"less than one {1000 * _FRAME_S:g} ms fbank frame: {path}")
     return None
 
 
@@ -178,7 +184,8 @@ def validate_datafile(datafile, label_csv, check_audio: str | bool = "header",
     """Check every entry of ``datafile`` against ``label_csv`` and report all problems at once.
 
     ``check_audio``: ``"header"`` opens each file's header (fast), ``"decode"`` decodes every
-    file fully (catches corrupt data), ``False`` skips audio. Returns the list of problem
+    file fully (catches corrupt data), ``False`` skips audio; both audio checks report clips
+    shorter than one 25 ms fbank frame. An empty data list is a problem. Returns the list of problem
     strings (empty when all is well); raises one ``ValueError`` listing them all when
     ``raise_on_error``.
     """
@@ -186,6 +193,8 @@ def validate_datafile(datafile, label_csv, check_audio: str | bool = "header",
         raise ValueError(f"check_audio must be 'header', 'decode' or False, got {check_audio!r}")
     labels = read_label_csv(label_csv)
     entries, problems = _parse(datafile)
+    if not entries and not problems:
+        problems.append(f"datafile {os.fspath(datafile)} lists no clips")
     for entry in entries:
         unknown = [m for m in entry.labels if m not in labels.index]
         if unknown:
