@@ -323,3 +323,41 @@ def test_validate_datafile_reports_an_empty_data_list(tmp_path):
     (tmp_path / "empty.json").write_text('{"data": []}')
     with pytest.raises(ValueError, match="lists no clips"):
         validate_datafile(tmp_path / "empty.json", tmp_path / "labels.csv")
+
+
+# ---------------------------------------------------------------- failures mid-epoch
+class FailingDataset(TensorDataset):
+    """Raises (as a clip that cannot be decoded) on its ``fail_at``-th item read."""
+
+    def __init__(self, *tensors, fail_at=None):
+        super().__init__(*tensors)
+        self.reads, self.fail_at = 0, fail_at
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads == self.fail_at:
+            raise ValueError(f"cannot read audio file clip{i}.wav")
+        return super().__getitem__(i)
+
+
+def run_failing(out_dir, fail_at=None):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, T, F, generator=g), (torch.rand(20, C, generator=g) > 0.5).float()
+    train = DataLoader(FailingDataset(x[:12], y[:12], fail_at=fail_at), batch_size=4, shuffle=True)
+    ev = DataLoader(TensorDataset(x[12:], y[12:]), batch_size=4)
+    cfg = TrainConfig(epochs=2, lr=1e-2, warmup_steps=1, warmup_every=1, lrscheduler_start=1, wa_start=1,
+                      progress=False)
+    torch.manual_seed(0)
+    model = TinyNet()
+    return model, fit(model, train, ev, cfg, out_dir)
+
+
+def test_an_exception_mid_epoch_saves_a_resumable_checkpoint(tmp_path):
+    ref_model, ref = run_failing(tmp_path / "ref")
+    with pytest.warns(UserWarning, match="state saved to"), pytest.raises(ValueError, match="clip"):
+        run_failing(tmp_path / "run", fail_at=12 + 6)  # epoch 2, second batch: one step done
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert (ck["epoch"], ck["batch"], ck["global_step"]) == (1, 1, 4)
+    model, res = run_failing(tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()))
+    assert res.final == ref.final and res.wa == ref.wa

@@ -225,9 +225,28 @@ class _Trainer:
                 else:
                     self._save()
                 raise
+            except FloatingPointError:
+                raise  # diverged: the last checkpoint (finite weights) is kept
+            except Exception:
+                self._save_after_error()
+                raise
             finally:
                 self._close_bar()
         return self._result()
+
+    def _save_after_error(self):
+        """An exception (a bad clip, a failed write...) at a consistent point: save it, so that a rerun
+        resumes there instead of at the last scheduled checkpoint."""
+        if self._dirty or self.dist.enabled:
+            warnings.warn("training failed inside a step (or under DDP): the last checkpoint is kept as it was")
+            return
+        try:
+            self._save()
+        except Exception as err:  # e.g. the disk is full: keep the original error
+            warnings.warn(f"training failed and its state could not be saved either: {err}")
+        else:
+            warnings.warn(f"training failed at epoch {self.epoch + 1}, step {self.global_step}: state saved to "
+                          f"{self.ckpt_path}; fix the cause and rerun to resume")
 
     # ------------------------------------------------------------------ training
     def _train_epoch(self):
