@@ -361,3 +361,35 @@ def test_an_exception_mid_epoch_saves_a_resumable_checkpoint(tmp_path):
     model, res = run_failing(tmp_path / "run")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()))
     assert res.final == ref.final and res.wa == ref.wa
+
+
+class Pool(nn.Module):
+    """(B, T, F) -> (B, 3) logits: a linear head on the time-averaged fbank."""
+
+    def __init__(self, mel):
+        super().__init__()
+        self.head = nn.Linear(mel, 3)
+
+    def forward(self, x):
+        return self.head(x.mean(dim=1))
+
+
+def test_training_survives_a_bad_clip_with_the_skip_policy(toy, tmp_path):
+    from dasslib.data import AudioConf, AudioDataset
+
+    broken = next(e.wav for e in AudioDataset(toy["json"], toy["csv"]).entries)
+    Path(broken).write_bytes(b"RIFF garbage, not audio")
+    conf = AudioConf(target_length=32, num_mel_bins=16, seed=0)
+    with pytest.raises(ValueError, match="cannot read audio file"):
+        AudioDataset(toy["json"], toy["csv"], conf)[0]
+    ds = AudioDataset(toy["json"], toy["csv"], conf, bad_clips="skip")
+    cfg = TrainConfig(epochs=2, lr=1e-2, warmup_steps=1, wa=False, progress=False)
+    with pytest.warns(UserWarning, match=f"skipped: .*item 0: .*{Path(broken).name}") as record:
+        res = fit(Pool(16), DataLoader(ds, batch_size=2, shuffle=True), None, cfg, tmp_path / "run")
+    assert len(res.history) == 2 and ds.skipped == {0}
+    assert sum("skipped" in str(w.message) for w in record) == 1  # reported once, not every epoch
+    x0, y0 = ds[0]
+    x1, y1 = ds[1]
+    assert torch.equal(x0, x1) and torch.equal(y0, y1)  # the next clip, with its own labels
+    with pytest.raises(ValueError, match="bad_clips must be one of"):
+        AudioDataset(toy["json"], toy["csv"], conf, bad_clips="ignore")

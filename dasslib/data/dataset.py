@@ -8,6 +8,7 @@ a generator seeded by ``(seed, e, i)``: call ``set_epoch(e)`` before each epoch'
 (with ``persistent_workers=True`` the workers keep the epoch they were started with).
 """
 import os
+import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -19,6 +20,8 @@ from .datafile import read_datafile, read_label_csv
 from .fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE, normalize_fbank, wav2fbank
 
 __all__ = ["AudioConf", "AudioDataset"]
+
+BAD_CLIPS = ("raise", "skip")
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,18 @@ class AudioDataset(torch.utils.data.Dataset):
     """Items ``(fbank (target_length, num_mel_bins) float32, labels (C,) float32 multi-hot)``.
 
     Every label id of the datafile is checked against ``label_csv`` on construction; audio
-    errors surface in ``__getitem__`` as a ``ValueError`` naming the item and its file.
+    errors surface in ``__getitem__`` as a ``ValueError`` naming the item and its file
+    (``bad_clips="raise"``), or, with ``bad_clips="skip"``, as a warning naming it, the item
+    being replaced by the next one that loads (with its labels; the same one every epoch).
     """
 
-    def __init__(self, datafile, label_csv, conf: AudioConf = AudioConf()):
+    def __init__(self, datafile, label_csv, conf: AudioConf = AudioConf(), bad_clips: str = "raise"):
         if not isinstance(conf, AudioConf):
             raise TypeError(f"conf must be an AudioConf, got {type(conf).__name__}")
+        if bad_clips not in BAD_CLIPS:
+            raise ValueError(f"bad_clips must be one of {list(BAD_CLIPS)}, got {bad_clips!r}")
+        self.bad_clips = bad_clips
+        self.skipped: set = set()  # items replaced so far (in this process)
         self.datafile = os.fspath(datafile)
         self.conf = conf
         self.labels = read_label_csv(label_csv)
@@ -123,10 +132,23 @@ class AudioDataset(torch.utils.data.Dataset):
         return wav, y
 
     def __getitem__(self, index: int):
-        conf = self.conf
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         index = index % len(self)
+        if self.bad_clips == "raise":
+            return self._item(index)
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            try:
+                return self._item(candidate)
+            except ValueError as err:
+                if candidate not in self.skipped:
+                    self.skipped.add(candidate)
+                    warnings.warn(f"skipped: {err} (bad_clips='skip': replaced by the next item that loads)")
+        raise ValueError(f"{self.datafile}: no item can be loaded")
+
+    def _item(self, index: int):
+        conf = self.conf
         rng = self._rng(index)
         try:
             wav, y = self._waveform_and_target(index, rng)

@@ -79,7 +79,8 @@ def build_audioset(config: dict) -> dict:
 
     ``model: {name, num_classes, checkpoint?, imagenet_init?, <config overrides>}``,
     ``teacher: {name, checkpoint, ...}`` (optional, for distillation),
-    ``data: {train_json, eval_json, label_csv, train_audio: {AudioConf}, eval_audio: {AudioConf}, balanced}``,
+    ``data: {train_json, eval_json, label_csv, train_audio: {AudioConf}, eval_audio: {AudioConf}, balanced,
+    bad_clips}`` (``bad_clips: skip``: a training clip that cannot be loaded is replaced, with a warning),
     ``loader: {batch_size: 12, eval_batch_size: 2 * batch_size, num_workers: 4, pin_memory: <CUDA available>}``.
     """
     import torch
@@ -93,7 +94,7 @@ def build_audioset(config: dict) -> dict:
     data, loader = config["data"], dict(config.get("loader") or {})
     train_conf = AudioConf.from_dict({**(data.get("train_audio") or {}), "train": True})
     eval_conf = AudioConf.from_dict({**(data.get("eval_audio") or {}), "train": False})
-    train_ds = AudioDataset(data["train_json"], data["label_csv"], train_conf)
+    train_ds = AudioDataset(data["train_json"], data["label_csv"], train_conf, data.get("bad_clips", "raise"))
     eval_ds = AudioDataset(data["eval_json"], data["label_csv"], eval_conf) if data.get("eval_json") else None
     batch_size = loader.pop("batch_size", 12)
     eval_batch_size = loader.pop("eval_batch_size", 2 * batch_size)

@@ -245,7 +245,7 @@ class _Trainer:
         except Exception as err:  # e.g. the disk is full: keep the original error
             warnings.warn(f"training failed and its state could not be saved either: {err}")
         else:
-            warnings.warn(f"training failed at epoch {self.epoch + 1}, step {self.global_step}: state saved to "
+            warnings.warn(f"training failed after {self.global_step} steps: state saved to "
                           f"{self.ckpt_path}; fix the cause and rerun to resume")
 
     # ------------------------------------------------------------------ training
