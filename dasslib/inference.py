@@ -5,9 +5,10 @@ at ``dtype`` on CUDA (bfloat16 by default; weights stay float32) and in plain fl
 CPU. Inputs are moved to the device one batch at a time and dropped as soon as the logits are
 on the host.
 
-When an input does not fit in accelerator memory, :func:`predict` and :func:`measure` raise
+When an input does not fit in memory, :func:`predict` and :func:`measure` raise
 :class:`InputTooLongError` (a ``MemoryError``, deliberately not a ``RuntimeError``, so it is
-never mistaken for, or swallowed as, a raw CUDA error). Its message gives the largest length
+never mistaken for, or swallowed as, a raw CUDA error) on every device: CUDA's out-of-memory
+error and the CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. Its message gives the largest length
 that fits, predicted by :func:`max_length_that_fits`: peak allocated memory is measured at a few
 shorter lengths that do fit, a polynomial in the length is fitted to it (degree 1: SSMs and
 flash / memory-efficient attention grow linearly; degree 2 for eager attention) and solved for
@@ -249,12 +250,30 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried))
 
 
+_CPU_OOM = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def _is_oom(err) -> bool:
+    """Out of memory on any device: CUDA's error, a MemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(err, InputTooLongError):
+        return False
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and any(s in str(err).lower() for s in _CPU_OOM)
+
+
 def _too_long(model, shape, device, batch_size, dtype):
-    """The InputTooLongError for a (B, T, F) input that ran out of memory."""
+    """The InputTooLongError for a (B, T, F) input that ran out of memory (with the largest length
+    that fits on CUDA; none elsewhere: there is no peak-memory counter to fit)."""
     _release(device)
     frames, mel_bins = shape[1], shape[2]
-    fit = max_length_that_fits(model, mel_bins, device, batch_size=batch_size, dtype=dtype,
-                               start_frames=max(64, frames // 2 // 64 * 64), min_frames=64)
+    try:
+        fit = max_length_that_fits(model, mel_bins, device, batch_size=batch_size, dtype=dtype,
+                                   start_frames=max(64, frames // 2 // 64 * 64), min_frames=64)
+    except ValueError:
+        if device.type == "cuda":
+            raise
+        fit = None  # no peak-memory counter off CUDA
     return InputTooLongError(frames, fit, device)
 
 
@@ -323,8 +342,8 @@ def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fas
     32 x 1024 x 128; eager on the CPU), "compile", "graphs" or "off" (eager); see
     :mod:`dasslib.fast`. Each new batch shape compiles once (tens of seconds), later calls
     reuse it.
-    Returns float32 logits on the CPU. Raises :class:`InputTooLongError` (with the largest
-    length that fits) instead of a CUDA out-of-memory error.
+    Returns float32 logits on the CPU. Raises :class:`InputTooLongError` instead of an
+    out-of-memory error (on CUDA with the largest length predicted to fit).
 
     Input contract (checked before the model runs): a floating-point tensor (float64 is cast
     to float32), (T, F) or (B, T, F),
@@ -344,7 +363,9 @@ def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fas
         for start in range(0, batch.shape[0], size):
             try:
                 outputs.append(_forward(model, batch[start:start + size], device, dtype, fast))
-            except torch.cuda.OutOfMemoryError:
+            except Exception as err:
+                if not _is_oom(err):
+                    raise
                 failed = True
             if failed:
                 outputs.clear()
@@ -397,7 +418,9 @@ def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1
     with _eval_mode(model):
         try:
             times = _timed_calls(model, shape, device, dtype, warmup, repeats, fast)
-        except torch.cuda.OutOfMemoryError:
+        except Exception as err:
+            if not _is_oom(err):
+                raise
             failed = True
         if failed:
             raise _too_long(model, shape, device, batch_size, dtype)

@@ -393,3 +393,45 @@ def test_training_survives_a_bad_clip_with_the_skip_policy(toy, tmp_path):
     assert torch.equal(x0, x1) and torch.equal(y0, y1)  # the next clip, with its own labels
     with pytest.raises(ValueError, match="bad_clips must be one of"):
         AudioDataset(toy["json"], toy["csv"], conf, bad_clips="ignore")
+
+
+# ---------------------------------------------------------------- memory errors on every device
+class CpuHungry(nn.Module):
+    """(B, T, 8) -> (B, 3); inputs longer than ``limit`` frames fail as the CPU allocator does."""
+
+    def __init__(self, limit, error):
+        super().__init__()
+        self.head, self.limit, self.error = nn.Linear(8, 3), limit, error
+
+    def forward(self, x):
+        if x.shape[1] > self.limit:
+            raise self.error
+        return self.head(x.mean(dim=1))
+
+
+CPU_OOM = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 85899345920 bytes. Error code 12 (Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("error", [CPU_OOM, MemoryError()])
+def test_cpu_out_of_memory_is_input_too_long(error):
+    from dasslib.inference import InputTooLongError, measure
+
+    model = CpuHungry(100, error)
+    assert predict(model, torch.randn(50, 8)).shape == (3,)
+    with pytest.raises(InputTooLongError, match="an input of 200 frames .* does not fit in memory on cpu"):
+        predict(model, torch.randn(200, 8))
+    with pytest.raises(InputTooLongError):
+        measure(model, 200, num_mel_bins=8)
+    other = CpuHungry(100, RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # not a memory error
+        predict(other, torch.randn(200, 8))
+
+
+def test_length_scaling_keeps_every_row_on_cpu():
+    from dasslib.experiments.niah import length_scaling
+
+    table = length_scaling({"hungry": CpuHungry(150, CPU_OOM)}, [1.0, 2.0], device="cpu", repeats=1,
+                           num_mel_bins=8)
+    assert table["fits"].tolist() == [True, False]
+    assert "does not fit in memory on cpu" in table["note"].iloc[1]
