@@ -8,11 +8,11 @@ on the host.
 When an input does not fit in memory, :func:`predict` and :func:`measure` raise
 :class:`InputTooLongError` (a ``MemoryError``, deliberately not a ``RuntimeError``, so it is
 never mistaken for, or swallowed as, a raw CUDA error) on every device: CUDA's out-of-memory
-error and the CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. Its message gives the largest length
-that fits, predicted by :func:`max_length_that_fits`: peak allocated memory is measured at a few
-shorter lengths that do fit, a polynomial in the length is fitted to it (degree 1: SSMs and
-flash / memory-efficient attention grow linearly; degree 2 for eager attention) and solved for
-the memory available on the device.
+error and the CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. On CUDA
+its message gives the largest length that fits, predicted by :func:`max_length_that_fits`: peak
+allocated memory is measured at a few shorter lengths that do fit, a polynomial in the length is
+fitted to it (degree 1: SSMs and flash / memory-efficient attention grow linearly; degree 2 for
+eager attention) and solved for the memory available on the device.
 """
 import contextlib
 import gc

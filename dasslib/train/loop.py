@@ -92,7 +92,8 @@ def fit(model: nn.Module, train_loader, eval_loader=None, cfg: TrainConfig | Non
     checkpoint, with a warning). ``resume=False`` starts over, replacing what ``out_dir`` holds.
     Without ``last.pt``, a run refuses to replace results (``RESULT_FILES``) of a different or unknown
     run (see ``run.json``) unless ``overwrite=True``. ``run_info``: JSON-able settings outside ``cfg``
-    that define the run (the CLI passes its whole run config), recorded and compared with the rest. ``on_step(StepInfo)`` runs after every optimizer step.
+    that define the run (the CLI passes its whole run config), recorded and compared with the rest.
+    ``on_step(StepInfo)`` runs after every optimizer step.
 
     Files (all written atomically): ``run.json`` (the run's identity: ``cfg``, task, objective, model
     and teacher classes, the model's config, dataset sizes), ``checkpoints/last.pt`` (full state,
@@ -199,7 +200,8 @@ class _Trainer:
             self._load_wa_weights()
             if self.dist.is_main and self.cfg.wa and not _loadable(self.out_dir / "model_wa.pt"):
                 self._save_weights("model_wa.pt", self.model.state_dict())
-                warnings.warn(f"{self.out_dir / 'model_wa.pt'} was missing or unreadable: rewritten from the checkpoint")
+                warnings.warn(f"{self.out_dir / 'model_wa.pt'} was missing or unreadable: "
+                              "rewritten from the checkpoint")
             distributed.barrier()
             return self._result()
         with StopRequest() as stop:
@@ -460,7 +462,8 @@ class _Trainer:
             diffs = _identity_differences(self.identity, stored)
             if not diffs:
                 return  # the same run again: it reproduces what is there
-            why = "of a different run (" + ", ".join(f"{k}: now {a!r}, stored {b!r}" for k, (a, b) in diffs.items()) + ")"
+            listed = ", ".join(f"{k}: now {a!r}, stored {b!r}" for k, (a, b) in diffs.items())
+            why = f"of a different run ({listed})"
         raise FileExistsError(f"{self.out_dir} holds results ({', '.join(found)}) {why} and no checkpoints/last.pt "
                               "to resume from; pass overwrite=True to replace them, or use another out_dir")
 
@@ -506,7 +509,8 @@ class _Trainer:
         stored = _read_json(self.out_dir / RUN_FILE)
         if stored is not None:
             # the model's config is left to load_state_dict: speed options (scan backend, chunking) may change
-            for k, v in _identity_differences(self.identity, stored, skip=("model_config",)).items():
+            skip = ("model_config", "batches_per_epoch")  # the latter compared above
+            for k, v in _identity_differences(self.identity, stored, skip=skip).items():
                 diffs.setdefault(k, v)
         if diffs:
             listed = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diffs.items())
