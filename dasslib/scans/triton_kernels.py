@@ -585,6 +585,20 @@ def _row_block(rb, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
+def _tile_states(dA, x, rev, REV_UPPER: tl.constexpr):
+    """States h of a (BD, BLOCK) tile from decays dA and inputs x (the carry already in x's first
+    step in scan order): a scan along the tile, right to left for a reversed row (rev = 1)."""
+    if REV_UPPER:
+        if rev != 0:
+            _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine, reverse=True)
+        else:
+            _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+    else:
+        _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+    return h
+
+
+@triton.jit
 def _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD: tl.constexpr, REV_UPPER: tl.constexpr,
                 U_SRC: tl.constexpr):
     """(rev, offu0) of row block rb in a direction layout: rev = 1 when its group (direction)
@@ -753,13 +767,7 @@ def _rows_fwd_kernel(
             dA = tl.exp2(dt * A2[n][:, None])
             x = du * Bn
             x = tl.where(is_first, x + dA * carry[n][:, None], x)
-            if REV_UPPER:
-                if rev != 0:
-                    _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine, reverse=True)
-                else:
-                    _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
-            else:
-                _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+            h = _tile_states(dA, x, rev, REV_UPPER)
             c = tl.sum(tl.where(is_last, h, 0.0), axis=1)
             new_carry = new_carry + (c,)
             if store_states != 0:
@@ -867,14 +875,7 @@ def _rows_states(dt, du, Bn, An, h_in_n, is_first, rev, REV_UPPER: tl.constexpr)
     dA = tl.exp2(dt * (An * 1.4426950408889634)[:, None])
     x = du * Bn
     xf = tl.where(is_first, x + dA * h_in_n[:, None], x)
-    if REV_UPPER:
-        if rev != 0:
-            _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine, reverse=True)
-        else:
-            _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
-    else:
-        _, h = tl.associative_scan((dA, xf), axis=1, combine_fn=_combine)
-    return dA, x, h
+    return dA, x, _tile_states(dA, xf, rev, REV_UPPER)
 
 
 @triton.jit(do_not_specialize=_ROWS_GENERIC)
