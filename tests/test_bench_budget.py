@@ -117,7 +117,17 @@ def test_unused_time_of_a_mode_rolls_over():
             run(specs, [0.1], clock, budget_s=bad)
 
 
-def test_point_predicted_past_the_allotment_is_skipped_but_a_cheaper_one_runs():
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a loaded 2-core machine the toy's tiny conv otherwise waits on
+    thread hand-offs (16 ms calls were seen), which this real-time test reads as its cost."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_point_predicted_past_the_allotment_is_skipped_but_a_cheaper_one_runs(one_thread):
     class SleepToy(ClockToy):
         def forward(self, x):
             time.sleep(1e-3 * x.shape[1])          # 1 ms per frame, real time
