@@ -25,18 +25,21 @@ sweep over many lengths does not pay a compile per length without saying so. If 
 fails, the forward warns and runs eagerly from then on (out-of-memory errors are raised as
 they are, so :func:`dasslib.inference.predict` still reports the longest input that fits).
 """
+import collections
 import warnings
-import weakref
 
 import torch
 
 __all__ = ["FAST_MODES", "GRAPH_MAX_ELEMS", "check_fast", "resolve_fast", "FastForward",
-           "fast_forward", "compile_for_training"]
+           "fast_forward", "clear_cache", "compile_for_training"]
 
 FAST_MODES = ("auto", "off", "compile", "graphs")
 # inputs up to this many elements (32 clips of 1024 x 128 fbank frames) are graph-replayed
 GRAPH_MAX_ELEMS = 32 * 1024 * 128
-_cache = weakref.WeakKeyDictionary()   # model -> {mode: FastForward}
+# model -> {mode: FastForward}, the most recently used last. A compiled forward holds its model,
+# so only the last CACHED_MODELS models are kept (a weak-keyed cache would never free them).
+CACHED_MODELS = 2
+_cache = collections.OrderedDict()
 # torch.compile backend; tests on the CPU swap in "aot_eager" (the same graph capture and
 # autograd, without inductor's minutes of C++ compiling)
 COMPILE_BACKEND = "inductor"
@@ -124,16 +127,25 @@ class FastForward:
 
 def fast_forward(model, fast="auto", x=None):
     """The forward to call for input ``x`` under ``fast`` (see the module docstring): ``model``
-    itself for "off", else a :class:`FastForward` cached per model and mode."""
+    itself for "off", else a :class:`FastForward` cached per model and mode (for the last
+    :data:`CACHED_MODELS` models used; :func:`clear_cache` drops them)."""
     p = next(model.parameters(), None)
     device = x.device if x is not None else (p.device if p is not None else torch.device("cpu"))
     mode = resolve_fast(fast, device, x.numel() if x is not None else 0)
     if mode == "off":
         return model
-    per_model = _cache.setdefault(model, {})
+    per_model = _cache.pop(model, {})
+    _cache[model] = per_model
+    while len(_cache) > CACHED_MODELS:
+        _cache.popitem(last=False)
     if mode not in per_model:
         per_model[mode] = FastForward(model, mode)
     return per_model[mode]
+
+
+def clear_cache():
+    """Drop every cached compiled forward (and with it the reference to its model)."""
+    _cache.clear()
 
 
 def compile_for_training(module, fast="auto", device="cuda"):

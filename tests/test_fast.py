@@ -160,3 +160,21 @@ def test_a_failing_compile_falls_back_to_eager_with_a_warning(monkeypatch):
     ff2 = fast.FastForward(m, "compile")
     with torch.inference_mode(), pytest.warns(UserWarning), pytest.raises(ValueError, match="expects"):
         ff2(torch.randn(64, 32))
+
+
+def test_the_cache_keeps_only_the_last_models():
+    import gc
+    import weakref
+    fast.clear_cache()
+    models = [M.create("dass_small", **TINY) for _ in range(fast.CACHED_MODELS + 1)]
+    x = torch.randn(1, 64, 32)
+    first = [fast.fast_forward(m, "compile", x) for m in models]
+    with torch.inference_mode():
+        first[0](x)                # compiled once: dynamo's caches must not keep it alive either
+    assert fast.fast_forward(models[-1], "compile", x) is first[-1]      # cached
+    gone = weakref.ref(models[0])
+    del models[0], first
+    gc.collect()
+    assert gone() is None          # evicted: the oldest model is freed with its compiled forward
+    fast.clear_cache()
+    assert not fast._cache
