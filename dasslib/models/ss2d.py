@@ -78,6 +78,14 @@ class SS2D(nn.Module):
             return False
         return ss2d_scan_supported(self.d_state, u.shape[0] * K * u.shape[1], u.device, grad)
 
+    def _projections(self, x_dbl):
+        """x_proj outputs (B, 4, R + 2N, L) -> delta (B, 4D, L) through each direction's dt_proj,
+        and B, C (B, 4, N, L) contiguous (group k = direction k)."""
+        b, _, _, L = x_dbl.shape
+        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, -1, L)
+        return dts, Bs.contiguous(), Cs.contiguous()
+
     def forward(self, x):
         u = self.act(self.conv2d(self.in_proj(x)))               # (B, D, H, W), compute dtype
         b, d, h, w = u.shape
@@ -94,11 +102,9 @@ class SS2D(nn.Module):
             u2 = torch.stack([u.flatten(2), u.transpose(2, 3).flatten(2)], dim=1)  # (B, 2, D, L)
             del u
             wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
-            x_dbl = torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L)
-            dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-            dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, K * d, L)
-            del x_dbl
-            ys = ss2d_scan_triton(u2, dts, A, Bs.contiguous(), Cs.contiguous(), **kw)
+            dts, Bs, Cs = self._projections(
+                torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L))
+            ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, **kw)
             del u2, dts, Bs, Cs
             ys = ys.view(b, K, d, L)
             cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
@@ -107,11 +113,7 @@ class SS2D(nn.Module):
         else:
             xs = cross_scan_2d(u)                                 # (B, 4, D, L)
             del u
-            x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
-            dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-            dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, K * d, L)
-            Bs, Cs = Bs.contiguous(), Cs.contiguous()   # (B, 4, N, L): group k = direction k
-            del x_dbl
+            dts, Bs, Cs = self._projections(torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight))
             us = xs.reshape(b, K * d, L)
             del xs
             if self.scan_fp32:

@@ -497,7 +497,7 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                                 for t in (u2, delta, A, B, C, D, delta_bias))
     cfg = pick_config(s.batch * s.dim, s.L, s.N, u2.device)
-    if not ss2d_scan_supported(s.N, s.batch * s.dim, u2.device, need_grad):
+    if not _ss2d_runs(cfg, need_grad):
         raise ValueError(f"ss2d_scan_triton runs on the 'rows' kernels; N={s.N} at "
                          f"{s.batch * s.dim} rows picks forward {cfg.fwd!r}, backward {cfg.bwd!r}")
     y, _ = torch.ops.dasslib.selective_scan_fwd(u2, delta, A, B, C, D, None, delta_bias, None,
@@ -509,5 +509,9 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
 def ss2d_scan_supported(N, rows, device, backward=False):
     """Whether :func:`ss2d_scan_triton` runs for state size N and batch*4*d rows on device
     (with ``backward``: also its gradients, which need the rows backward: many rows)."""
-    cfg = pick_config(rows, 1024, N, device)
+    return _ss2d_runs(pick_config(rows, 1024, N, device), backward)
+
+
+def _ss2d_runs(cfg, backward):
+    """The direction layout exists in the rows kernels only."""
     return cfg.fwd == "rows" and (not backward or cfg.bwd == "rows")

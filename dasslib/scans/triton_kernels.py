@@ -585,6 +585,12 @@ def _row_block(rb, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
+def _phys_tile(k, rev, n_tiles):
+    """Where tile k of the scan order lies in memory: k, or n_tiles - 1 - k for a reversed row."""
+    return k + rev * (n_tiles - 1 - 2 * k)
+
+
+@triton.jit
 def _tile_states(dA, x, rev, REV_UPPER: tl.constexpr):
     """States h of a (BD, BLOCK) tile from decays dA and inputs x (the carry already in x's first
     step in scan order): a scan along the tile, right to left for a reversed row (rev = 1)."""
@@ -651,7 +657,7 @@ def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, z
     rows) only if BC, else placeholders. Reversed rows (rev = 1) read tile n_tiles - 1 - k
     (positions ascending inside it); u is read at offu0 (its rows may come from a source tensor
     of another layout), everything else at off0."""
-    kp = k + rev * (n_tiles - 1 - 2 * k)
+    kp = _phys_tile(k, rev, n_tiles)
     t = kp * BLOCK_L + t0
     m = ((t < L) & (k < k_end))[None, :]
     off = off0 + kp * BLOCK_L
@@ -729,7 +735,7 @@ def _rows_fwd_kernel(
                 c0 = tl.load(cstate_ptr + (r * n_chunks + q - 1) * NP + n, volatile=True)
         carry = carry + (c0,)
     for k in range(k_first, k_end):
-        kp = k + rev * (n_tiles - 1 - 2 * k)   # the tile's place in memory
+        kp = _phys_tile(k, rev, n_tiles)   # the tile's place in memory
         t = kp * BLOCK_L + t0
         m2 = (t < L)[None, :]
         t2 = t[None, :] + zr     # (BD, BLOCK_L) like u: same layout, no conversion
@@ -818,7 +824,7 @@ def _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_
                    HAS_Z: tl.constexpr, offu0, rev, n_tiles):
     """Raw tiles (u, delta, dy, z) of tile k (in scan order: reversed rows read tile
     n_tiles - 1 - k); nothing is read for k < k_first (past the chunk)."""
-    kp = k + rev * (n_tiles - 1 - 2 * k)
+    kp = _phys_tile(k, rev, n_tiles)
     t = kp * BLOCK_L + t0
     m = ((t < L) & (k >= k_first))[None, :]
     off = off0 + kp * BLOCK_L
@@ -954,7 +960,7 @@ def _rows_bwd_kernel(
                          HAS_Z, offu0, rev, n_tiles)
     for j in range(0, k_end - k_first):
         k = k_end - 1 - j
-        kp = k + rev * (n_tiles - 1 - 2 * k)   # the tile's place in memory
+        kp = _phys_tile(k, rev, n_tiles)   # the tile's place in memory
         t = kp * BLOCK_L + t0
         m2 = (t < L)[None, :]
         t2 = t[None, :]
