@@ -32,7 +32,7 @@ def main():
     device = torch.device("cuda")
     m, frames, mel = build(args.model, device)
     x = torch.randn(args.batch, frames, mel, device=device)
-    fast = args.fast if args.mode == "inference" or args.fast == "off" else "compile"
+    fast = "compile" if args.mode == "train" and args.fast == "auto" else args.fast
     step = make_step(m, args.mode, x, dtype=torch.bfloat16, fast=fast)
     for _ in range(3):
         step()

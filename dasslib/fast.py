@@ -149,11 +149,19 @@ def clear_cache():
 
 
 def compile_for_training(module, fast="auto", device="cuda"):
-    """``module`` compiled for training steps (forward + backward through AOT autograd; no CUDA
-    graphs, since the optimizer step runs outside), or ``module`` itself when ``fast`` resolves
-    to "off" (the CPU under "auto")."""
+    """``module`` compiled for training steps (forward + backward through AOT autograd), or
+    ``module`` itself when ``fast`` resolves to "off" (the CPU under "auto").
+
+    "compile": inductor kernels launched one by one; "graphs": the same kernels replayed as CUDA
+    graphs (``mode="reduce-overhead"``; the forward and the backward each one graph per shape;
+    call ``torch.compiler.cudagraph_mark_step_begin()`` before each step, as
+    :func:`dasslib.bench.make_step` does). "auto" is "compile" on CUDA."""
     check_fast(fast)
     if fast == "off" or (fast == "auto" and torch.device(device).type != "cuda"):
         return module
+    if fast == "graphs" and torch.device(device).type != "cuda":
+        raise ValueError(f"fast='graphs' needs a CUDA device (CUDA graphs), got {device}")
     _allow_recompiles(64)
-    return torch.compile(module, dynamic=False, backend=COMPILE_BACKEND)
+    graphs = fast == "graphs" and COMPILE_BACKEND == "inductor"
+    return torch.compile(module, dynamic=False, backend=COMPILE_BACKEND,
+                         mode="reduce-overhead" if graphs else None)

@@ -49,8 +49,9 @@ def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4, f
     gradients are set to None. The optimizer is created here, so its state lives as long as
     the returned closure.
     fast: :mod:`dasslib.fast` mode ("off": eager; inference: compiled and, for small inputs,
-    CUDA-graph replayed under "auto"; train: the model compiled, forward and backward). The
-    first call compiles.
+    CUDA-graph replayed under "auto"; train: the model compiled, forward and backward; "graphs":
+    also replayed as CUDA graphs, :func:`dasslib.fast.compile_for_training`). The first call
+    compiles.
     """
     check_mode(mode)
     device = x.device
@@ -68,8 +69,11 @@ def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4, f
     model.train()
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr) if optimizer else None
     net = compile_for_training(model, fast, device)
+    graphs = fast == "graphs"
 
     def step():
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with _autocast(device, dtype):
             logits = net(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), torch.zeros_like(logits, dtype=torch.float32))
