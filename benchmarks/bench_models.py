@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dasslib import models  # noqa: E402
 from dasslib.bench import make_step, peak_memory_mb, reset_peak, time_step  # noqa: E402
-from dasslib.fast import fast_forward, resolve_fast  # noqa: E402
+from dasslib.fast import compile_for_training, fast_forward, resolve_fast  # noqa: E402
 from dasslib.inference import predict  # noqa: E402
 
 MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
@@ -48,7 +48,10 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "ast_base_eager": ("ast_base", dict(attn="eager"), (1024, 128)),
     "dass_small": ("dass_small", {}, (1024, 128)),
     # training with SS2D scanning the grid in place (rows backward with the direction layout)
-    "dass_small_fused_train": ("dass_small", dict(fused_scan_train=True), (1024, 128)),
+    # training with the cross-scan copies (fused_scan_train=False; the default scans in place)
+    "dass_small_copies_train": ("dass_small", dict(fused_scan_train=False), (1024, 128)),
+    # the scan's output in the compute dtype (bf16 under autocast) instead of the official fp32
+    "dass_small_bf16_scan": ("dass_small", dict(scan_fp32=False), (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     "aum_small": ("aum_small", {}, (1024, 128)),
@@ -174,10 +177,7 @@ def check_fast_matches_eager(label, device, log):
                 errs["logits_fused_vs_copies"] = rel(ref, m(x))
                 for mod in fused:
                     mod.fused_scan = True
-        m.train()
-        for p in m.modules():       # no drop path: both runs must see the same network
-            if hasattr(p, "drop_prob"):
-                p.drop_prob = 0.0
+        _no_drop_path(m).train()    # no drop path: both runs must see the same network
         y = torch.rand(2, 527, device=device, generator=g)
         loss = F.binary_cross_entropy_with_logits(m(x), y)
         loss.backward()
@@ -192,10 +192,57 @@ def check_fast_matches_eager(label, device, log):
         errs["grad_worst"] = gerr[worst]
         errs["grad_worst_param"] = worst
         errs["grad_missing"] = sorted(set(ref_g) - set(gerr))
+        if device.type == "cuda":
+            errs.update(check_graph_training(label, device, x, y))
     finally:
         torch.backends.cudnn.allow_tf32 = True
     log(f"check {label} fp32 fast vs eager: {errs}")
     return errs
+
+
+def _no_drop_path(m):
+    for p in m.modules():
+        if hasattr(p, "drop_prob"):
+            p.drop_prob = 0.0
+    return m
+
+
+def check_graph_training(label, device, x, y, steps=3, lr=0.05):
+    """Training replayed as CUDA graphs (make_step's "graphs" path) against eager, fp32, drop
+    path off: ``steps`` SGD steps from the same weights. A step that read stale or overwritten
+    gradients, or a graph that froze the parameters, shows in the losses after the first step
+    and in the weight updates. Also: with drop path on, two replayed forwards differ (the random
+    masks are not frozen into the graph)."""
+    runs = {}
+    for path in ("off", "graphs"):
+        m = _no_drop_path(build(label, device)[0]).train()
+        p0 = {n: p.detach().clone() for n, p in m.named_parameters()}
+        opt = torch.optim.SGD(m.parameters(), lr=lr)
+        net = compile_for_training(m, path, device)
+        losses = []
+        for _ in range(steps):
+            if path == "graphs":
+                torch.compiler.cudagraph_mark_step_begin()
+            loss = F.binary_cross_entropy_with_logits(net(x), y)
+            loss.backward()
+            opt.step()
+            m.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        runs[path] = (losses, {n: p.detach() - p0[n] for n, p in m.named_parameters()})
+        del net, opt
+    (le, ue), (lg, ug) = runs["off"], runs["graphs"]
+    out = {"graphs_train_loss": max(abs(a - b) / abs(a) for a, b in zip(le, lg)),
+           "graphs_train_losses": [round(v, 6) for v in lg],
+           "graphs_update_worst": max(rel(ug[n], ue[n]) for n in ue if ue[n].norm() > 0)}
+    m = build(label, device)[0].train()   # drop path on (the model's default rates)
+    net = compile_for_training(m, "graphs", device)
+    outs = []
+    with torch.no_grad():
+        for _ in range(2):
+            torch.compiler.cudagraph_mark_step_begin()
+            outs.append(net(x).clone())
+    out["graphs_drop_path_varies"] = bool((outs[0] - outs[1]).abs().max() > 0)
+    return out
 
 
 def _amp(device):
@@ -291,7 +338,10 @@ def main():
         errs = check_fast_matches_eager(args.check_model, device, log)
         ok = (errs["logits_compile"] < 1e-4 and errs["logits_graphs"] < 1e-4
               and errs.get("logits_fused_vs_copies", 0.0) < 1e-4
-              and errs["grad_worst"] < 1e-3 and not errs["grad_missing"])
+              and errs["grad_worst"] < 1e-3 and not errs["grad_missing"]
+              and errs.get("graphs_train_loss", 0.0) < 1e-4
+              and errs.get("graphs_update_worst", 0.0) < 1e-3
+              and errs.get("graphs_drop_path_varies", True))
         log(f"check {'passed' if ok else 'FAILED'}")
 
     new = not os.path.exists(args.csv)

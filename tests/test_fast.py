@@ -134,10 +134,21 @@ def test_make_step_fast_train_updates_like_eager():
 def test_train_config_fast_option():
     assert TrainConfig().fast == "auto"
     assert TrainConfig(fast="compile").fast == "compile"
+    assert TrainConfig(fast="graphs").fast == "graphs"
     with pytest.raises(ValueError, match="fast must be one of"):
-        TrainConfig(fast="graphs")
+        TrainConfig(fast="cudagraphs")
     # switching the fast path does not change results, so a run may resume with another value
     assert TrainConfig(fast="off").differences(TrainConfig(fast="compile")) == {}
+
+
+def test_train_fast_resolves_per_device():
+    assert fast.resolve_train_fast("auto", "cpu") == "off"
+    assert fast.resolve_train_fast("auto", "cuda") == "graphs"
+    assert fast.resolve_train_fast("compile", "cpu") == "compile"
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        fast.resolve_train_fast("graphs", "cpu")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        make_step(M.create("dass_small", **TINY), "train", torch.randn(1, 64, 32), fast="graphs")
 
 
 def test_a_failing_compile_falls_back_to_eager_with_a_warning(monkeypatch):

@@ -8,7 +8,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..fast import compile_for_training, fast_forward
+from ..fast import compile_for_training, fast_forward, resolve_train_fast
 
 __all__ = ["MODES", "OPTIMIZERS", "resolve_dtype", "check_mode", "make_step"]
 
@@ -69,7 +69,7 @@ def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4, f
     model.train()
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr) if optimizer else None
     net = compile_for_training(model, fast, device)
-    graphs = fast == "graphs"
+    graphs = resolve_train_fast(fast, device) == "graphs"
 
     def step():
         if graphs:

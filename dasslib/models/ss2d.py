@@ -36,12 +36,13 @@ class SS2D(nn.Module):
     ``fused_scan``: in inference with the triton backend, scan the grid in place
     (:func:`dasslib.scans.triton_backend.ss2d_scan_triton`) instead of materialising the four
     cross-scan copies; same outputs up to rounding (tests/test_scan_triton.py).
-    ``fused_scan_train``: the same when gradients are needed (its backward is tested against the
-    float64 reference; off by default until its GPU speed is measured, docs/speed.md).
+    ``fused_scan_train``: the same when gradients are needed (rows backward with the direction
+    layout; tested against the float64 reference and the materialised path; on an H100 the
+    compiled B=12 DASS-Small step ran 564 clips/s against 532 with the copies, docs/speed.md).
     """
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
-                 scan_backend="auto", scan_fp32=True, fused_scan=True, fused_scan_train=False):
+                 scan_backend="auto", scan_fp32=True, fused_scan=True, fused_scan_train=True):
         super().__init__()
         self.fused_scan, self.fused_scan_train = fused_scan, fused_scan_train
         d_inner = int(ssm_ratio * dim)

@@ -18,7 +18,7 @@ _DECAY_EXEMPT = ("auto", "none", "standard")
 # Fields that may change between a run and its resumption (they do not change the result).
 RESUMABLE_CHANGES = frozenset({"progress", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "device",
                                "fast"})
-_FAST = ("auto", "off", "compile")
+_FAST = ("auto", "off", "compile", "graphs")
 
 
 @dataclass
@@ -64,9 +64,10 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm; None: no clipping
     amp: str = "auto"  # "auto": bf16 autocast on CUDA, none on CPU | "bf16" | "fp16" (GradScaler) | "none"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
-    # training forward + backward compiled by torch.compile ("auto": on CUDA, eager on the CPU; the scan is a
-    # custom op, so the whole model compiles; results equal eager up to rounding, see dasslib.fast)
-    fast: str = "auto"  # "auto" | "off" | "compile"
+    # training forward + backward compiled by torch.compile, "graphs": and replayed as CUDA graphs ("auto":
+    # graphs on CUDA, eager on the CPU; the scan is a custom op, so the whole model compiles; results equal
+    # eager up to rounding, see dasslib.fast)
+    fast: str = "auto"  # "auto" | "off" | "compile" | "graphs"
     seed: int = 0
     deterministic: bool = False
     find_unused_parameters: bool = False  # DDP option for models with parameters a step does not use

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..fast import compile_for_training
+from ..fast import compile_for_training, resolve_train_fast
 
 from . import distributed
 from .averaging import WeightAverager
@@ -158,6 +158,7 @@ class _Trainer:
                                                find_unused_parameters=cfg.find_unused_parameters)
         # the training step's forward (and so its backward) compiled; evaluation stays eager
         self.net = compile_for_training(self.net, cfg.fast, self.device)
+        self.graphs = resolve_train_fast(cfg.fast, self.device) == "graphs"
 
         # state
         self.epoch = self.batch = self.global_step = 0
@@ -285,6 +286,8 @@ class _Trainer:
         x, y = split_batch(batch)
         x = x.to(self.device, non_blocking=True)
         y = None if y is None else y.to(self.device, non_blocking=True)
+        if self.graphs:   # the previous step's graph outputs may be overwritten from here on
+            torch.compiler.cudagraph_mark_step_begin()
         with self._autocast():
             out = self.net(x)
             t_out = None
