@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .layers import DropPath, LayerNorm2d, Mlp2d, pad_sequential, vit_init
+from .layers import DropPath, LayerNorm2d, Mlp2d, StemConv2d, pad_sequential, vit_init
 from .pooling import check_pooling, pool_grid
 from dasslib.scans import BACKENDS
 
@@ -89,7 +89,7 @@ class Classifier(nn.Module):
 
 def _stem(in_chans, dim):
     # official "v2" patch embed: conv s2 -> LN -> GELU -> conv s2 -> LN (indices as saved)
-    return pad_sequential({0: nn.Conv2d(in_chans, dim // 2, 3, stride=2, padding=1),
+    return pad_sequential({0: StemConv2d(in_chans, dim // 2, 3, stride=2, padding=1),
                            2: LayerNorm2d(dim // 2), 4: nn.GELU(),
                            5: nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
                            7: LayerNorm2d(dim)}, 8)

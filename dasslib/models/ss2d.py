@@ -105,10 +105,15 @@ class SS2D(nn.Module):
             wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
             dts, Bs, Cs = self._projections(
                 torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L))
-            ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, **kw)
+            # without gradients the columns' outputs come back at row-major positions already
+            rowmajor = not (torch.is_grad_enabled()
+                            and any(t.requires_grad for t in (u2, dts, A, Bs, Cs)))
+            ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, grid_h=h if rowmajor else None, **kw)
             del u2, dts, Bs, Cs
             ys = ys.view(b, K, d, L)
-            cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
+            cols = ys[:, 1] + ys[:, 3]
+            if not rowmajor:
+                cols = cols.view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
             y = ys[:, 0] + ys[:, 2] + cols                        # (B, D, L) row-major
             del ys
         else:

@@ -607,21 +607,23 @@ def _tile_states(dA, x, rev, REV_UPPER: tl.constexpr):
 @triton.jit
 def _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD: tl.constexpr, REV_UPPER: tl.constexpr,
                 U_SRC: tl.constexpr):
-    """(rev, offu0) of row block rb in a direction layout: rev = 1 when its group (direction)
-    is in the upper half of the B groups and REV_UPPER (scanned right to left), else 0; offu0:
-    the rows' (BD, BLOCK) offsets into u, from source g % U_SRC of a (batch, U_SRC, dim // G_B,
-    L) tensor when U_SRC > 0, else off0."""
+    """(rev, offu0, src) of row block rb in a direction layout: rev = 1 when its group
+    (direction) is in the upper half of the B groups and REV_UPPER (scanned right to left), else
+    0; offu0: the rows' (BD, BLOCK) offsets into u, from source src = g % U_SRC of a (batch,
+    U_SRC, dim // G_B, L) tensor when U_SRC > 0 (src 0 otherwise), else off0."""
     offu0 = off0
     rev = 0
+    src = 0
     if REV_UPPER or U_SRC > 0:
         per = dim // G_B
         g = (rb * BD) % dim // per                      # the program's group (direction)
         if REV_UPPER:
             rev = (g >= G_B // 2).to(tl.int32)
         if U_SRC > 0:
-            urow = ((rb * BD) // dim * U_SRC + g % U_SRC) * per + (rb * BD) % per + rr
+            src = g % U_SRC
+            urow = ((rb * BD) // dim * U_SRC + src) * per + (rb * BD) % per + rr
             offu0 = urow.to(tl.int64)[:, None] * L + t0[None, :]
-    return rev, offu0
+    return rev, offu0, src
 
 
 @triton.jit
@@ -684,13 +686,17 @@ def _rows_fwd_kernel(
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     FAST_LOG: tl.constexpr, PREFETCH: tl.constexpr, CHUNKED: tl.constexpr,
-    REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
+    REV_UPPER: tl.constexpr, U_SRC: tl.constexpr, Y_GRID_H: tl.constexpr = 0,
 ):
     """Forward of BD rows per program over one chunk of tiles (see the comment above).
     Direction layouts (SS2D without materialised cross-scan copies; one chunk only):
     REV_UPPER scans the rows of the upper half of the B groups right to left (tiles walked
     from the last, each scanned in reverse; y written at the positions read); U_SRC > 0 reads
-    u from (batch, U_SRC, dim // G_B, L): row (b, g, d) takes source g % U_SRC.
+    u from (batch, U_SRC, dim // G_B, L): row (b, g, d) takes source g % U_SRC; Y_GRID_H > 0
+    writes the y of rows reading source 1 (the columns of a Y_GRID_H x L / Y_GRID_H grid) at
+    the row-major position of each step (a tile of BLOCK_L steps lands as Y_GRID_H runs of
+    BLOCK_L / Y_GRID_H consecutive positions), so the cross-merge reads every direction in one
+    layout.
     store_states (runtime, one compiled kernel for inference and training) writes the state
     after every STATE_EVERY tiles and after the last one:
     (rows, n_state_tiles, NP), the layout the backward reads (its tiles are STATE_EVERY *
@@ -707,7 +713,7 @@ def _rows_fwd_kernel(
     t0 = tl.arange(0, BLOCK_L)
     zr = (rr * 0)[:, None]
     off0 = row_off[:, None] + t0[None, :]
-    rev, offu0 = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    rev, offu0, src = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
     # the carry enters at the tile's first step in scan order and leaves from its last
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
@@ -790,7 +796,14 @@ def _rows_fwd_kernel(
         if HAS_Z:
             z = zt.to(tl.float32)
             y = y * (z * tl.sigmoid(z))
-        tl.store(y_ptr + off0 + kp * BLOCK_L, y, mask=m2)
+        if Y_GRID_H > 0:
+            if src != 0:   # a column source: y to the row-major position h * W + w of t = w * H + h
+                pos = (t % Y_GRID_H) * (L // Y_GRID_H) + t // Y_GRID_H
+                tl.store(y_ptr + row_off[:, None] + pos[None, :], y, mask=m2)
+            else:
+                tl.store(y_ptr + off0 + kp * BLOCK_L, y, mask=m2)
+        else:
+            tl.store(y_ptr + off0 + kp * BLOCK_L, y, mask=m2)
     if CHUNKED:
         if q < n_chunks - 1:
             for n in tl.static_range(N):
@@ -915,7 +928,7 @@ def _rows_bwd_kernel(
     rr, r, di, row_off, bB, bC = _row_block(rb, dim, L, G_B, G_C, N, BD)
     t0 = tl.arange(0, BLOCK_L)
     off0 = row_off[:, None] + t0[None, :]
-    rev, offu0 = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    rev, offu0, _ = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]        # first / last step in scan order
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
     A, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.0, N,
