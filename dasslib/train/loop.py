@@ -156,9 +156,14 @@ class _Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=ids,
                                                find_unused_parameters=cfg.find_unused_parameters)
-        # the training step's forward (and so its backward) compiled; evaluation stays eager
-        self.net = compile_for_training(self.net, cfg.fast, self.device)
-        self.graphs = resolve_train_fast(cfg.fast, self.device) == "graphs"
+        # the training step's forward (and so its backward) compiled and, on one CUDA device, replayed as
+        # CUDA graphs (under DDP "auto" only compiles: its gradient hooks run between the graph's pieces);
+        # evaluation stays eager
+        fast = resolve_train_fast(cfg.fast, self.device)
+        if fast == "graphs" and self.dist.enabled and cfg.fast == "auto":
+            fast = "compile"
+        self.net = compile_for_training(self.net, fast, self.device)
+        self.graphs = fast == "graphs"
 
         # state
         self.epoch = self.batch = self.global_step = 0
