@@ -46,9 +46,10 @@ class StemConv2d(nn.Conv2d):
     ``torch.compile``, is written as a sum of kernel taps over strided slices: inductor then
     fuses it with what follows (DASS's stem: bias, LayerNorm2d, GELU) instead of calling cuDNN's
     generic kernel for C_in = 1 (0.25 ms of an 11.4 ms B=32 DASS-Small forward on an H100) and
-    writing its output. Eager calls keep ``F.conv2d``. Under autocast, input, weight and bias
-    are rounded to the autocast dtype and the output returned in it, as the convolution does;
-    the taps are summed in fp32 (the convolution's accumulation, in another order)."""
+    writing its output. Eager calls keep ``F.conv2d``. The taps are elementwise products, which
+    autocast leaves in fp32: under bf16 autocast the compiled stem computes in fp32 where the
+    convolution rounds input, weight and output to bf16 (a difference of bf16 rounding; the
+    LayerNorm that follows works in fp32 either way)."""
 
     def forward(self, x):
         if (not torch.compiler.is_compiling() or self.in_channels != 1 or self.groups != 1
@@ -63,11 +64,6 @@ def tap_conv2d(x, weight, bias, stride, padding):
     the kernel's kh * kw strided slices (see :class:`StemConv2d`)."""
     (sh, sw), (ph, pw) = stride, padding
     c, _, kh, kw = weight.shape
-    amp = x.is_cuda and torch.is_autocast_enabled("cuda")
-    out_dtype = torch.get_autocast_dtype("cuda") if amp else torch.result_type(x, weight)
-    if amp:
-        x, weight = x.to(out_dtype).float(), weight.to(out_dtype).float()
-        bias = None if bias is None else bias.to(out_dtype).float()
     xp = F.pad(x, (pw, pw, ph, ph))
     ho = (xp.shape[2] - kh) // sh + 1
     wo = (xp.shape[3] - kw) // sw + 1
@@ -79,7 +75,7 @@ def tap_conv2d(x, weight, bias, stride, padding):
             out = tap if out is None else out + tap
     if bias is not None:
         out = out + bias.view(1, c, 1, 1)
-    return out.to(out_dtype)
+    return out
 
 
 class Mlp2d(nn.Module):
