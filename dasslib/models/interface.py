@@ -9,6 +9,7 @@
   (frequency, time) grid (B, D, F', T'), prefix tokens dropped;
 - ``forward_frames(x, pre_logits=False)``: frame-level logits (B, T', num_classes), the grid
   pooled over frequency and put through the head; ``frame_rate`` frames per second of audio;
+  ``frame_head(features, input_shape)`` gives them from features already computed;
 - ``num_features`` (D), ``num_classes``, ``get_classifier()``, ``reset_classifier(n)``.
 
 A family implements ``forward_features``, ``_pre_logits(features) -> (B, D)``,
@@ -101,7 +102,12 @@ class AudioClassifier:
         """fbank (B, T, F) -> frame-level logits (B, T', num_classes) (or embeddings
         (B, T', num_features) with ``pre_logits``); output frame i starts at input frame
         ``i * frame_hop``, i.e. ``i / frame_rate`` seconds."""
-        frames = self._frame_pre_logits(self.forward_grid(x))
+        return self.frame_head(self.forward_features(x), x.shape, pre_logits)
+
+    def frame_head(self, features, input_shape, pre_logits=False):
+        """:meth:`forward_frames` from the features of an input of shape (B, T, F), so one
+        forward gives both clip (:meth:`forward_head`) and frame outputs."""
+        frames = self._frame_pre_logits(self._to_grid(features, input_shape))
         return frames if pre_logits else self.get_classifier()(frames)
 
 
