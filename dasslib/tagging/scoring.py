@@ -4,6 +4,7 @@ A detection matches a reference event of the same class when they overlap by at 
 ``min_overlap`` of the shorter of the two; each reference matches one detection at most
 (greedy, largest overlap first).
 """
+import numpy as np
 import pandas as pd
 
 __all__ = ["match_events", "event_prf"]
@@ -15,12 +16,14 @@ def match_events(detected, reference, min_overlap=0.5):
     pairs = []
     for mid, ref in reference.groupby("mid"):
         det = detected[detected.mid == mid]
-        for i, d in det.iterrows():
-            for j, r in ref.iterrows():
-                inter = min(d.end_s, r.end_s) - max(d.start_s, r.start_s)
-                shorter = min(d.end_s - d.start_s, r.end_s - r.start_s)
-                if inter > 0 and inter >= min_overlap * shorter:
-                    pairs.append((inter, i, j))
+        if det.empty:
+            continue
+        d0, d1 = det.start_s.to_numpy()[:, None], det.end_s.to_numpy()[:, None]      # (D, 1)
+        r0, r1 = ref.start_s.to_numpy()[None], ref.end_s.to_numpy()[None]              # (1, R)
+        inter = np.minimum(d1, r1) - np.maximum(d0, r0)
+        ok = (inter > 0) & (inter >= min_overlap * np.minimum(d1 - d0, r1 - r0))
+        for i, j in zip(*np.nonzero(ok)):
+            pairs.append((inter[i, j], det.index[i], ref.index[j]))
     matched, used_d, used_r = [], set(), set()
     for _, i, j in sorted(pairs, key=lambda p: -p[0]):
         if i not in used_d and j not in used_r:
