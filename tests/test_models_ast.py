@@ -108,8 +108,9 @@ def test_eager_and_sdpa_attention_agree():
 def test_output_is_head_of_mean_of_cls_and_dist():
     model = create("ast_tiny", num_classes=3, **TINY).eval()
     x = torch.randn(2, 64, 32)
-    tokens = model.forward_tokens(x)
+    tokens = model.forward_features(x)
     torch.testing.assert_close(model(x), model.mlp_head((tokens[:, 0] + tokens[:, 1]) / 2))
+    assert tokens.shape == (2, 2 + 2 * 5, 32)                  # unpooled: cls, dist, 2 x 5 patches
 
 
 def test_gradient_step_lowers_loss(bce_losses):

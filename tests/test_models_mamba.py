@@ -96,7 +96,8 @@ def test_aum_cls_token_position_and_its_position_embedding(position, index):
     assert model.cls_index(8) == index
     x = torch.randn(2, 64, 32)          # 32 x 64 -> 2 x 4 = 8 patches
     expected = model.norm_f(model.cls_token[0, 0] + model.pos_embed.pos_embed[0, 0])
-    torch.testing.assert_close(model.forward_features(x), expected.expand(2, -1))
+    pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(pooled, expected.expand(2, -1))
 
 
 def test_aum_variants_lengths_and_mean_pool():
@@ -183,12 +184,14 @@ def test_ssam_features_frames_and_classifier():
     torch.manual_seed(0)
     model = create("ssam_tiny", num_classes=10, **SSAM_TINY).eval()
     x = torch.randn(2, 200, 80)
-    mean = model.forward_features(x)
+    tokens = model.forward_features(x)
+    mean = model.forward_head(tokens, pre_logits=True)
     frames = model.forward_frames(x)
     assert mean.shape == (2, 32) and frames.shape == (2, 50, 5 * 32)
     torch.testing.assert_close(frames.view(2, 50, 5, 32).mean((1, 2)), mean)
-    tokens, _ = model.forward_tokens(x)
-    torch.testing.assert_close(model.forward_features(x, pool="cls"), tokens[:, 0])
+    torch.testing.assert_close(frames, tokens[:, 1:].reshape(2, 50, 5 * 32))   # time-major tokens
+    model.reset_classifier(10, global_pool="cls")
+    torch.testing.assert_close(model.forward_head(tokens, pre_logits=True), tokens[:, 0])
     assert model(x).shape == (2, 10)
     assert model(torch.randn(2, 120, 80)).shape == (2, 10)           # any length
 
@@ -196,7 +199,7 @@ def test_ssam_features_frames_and_classifier():
 def test_ssam_vim_variant_and_sizes():
     vim = create("ssam_tiny", num_classes=0, bimamba="bi_bi", **SSAM_TINY)
     assert "blocks.0.mixer.conv1d_b.weight" in vim.state_dict()
-    assert vim.forward_features(torch.randn(1, 200, 80)).shape == (1, 32)
+    assert vim(torch.randn(1, 200, 80)).shape == (1, 32)
     for name, paper in [("ssam_tiny", 4.8), ("ssam_small", 17.9), ("ssam_base", 69.3),
                         ("ssast_tiny", 5.4), ("ssast_small", 21.5), ("ssast_base", 85.7)]:
         with torch.device("meta"):

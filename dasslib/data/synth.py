@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from .datafile import write_datafile, write_label_csv
 
-__all__ = ["CLASSES", "SIZES", "GENERATOR_VERSION", "SynthClass", "note_specs",
-           "make_embedded_dataset", "main"]
+__all__ = ["CLASSES", "SIZES", "GENERATOR_VERSION", "SynthClass", "note_specs", "render_banks",
+           "play_phrase", "make_embedded_dataset", "main"]
 
 GENERATOR_VERSION = 1
 SAMPLE_RATE = 16000
@@ -162,7 +162,7 @@ class _Renderer:
         return note
 
 
-def _render_banks(seed: int) -> dict:
+def render_banks(seed: int) -> dict:
     """``{(class_index, split): [notes]}``, each bank scaled so its median note peak is 1."""
     renderer, banks = _Renderer(), {}
     for c, cls in enumerate(CLASSES):
@@ -188,15 +188,24 @@ def _add_event(clip, bank, drums, rng):
     n = len(clip)
     start = int(rng.integers(0, n - SAMPLE_RATE // 2))
     end = min(n, start + int(rng.uniform(0.5, 4.0) * SAMPLE_RATE))
-    gain = 10 ** (rng.uniform(-15.0, 0.0) / 20)
+    play_phrase(clip, bank, drums, start, end, 10 ** (rng.uniform(-15.0, 0.0) / 20), rng)
+
+
+def play_phrase(clip, bank, drums, start, end, gain, rng):
+    """Mix notes from ``bank`` into ``clip`` (in place), starting at sample ``start`` until
+    ``end``, at ``gain``: drums on a steady random beat, melodic notes every 0.15-0.6 s. Returns
+    the sample after the last one a note sounds in (notes ring on past ``end``)."""
+    n = len(clip)
     beat = 60.0 / rng.uniform(80, 160) / rng.choice((1, 2))  # drums: steady beat
-    t = start
+    t, last = start, start
     while t < end:
         note = bank[int(rng.integers(len(bank)))]
         m = min(len(note), n - t)
         clip[t:t + m] += gain * note[:m]
+        last = max(last, t + m)
         step = beat if drums else rng.uniform(0.15, 0.6)
         t += max(1, int(step * SAMPLE_RATE))
+    return last
 
 
 def _make_clip(banks, split_index, n_samples, rng):
@@ -278,7 +287,7 @@ def make_embedded_dataset(root, n_train: int | None = None, n_eval: int | None =
     os.makedirs(root, exist_ok=True)
     if os.path.exists(paths["meta"]):
         os.remove(paths["meta"])  # the folder is incomplete until meta.json is written again
-    banks = _render_banks(int(seed))
+    banks = render_banks(int(seed))
     n_samples = int(round(clip_seconds * SAMPLE_RATE))
     counts = {"train": n_train, "eval": n_eval}
     with tqdm(total=n_train + n_eval, desc="embedded dataset", unit="clip",

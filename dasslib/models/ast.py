@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
+from .interface import AudioClassifier, check_input
 from .layers import (POS_RESIZES, PatchEmbed, resize_pos_grid, sinusoid_table_1d, trunc_normal_,
                      vit_init)
 from .registry import check_choice, register
@@ -63,10 +64,13 @@ def make_transformer_blocks(depth, dim, num_heads, mlp_ratio=4.0, drop_path=0.0,
     return blocks
 
 
-class AST(nn.Module):
-    """AST classifier: forward(x (B, T, F)) -> logits (B, num_classes)."""
+class AST(AudioClassifier, nn.Module):
+    """AST classifier: forward(x (B, T, F)) -> logits (B, num_classes); the classifier
+    interface of :mod:`dasslib.models.interface` (features: the normalised tokens
+    [cls, dist, patches]; pre-logits: ``mlp_head.0`` (LayerNorm) of (cls + dist) / 2)."""
 
     official_prefixes = ("module.", "v.")
+    classifier_path = "mlp_head.1"
 
     def __init__(self, cfg: ASTConfig):
         super().__init__()
@@ -87,6 +91,8 @@ class AST(nn.Module):
         trunc_normal_(self.dist_token, std=0.02)
         self.mlp_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.num_classes)
                                       if cfg.num_classes > 0 else nn.Identity())
+        self._num_features = d
+        self.frame_hop = cfg.tstride
 
     @property
     def official_ignored(self):
@@ -103,10 +109,10 @@ class AST(nn.Module):
         pos = resize_pos_grid(self.pos_embed[:, 2:], self.grid, grid, self.cfg.pos_resize)
         return torch.cat([self.pos_embed[:, :2], pos], dim=1)
 
-    def forward_tokens(self, x):
-        """x (B, T, F) -> normalised tokens (B, 2 + f*t, D)."""
-        if x.dim() != 3:
-            raise ValueError(f"AST expects (B, T, F) input, got shape {tuple(x.shape)}")
+    def forward_features(self, x):
+        """x (B, T, F) -> normalised tokens (B, 2 + f*t, D): cls, dist, then the patches in
+        f-major order."""
+        check_input(self, x)
         tokens, grid = self.patch_embed(x.unsqueeze(1).transpose(2, 3))
         b = tokens.shape[0]
         x = torch.cat([self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1),
@@ -116,14 +122,16 @@ class AST(nn.Module):
             x = blk(x)
         return self.norm(x)
 
-    def forward_features(self, x):
-        """x (B, T, F) -> (cls + dist) / 2 embedding (B, D)."""
-        x = self.forward_tokens(x)
-        return (x[:, 0] + x[:, 1]) / 2
+    def _pre_logits(self, tokens):
+        return self.mlp_head[0]((tokens[:, 0] + tokens[:, 1]) / 2)
 
-    def forward(self, x):
-        return self.mlp_head(self.forward_features(x))
+    def _to_grid(self, tokens, input_shape):
+        f, t = self.patch_embed.grid(input_shape[2], input_shape[1])
+        return tokens[:, 2:].transpose(1, 2).unflatten(2, (f, t))
 
+    def _frame_pre_logits(self, grid):
+        """Patch tokens averaged over frequency, through ``mlp_head.0`` -> (B, T', D)."""
+        return self.mlp_head[0](grid.mean(dim=2).transpose(1, 2))
 
 _SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
 for _name, (_dim, _heads) in _SIZES.items():

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from dasslib.scans import BACKENDS
 
+from .interface import AudioClassifier, check_input
 from .layers import (POS_RESIZES, DropPath, PatchEmbed, lecun_normal_, resize_pos_grid,
                      trunc_normal_)
 from .mamba_encoder import init_mamba_weights, make_mamba_blocks, make_norm, run_mamba_blocks
@@ -74,8 +75,10 @@ class GridPosEmbed(nn.Module):
                                                       self.resize_mode)
 
 
-class AuM(nn.Module):
-    """AuM classifier: forward(x (B, T, F)) -> logits (B, num_classes)."""
+class AuM(AudioClassifier, nn.Module):
+    """AuM classifier: forward(x (B, T, F)) -> logits (B, num_classes); the classifier
+    interface of :mod:`dasslib.models.interface` (features: the normalised sequence of patch
+    tokens with the CLS token at :meth:`cls_index`)."""
 
     official_prefixes = ("module.",)
     official_ignored = ()
@@ -88,6 +91,8 @@ class AuM(nn.Module):
         if self.has_cls:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.head = nn.Linear(d, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        self._num_features = d
+        self.frame_hop = cfg.tstride
         rates = torch.linspace(0, cfg.drop_path, cfg.depth, device="cpu").tolist()
         # official: block i gets rate [0] + rates, i.e. rates shifted by one block
         self.layers = make_mamba_blocks(
@@ -115,9 +120,8 @@ class AuM(nn.Module):
             self.cfg.cls_position]
 
     def forward_features(self, x):
-        """x (B, T, F) -> CLS embedding (B, D) (token mean without a CLS token)."""
-        if x.dim() != 3:
-            raise ValueError(f"AuM expects (B, T, F) input, got shape {tuple(x.shape)}")
+        """x (B, T, F) -> normalised tokens (B, f*t (+1 CLS), D), patches in f-major order."""
+        check_input(self, x)
         tokens, grid = self.patch_embed(x.unsqueeze(1).transpose(2, 3))
         pos_prefix, pos = self.pos_embed(grid)
         tokens = tokens + pos
@@ -125,12 +129,18 @@ class AuM(nn.Module):
             i = self.cls_index(tokens.shape[1])
             cls = (self.cls_token + pos_prefix).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
             tokens = torch.cat([tokens[:, :i], cls, tokens[:, i:]], dim=1)
-        h = run_mamba_blocks(self.layers, tokens, self.norm_f, self.drop_path)
-        return h[:, i] if self.has_cls else h.mean(dim=1)
+        return run_mamba_blocks(self.layers, tokens, self.norm_f, self.drop_path)
 
-    def forward(self, x):
-        return self.head(self.forward_features(x))
+    def _pre_logits(self, h):
+        """The CLS token (B, D), or the token mean without one."""
+        return h[:, self.cls_index(h.shape[1] - 1)] if self.has_cls else h.mean(dim=1)
 
+    def _to_grid(self, h, input_shape):
+        f, t = self.patch_embed.grid(input_shape[2], input_shape[1])
+        if self.has_cls:
+            i = self.cls_index(f * t)
+            h = torch.cat([h[:, :i], h[:, i + 1:]], dim=1)
+        return h.transpose(1, 2).unflatten(2, (f, t))
 
 _WIDTHS = {"tiny": 192, "small": 384, "base": 768}
 for _name, _dim in _WIDTHS.items():

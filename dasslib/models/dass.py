@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .interface import AudioClassifier
 from .layers import DropPath, LayerNorm2d, Mlp2d, StemConv2d, pad_sequential, vit_init
 from .pooling import check_pooling, pool_grid
 from dasslib.scans import BACKENDS
@@ -83,8 +84,12 @@ class Classifier(nn.Module):
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
         self.pooling = pooling
 
+    def pre_logits(self, x):
+        """grid (B, C, F, T) -> normalised, pooled (B, C)."""
+        return pool_grid(self.norm(x), self.pooling)
+
     def forward(self, x):
-        return self.head(pool_grid(self.norm(x), self.pooling))
+        return self.head(self.pre_logits(x))
 
 
 def _stem(in_chans, dim):
@@ -101,11 +106,13 @@ def _downsample(dim, out_dim):
                            3: LayerNorm2d(out_dim)}, 4)
 
 
-class DASS(nn.Module):
-    """DASS classifier: forward(x (B, T, F)) -> logits (B, num_classes)."""
+class DASS(AudioClassifier, nn.Module):
+    """DASS classifier: forward(x (B, T, F)) -> logits (B, num_classes); the classifier
+    interface of :mod:`dasslib.models.interface` (features: the last grid before the norm)."""
 
     official_prefixes = ("module.", "v.")
     official_ignored = ()
+    classifier_path = "classifier.head"
 
     def __init__(self, cfg: DASSConfig):
         super().__init__()
@@ -121,6 +128,8 @@ class DASS(nn.Module):
             down = nn.Identity() if last else _downsample(dim, cfg.dims[i + 1])
             self.layers.append(nn.Sequential(OrderedDict(blocks=blocks, downsample=down)))
         self.classifier = Classifier(cfg.dims[-1], cfg.num_classes, cfg.pooling)
+        self._num_features = cfg.dims[-1]
+        self.frame_hop = 4 * 2 ** (len(cfg.dims) - 1)   # stem /4, then /2 per downsampling (ceil)
         self.apply(vit_init)  # Linear (incl. Linear2d: in_proj, out_proj, MLP, head) and LayerNorm
 
     @property
@@ -131,7 +140,10 @@ class DASS(nn.Module):
     def pooling(self, mode):
         self.classifier.pooling = check_pooling(mode)
 
-    def forward_grid(self, x):
+    def _set_pool(self, mode):
+        self.pooling = mode
+
+    def forward_features(self, x):
         """x (B, T, F) -> final feature grid (B, C, ceil(F/32), ceil(T/32)) before the norm."""
         if x.dim() != 3:
             raise ValueError(f"DASS expects (B, T, F) input, got shape {tuple(x.shape)}")
@@ -140,12 +152,15 @@ class DASS(nn.Module):
             x = layer(x)
         return x
 
-    def forward_features(self, x):
-        """x (B, T, F) -> pooled, normalised embedding (B, C)."""
-        return pool_grid(self.classifier.norm(self.forward_grid(x)), self.classifier.pooling)
+    def _pre_logits(self, grid):
+        return self.classifier.pre_logits(grid)
 
-    def forward(self, x):
-        return self.classifier(self.forward_grid(x))
+    def _to_grid(self, grid, input_shape):
+        return grid
+
+    def _frame_pre_logits(self, grid):
+        """The classifier norm on every cell, then the mean over frequency -> (B, T', C)."""
+        return self.classifier.norm(grid).mean(dim=2).transpose(1, 2)
 
 
 register("dass_small", DASS, DASSConfig(depths=(2, 2, 8, 2), drop_path=0.2))

@@ -13,6 +13,7 @@ official code does); ``pred`` (Linear, GELU, Linear) reconstructs every patch.
 import torch
 import torch.nn as nn
 
+from .interface import AudioClassifier
 from .layers import PatchEmbed, sincos_table_2d
 
 POOLS = ("mean", "cls")
@@ -36,9 +37,11 @@ def random_patch_mask(batch, n, ratio, generator=None, device=None):
     return mask.scatter(1, order[:, keep:], True)
 
 
-class MaskedPatchModel(nn.Module):
+class MaskedPatchModel(AudioClassifier, nn.Module):
     """Base class; subclasses set ``self.blocks``/``self.encoder_norm`` and implement
-    :meth:`encode` ((B, 1 + N, D) -> (B, 1 + N, D), final norm included)."""
+    :meth:`encode` ((B, 1 + N, D) -> (B, 1 + N, D), final norm included). The classifier
+    interface of :mod:`dasslib.models.interface` (features: the encoded [CLS, patches]
+    sequence; pre-logits: patch mean or CLS, ``pool``), except :meth:`forward_frames`."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -55,6 +58,14 @@ class MaskedPatchModel(nn.Module):
         self.pred = nn.Sequential(nn.Linear(d, d), nn.GELU(),
                                   nn.Linear(d, self.patch[0] * self.patch[1]))
         self.head = nn.Linear(d, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        self._num_features = d
+        self.frame_hop = self.patch[0]
+        self.pool = cfg.pool
+
+    def _set_pool(self, mode):
+        if mode not in POOLS:
+            raise ValueError(f"unknown pool {mode!r}; choose one of {POOLS}")
+        self.pool = mode
 
     def encode(self, x):
         raise NotImplementedError
@@ -101,29 +112,26 @@ class MaskedPatchModel(nn.Module):
         pred = self.pred(h[:, 1:])
         return dict(pred=pred, target=target, mask=mask)
 
-    def forward_tokens(self, x):
-        """x (B, T, F) -> encoded tokens (B, 1 + N, D) without masking, and the grid."""
-        tokens, cls, grid = self.embed(x)
-        return self.encode(torch.cat([cls.to(tokens.dtype), tokens], dim=1)), grid
+    def forward_features(self, x):
+        """x (B, T, F) -> encoded tokens (B, 1 + N, D) without masking: CLS, then the patches
+        in time-major order."""
+        tokens, cls, _ = self.embed(x)
+        return self.encode(torch.cat([cls.to(tokens.dtype), tokens], dim=1))
 
-    def forward_features(self, x, pool=None):
-        """x (B, T, F) -> (B, D): mean of the patch tokens (``pool="mean"``, default from the
-        config) or the CLS token (``pool="cls"``)."""
-        pool = self.cfg.pool if pool is None else pool
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}; choose one of {POOLS}")
-        h, _ = self.forward_tokens(x)
-        return h[:, 1:].mean(dim=1) if pool == "mean" else h[:, 0]
+    def _pre_logits(self, h):
+        """Mean of the patch tokens (``pool="mean"``) or the CLS token (``pool="cls"``)."""
+        return h[:, 1:].mean(dim=1) if self.pool == "mean" else h[:, 0]
+
+    def _to_grid(self, h, input_shape):
+        tg, fg = input_shape[1] // self.patch[0], input_shape[2] // self.patch[1]
+        return h[:, 1:].transpose(1, 2).unflatten(2, (tg, fg)).transpose(2, 3)
 
     def forward_frames(self, x):
         """x (B, T, F) -> per-time-step embeddings (B, t_dim, f_dim * D): the patch tokens of
-        each time step concatenated over frequency (the HEAR timestamp-embedding layout)."""
-        h, (tg, fg) = self.forward_tokens(x)
-        return h[:, 1:].reshape(h.shape[0], tg, fg * h.shape[-1])
-
-    def forward(self, x):
-        return self.head(self.forward_features(x))
-
+        each time step concatenated over frequency (the HEAR timestamp-embedding layout; unlike
+        the other families' frame logits), ``frame_rate`` steps per second."""
+        grid = self.forward_grid(x)                                   # (B, D, f, t)
+        return grid.permute(0, 3, 2, 1).flatten(2)
 
 def masked_config_check(cfg):
     """Shared validation for SSAM / SSAST configs."""

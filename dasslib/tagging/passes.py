@@ -1,0 +1,116 @@
+"""Run a classifier over a whole recording: clip logits and frame logits, in one pass when the
+recording fits in memory, else in overlapping chunks.
+
+A chunked run splits the fbank into cores of ``max_frames - 2 * overlap`` frames (multiples of
+the model's ``frame_hop``), runs each core with up to ``overlap`` frames of context on either
+side, and keeps the frames that start inside the core, so the frame grid is the one-pass grid.
+Clip logits of a chunked run are the core-length-weighted mean of the chunks' clip logits.
+"""
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..inference import _autocast, _eval_mode, _is_oom, _release, max_length_that_fits
+
+__all__ = ["Passes", "plan_chunks", "run_passes", "pass_limit", "CPU_MAX_PASS_SECONDS", "PROBE_FRAMES"]
+
+CPU_MAX_PASS_SECONDS = 600.0  # off CUDA there is no peak-memory counter to size a pass from
+MIN_PASS_FRAMES = 1024
+PROBE_FRAMES = 8192   # max_length_that_fits measures up to this length: shorter inputs need no estimate
+
+
+@dataclass
+class Passes:
+    """Model outputs for one recording: clip_logits (C,), frame_logits (T', C) or None, and
+    how they were computed (``chunks`` passes of at most ``max_frames`` frames)."""
+    clip_logits: torch.Tensor
+    frame_logits: torch.Tensor | None
+    chunks: int
+    max_frames: int
+    overlap: int
+
+    @property
+    def mode(self):
+        if self.chunks == 1:
+            return "one pass"
+        return (f"chunked: {self.chunks} passes of <= {self.max_frames / 100:g} s "
+                f"with {self.overlap / 100:g} s overlap")
+
+
+def plan_chunks(n_frames, max_frames, overlap, hop):
+    """[(lo, hi, core_start, core_end)] fbank frame ranges covering ``n_frames``; one range
+    when it fits in ``max_frames``. ``overlap`` and the core length are rounded to ``hop``."""
+    if n_frames <= max_frames:
+        return [(0, n_frames, 0, n_frames)]
+    overlap = overlap // hop * hop
+    core = (max_frames - 2 * overlap) // hop * hop
+    if core < hop:
+        raise ValueError(f"a pass of {max_frames} frames leaves no room beside 2 x {overlap} "
+                         "frames of overlap: lower the overlap or allow longer passes")
+    return [(max(0, s - overlap), min(n_frames, s + core + overlap), s, min(n_frames, s + core))
+            for s in range(0, n_frames, core)]
+
+
+def _one(model, x, frames, device, dtype):
+    """(clip logits (C,), frame logits (T', C) or None) of fbank x (T, F), float32 on the CPU."""
+    with torch.inference_mode(), _autocast(device, dtype):
+        x = x.to(device)[None]
+        features = model.forward_features(x)
+        clip = model.forward_head(features)[0].float().cpu()
+        if not frames:
+            return clip, None
+        return clip, model.frame_head(features, x.shape)[0].float().cpu()
+
+
+def _run(model, fbank, frames, device, dtype, max_frames, overlap, progress):
+    hop = model.frame_hop
+    chunks = plan_chunks(fbank.shape[0], max_frames, overlap, hop)
+    clips, weights, kept = [], [], []
+    for lo, hi, start, end in tqdm(chunks, desc="passes", unit="pass", leave=False,
+                                   disable=not progress or len(chunks) == 1):
+        clip, frame_logits = _one(model, fbank[lo:hi], frames, device, dtype)
+        clips.append(clip)
+        weights.append(end - start)
+        if frames:
+            first = (start - lo) // hop                           # frames starting in [start, end)
+            kept.append(frame_logits[first:first + -(-(end - start) // hop)])
+    w = torch.tensor(weights, dtype=torch.float32)[:, None]
+    clip = (torch.stack(clips) * w).sum(0) / w.sum()
+    return Passes(clip, torch.cat(kept) if frames else None, len(chunks), max_frames,
+                  0 if len(chunks) == 1 else overlap // hop * hop)
+
+
+def pass_limit(model, num_mel_bins, device, max_pass_seconds=None, dtype=torch.bfloat16):
+    """Longest pass in fbank frames: ``max_pass_seconds`` when given; on CUDA the length
+    predicted to fit in free memory (:func:`dasslib.inference.max_length_that_fits`); on the
+    CPU :data:`CPU_MAX_PASS_SECONDS`."""
+    if max_pass_seconds is not None:
+        if not max_pass_seconds > 0:
+            raise ValueError(f"max_pass_seconds must be positive, got {max_pass_seconds!r}")
+        return max(1, int(max_pass_seconds * 100))
+    if torch.device(device).type != "cuda":
+        return int(CPU_MAX_PASS_SECONDS * 100)
+    with _eval_mode(model):
+        fit = max_length_that_fits(model, num_mel_bins, device, dtype=dtype, start_frames=PROBE_FRAMES)
+    return max(MIN_PASS_FRAMES, fit.max_frames)
+
+
+def run_passes(model, fbank, *, frames=True, device="cpu", dtype=torch.bfloat16, max_frames=60000,
+               overlap=1000, progress=False):
+    """Outputs of ``model`` (on ``device``, eval mode) for a normalised fbank (T, F): a
+    :class:`Passes`. Out of memory in a pass halves ``max_frames`` and starts again (down to
+    :data:`MIN_PASS_FRAMES`)."""
+    device = torch.device(device)
+    while True:
+        failed = False
+        try:
+            return _run(model, fbank, frames, device, dtype, max_frames, overlap, progress)
+        except Exception as err:
+            if not _is_oom(err) or max_frames // 2 < MIN_PASS_FRAMES:
+                raise
+            failed = True
+        if failed:
+            _release(device)
+            max_frames //= 2
+            overlap = min(overlap, max_frames // 4)
