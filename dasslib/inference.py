@@ -8,11 +8,13 @@ on the host.
 When an input does not fit in memory, :func:`predict` and :func:`measure` raise
 :class:`InputTooLongError` (a ``MemoryError``, deliberately not a ``RuntimeError``, so it is
 never mistaken for, or swallowed as, a raw CUDA error) on every device: CUDA's out-of-memory
-error and the CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. On CUDA
-its message gives the largest length that fits, predicted by :func:`max_length_that_fits`: peak
-allocated memory is measured at a few shorter lengths that do fit, a polynomial in the length is
+error and the CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. Its message gives the largest length that fits, predicted by :func:`max_length_that_fits`: peak
+memory is measured at a few shorter lengths that do fit, a polynomial in the length is
 fitted to it (degree 1: SSMs and flash / memory-efficient attention grow linearly; degree 2 for
-eager attention) and solved for the memory available on the device.
+eager attention) and solved for the memory available on the device. On CUDA the peak is
+``max_memory_allocated``; on the CPU (Linux) the peak growth of a forked copy of the process
+(:mod:`dasslib.host_memory`), and the memory available the least of the address-space limit,
+a cgroup limit and the machine's available memory.
 """
 import contextlib
 import gc
@@ -50,7 +52,8 @@ class LengthFit:
     (the memory available when the fit was made); max_frames_total: the same for
     ``total_bytes`` (the whole device), None when unknown; coeffs: the fitted polynomial
     peak_bytes(frames), highest power first (None when no probe fitted); probes: measured
-    (frames, peak_bytes or None when it did not fit), in the order tried.
+    (frames, peak_bytes or None when it did not fit), in the order tried; confirmed: max_frames was
+    run (on the CPU under an address-space limit), not only predicted.
     """
     max_frames: int
     max_frames_total: int | None
@@ -59,6 +62,7 @@ class LengthFit:
     batch_size: int
     coeffs: tuple | None
     probes: tuple
+    confirmed: bool = False
 
     @property
     def max_seconds(self):
@@ -68,7 +72,7 @@ class LengthFit:
         if self.coeffs is None:
             tried = min(f for f, _ in self.probes) if self.probes else 0
             return f"nothing fits: even {_span(tried)} at batch size {self.batch_size} ran out of memory"
-        text = (f"largest length predicted to fit at batch size {self.batch_size}: "
+        text = (f"largest length {'measured' if self.confirmed else 'predicted'} to fit at batch size {self.batch_size}: "
                 f"{_span(self.max_frames)} in the {_gib(self.budget_bytes)} available now")
         if self.max_frames_total is not None:
             text += (f"; {_span(self.max_frames_total)} if all {_gib(self.total_bytes)} "
@@ -199,6 +203,30 @@ def _cuda_probe(model, num_mel_bins, device, batch_size, dtype):
     return probe
 
 
+def _cpu_probe(model, num_mel_bins, batch_size, kind):
+    """``probe(frames) -> peak bytes`` of one CPU forward on a random input (input included), measured
+    in a forked copy of the process (:func:`dasslib.host_memory.peak_growth`; ``kind``: "vm" address
+    space or "rss" resident memory), None when it runs out of memory; None itself when nothing can be
+    measured here (not Linux)."""
+    from .host_memory import peak_growth
+
+    def forward(frames):
+        with torch.inference_mode():
+            model(torch.randn(batch_size, frames, num_mel_bins))
+
+    if peak_growth(lambda: None) is None:
+        return None
+
+    def probe(frames):
+        try:
+            return peak_growth(lambda: forward(frames))[kind]
+        except Exception as err:
+            if not _is_oom(err):
+                raise
+            return None
+    return probe
+
+
 def _cuda_budget(device, headroom):
     """(bytes PyTorch can still hold: free + its own cache, whole device), times ``headroom``."""
     _release(device)
@@ -213,21 +241,39 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
 
     Peak memory is probed at ``start_frames`` (halved until it fits, down to ``min_frames``)
     and at that length / 2 (and / 4 for ``degree=2``); :func:`fit_memory_model` extrapolates.
-    The budget is ``headroom`` times the memory PyTorch can still use (free + its cache);
-    ``total`` the same for the whole device. ``probe(frames) -> peak bytes or None`` and the
-    two budgets can be injected (for tests, or for a CPU-only caller); by default they are
-    measured on the CUDA ``device``. Returns a :class:`LengthFit`.
+    The budget is ``headroom`` times the memory PyTorch can still use (CUDA: free + its cache;
+    CPU: what the process may still allocate, :func:`dasslib.host_memory.memory_budget`);
+    ``total`` the same for the whole device (CPU: the process's allowance).
+    Measured: the peaks of the probes (CUDA ``max_memory_allocated``; CPU, Linux only: the peak
+    growth of the address space or of the resident memory, whichever the budget counts, in a forked
+    copy of the process, :func:`dasslib.host_memory.peak_growth`). Predicted: the
+    largest length, by extrapolating them. ``probe(frames) -> peak bytes or None`` and the two
+    budgets can be injected (tests, other devices). On the CPU under an address-space limit
+    (``RLIMIT_AS``), where the allocator's reuse of freed space makes the peaks noisy, the predicted
+    length is then run (forked) and bisected down to one that fits: measured, ``confirmed=True``.
+    ValueError when memory cannot be measured on ``device``. Returns a :class:`LengthFit`.
     """
     _check_dtype(dtype)
     device = _resolve_device(model, device)
+    confirm = False
     if probe is None or budget_bytes is None:
-        if device.type != "cuda":
-            raise ValueError(f"memory can only be measured on a CUDA device, not {device}; "
+        if device.type == "cuda":
+            budget, total = _cuda_budget(device, headroom)
+            probe = probe or _cuda_probe(model, num_mel_bins, device, batch_size, dtype)
+        elif device.type == "cpu":
+            from .host_memory import memory_budget
+
+            budget, total, kind = memory_budget()
+            budget, total = (None, None) if budget is None else (int(budget * headroom), int(total * headroom))
+            confirm = probe is None and kind == "vm"  # an allocation past the limit fails cleanly: try it
+            probe = probe or (kind and _cpu_probe(model, num_mel_bins, batch_size, kind))
+        else:
+            budget = total = None
+        if probe is None or (budget_bytes is None and budget is None):
+            raise ValueError(f"memory cannot be measured on {device} here (CUDA, or a CPU under Linux); "
                              "pass probe= and budget_bytes= to use your own measurements")
         if budget_bytes is None:
-            budget_bytes, total_bytes = _cuda_budget(device, headroom)
-        if probe is None:
-            probe = _cuda_probe(model, num_mel_bins, device, batch_size, dtype)
+            budget_bytes, total_bytes = budget, total
     if not (1 <= min_frames <= start_frames):
         raise ValueError(f"need 1 <= min_frames <= start_frames, got {min_frames}, {start_frames}")
 
@@ -247,7 +293,25 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     fitted = [(f, p) for f, p in tried if p is not None]
     max_frames, coeffs = fit_memory_model(fitted, budget_bytes, degree)
     max_total = fit_memory_model(fitted, total_bytes, degree)[0] if total_bytes is not None else None
-    return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried))
+    if confirm:
+        with _eval_mode(model):
+            max_frames = _bisect_fit(probe, max(f for f, _ in fitted), max_frames)
+    return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried), confirm)
+
+
+def _bisect_fit(probe, fits, guess, steps=6):
+    """The largest length found to fit (``probe`` not None) between ``fits`` (known to fit) and
+    ``guess``: ``guess`` itself when it fits, else bisected ``steps`` times."""
+    if guess <= fits or probe(guess) is not None:
+        return max(guess, fits)
+    lo, hi = fits, guess
+    for _ in range(steps):
+        mid = (lo + hi) // 2
+        if probe(mid) is not None:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 _CPU_OOM = ("can't allocate memory", "not enough memory", "out of memory")
@@ -263,8 +327,8 @@ def _is_oom(err) -> bool:
 
 
 def _too_long(model, shape, device, batch_size, dtype):
-    """The InputTooLongError for a (B, T, F) input that ran out of memory (with the largest length
-    that fits on CUDA; none elsewhere: there is no peak-memory counter to fit)."""
+    """The InputTooLongError for a (B, T, F) input that ran out of memory, with the largest length
+    that fits (None where memory cannot be measured: a CPU outside Linux)."""
     _release(device)
     frames, mel_bins = shape[1], shape[2]
     try:
@@ -273,7 +337,7 @@ def _too_long(model, shape, device, batch_size, dtype):
     except ValueError:
         if device.type == "cuda":
             raise
-        fit = None  # no peak-memory counter off CUDA
+        fit = None
     return InputTooLongError(frames, fit, device)
 
 

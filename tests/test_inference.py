@@ -126,8 +126,14 @@ def test_max_length_that_fits_when_nothing_fits(model):
     assert "nothing fits: even 64 frames" in str(fit)
 
 
-def test_max_length_that_fits_needs_cuda_or_injected_measurements(model):
-    with pytest.raises(ValueError, match="CUDA"):
+def test_max_length_that_fits_measures_the_cpu(model, monkeypatch):
+    from dasslib import host_memory
+
+    fit = max_length_that_fits(model, MEL, "cpu", start_frames=16384)  # peak resident memory of two probes
+    assert [f for f, _ in fit.probes] == [16384, 8192] and fit.probes[0][1] > fit.probes[1][1] > 0
+    assert fit.max_frames > 16384 and fit.budget_bytes <= host_memory.memory_budget()[0]
+    monkeypatch.setattr(host_memory, "peak_growth", lambda call: None)  # as where /proc is missing
+    with pytest.raises(ValueError, match="memory cannot be measured on cpu"):
         max_length_that_fits(model, MEL, "cpu")
     with pytest.raises(ValueError, match="min_frames"):
         max_length_that_fits(model, MEL, "cpu", start_frames=32, min_frames=64,

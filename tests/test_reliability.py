@@ -107,7 +107,7 @@ class TinyNet(nn.Module):
         return self.net(x)
 
 
-def run(out_dir, resume=True, overwrite=False, **cfg_kw):
+def run(out_dir, resume=True, overwrite=False, on_step=None, **cfg_kw):
     """A 2-epoch run (weight averaging over both); returns (model, FitResult)."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(20, T, F, generator=g), (torch.rand(20, C, generator=g) > 0.5).float()
@@ -117,7 +117,8 @@ def run(out_dir, resume=True, overwrite=False, **cfg_kw):
     torch.manual_seed(0)
     model = TinyNet()
     extra = {"overwrite": True} if overwrite else {}
-    return model, fit(model, train, ev, TrainConfig(**{**base, **cfg_kw}), out_dir, resume=resume, **extra)
+    return model, fit(model, train, ev, TrainConfig(**{**base, **cfg_kw}), out_dir, resume=resume, on_step=on_step,
+                      **extra)
 
 
 def fail_writes_of(monkeypatch, name):
@@ -152,7 +153,7 @@ def test_failed_write_keeps_the_previous_version(tmp_path, monkeypatch, name):
     before = path.read_bytes()
     fail_writes_of(monkeypatch, name)
     with pytest.raises(OSError, match="No space left"):
-        run(tmp_path, epochs=1, wa=False, resume=False)
+        run(tmp_path, epochs=1, wa=False, resume=False, overwrite=True)
     assert path.read_bytes() == before
 
 
@@ -189,6 +190,38 @@ def test_rerun_with_other_settings_after_losing_the_checkpoint_refuses(tmp_path)
     _, res = run(tmp_path, lr=1e-3, overwrite=True)
     assert json.loads((tmp_path / "run.json").read_text())["config"]["lr"] == 1e-3
     assert res.history["lr"].tolist() != first.history["lr"].tolist()
+
+
+def test_resume_false_refuses_to_replace_a_finished_or_different_run(tmp_path):
+    _, first = run(tmp_path)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="of a finished run with these settings and resume=False would replace"):
+        run(tmp_path, resume=False)
+    with pytest.raises(FileExistsError, match=r"lr: now 0.001, stored 0.01.*overwrite=True"):
+        run(tmp_path, resume=False, lr=1e-3)
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    _, again = run(tmp_path, resume=False, overwrite=True)
+    assert again.final == first.final  # started over: the same run replayed
+
+
+def stop_after(step):
+    def on_step(info):
+        if info.global_step == step:
+            raise RuntimeError("stopped by the test")
+    return on_step
+
+
+def test_resume_false_restarts_an_unfinished_run_of_the_same_settings(tmp_path):
+    _, ref = run(tmp_path / "ref")
+    with pytest.warns(UserWarning, match="state saved"), pytest.raises(RuntimeError, match="stopped by the test"):
+        run(tmp_path / "run", on_step=stop_after(4))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["global_step"] == 4
+    with pytest.raises(FileExistsError, match=r"checkpoints/last.pt\) of a different run \(lr: now 0.001, stored 0.01\)"):
+        run(tmp_path / "run", resume=False, lr=1e-3)  # another run's checkpoint
+    steps = []
+    _, res = run(tmp_path / "run", resume=False, on_step=steps.append)
+    assert steps[0].global_step == 1 and len(steps) == 6  # from the start, not from step 4
+    assert res.final == ref.final and res.wa == ref.wa
 
 
 def test_results_of_an_unknown_run_are_not_replaced(tmp_path):
@@ -387,7 +420,11 @@ def test_training_survives_a_bad_clip_with_the_skip_policy(toy, tmp_path):
     with pytest.warns(UserWarning, match=f"skipped: .*item 0: .*{Path(broken).name}") as record:
         res = fit(Pool(16), DataLoader(ds, batch_size=2, shuffle=True), None, cfg, tmp_path / "run")
     assert len(res.history) == 2 and ds.skipped == {0}
-    assert sum("skipped" in str(w.message) for w in record) == 1  # reported once, not every epoch
+    messages = [str(w.message) for w in record]
+    assert sum(m.startswith("skipped: ") for m in messages) == 1  # each clip named once, not every epoch
+    assert any("skipped; per epoch 1, 1 (history.csv column skipped_clips)" in m for m in messages)
+    assert res.history["skipped_clips"].tolist() == [1, 1]
+    assert pd.read_csv(tmp_path / "run" / "history.csv")["skipped_clips"].tolist() == [1, 1]
     x0, y0 = ds[0]
     x1, y1 = ds[1]
     assert torch.equal(x0, x1) and torch.equal(y0, y1)  # the next clip, with its own labels
@@ -435,3 +472,109 @@ def test_length_scaling_keeps_every_row_on_cpu():
                            num_mel_bins=8)
     assert table["fits"].tolist() == [True, False]
     assert "does not fit in memory on cpu" in table["note"].iloc[1]
+
+
+def test_skipped_clips_are_counted_across_workers_and_resumption(toy, tmp_path):
+    from dasslib.data import AudioConf, AudioDataset
+
+    broken = AudioDataset(toy["json"], toy["csv"]).entries[2].wav
+    Path(broken).write_bytes(b"RIFF garbage, not audio")
+    conf = AudioConf(target_length=32, num_mel_bins=16, seed=0)
+    cfg = TrainConfig(epochs=2, lr=1e-2, warmup_steps=1, wa=False, progress=False)
+
+    def train(out, workers=0, **kw):
+        ds = AudioDataset(toy["json"], toy["csv"], conf, bad_clips="skip")
+        loader = DataLoader(ds, batch_size=1, shuffle=True, num_workers=workers)
+        torch.manual_seed(0)
+        return fit(Pool(16), loader, None, cfg, out, **kw)
+
+    with pytest.warns(UserWarning):
+        ref = train(tmp_path / "ref")
+    assert ref.history["skipped_clips"].tolist() == [1, 1]
+    with pytest.warns(UserWarning, match="skipped_clips"):  # the worker marks the clip, the loop counts it
+        assert train(tmp_path / "workers", workers=1).history["skipped_clips"].tolist() == [1, 1]
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="stopped"):
+        train(tmp_path / "run", on_step=stop_after(7))  # epoch 2, after its bad clip (4 items per epoch)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["skipped_items"] == [2]
+    with pytest.warns(UserWarning):
+        res = train(tmp_path / "run")
+    pd.testing.assert_frame_equal(res.history.drop(columns="time_s"), ref.history.drop(columns="time_s"))
+
+
+def test_skip_policy_is_a_checked_run_setting(toy, tmp_path):
+    from dasslib.experiments.common import classifier_config
+    from dasslib.train import cli
+
+    paths = dict(train_json=toy["json"], eval_json=toy["json"], label_csv=toy["csv"])
+    args = (tmp_path, dict(name="dass_small", **DASS_TINY), paths, (0.0, 1.0), {}, {})
+    assert "bad_clips" not in classifier_config(*args)["data"]  # the default: earlier runs keep their identity
+    config = classifier_config(*args, bad_clips="skip")
+    assert config["data"]["bad_clips"] == "skip"
+    assert cli.build_audioset(config)["train_loader"].dataset.bad_clips == "skip"
+    with pytest.raises(ValueError, match=r"bad_clips must be one of \['raise', 'skip'\], got 'ignore'"):
+        classifier_config(*args, bad_clips="ignore")
+    config["data"]["bad_clips"] = "Skip"
+    with pytest.raises(ValueError, match="data.bad_clips must be one of"):
+        cli.build_audioset(config)
+
+
+def test_niah_sweep_keeps_the_lengths_that_fit():
+    from dasslib.experiments.niah import sweep
+
+    class Hungry(CpuHungry):
+        def forward(self, x):
+            return super().forward(x[..., :8]) + x.mean()  # needles of 8 mel bins
+
+    g = torch.Generator().manual_seed(0)
+    needles = [(torch.randn(1024, 8, generator=g), None, torch.tensor([1.0, 0.0, float(i % 2)])) for i in range(4)]
+    lengths = [15.0, 30.0, 60.0]  # 1500, 3000, 6000 frames; 3000 and more "run out of memory"
+    with pytest.warns(UserWarning, match=r"hungry left out at 30 s and longer: an input of 3000 frames .* on cpu"):
+        table = sweep({"hungry": Hungry(2000, CPU_OOM)}, needles, (0.0, 1.0), lengths, device="cpu", fast="off")
+    assert table["length_s"].tolist() == [15.0] and table["mAP"].notna().all()
+
+
+# ---------------------------------------------------------------- memory capped with resource limits
+CAPPED = """
+import resource, sys, torch
+torch.set_num_threads(1)
+from dasslib import models as M
+from dasslib.host_memory import _status_bytes
+from dasslib.inference import InputTooLongError, predict
+torch.manual_seed(0)
+model = M.create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), num_classes=3).eval()
+predict(model, torch.randn(256, 64))  # warm-up: threads and first-call buffers exist before the cap
+x = torch.randn(40000, 64)
+cap = _status_bytes("VmSize") + 256 * 2**20  # 256 MiB more address space: about 15000 frames fit
+resource.setrlimit(resource.RLIMIT_AS, (cap, resource.RLIM_INFINITY))
+try:
+    predict(model, x)
+    sys.exit("40000 frames fitted under the cap")
+except InputTooLongError as err:
+    print(err)
+    fit = err.fit
+print("MAX", fit.max_frames)
+predict(model, torch.randn(fit.max_frames, 64))  # the predicted length fits
+try:
+    predict(model, torch.randn(2 * fit.max_frames, 64))
+    print("2X FITS")
+except InputTooLongError:
+    print("2X DOES NOT FIT")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak resident memory needs Linux")
+def test_cpu_memory_cap_gives_input_too_long_with_the_largest_length_that_fits():
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", CAPPED], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert ("an input of 40000 frames (400.0 s) does not fit in memory on cpu; largest length measured to fit "
+            "at batch size 1: ") in out
+    assert "KiB/frame, fitted to peaks measured at" in out
+    largest = int(out.split("MAX ")[1].split()[0])
+    assert 1000 < largest < 40000 and "2X DOES NOT FIT" in out  # it fits (above), and not far below what fits

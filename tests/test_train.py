@@ -70,11 +70,11 @@ def small_cfg(**kw):
     return TrainConfig(**{**base, **kw})
 
 
-def train_run(out_dir, init_seed=0, resume=True, on_step=None, **cfg_kw):
+def train_run(out_dir, init_seed=0, resume=True, on_step=None, overwrite=False, **cfg_kw):
     torch.manual_seed(init_seed)
     model = TinyNet()
     train, ev = loaders()
-    result = fit(model, train, ev, small_cfg(**cfg_kw), out_dir, resume=resume, on_step=on_step)
+    result = fit(model, train, ev, small_cfg(**cfg_kw), out_dir, resume=resume, on_step=on_step, overwrite=overwrite)
     return model, result
 
 
@@ -371,7 +371,9 @@ def test_resume_refuses_changed_settings(tmp_path):
     train_run(tmp_path, epochs=1, wa=False)
     with pytest.raises(ValueError, match="lr: now 0.001"):
         train_run(tmp_path, epochs=1, wa=False, lr=1e-3)
-    _, res = train_run(tmp_path, epochs=1, wa=False, lr=1e-3, resume=False)  # starting over is allowed
+    with pytest.raises(FileExistsError, match=r"lr: now 0.001, stored 0.0.*resume=False would replace them"):
+        train_run(tmp_path, epochs=1, wa=False, lr=1e-3, resume=False)  # a finished, different run
+    _, res = train_run(tmp_path, epochs=1, wa=False, lr=1e-3, resume=False, overwrite=True)  # starting over
     assert len(res.history) == 1
 
 

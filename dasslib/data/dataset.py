@@ -75,6 +75,9 @@ class AudioDataset(torch.utils.data.Dataset):
     errors surface in ``__getitem__`` as a ``ValueError`` naming the item and its file
     (``bad_clips="raise"``), or, with ``bad_clips="skip"``, as a warning naming it, the item
     being replaced by the next one that loads (with its labels; the same one every epoch).
+    Skipped items are marked in ``skipped_flags`` (a bool tensor in shared memory, so DataLoader
+    workers mark them too; None unless skipping): `dasslib.train.fit` clears it each epoch and
+    counts it into the history's ``skipped_clips`` column.
     """
 
     def __init__(self, datafile, label_csv, conf: AudioConf = AudioConf(), bad_clips: str = "raise"):
@@ -83,11 +86,14 @@ class AudioDataset(torch.utils.data.Dataset):
         if bad_clips not in BAD_CLIPS:
             raise ValueError(f"bad_clips must be one of {list(BAD_CLIPS)}, got {bad_clips!r}")
         self.bad_clips = bad_clips
-        self.skipped: set = set()  # items replaced so far (in this process)
+        self._warned: set = set()  # items already reported (in this process)
         self.datafile = os.fspath(datafile)
         self.conf = conf
         self.labels = read_label_csv(label_csv)
         self.entries = read_datafile(self.datafile)
+        self.skipped_flags = None
+        if bad_clips == "skip":
+            self.skipped_flags = torch.zeros(len(self.entries), dtype=torch.bool).share_memory_()
         unknown = [f"{mid!r} in {e.wav}" for e in self.entries for mid in e.labels
                    if mid not in self.labels.index]
         if unknown:
@@ -97,6 +103,12 @@ class AudioDataset(torch.utils.data.Dataset):
         self.class_indices = [np.array([self.labels.index[m] for m in e.labels])
                               for e in self.entries]
         self.epoch = 0
+
+    @property
+    def skipped(self) -> set:
+        """Items replaced since ``skipped_flags`` was last cleared (in any worker)."""
+        flags = self.skipped_flags
+        return set() if flags is None else set(flags.nonzero().flatten().tolist())
 
     @property
     def num_classes(self) -> int:
@@ -142,8 +154,9 @@ class AudioDataset(torch.utils.data.Dataset):
             try:
                 return self._item(candidate)
             except ValueError as err:
-                if candidate not in self.skipped:
-                    self.skipped.add(candidate)
+                self.skipped_flags[candidate] = True
+                if candidate not in self._warned:
+                    self._warned.add(candidate)
                     warnings.warn(f"skipped: {err} (bad_clips='skip': replaced by the next item that loads)")
         raise ValueError(f"{self.datafile}: no item can be loaded")
 

@@ -77,12 +77,18 @@ def fit_input(section: dict, audio: dict | None = None) -> dict:
 
 def classifier_config(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
                       audio: dict | None = None, augment: dict | None = None, teacher: dict | None = None,
-                      balanced: bool = False) -> dict:
+                      balanced: bool = False, bad_clips: str = "raise") -> dict:
     """A `dasslib.train.cli` run config (the default ``build_audioset`` builder) for a multi-label
     classifier: model section ``{name, <create overrides>}`` sized with :func:`fit_input`, feature
     settings ``audio`` for both splits, train-only ``augment``, balanced sampling and an optional
-    ``teacher`` section (a trained model: ``{name, <overrides>, checkpoint}``, with a KD loss)."""
+    ``teacher`` section (a trained model: ``{name, <overrides>, checkpoint}``, with a KD loss).
+    ``bad_clips``: "raise" (default) or "skip" training clips that cannot be loaded (counted in the
+    run's history, column ``skipped_clips``)."""
     from ..data import read_label_csv
+    from ..data.dataset import BAD_CLIPS
+
+    if bad_clips not in BAD_CLIPS:
+        raise ValueError(f"bad_clips must be one of {list(BAD_CLIPS)}, got {bad_clips!r}")
 
     num_classes = read_label_csv(paths["label_csv"]).num_classes
     train_audio, eval_audio = audio_confs(stats, train.get("seed", 0), audio, augment)
@@ -92,6 +98,8 @@ def classifier_config(out_dir, model: dict, paths: dict, stats: tuple, train: di
         data=dict(train_json=paths["train_json"], eval_json=paths["eval_json"], label_csv=paths["label_csv"],
                   train_audio=train_audio, eval_audio=eval_audio, balanced=bool(balanced)),
         loader=dict(loader))
+    if bad_clips != "raise":  # the default stays out of the run identity (earlier runs keep theirs)
+        config["data"]["bad_clips"] = bad_clips
     if teacher:
         if not teacher.get("checkpoint"):
             raise ValueError("a teacher must be a trained model: give its section a 'checkpoint' path")
@@ -131,11 +139,11 @@ def load_classifier(section: dict, label_csv, audio: dict | None = None, role: s
 
 def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
                      checkpoint=None, teacher: dict | None = None, audio: dict | None = None,
-                     augment: dict | None = None, balanced: bool = False):
+                     augment: dict | None = None, balanced: bool = False, bad_clips: str = "raise"):
     """Train ``model`` (``{name, <create overrides>}``) on the dataset, or load ``checkpoint``.
 
     ``audio``: `AudioConf` fields for both splits (e.g. ``target_length``); ``augment``: training-only
-    `AudioConf` fields (``freqm``, ``timem``, ``mixup``); ``teacher``/``balanced``: see
+    `AudioConf` fields (``freqm``, ``timem``, ``mixup``); ``teacher``/``balanced``/``bad_clips``: see
     :func:`classifier_config`.
 
     Returns ``(model, metrics)`` (metrics None for a loaded checkpoint); the run lives in ``out_dir``
@@ -143,7 +151,7 @@ def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dic
     if checkpoint:
         return load_classifier(dict(model, checkpoint=checkpoint), paths["label_csv"], audio), None
     return train_from_config(classifier_config(out_dir, model, paths, stats, train, loader, audio, augment,
-                                               teacher, balanced))
+                                               teacher, balanced, bad_clips))
 
 
 def chance_map(paths: dict) -> float:

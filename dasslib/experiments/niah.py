@@ -5,13 +5,14 @@ official code scores them."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from ..data import AudioConf, AudioDataset, DatasetNeedles, NiahDataset
-from ..inference import predict
+from ..inference import InputTooLongError, predict
 from ..metrics import evaluate
 
 NEEDLE_FRAMES = 1024
@@ -53,7 +54,11 @@ def sweep(models: dict, needles, stats, lengths, positions=(0.5,), kinds=(("zero
     ``(mAP_10 - mAP_t) / mAP_10`` against the needle alone (10.24 s). ``kinds``: (kind, snr_db)
     pairs; ``babble_wav``: the babble loop (None: the default synthetic one); ``progress``: a
     progress bar (None: only in a live notebook, `dasslib.display.widgets_live`, so papermill and
-    nbval store no progress widget); ``fast``: see :func:`niah_map`."""
+    nbval store no progress widget); ``fast``: see :func:`niah_map`.
+
+    A length that does not fit in memory (:class:`dasslib.inference.InputTooLongError`) is left out
+    for that model, with the longer ones, and a warning gives the error (with the largest length
+    predicted to fit): the rows measured are kept."""
     if progress is None:
         from ..display import widgets_live
 
@@ -63,9 +68,17 @@ def sweep(models: dict, needles, stats, lengths, positions=(0.5,), kinds=(("zero
     base = {name: niah_map(m, needles, stats, NEEDLE_SECONDS, device=device, batch_size=batch_size,
                            fast=fast)
             for name, m in models.items()}
+    too_long = {}  # model name -> the shortest length that did not fit
     for (name, model), length, position, (kind, snr) in tqdm(grid, "NIAH", leave=False, disable=not progress):
-        m = niah_map(model, needles, stats, length, position, kind, snr, device, seed, batch_size,
-                     babble_wav, fast)
+        if length >= too_long.get(name, float("inf")):
+            continue
+        try:
+            m = niah_map(model, needles, stats, length, position, kind, snr, device, seed, batch_size,
+                         babble_wav, fast)
+        except InputTooLongError as err:
+            too_long[name] = length
+            warnings.warn(f"NIAH sweep: {name} left out at {length:g} s and longer: {err}")
+            continue
         rows.append(dict(model=name, length_s=float(length), position=float(position), haystack=kind,
                          snr_db=snr, mAP=m, mAP_10s=base[name],
                          rel_drop=(base[name] - m) / base[name] if base[name] > 0 else float("nan")))
@@ -337,12 +350,15 @@ def needle_view(model, needles, stats, names, lengths, haystacks: dict, seed=0, 
         kind, snr = haystacks[haystack]
         x, start = build_haystack(fbank, wave, length_s, 0.5, kind, snr, seed=(seed, index), mean=mean, std=std,
                                   sr=sr, babble_wav=babble_wav)
-        table = top_k(model, x, labels, names, device=device)
-        rows = "\n".join(f"| {r.rank} | {r._2} | {r.probability:.3f} | {'yes' if r.in_truth else ''} |"
-                         for r in table.itertuples())
+        try:
+            table = top_k(model, x, labels, names, device=device)
+            rows = "\n".join(f"| {r.rank} | {r._2} | {r.probability:.3f} | {'yes' if r.in_truth else ''} |"
+                             for r in table.itertuples())
+            scores = f"| rank | class | probability | in truth |\n| --- | --- | --- | --- |\n{rows}"
+        except InputTooLongError as err:  # the view stays usable for the lengths that fit
+            scores = f"Not scored: {err}."
         D.show_markdown(f"Needle {index} in a {length_s:g} s {haystack} haystack, at {start / 100:.2f} s. "
-                         f"Truth: **{', '.join(_names_of(labels, names))}**\n\n"
-                         f"| rank | class | probability | in truth |\n| --- | --- | --- | --- |\n{rows}")
+                        f"Truth: **{', '.join(_names_of(labels, names))}**\n\n{scores}")
         hay, first = haystack_waveform(wave, length_s, 0.5, kind, snr, seed=(seed, index), sr=sr,
                                        babble_wav=babble_wav, needle_frames=fbank.shape[0])
         D.display(D.audio(hay, sr, start_s=first / sr - excerpt_s / 2, seconds=excerpt_s))

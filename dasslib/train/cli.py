@@ -80,13 +80,15 @@ def build_audioset(config: dict) -> dict:
     ``model: {name, num_classes, checkpoint?, imagenet_init?, <config overrides>}``,
     ``teacher: {name, checkpoint, ...}`` (optional, for distillation),
     ``data: {train_json, eval_json, label_csv, train_audio: {AudioConf}, eval_audio: {AudioConf}, balanced,
-    bad_clips}`` (``bad_clips: skip``: a training clip that cannot be loaded is replaced, with a warning),
+    bad_clips}`` (``bad_clips: skip``: a training clip that cannot be loaded is replaced, with a warning,
+    and counted in the history's ``skipped_clips`` column; default ``raise``),
     ``loader: {batch_size: 12, eval_batch_size: 2 * batch_size, num_workers: 4, pin_memory: <CUDA available>}``.
     """
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
     from ..data import AudioConf, AudioDataset, balanced_sample_weights
+    from ..data.dataset import BAD_CLIPS
 
     for section in ("model", "data"):
         if not isinstance(config.get(section), dict):
@@ -94,7 +96,10 @@ def build_audioset(config: dict) -> dict:
     data, loader = config["data"], dict(config.get("loader") or {})
     train_conf = AudioConf.from_dict({**(data.get("train_audio") or {}), "train": True})
     eval_conf = AudioConf.from_dict({**(data.get("eval_audio") or {}), "train": False})
-    train_ds = AudioDataset(data["train_json"], data["label_csv"], train_conf, data.get("bad_clips", "raise"))
+    bad_clips = data.get("bad_clips", "raise")
+    if bad_clips not in BAD_CLIPS:
+        raise ValueError(f"data.bad_clips must be one of {list(BAD_CLIPS)}, got {bad_clips!r}")
+    train_ds = AudioDataset(data["train_json"], data["label_csv"], train_conf, bad_clips)
     eval_ds = AudioDataset(data["eval_json"], data["label_csv"], eval_conf) if data.get("eval_json") else None
     batch_size = loader.pop("batch_size", 12)
     eval_batch_size = loader.pop("eval_batch_size", 2 * batch_size)
@@ -145,9 +150,10 @@ def main(argv=None) -> int:
     parser.add_argument("--config", required=True, help="run YAML")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config entry (repeatable), e.g. --set train.lr=2e-4")
-    parser.add_argument("--no-resume", action="store_true", help="start over even if out_dir has a checkpoint")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start an unfinished run over (a finished or different one needs --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace results of a different run in out_dir (when it has no checkpoint)")
+                        help="replace results of a different run in out_dir (or, with --no-resume, a finished one)")
     args = parser.parse_args(argv)
     config = load_run_config(args.config, args.set)
     result = run(config, resume=not args.no_resume, overwrite=args.overwrite)

@@ -89,9 +89,10 @@ def fit(model: nn.Module, train_loader, eval_loader=None, cfg: TrainConfig | Non
     ``objective``: ``None`` (from ``cfg``), ``"classify"``, ``"pretrain"`` or an objective object.
     ``resume``: continue from ``out_dir/checkpoints/last.pt`` when it exists (a finished run is returned
     as stored, without training; result files found missing or unreadable are rewritten from the
-    checkpoint, with a warning). ``resume=False`` starts over, replacing what ``out_dir`` holds.
-    Without ``last.pt``, a run refuses to replace results (``RESULT_FILES``) of a different or unknown
-    run (see ``run.json``) unless ``overwrite=True``. ``run_info``: JSON-able settings outside ``cfg``
+    checkpoint, with a warning). ``resume=False`` starts over, replacing an unfinished run of the same
+    settings. A fresh start refuses to replace results (``RESULT_FILES``; with ``resume=False`` also
+    ``last.pt``) of a different or unknown run (see ``run.json``), and with ``resume=False`` those of a
+    finished run, unless ``overwrite=True``. ``run_info``: JSON-able settings outside ``cfg``
     that define the run (the CLI passes its whole run config), recorded and compared with the rest.
     ``on_step(StepInfo)`` runs after every optimizer step.
 
@@ -192,8 +193,8 @@ class _Trainer:
         if resume and self.ckpt_path.is_file():
             self._restore(load_checkpoint(self.ckpt_path, map_location="cpu"))
         else:
-            if resume and not overwrite:
-                self._refuse_to_clobber()
+            if not overwrite:
+                self._refuse_to_clobber(restart=not resume)
             seed_everything(self.cfg.seed + self.dist.rank)
             self._snapshot_rng()
         if self.dist.is_main:
@@ -265,6 +266,9 @@ class _Trainer:
         dataset = self.train_loader.dataset
         if callable(getattr(dataset, "set_epoch", None)):
             dataset.set_epoch(self.epoch)
+        flags = self._skip_flags()
+        if flags is not None and self.batch == 0:
+            flags.zero_()  # a new epoch: count its skipped clips afresh
         self.net.train()
         self._bar = tqdm(total=self.n_batches, initial=self.batch, leave=False, dynamic_ncols=True,
                          desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and self.dist.is_main))
@@ -363,8 +367,10 @@ class _Trainer:
         started = time.monotonic()
         metrics = self._evaluate() if self.eval_loader is not None else {}
         last_lr = self.cfg.lr * self.scheduler.lr_lambdas[0](self.global_step - 1)
+        skipped = self._skipped_items()
         row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": last_lr, **self._train_means(),
-               **metrics, "time_s": self.epoch_time + time.monotonic() - started}
+               **metrics, **({} if skipped is None else {"skipped_clips": len(skipped)}),
+               "time_s": self.epoch_time + time.monotonic() - started}
         if metrics and cfg.main_metric not in metrics:
             raise ValueError(f"main_metric {cfg.main_metric!r} is not among the evaluation metrics "
                              f"({', '.join(sorted(metrics))})")
@@ -386,6 +392,30 @@ class _Trainer:
         self._write_history()
         if self.dist.is_main and cfg.progress:
             tqdm.write("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+
+    def _skip_flags(self):
+        """The training dataset's ``skipped_flags`` (items it replaced, e.g. `AudioDataset(bad_clips="skip")`),
+        None when it keeps none."""
+        flags = getattr(self.train_loader.dataset, "skipped_flags", None)
+        return flags if isinstance(flags, torch.Tensor) else None
+
+    def _skipped_items(self):
+        """Indices of the training items skipped this epoch on any rank (collective under DDP); None when
+        the dataset does not skip."""
+        flags = self._skip_flags()
+        if flags is None:
+            return None
+        if self.dist.enabled:
+            t = flags.to(self.device, torch.uint8)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            flags = t.bool().cpu()
+        return flags.nonzero().flatten().tolist()
+
+    def _report_skipped(self):
+        counts = [row["skipped_clips"] for row in self.history if "skipped_clips" in row]
+        if any(counts) and self.dist.is_main:
+            warnings.warn(f"{self.out_dir}: training clips that could not be loaded were skipped; per epoch "
+                          f"{', '.join(map(str, counts))} (history.csv column skipped_clips)")
 
     def _improves(self, value: float) -> bool:
         key = self.cfg.main_metric
@@ -432,6 +462,7 @@ class _Trainer:
         self._save()
         if self.dist.is_main:
             self._write_metrics()
+        self._report_skipped()
         distributed.barrier()
 
     def _write_metrics(self):
@@ -458,9 +489,12 @@ class _Trainer:
             warnings.warn(f"finished run in {self.out_dir}: best_model.pt is missing or unreadable and cannot be "
                           f"rebuilt (the checkpoint keeps the last epoch's weights only; best: {self.best})")
 
-    def _refuse_to_clobber(self):
-        """Stop before a fresh run replaces results of a different (or unknown) run in out_dir."""
+    def _refuse_to_clobber(self, restart: bool = False):
+        """Stop before a fresh run replaces results of a different (or unknown) run in out_dir; on a
+        ``restart`` (resume=False) also its checkpoint, and a finished run of the same settings."""
         found = [name for name in RESULT_FILES if (self.out_dir / name).exists()]
+        if restart and self.ckpt_path.is_file():
+            found.append("checkpoints/last.pt")
         if not found:
             return
         stored = _read_json(self.out_dir / RUN_FILE)
@@ -468,12 +502,22 @@ class _Trainer:
             why = f"of an unknown run (no readable {RUN_FILE})"
         else:
             diffs = _identity_differences(self.identity, stored)
-            if not diffs:
-                return  # the same run again: it reproduces what is there
+            if not diffs and not (restart and self._finished_run_here()):
+                return  # the same run again (it reproduces what is there), or restarting an unfinished one
             listed = ", ".join(f"{k}: now {a!r}, stored {b!r}" for k, (a, b) in diffs.items())
-            why = f"of a different run ({listed})"
-        raise FileExistsError(f"{self.out_dir} holds results ({', '.join(found)}) {why} and no checkpoints/last.pt "
-                              "to resume from; pass overwrite=True to replace them, or use another out_dir")
+            why = f"of a different run ({listed})" if diffs else "of a finished run with these settings"
+        how = "resume=False would replace them" if restart else "no checkpoints/last.pt to resume from"
+        raise FileExistsError(f"{self.out_dir} holds results ({', '.join(found)}) {why} and {how}; "
+                              "pass overwrite=True to replace them, or use another out_dir")
+
+    def _finished_run_here(self) -> bool:
+        """out_dir holds a finished run: metrics.json, or a readable last.pt marked finished."""
+        if (self.out_dir / "metrics.json").exists():
+            return True
+        try:
+            return bool(load_checkpoint(self.ckpt_path, map_location="cpu").get("finished"))
+        except Exception:  # missing or corrupt: nothing finished to keep
+            return False
 
     def _load_wa_weights(self):
         if self.cfg.wa and self.averager.count:
@@ -487,7 +531,7 @@ class _Trainer:
     def _snapshot_rng(self):
         self.rng = get_rng_state()
 
-    def _state(self, all_rng: list) -> dict:
+    def _state(self, all_rng: list, skipped=None) -> dict:
         return {
             "version": CHECKPOINT_VERSION, "config": self.cfg.to_dict(), "task": self.task,
             "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
@@ -497,13 +541,14 @@ class _Trainer:
             "rng": all_rng, "loss_sums": {k: v.cpu() for k, v in self.loss_sums.items()},
             "epoch_time": self.epoch_time, "history": self.history, "best": self.best,
             "averager": self.averager.state_dict(), "finished": self.finished,
-            "final": self.final, "wa": self.wa,
+            "final": self.final, "wa": self.wa, "skipped_items": skipped,
         }
 
     def _save(self):
         all_rng = distributed.all_gather_objects(self.rng)
+        skipped = self._skipped_items()
         if self.dist.is_main:
-            atomic_save(self._state(all_rng), self.ckpt_path, checksum=True)
+            atomic_save(self._state(all_rng, skipped), self.ckpt_path, checksum=True)
         self._last_save = time.monotonic()
 
     def _restore(self, ck: dict):
@@ -533,6 +578,10 @@ class _Trainer:
         self.loss_sums = {k: v.to(self.device) for k, v in ck["loss_sums"].items()}
         self.epoch_time, self.history, self.best = ck["epoch_time"], list(ck["history"]), dict(ck["best"])
         self.finished, self.final, self.wa = ck["finished"], dict(ck["final"]), ck["wa"]
+        flags = self._skip_flags()
+        if flags is not None:
+            flags.zero_()
+            flags[torch.tensor(ck.get("skipped_items") or [], dtype=torch.long)] = True  # this epoch's so far
         if len(ck["rng"]) == self.dist.world_size:
             set_rng_state(ck["rng"][self.dist.rank])
         else:
