@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import json
 import os
 import platform
 import subprocess
@@ -30,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+
+from .atomic import atomic_write_json
 
 _PLAIN = (bool, int, float, str, type(None), list, tuple, dict)
 _IPYTHON = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
@@ -230,5 +231,5 @@ def save_run_metadata(out, dtype=None, device=None, **extra) -> dict:
     so the tables of a result folder say on what, when and from which commit they were made.
     Returns the dict."""
     meta = dict(run_metadata(dtype=dtype, device=device), **extra)
-    (Path(out) / "run_metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+    atomic_write_json(meta, Path(out) / "run_metadata.json")
     return meta

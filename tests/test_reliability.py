@@ -578,3 +578,29 @@ def test_cpu_memory_cap_gives_input_too_long_with_the_largest_length_that_fits()
     assert "KiB/frame, fitted to peaks measured at" in out
     largest = int(out.split("MAX ")[1].split()[0])
     assert 1000 < largest < 40000 and "2X DOES NOT FIT" in out  # it fits (above), and not far below what fits
+
+
+@pytest.mark.parametrize("writer", ["label_csv", "datafile", "run_metadata"])
+def test_library_writers_are_atomic(tmp_path, monkeypatch, writer):
+    """A write that fails at the last step (the rename) leaves the previous file whole and no
+    temporary file behind: datafiles, label CSVs and run metadata go through dasslib.atomic."""
+    import dasslib.atomic as atomic
+    from dasslib.data.datafile import write_datafile, write_label_csv
+    from dasslib.notebook import save_run_metadata
+    path = {"label_csv": tmp_path / "labels.csv", "datafile": tmp_path / "train.json",
+            "run_metadata": tmp_path / "run_metadata.json"}[writer]
+    write = {"label_csv": lambda: write_label_csv(path, ["/m/a"], ["A"]),
+             "datafile": lambda: write_datafile(path, [(str(tmp_path / "a.wav"), ["/m/a"])]),
+             "run_metadata": lambda: save_run_metadata(tmp_path, note="x")}[writer]
+    path.write_text("previous")
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(atomic.os, "replace", fail)
+    with pytest.raises(OSError, match="No space"):
+        write()
+    assert path.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    monkeypatch.undo()
+    write()
+    assert path.read_text() != "previous"

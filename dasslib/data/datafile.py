@@ -5,12 +5,15 @@ The same format describes AudioSet, ESC-50, Speech Commands or the embedded data
 ``wav`` paths resolve against the folder of the json that lists them.
 """
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import soundfile as sf
+
+from ..atomic import atomic_write_json, atomic_write_text
 
 __all__ = ["LabelSet", "Entry", "read_label_csv", "write_label_csv", "read_datafile",
            "write_datafile", "validate_datafile"]
@@ -90,10 +93,11 @@ def read_label_csv(path) -> LabelSet:
 
 def write_label_csv(path, mids, names) -> None:
     """Write ``index,mid,display_name`` rows (names quoted where they hold commas)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(_CSV_COLUMNS)
-        writer.writerows((i, mid, name) for i, (mid, name) in enumerate(zip(mids, names)))
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(_CSV_COLUMNS)
+    writer.writerows((i, mid, name) for i, (mid, name) in enumerate(zip(mids, names)))
+    atomic_write_text(buf.getvalue(), path)
 
 
 def _parse(path) -> tuple[list, list]:
@@ -151,8 +155,7 @@ def write_datafile(path, items) -> None:
         if os.path.commonpath([base, wav]) == base:
             wav = os.path.relpath(wav, base)
         data.append({"wav": wav, "labels": ",".join(labels)})
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"data": data}, f, indent=1)
+    atomic_write_json({"data": data}, path)
 
 
 def _audio_problem(path, decode: bool):

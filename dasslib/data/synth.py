@@ -34,6 +34,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write, atomic_write_json
 from .datafile import write_datafile, write_label_csv
 
 __all__ = ["CLASSES", "SIZES", "GENERATOR_VERSION", "SynthClass", "note_specs", "render_banks",
@@ -303,13 +304,13 @@ def make_embedded_dataset(root, n_train: int | None = None, n_eval: int | None =
                 clip, classes = _make_clip(banks, s, n_samples,
                                            np.random.default_rng([int(seed), s, i, 1]))
                 wav = os.path.join(folder, f"{i:06d}.wav")
-                sf.write(wav, clip, SAMPLE_RATE, subtype="PCM_16")
+                atomic_write(wav, lambda f: sf.write(f, clip, SAMPLE_RATE, subtype="PCM_16",
+                                                     format="WAV"))
                 items.append((wav, [CLASSES[c].mid for c in classes]))
                 bar.update()
             write_datafile(paths[f"{split}_json"], items)
     write_label_csv(paths["label_csv"], [c.mid for c in CLASSES], [c.name for c in CLASSES])
-    with open(paths["meta"], "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
+    atomic_write_json(meta, paths["meta"])
     return result
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write_text
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """'auto' -> cuda when available, else cpu."""
@@ -46,7 +48,7 @@ def norm_stats(paths: dict, mean=None, std=None, max_items=400) -> tuple[float, 
     from ..data import compute_norm_stats
 
     m, s = compute_norm_stats(paths["train_json"], paths["label_csv"], max_items=max_items)
-    cache.write_text(json.dumps(dict(mean=float(m), std=float(s), max_items=max_items)))
+    atomic_write_text(json.dumps(dict(mean=float(m), std=float(s), max_items=max_items)), cache)
     return float(m), float(s)
 
 

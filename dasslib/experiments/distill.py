@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..metrics import evaluate
+from ..train import atomic_save
 from .common import KD_LOSSES, audio_confs, classifier_config, load_classifier, train_from_config
 _NO_TEACHER = "none"
 
@@ -96,7 +97,7 @@ def get_teachers(out: Path, teachers: dict, paths: dict, stats: tuple, train: di
             model, metrics = train_from_config(classifier_config(run_dir, section, paths, stats, train, loader,
                                                                  audio, augment, balanced=balanced))
             checkpoint = run_dir / "teacher.pt"
-            torch.save(model.state_dict(), checkpoint)
+            atomic_save(model.state_dict(), checkpoint)
         records.append(_record(label, section, "teacher", _NO_TEACHER, model, metrics, checkpoint))
     return records
 
@@ -140,7 +141,7 @@ def train_students(out: Path, student: dict, teacher_records: list[dict], kd_tea
             kd_model, kd_rec = model, rec
     if dass_teacher:
         path = Path(out) / f"student_{slug(kd_rec['label'])}" / "teacher.pt"
-        torch.save(kd_model.state_dict(), path)
+        atomic_save(kd_model.state_dict(), path)
         teacher_label = f"{name} + KD"
         section = dict(kd_rec["section"], checkpoint=str(path))
         records.append(dict(kd_rec, label=teacher_label, role="teacher", section=section))

@@ -1,7 +1,4 @@
-"""Atomic files: write to a temporary file in the same folder, fsync, then ``os.replace``.
-
-A crash or kill during a write leaves the previous file intact (``os.replace`` is atomic on POSIX
-and Windows when both paths are on one file system, which the same folder guarantees).
+"""Atomic checkpoints (written through :mod:`dasslib.atomic`).
 
 Checkpoints written with ``checksum=True`` start with a header holding the SHA-256 of the
 serialized payload; :func:`load_checkpoint` verifies it, so overwritten bytes are reported instead
@@ -16,43 +13,17 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+
 _MAGIC = b"DASSLIB-CHECKPOINT sha256="  # + 64 hex digits + newline, then the torch.save bytes
 _HEADER = len(_MAGIC) + 64 + 1
-
-
-def _atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(binary file)`` on a temporary file, then move it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the path."""
-    return _atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
-    return atomic_write_bytes(text.encode("utf-8"), path)
 
 
 def atomic_save(obj, path: str | os.PathLike, checksum: bool = False) -> Path:
     """``torch.save(obj)`` to ``path`` atomically; returns the path. ``checksum``: prepend the
     SHA-256 header that `load_checkpoint` verifies (the file is then no plain ``torch.load`` file)."""
     if not checksum:
-        return _atomic_write(path, lambda f: torch.save(obj, f))
+        return atomic_write(path, lambda f: torch.save(obj, f))
     buf = io.BytesIO()
     torch.save(obj, buf)
     payload = buf.getbuffer()
@@ -61,7 +32,7 @@ def atomic_save(obj, path: str | os.PathLike, checksum: bool = False) -> Path:
     def write(f):
         f.write(_MAGIC + digest + b"\n")
         f.write(payload)
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
