@@ -78,18 +78,23 @@ def test_create_encoder_variants_and_errors():
         E.create_encoder("ssam_tiny", variant="s4", overrides=TINY)
 
 
+@pytest.mark.parametrize("layout", ["official", "dasslib"])
 @pytest.mark.parametrize("pool, dim", [("mean", 16), ("frames", 2 * 16)])
-def test_embed_clips_shapes_and_padding(pool, dim):
+def test_embed_clips_shapes_and_padding(pool, dim, layout):
     torch.manual_seed(0)
     model = E.create_encoder("ssast_tiny", (4, 16), overrides=TINY)
     data = clips(n=5, frames=90)  # 90 frames = 2 chunks of 40 + 10 frames (padded)
-    feats, targets = E.embed_clips(model, data, chunk_frames=40, pool=pool, batch_size=2)
+    feats, targets = E.embed_clips(model, data, chunk_frames=40, pool=pool, batch_size=2, layout=layout)
     assert feats.shape == (5, dim) and targets.shape == (5, 3) and torch.isfinite(feats).all()
-    # one clip by hand: standardize, pad to 120, 3 chunks of 10 steps; the official wrapper drops
-    # int(10 * 30 / 40) = 7 padded steps (the half-padded step is kept): 23 steps remain
+    # one clip by hand: standardize, pad to 120, 3 chunks of 10 time steps x 2 bands; the official
+    # wrapper reads the time-major tokens as (f t); it drops int(10 * 30 / 40) = 7 padded steps
+    # (the half-padded step is kept): 23 steps remain
     x = torch.nn.functional.pad(E.standardize(data[3][0]), (0, 0, 0, 30)).reshape(3, 40, 32)
     with torch.no_grad():
-        h = model.forward_frames(x).reshape(30, -1)[:23].mean(0)
+        tokens = model.forward_features(x)[:, 1:]                        # (3, 10 * 2, 16)
+    if layout == "official":
+        tokens = tokens.reshape(3, 2, 10, 16).transpose(1, 2)
+    h = tokens.reshape(30, 32)[:23].mean(0)
     if pool == "mean":
         h = h.reshape(2, 16).mean(0)
     assert torch.allclose(feats[3], h, atol=1e-5)

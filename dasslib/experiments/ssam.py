@@ -15,13 +15,15 @@ official torchaudio MelSpectrogram):
   masked patch, while the Mamba scan knows where it is from the order. With the masked-only
   loss our SSAST-Tiny stayed at eval loss ~0.97-0.99 (the variance of the standardized input)
   in a 3-epoch H100 run while SSAM-Tiny reached ~0.30;
-* features (HEAR scene embeddings): the clip standardized per instance, cut into 2 s chunks
-  (the tail zero-padded), every chunk encoded without masking; per-time-step embeddings
-  ``(t, f_dim * D)`` concatenated over chunks (padded steps dropped) and averaged over time:
-  ``pool="frames"`` (default) keeps the ``f_dim * D`` vector (the official HEAR wrapper: the
-  mean over time of the patch tokens of each frequency band), ``pool="mean"`` also averages over
-  frequency (the mean of all patch tokens, ``D``; it loses most of the band information: on the
-  embedded ``ci`` set a random-init tiny SSAM probes at mAP ~0.15 with it vs ~0.35 with frames);
+* features (HEAR scene embeddings, computed by `dasslib.hear`, the functions the HEAR kit calls,
+  on the cached fbanks: ``frontend="kaldi"``): the clip standardized per instance, cut into 2 s
+  chunks (the tail zero-padded), every chunk encoded without masking, its patch tokens grouped
+  into ``f_dim * D``-wide steps, the steps of all chunks concatenated (those starting in the
+  padding dropped) and averaged: ``layout="official"`` (default) groups the tokens as the
+  official SSAM HEAR wrapper does, ``"dasslib"`` per time step (see `dasslib.hear`);
+  ``pool="frames"`` (default) keeps the ``f_dim * D`` vector, ``pool="mean"`` also averages over
+  the ``f_dim`` groups (the mean of all patch tokens, ``D``; it loses most of the band
+  information);
 * probe: one-hidden-layer MLP (1024 units) on standardized features, multi-label BCE, scored
   by `dasslib.metrics.evaluate` (mAP) on the eval set, repeated over seeds.
 """
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from ..hear import standardize, wrap
 from ..metrics import evaluate
 
 VARIANTS = {"mamba": "none", "vim": "bi_bi"}  # Table 4: SSM type -> SSAMConfig.bimamba
@@ -53,13 +55,6 @@ PRETRAIN_RECIPE = dict(optimizer="adamw", weight_decay=0.05, betas=(0.9, 0.95), 
 
 
 # ---------------------------------------------------------------- data
-def standardize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Per-instance standardization of ``x (..., T, F)`` over its last two axes."""
-    mean = x.mean(dim=(-2, -1), keepdim=True)
-    std = x.std(dim=(-2, -1), keepdim=True)
-    return (x - mean) / (std + eps)
-
-
 def load_clips(datafile, label_csv, num_mel_bins=80, clip_frames=998, cache=True, num_workers=0,
                batch_size=32) -> Dataset:
     """Labelled clips ``(fbank (clip_frames, num_mel_bins) raw log-mel, labels (C,))``.
@@ -164,26 +159,21 @@ def pretrain(model: nn.Module, train_crops: Dataset, eval_crops: Dataset | None,
 # ---------------------------------------------------------------- features and probe
 @torch.inference_mode()
 def embed_clips(model: nn.Module, clips: Dataset, chunk_frames: int = 200, pool: str = "frames",
-                batch_size: int = 16, device=None, num_workers: int = 0):
+                batch_size: int = 16, device=None, num_workers: int = 0, layout: str = "official"):
     """Frozen scene embeddings of every clip: ``(features (N, D'), targets (N, C))`` float32 tensors,
     ``D' = D`` for ``pool="mean"``, ``f_dim * D`` for ``pool="frames"`` (see the module doc)."""
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose one of {POOLS}")
     device = torch.device(device or "cpu")
-    model = model.to(device).eval()
+    hear_model = wrap(model.to(device), layout=layout, frontend="kaldi", chunk_frames=chunk_frames,
+                      num_mel_bins=clips[0][0].shape[-1])
     feats, targets = [], []
     workers = 0 if isinstance(clips, TensorDataset) else num_workers  # in memory: nothing to load
     for x, y in DataLoader(clips, batch_size=batch_size, num_workers=workers):
-        b, t, f = x.shape
-        n = math.ceil(t / chunk_frames)
-        x = torch.nn.functional.pad(standardize(x), (0, 0, 0, n * chunk_frames - t))
-        x = x.reshape(b * n, chunk_frames, f).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            h = model.forward_frames(x).float()                   # (b * n, t_dim, f_dim * D)
-        steps = h.shape[1]
-        h = h.reshape(b, n * steps, -1)
-        keep = n * steps - int(steps * (n * chunk_frames - t) / chunk_frames)  # drop padded steps
-        h = h[:, :max(keep, 1)].mean(dim=1)                       # (b, f_dim * D)
+            h, _ = hear_model.frame_embeddings(standardize(x).to(device))   # (b, steps, f_dim * D)
+        h = h.float().mean(dim=1)                                  # the HEAR scene embedding
+        b = h.shape[0]
         if pool == "mean":
             h = h.reshape(b, -1, model.cfg.embed_dim).mean(dim=1)  # (b, D)
         feats.append(h.cpu())
@@ -286,12 +276,14 @@ def config_hash(*parts) -> str:
 
 def run_experiments(plan: pd.DataFrame, clips: dict, out_dir, overrides: dict, train: dict,
                     crop_frames=200, batch_size=64, num_workers=0, pool="frames", probe_kw: dict | None = None,
-                    probe_seeds=(0,), seed=0, device=None, data_id: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+                    probe_seeds=(0,), seed=0, device=None, data_id: str = "",
+                    layout: str = "official") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pretrain (or keep at init) and probe every distinct run of ``plan``.
 
     ``clips``: clip datasets (`load_clips`) ``train`` / ``eval`` (pretraining and its eval loss)
     and ``probe_train`` / ``probe_eval`` (the labelled probing sets; default: ``train`` / ``eval``).
-    Pretraining runs live in ``out_dir/<key>-<hash of the settings and data_id>``.
+    Pretraining runs live in ``out_dir/<key>-<hash of the settings and data_id>``. The probe's
+    features are `embed_clips` with ``pool`` and the HEAR ``layout``.
 
     Returns ``(results, history)``: one row per run key (``params_M``, ``n_patches``,
     ``pretrain_eval_loss``, ``feature_dim``, ``mAP``, ``mAP_std`` over ``probe_seeds``, ``mAUC``,
@@ -326,7 +318,7 @@ def run_experiments(plan: pd.DataFrame, clips: dict, out_dir, overrides: dict, t
             histories.append(res.history.assign(key=run.key, model=row["model"]))
         row["pretrain_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        feats = [embed_clips(model, c, crop_frames, pool, batch_size, device, num_workers)
+        feats = [embed_clips(model, c, crop_frames, pool, batch_size, device, num_workers, layout)
                  for c in probe_sets]
         scores = pd.DataFrame([probe(*feats[0], *feats[1], seed=s, device=device, **(probe_kw or {}))
                                for s in probe_seeds])
