@@ -68,6 +68,17 @@ def test_shapes_dtypes_and_timestamps(models, name):
         torch.testing.assert_close(scene, emb.mean(dim=1))
 
 
+def test_full_size_widths_and_chunks():
+    """The registry's real sizes (built on the meta device: no weights, no compute)."""
+    expected = {"ssam_tiny": (960, 200), "ssam_small": (1920, 200), "ssam_base": (3840, 200),
+                "dass_small": (768, None), "ast_base": (12 * 768, 1024), "aum_base": (8 * 768, 1024)}
+    for name, (width, chunk) in expected.items():
+        with torch.device("meta"):
+            encoder = create(name, num_classes=0)
+        model = hear.wrap(encoder)
+        assert (model.scene_embedding_size, model.chunk_frames) == (width, chunk), name
+
+
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_batch_independence(models, name):
     audio = _audio(3, 2.5, seed=1)
@@ -111,6 +122,17 @@ def test_ssam_official_layout_against_an_independent_regrouping(models, seconds)
     torch.testing.assert_close(emb, expected, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(hear.get_scene_embeddings(audio, model), expected.mean(dim=1),
                                atol=1e-5, rtol=1e-4)
+
+
+def test_ssam_official_scene_slots_average_windows_over_all_bands(models):
+    """What the official grouping means for one whole chunk (200 frames): scene slot s (D wide)
+    is the mean of the tokens of time steps 10 s .. 10 s + 9 (0.4 s) over all 5 bands."""
+    model = models["ssam_tiny"]
+    audio = _audio(1, 1.99, seed=7)                       # 31840 samples -> 200 frames
+    with torch.no_grad():
+        tokens = model.encoder.forward_features(_official_log_mel(audio))[0, 1:]     # (50 * 5, D)
+    windows = tokens.reshape(5, 10 * 5, 16).mean(dim=1).flatten()                  # time-major
+    torch.testing.assert_close(hear.get_scene_embeddings(audio, model)[0], windows, atol=1e-5, rtol=1e-4)
 
 
 def test_ssam_dasslib_layout_groups_each_time_step(models):
