@@ -133,7 +133,7 @@ class HearModel(nn.Module):
         with torch.no_grad():
             h, centre = self.frame_embeddings(self.frontend(audio))
         ms = self.frontend.offset_ms + self.frontend.hop_ms * centre
-        return h.float(), ms.float().to(h.device).expand(h.shape[0], -1)
+        return h.float(), ms.float().to(h.device).repeat(h.shape[0], 1)
 
     def scene_embeddings(self, audio, sample_rate=None):
         """Audio ``(B, N)`` float32 -> ``(B, width)`` float32: the mean of the step embeddings."""
