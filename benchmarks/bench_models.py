@@ -370,7 +370,7 @@ def main():
 
     for label in labels:
         m, frames, mel = build(label, device)
-        params = sum(p.numel() for p in m.parameters()) / 1e6
+        params = models.count_parameters(m) / 1e6
         x1 = torch.randn(small, frames, mel, device=device)
         flops, _ = count_flops_bytes(m, x1)
         flops /= small

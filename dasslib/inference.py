@@ -26,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .data.frames import FRAMES_PER_SECOND
 from .fast import check_fast, fast_forward, resolve_fast
+from .runtime import autocast
 
 __all__ = ["FRAMES_PER_SECOND", "MAX_MEL_BINS", "InputTooLongError", "LengthFit", "expected_mel_bins",
            "fit_memory_model", "max_length_that_fits", "measure", "predict"]
 
-FRAMES_PER_SECOND = 100  # fbank frames per second of audio (10 ms frame shift)
 MAX_MEL_BINS = 512  # a wider last dimension is not an fbank (a raw waveform, or a transposed fbank)
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -141,9 +142,8 @@ def _eval_mode(model):
 
 
 def _autocast(device, dtype):
-    if device.type != "cuda" or dtype in (None, torch.float32):
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    """Inference autocasts on CUDA only (``dtype`` is ignored on the CPU, which runs float32)."""
+    return autocast(device, dtype if device.type == "cuda" else None)
 
 
 def _check_dtype(dtype):

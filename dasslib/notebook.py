@@ -204,8 +204,9 @@ def run_metadata(dtype=None, device=None) -> dict:
     import torch
 
     import dasslib
+    from dasslib.runtime import resolve_device
 
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:

@@ -119,3 +119,50 @@ def test_dass_traces_with_torch_compile_fullgraph():
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_count_parameters_matches_the_official_totals():
+    """The official DASS-Small / Medium checkpoints hold 29,884,463 / 48,648,239 parameters
+    (527 classes); count_parameters is the one parameter counter the experiments use."""
+    from dasslib.models import count_parameters
+    with torch.device("meta"):
+        small, medium = create("dass_small"), create("dass_medium")
+    assert count_parameters(small) == 29_884_463
+    assert count_parameters(medium) == 48_648_239
+    tiny = create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), num_classes=3)
+    total = count_parameters(tiny)
+    tiny.classifier.head.requires_grad_(False)
+    assert count_parameters(tiny, trainable_only=True) == total - (64 * 3 + 3)
+
+
+def test_runtime_resolves_devices_and_autocast():
+    import contextlib
+
+    from dasslib.runtime import autocast, resolve_device
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    assert isinstance(autocast("cpu", torch.float32), contextlib.nullcontext)
+    assert isinstance(autocast("cpu", None), contextlib.nullcontext)
+    with autocast("cpu", torch.bfloat16):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_one_home_for_the_fbank_frame_rate_and_device_resolution():
+    """The frame rate and 'auto' device resolution are defined once (dasslib.data.frames,
+    dasslib.runtime); other modules import them."""
+    import pathlib
+    import re
+    import dasslib
+    root = pathlib.Path(dasslib.__file__).parent
+    rate, auto = [], []
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"^FRAMES_PER_SECOND\s*=", text, re.M):
+            rate.append(path.relative_to(root).as_posix())
+        if re.search(r'"cuda" if torch\.cuda\.is_available\(\) else "cpu"', text):
+            auto.append(path.relative_to(root).as_posix())
+    assert rate == ["data/frames.py"]
+    assert auto == ["runtime.py"]

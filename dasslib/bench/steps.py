@@ -3,12 +3,12 @@
 Both run under autocast at the benchmark's compute dtype: ``"auto"`` means bfloat16 on CUDA
 (weights stay float32, as in mixed-precision training) and plain float32 on the CPU.
 """
-import contextlib
 
 import torch
 import torch.nn.functional as F
 
 from ..fast import compile_for_training, fast_forward, resolve_train_fast
+from ..runtime import autocast
 
 __all__ = ["MODES", "OPTIMIZERS", "resolve_dtype", "check_mode", "make_step"]
 
@@ -26,12 +26,6 @@ def resolve_dtype(dtype, device):
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be 'auto' or one of {sorted(_DTYPES)}, got {dtype!r}")
     return _DTYPES[dtype]
-
-
-def _autocast(device, dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def check_mode(mode):
@@ -60,7 +54,7 @@ def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4, f
         forward = fast_forward(model, fast, x)
 
         def step():
-            with torch.inference_mode(), _autocast(device, dtype):
+            with torch.inference_mode(), autocast(device, dtype):
                 forward(x)
         return step
 
@@ -74,7 +68,7 @@ def make_step(model, mode, x, dtype=torch.float32, optimizer="adamw", lr=1e-4, f
     def step():
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             logits = net(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), torch.zeros_like(logits, dtype=torch.float32))
         loss.backward()

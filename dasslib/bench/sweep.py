@@ -49,6 +49,7 @@ from .memory import free_memory, is_oom, memory_limit_gib, peak_memory_mb, reset
 from .pool import ModelPool
 from .specs import as_spec, count_tokens
 from ..fast import check_fast
+from ..runtime import resolve_device
 from .steps import MODES, OPTIMIZERS, check_mode, make_step, resolve_dtype
 from .timing import time_step, timed_calls
 
@@ -65,7 +66,7 @@ BUDGET_NOTE = "study time budget"        # prefix of the notes of points skipped
 
 
 def default_device():
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device("auto")
 
 
 def device_name(device):

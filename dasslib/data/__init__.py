@@ -7,6 +7,7 @@ import importlib
 
 _EXPORTS = {
     "audio": ("load_audio",),
+    "frames": ("FRAME_SHIFT_MS", "FRAMES_PER_SECOND"),
     "fbank": ("AUDIOSET_MEAN", "AUDIOSET_STD", "SAMPLE_RATE", "num_frames", "pad_or_crop",
               "wav2fbank", "normalize_fbank"),
     "datafile": ("LabelSet", "Entry", "read_label_csv", "write_label_csv", "read_datafile",

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
 
+from .frames import FRAME_SHIFT_MS
+
 __all__ = ["AUDIOSET_MEAN", "AUDIOSET_STD", "SAMPLE_RATE", "num_frames", "pad_or_crop",
            "wav2fbank", "normalize_fbank"]
 
@@ -17,7 +19,7 @@ AUDIOSET_STD = 4.5689974
 FRAME_LENGTH_MS = 25.0
 
 
-def num_frames(num_samples: int, sr: int = SAMPLE_RATE, frame_shift: float = 10.0) -> int:
+def num_frames(num_samples: int, sr: int = SAMPLE_RATE, frame_shift: float = FRAME_SHIFT_MS) -> int:
     """Number of fbank frames Kaldi (``snip_edges=True``) makes from ``num_samples`` samples."""
     window = int(sr * FRAME_LENGTH_MS / 1000)
     shift = int(sr * frame_shift / 1000)
@@ -35,7 +37,7 @@ def pad_or_crop(fbank: torch.Tensor, target_length: int) -> torch.Tensor:
 
 
 def wav2fbank(waveform: torch.Tensor, sr: int = SAMPLE_RATE, num_mel_bins: int = 128,
-              target_length: int | None = 1024, frame_shift: float = 10.0) -> torch.Tensor:
+              target_length: int | None = 1024, frame_shift: float = FRAME_SHIFT_MS) -> torch.Tensor:
     """Waveform ``(samples,)`` or ``(1, samples)`` -> log-mel fbank ``(T, num_mel_bins)`` float32.
 
     The waveform's mean is removed first (as AST does); ``T`` is ``target_length`` when given

@@ -29,13 +29,13 @@ from .audio import load_audio
 from .babble import load_babble, synth_babble
 from .fbank import (AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH_MS, SAMPLE_RATE, normalize_fbank,
                     wav2fbank)
+from .frames import FRAME_SHIFT_MS, FRAMES_PER_SECOND
 
 __all__ = ["FRAMES_PER_SECOND", "KINDS", "total_frames", "insert_index", "noise_num_samples",
            "make_needle", "haystack_noise", "build_haystack", "haystack_waveform", "NiahDataset",
            "DatasetNeedles"]
 
-FRAMES_PER_SECOND = 100           # 10 ms frame shift
-_FRAME_SHIFT_MS = 1000 / FRAMES_PER_SECOND
+_FRAME_SHIFT_MS = FRAME_SHIFT_MS
 KINDS = ("zeros", "white", "babble")
 _WHITE_BLOCK_S = 1                # white noise is drawn in 1 s blocks, each from its own stream
 _BABBLE_LOOP_S = 60.0             # length of the default synthetic babble loop

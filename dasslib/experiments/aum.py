@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..models import count_parameters
 from .common import train_classifier
 
 # Table 2 rows: name -> AuMConfig.bimamba
@@ -57,7 +58,7 @@ def train_run(out: Path, section: dict, paths: dict, stats: tuple, train: dict, 
     ``{params_M, mAP, mAUC, d_prime, run}`` (``params_M``: trainable parameters in millions,
     ``run``: the run folder's name)."""
     model, metrics = train_classifier(out, section, paths, stats, train, loader, audio=audio, augment=augment)
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = count_parameters(model, trainable_only=True)
     return dict(params_M=n / 1e6, **{k: float(metrics[k]) for k in ("mAP", "mAUC", "d_prime")}, run=out.name)
 
 

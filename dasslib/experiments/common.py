@@ -8,13 +8,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write_text
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+from ..runtime import resolve_device  # noqa: F401 (re-exported: experiments use it from here)
 
 
 def prepare_data(data_root="data", data_size="ci", train_json=None, eval_json=None, label_csv=None,

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..metrics import evaluate
+from ..models import count_parameters
 from ..train import atomic_save
 from .common import KD_LOSSES, audio_confs, classifier_config, load_classifier, train_from_config
 _NO_TEACHER = "none"
@@ -39,7 +40,7 @@ def pretty_name(name: str) -> str:
 
 def count_params_m(model: torch.nn.Module) -> float:
     """Number of parameters in millions."""
-    return sum(p.numel() for p in model.parameters()) / 1e6
+    return count_parameters(model) / 1e6
 
 
 @torch.no_grad()

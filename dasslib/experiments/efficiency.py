@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .. import bench
-from ..models import list_models
+from ..models import count_parameters, list_models
 
 NO_SCAN_FAMILIES = ("ast", "ssast")     # attention models: no scan_backend option
 
@@ -70,7 +70,7 @@ def param_counts(specs) -> pd.DataFrame:
     for spec in specs:
         with torch.device("meta"):
             model = spec.factory()
-        rows.append(dict(model=spec.label, params=sum(p.numel() for p in model.parameters())))
+        rows.append(dict(model=spec.label, params=count_parameters(model)))
     return pd.DataFrame(rows)
 
 

@@ -12,11 +12,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import AudioConf, AudioDataset, DatasetNeedles, NiahDataset
+from ..data.frames import FRAMES_PER_SECOND
 from ..inference import InputTooLongError, predict
 from ..metrics import evaluate
 
 NEEDLE_FRAMES = 1024
-NEEDLE_SECONDS = NEEDLE_FRAMES / 100  # "10 s": the needle alone, no haystack
+NEEDLE_SECONDS = NEEDLE_FRAMES / FRAMES_PER_SECOND  # "10 s": the needle alone, no haystack
 
 
 def load_needles(paths: dict, stats: tuple, max_needles: int | None = None) -> list:
@@ -99,7 +100,7 @@ def length_scaling(models: dict, lengths_s, device=None, dtype=torch.bfloat16, r
     rows = []
     for name, model in models.items():
         for length in lengths_s:
-            frames = int(round(float(length) * 100))
+            frames = int(round(float(length) * FRAMES_PER_SECOND))
             row = dict(model=name, length_s=float(length), frames=frames)
             try:
                 r = measure(model, frames, device, num_mel_bins=num_mel_bins, dtype=dtype,
@@ -357,7 +358,7 @@ def needle_view(model, needles, stats, names, lengths, haystacks: dict, seed=0, 
             scores = f"| rank | class | probability | in truth |\n| --- | --- | --- | --- |\n{rows}"
         except InputTooLongError as err:  # the view stays usable for the lengths that fit
             scores = f"Not scored: {err}."
-        D.show_markdown(f"Needle {index} in a {length_s:g} s {haystack} haystack, at {start / 100:.2f} s. "
+        D.show_markdown(f"Needle {index} in a {length_s:g} s {haystack} haystack, at {start / FRAMES_PER_SECOND:.2f} s. "
                         f"Truth: **{', '.join(_names_of(labels, names))}**\n\n{scores}")
         hay, first = haystack_waveform(wave, length_s, 0.5, kind, snr, seed=(seed, index), sr=sr,
                                        babble_wav=babble_wav, needle_frames=fbank.shape[0])

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..hear import standardize, wrap
 from ..metrics import evaluate
+from ..models import count_parameters
 
 VARIANTS = {"mamba": "none", "vim": "bi_bi"}  # Table 4: SSM type -> SSAMConfig.bimamba
 SSM_TYPE = {"mamba": "Mamba", "vim": "Vim"}
@@ -304,7 +305,7 @@ def run_experiments(plan: pd.DataFrame, clips: dict, out_dir, overrides: dict, t
         seed_everything(seed)  # identical initial weights for a run and its no-pretraining twin
         model = create_encoder(run.name, run.patch_size, run.variant, overrides)
         row = dict(key=run.key, model=model_label(run.name, run.pretrained),
-                   params_M=sum(p.numel() for p in model.parameters()) / 1e6,
+                   params_M=count_parameters(model) / 1e6,
                    n_patches=(crop_frames // run.patch_size[0]) * (f_bins // run.patch_size[1]),
                    pretrain_eval_loss=float("nan"), pretrain_s=0.0)
         t0 = time.perf_counter()

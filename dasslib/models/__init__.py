@@ -9,10 +9,10 @@ from .ast import AST, ASTConfig
 from .aum import AuM, AuMConfig
 from .checkpoints import LoadReport, init_dass_from_vmamba, load_official, read_state_dict
 from .dass import DASS, DASSConfig
-from .registry import create, get_config, list_models
+from .registry import count_parameters, create, get_config, list_models
 from .ssam import SSAM, SSAMConfig
 from .ssast import SSAST, SSASTConfig
 
-__all__ = ["create", "get_config", "list_models", "load_official", "read_state_dict",
+__all__ = ["create", "get_config", "list_models", "count_parameters", "load_official", "read_state_dict",
            "init_dass_from_vmamba", "LoadReport", "DASS", "DASSConfig", "AST", "ASTConfig",
            "AuM", "AuMConfig", "SSAM", "SSAMConfig", "SSAST", "SSASTConfig"]

@@ -20,9 +20,10 @@ import dataclasses
 
 import torch.nn as nn
 
+from ..data.frames import FRAMES_PER_SECOND
+
 from .layers import trunc_normal_
 
-FBANK_FRAMES_PER_SECOND = 100.0  # Kaldi fbank with the 10 ms frame shift every model is trained on
 
 
 class AudioClassifier:
@@ -57,7 +58,7 @@ class AudioClassifier:
     @property
     def frame_rate(self):
         """Frames per second of audio that :meth:`forward_frames` returns (100 fbank frames/s)."""
-        return FBANK_FRAMES_PER_SECOND / self.frame_hop
+        return FRAMES_PER_SECOND / self.frame_hop
 
     def get_classifier(self):
         return self.get_submodule(self.classifier_path)
@@ -117,4 +118,4 @@ def check_input(model, x):
         raise ValueError(f"{type(model).__name__} expects (B, T, F) input, got shape {tuple(x.shape)}")
 
 
-__all__ = ["AudioClassifier", "FBANK_FRAMES_PER_SECOND", "check_input"]
+__all__ = ["AudioClassifier", "check_input"]

@@ -48,4 +48,10 @@ def create(name, num_classes=527, **overrides):
     return model_cls(cfg)
 
 
-__all__ = ["register", "create", "list_models", "get_config", "check_choice"]
+def count_parameters(model, trainable_only: bool = False) -> int:
+    """Number of parameter elements of ``model`` (only those with ``requires_grad`` when
+    ``trainable_only``); shared parameters count once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["register", "create", "list_models", "get_config", "check_choice", "count_parameters"]

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..runtime import resolve_device
 from ..data.audio import load_audio
 from ..data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE
 from ..inference import expected_mel_bins
@@ -44,9 +45,7 @@ class TagResult:
 
 
 def _device(device):
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return resolve_device(device)
 
 
 def _column_names(labels):

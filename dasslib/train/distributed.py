@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..runtime import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -50,7 +52,7 @@ def init_distributed(device_type: str | None = None) -> DistInfo:
         return info
     if dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), info.local_rank)
-    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    device_type = device_type or resolve_device("auto").type
     if device_type == "cuda":
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")

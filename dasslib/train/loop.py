@@ -10,7 +10,6 @@ the rest of the run exactly as if it had never stopped.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -27,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..fast import compile_for_training, resolve_train_fast
+from ..runtime import autocast, resolve_device
 
 from . import distributed
 from .averaging import WeightAverager
@@ -121,7 +121,7 @@ class _Trainer:
         self.objective = objective
         if self.objective.needs_teacher and teacher is None:
             raise ValueError(f"loss {cfg.loss!r} distills from a teacher: pass teacher=")
-        self.dist = distributed.init_distributed(_device_type(cfg.device))
+        self.dist = distributed.init_distributed(resolve_device(cfg.device).type)
         self.device = _pick_device(cfg.device, self.dist)
         self.amp_dtype = _amp_dtype(cfg.amp, self.device)
         self.model = model.to(self.device)
@@ -297,7 +297,7 @@ class _Trainer:
         y = None if y is None else y.to(self.device, non_blocking=True)
         if self.graphs:   # the previous step's graph outputs may be overwritten from here on
             torch.compiler.cudagraph_mark_step_begin()
-        with self._autocast():
+        with autocast(self.device, self.amp_dtype):
             out = self.net(x)
             t_out = None
             if self.teacher is not None:
@@ -433,7 +433,7 @@ class _Trainer:
             if self.stop.requested and not self.dist.enabled:
                 raise _Interrupted
             x, y = split_batch(batch)
-            with self._autocast():
+            with autocast(self.device, self.amp_dtype):
                 out = self.eval_net(x.to(self.device, non_blocking=True))
             for k, v in self.objective.eval_batch(out, y).items():
                 chunks.setdefault(k, []).append(v.detach().to(self.device if self.dist.enabled else "cpu"))
@@ -599,11 +599,6 @@ class _Trainer:
             atomic_write_text(pd.DataFrame(self.history).to_csv(index=False), self.out_dir / "history.csv")
 
     # ------------------------------------------------------------------ helpers
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
     def _close_bar(self):
         bar = getattr(self, "_bar", None)
         if bar is not None:
@@ -611,16 +606,8 @@ class _Trainer:
             self._bar = None
 
 
-def _device_type(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available")
-    return device
-
-
 def _pick_device(device: str, info) -> torch.device:
-    if _device_type(device) == "cuda":
+    if resolve_device(device).type == "cuda":
         return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
     return torch.device("cpu")
 
