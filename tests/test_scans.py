@@ -208,3 +208,21 @@ def test_bidirectional_scan_is_forward_plus_flipped_backward(variant):
     assert rel(out, expected) < 1e-5
     with pytest.raises(ValueError, match="A_b"):
         bidirectional_selective_scan(**args, A_b=None)
+
+
+def test_the_documented_default_configs_are_the_code_s():
+    """docs/scans.md lists pick_config's choices for its example shapes on an H100 (132 SMs):
+    every listed field must be what pick_config returns, so the table cannot drift."""
+    import re
+    from pathlib import Path
+
+    pytest.importorskip("triton")
+    from dasslib.scans.triton_backend import pick_config
+    text = (Path(__file__).parents[1] / "docs" / "scans.md").read_text()
+    lines = re.findall(r"^- `pick_config\((\d+), (\d+), (\d+)\)`: (.+)$", text, re.M)
+    assert len(lines) >= 5
+    for rows, L, N, fields in lines:
+        cfg = pick_config(int(rows), int(L), int(N), torch.device("cpu"), sms=132)
+        for item in fields.split():
+            key, value = item.split("=")
+            assert str(getattr(cfg, key)) == value, (rows, L, N, key, getattr(cfg, key), value)
