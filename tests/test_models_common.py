@@ -166,3 +166,13 @@ def test_one_home_for_the_fbank_frame_rate_and_device_resolution():
             auto.append(path.relative_to(root).as_posix())
     assert rate == ["data/frames.py"]
     assert auto == ["runtime.py"]
+
+
+def test_load_official_logs_its_report_when_verbose(caplog):
+    import logging
+    m = create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), num_classes=3)
+    sd = {f"module.v.{k}": v for k, v in m.state_dict().items()}
+    with caplog.at_level(logging.INFO, logger="dasslib.models.checkpoints"):
+        report = load_official(m, sd, verbose=True)
+    assert report.ok and len(report.loaded) == len(sd)
+    assert any("loaded" in r.getMessage() for r in caplog.records)

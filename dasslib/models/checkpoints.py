@@ -5,11 +5,14 @@ order when present, e.g. DataParallel's ``module.`` then the wrapper's ``v.``) a
 ``official_ignored`` (regular expressions for official keys the model does not use, e.g. DeiT's
 1000-class heads in the AST checkpoint).
 """
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 
@@ -89,7 +92,8 @@ def load_official(model, path_or_state_dict, strict=True, verbose=False):
     Keys are mapped with the model's ``official_prefixes`` / ``official_ignored``. With
     ``strict`` any missing, unexpected or shape-mismatched key raises ``ValueError`` (the
     report is the message) and nothing is loaded; otherwise the matching tensors are copied
-    and the rest is reported. ``verbose`` prints the report.
+    and the rest is reported. ``verbose`` logs the report (logger ``dasslib.models.checkpoints``,
+    level INFO).
     """
     mapped, ignored = map_official_keys(model, read_state_dict(path_or_state_dict))
     own = model.state_dict()
@@ -106,11 +110,8 @@ def load_official(model, path_or_state_dict, strict=True, verbose=False):
         raise ValueError(f"checkpoint does not match {type(model).__name__}:\n{report}")
     model.load_state_dict({k: mapped[k] for k in report.loaded}, strict=False)
     if verbose:
-        print(report)
+        logger.info("%s", report)
     return report
-
-
-__all__ = ["LoadReport", "read_state_dict", "map_official_keys", "load_official"]
 
 
 def init_dass_from_vmamba(model, path_or_state_dict, strict=True):
@@ -128,4 +129,5 @@ def init_dass_from_vmamba(model, path_or_state_dict, strict=True):
     return report
 
 
-__all__ += ["init_dass_from_vmamba"]
+__all__ = ["LoadReport", "read_state_dict", "map_official_keys", "load_official",
+           "init_dass_from_vmamba"]
