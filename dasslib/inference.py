@@ -250,7 +250,10 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     largest length, by extrapolating them. ``probe(frames) -> peak bytes or None`` and the two
     budgets can be injected (tests, other devices). On the CPU under an address-space limit
     (``RLIMIT_AS``), where the allocator's reuse of freed space makes the peaks noisy, the predicted
-    length is then run (forked) and bisected down to one that fits: measured, ``confirmed=True``.
+    length is then run (forked) and bisected down to one that fits: measured, ``confirmed=True``
+    (near that limit the allocator's state moves the boundary by a few percent between calls).
+    On the CPU, probes whose tensors are below glibc's mmap threshold (32 MiB) may land in memory
+    the process freed earlier and show no growth: ValueError then, rather than a guess.
     ValueError when memory cannot be measured on ``device``. Returns a :class:`LengthFit`.
     """
     _check_dtype(dtype)

@@ -129,9 +129,13 @@ def test_max_length_that_fits_when_nothing_fits(model):
 def test_max_length_that_fits_measures_the_cpu(model, monkeypatch):
     from dasslib import host_memory
 
-    fit = max_length_that_fits(model, MEL, "cpu", start_frames=16384)  # peak resident memory of two probes
-    assert [f for f, _ in fit.probes] == [16384, 8192] and fit.probes[0][1] > fit.probes[1][1] > 0
-    assert fit.max_frames > 16384 and fit.budget_bytes <= host_memory.memory_budget()[0]
+    # peak resident memory of two probes; their tensors (64-128 MiB) are above glibc's largest mmap
+    # threshold (32 MiB), so each is fresh memory: smaller ones can land in memory the process freed
+    # before (then the peak does not grow and the fit refuses to extrapolate)
+    n = 1 << 21
+    fit = max_length_that_fits(model, MEL, "cpu", start_frames=n)
+    assert [f for f, _ in fit.probes] == [n, n // 2] and fit.probes[0][1] > fit.probes[1][1] > 0
+    assert fit.max_frames > n and fit.budget_bytes <= host_memory.memory_budget()[0]
     monkeypatch.setattr(host_memory, "peak_growth", lambda call: None)  # as where /proc is missing
     with pytest.raises(ValueError, match="memory cannot be measured on cpu"):
         max_length_that_fits(model, MEL, "cpu")
