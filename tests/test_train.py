@@ -410,13 +410,32 @@ def test_multiclass_cross_entropy(tmp_path):
     torch.manual_seed(0)
     model = TinyNet(dropout=0.0)
     train = DataLoader(TensorDataset(xt, ct), batch_size=4, shuffle=True)
+    ends = []  # the weights at the end of each epoch (6 batches)
+
+    def record(info):
+        if info.batch == 6:
+            ends.append({k: v.clone() for k, v in model.state_dict().items()})
+
     res = fit(model, train, DataLoader(TensorDataset(xe, ce), batch_size=5),
-              small_cfg(wa=False, loss="ce", main_metric="acc"), tmp_path, task="multiclass")
+              small_cfg(wa=False, loss="ce", main_metric="eval_loss", lr=0.2), tmp_path, task="multiclass", on_step=record)
     with torch.no_grad():
         logits = model(xe)
     assert res.final["eval_loss"] == pytest.approx(nn.functional.cross_entropy(logits, ce).item(), rel=1e-6)
     assert res.final["acc"] == pytest.approx((logits.argmax(1) == ce).float().mean().item())
-    assert res.best["epoch"] in (1, 2, 3)
+    # the best epoch is the first of lowest eval loss, recomputed from each epoch's end weights
+    probe = TinyNet(dropout=0.0).eval()
+    losses = []
+    for state in ends:
+        probe.load_state_dict(state)
+        with torch.no_grad():
+            z = probe(xe).double()
+        losses.append(float((z.logsumexp(1) - z.gather(1, ce[:, None])[:, 0]).mean()))  # CE written out
+    assert res.history["eval_loss"].tolist() == pytest.approx(losses, rel=1e-5)
+    best = min(range(3), key=lambda e: (losses[e], e))
+    assert best == 0  # lr 0.2 overshoots: epoch 1 is best, not the last one
+    assert res.best["epoch"] == best + 1 and res.best["eval_loss"] == pytest.approx(losses[best], rel=1e-5)
+    saved = torch.load(tmp_path / "best_model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], ends[best][k]) for k in saved)
 
 
 class TinyMAE(nn.Module):
