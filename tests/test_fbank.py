@@ -45,6 +45,56 @@ def test_golden_fbank_of_chirp_and_tones():
     np.testing.assert_allclose(got["frame_mean"], golden["frame_mean"], atol=1e-3)
 
 
+def numpy_kaldi_fbank(wave, sr=16000, num_mel_bins=128):
+    """Kaldi's fbank with AST's options, written out in float64 numpy from Kaldi's definitions (not
+    through torchaudio): 25 ms frames every 10 ms (snip_edges), per-frame DC removal, pre-emphasis 0.97
+    (the first sample against itself), symmetric Hann window, 512-point power spectrum, triangular
+    filters equally spaced on the HTK mel scale 1127 ln(1 + f / 700) between 20 Hz and Nyquist, the
+    Nyquist bin unused, log floored at float32 epsilon. The waveform's mean is removed first (AST)."""
+    x = np.asarray(wave, dtype=np.float64).ravel()
+    x = x - x.mean()
+    win, hop, nfft = sr * 25 // 1000, sr * 10 // 1000, 512
+    n = 1 + (len(x) - win) // hop
+    frames = np.stack([x[i * hop:i * hop + win] for i in range(n)])
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    frames = frames - 0.97 * np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
+    frames = frames * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / (win - 1)))
+    power = np.abs(np.fft.rfft(frames, n=nfft, axis=1)) ** 2          # (n, 257)
+    mel = lambda f: 1127.0 * np.log(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+    lo, hi = mel(20.0), mel(sr / 2)
+    delta = (hi - lo) / (num_mel_bins + 1)
+    fft_mel = mel(np.arange(nfft // 2) * sr / nfft)                   # bins 0..255; 256 (Nyquist) unused
+    weights = np.zeros((num_mel_bins, nfft // 2 + 1))
+    for m in range(num_mel_bins):
+        left, centre, right = lo + m * delta, lo + (m + 1) * delta, lo + (m + 2) * delta
+        up, down = (fft_mel - left) / (centre - left), (right - fft_mel) / (right - centre)
+        weights[m, :nfft // 2] = np.clip(np.minimum(up, down), 0.0, None)
+    return np.log(np.maximum(power @ weights.T, np.finfo(np.float32).eps))
+
+
+def test_wav2fbank_matches_kaldi_written_out_in_numpy():
+    g = np.random.default_rng(3)
+    t = np.arange(880) / 16000  # 4 frames
+    wav = 0.4 * np.sin(2 * np.pi * 700 * t) + 0.1 * g.standard_normal(880) + 0.2
+    got = wav2fbank(torch.tensor(wav, dtype=torch.float32), num_mel_bins=40, target_length=None)
+    expected = numpy_kaldi_fbank(wav.astype(np.float32), num_mel_bins=40)
+    assert got.shape == expected.shape == (4, 40)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-4, rtol=0)  # float32 vs float64: ~2e-5
+
+
+def test_golden_file_agrees_with_kaldi_written_out_in_numpy():
+    """The golden values were written by wav2fbank: check them against the independent computation."""
+    with open(GOLDEN) as f:
+        golden = json.load(f)
+    ref = numpy_kaldi_fbank(golden_waveform().numpy())
+    assert list(ref.shape) == golden["shape"]
+    for r in GOLDEN_ROWS:
+        # float32 vs float64 in the quietest bins (log of small energies): up to ~2e-3
+        np.testing.assert_allclose(golden["rows"][str(r)], ref[r], atol=5e-3)
+    np.testing.assert_allclose(golden["bin_mean"], ref.mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose(golden["frame_mean"], ref.mean(axis=1), atol=1e-3)
+
+
 def test_matches_torchaudio_kaldi_with_ast_parameters():
     wav = golden_waveform()
     expected = kaldi.fbank(wav - wav.mean(), htk_compat=True, sample_frequency=16000,

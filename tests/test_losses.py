@@ -153,3 +153,76 @@ def test_registry():
     assert needs_teacher(get_loss("kd_bce")) and not needs_teacher(get_loss("bce"))
     with pytest.raises(ValueError, match="did you mean 'kd_kl'"):
         get_loss("kd_kll")
+
+
+def _kl64(student, teacher, temperature):
+    """KL(softmax(teacher / T) || softmax(student)), batch mean, in float64 from explicit exponentials."""
+    s = torch.as_tensor(student, dtype=torch.float64)
+    q = torch.as_tensor(teacher, dtype=torch.float64) / temperature
+    p_t = q.exp() / q.exp().sum(dim=1, keepdim=True)
+    p_s = s.exp() / s.exp().sum(dim=1, keepdim=True)
+    return float((p_t * (p_t.log() - p_s.log())).sum() / s.shape[0])
+
+
+def _bce64(logits, targets):
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(targets, dtype=torch.float64)
+    sig = 1.0 / (1.0 + (-z).exp())
+    return float(-(y * sig.log() + (1 - y) * (1 - sig).log()).mean())
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
+def test_kd_loss_passes_its_temperature_to_both_distill_terms(temperature):
+    student = [[0.2, -1.0, 1.5], [0.0, 0.7, -0.3]]
+    teacher = [[2.0, -0.5, 0.1], [-1.2, 1.1, 0.4]]
+    y = [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    hard = _bce64(student, y)
+    kl = _kl64(student, teacher, temperature)
+    soft = torch.sigmoid(torch.tensor(teacher, dtype=torch.float64) / temperature)
+    bce = _bce64(student, soft)
+    for name, distill in (("kd_kl", kl), ("kd_bce", bce)):
+        loss = get_loss(name, weight=0.3, temperature=temperature)
+        parts = loss.components(t(student), t(y), t(teacher))
+        assert parts["distill"].item() == pytest.approx(distill, rel=1e-5), name
+        assert parts["hard"].item() == pytest.approx(hard, rel=1e-5), name
+        assert parts["loss"].item() == pytest.approx(0.7 * hard + 0.3 * distill, rel=1e-5), name
+    # the temperature matters for these logits: T = 3 and T = 1 give clearly different terms
+    if temperature == 3.0:
+        assert abs(kl - _kl64(student, teacher, 1.0)) > 0.05
+
+
+def test_bce_distillation_temperature_hand_value():
+    # student logits log 3 (sigmoid 0.75). Teacher logit 2 log 3 at T = 2: target sigmoid(log 3) = 0.75;
+    # teacher logit 0: target 0.5 whatever T
+    first = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    second = -(0.5 * math.log(0.75) + 0.5 * math.log(0.25))
+    got = bce_distillation(t([[LOG3, LOG3]]), t([[2 * LOG3, 0.0]]), temperature=2.0)
+    assert got.item() == pytest.approx((first + second) / 2, rel=1e-6)
+    # at T = 1 the first soft target would be 0.9: another value
+    assert bce_distillation(t([[LOG3, LOG3]]), t([[2 * LOG3, 0.0]])).item() != pytest.approx(got.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("loss", ["kd_kl", "kd_bce"])
+@pytest.mark.parametrize("task", ["multilabel", "multiclass"])
+def test_train_config_kd_settings_reach_the_loss(loss, task):
+    from dasslib.train import TrainConfig
+    from dasslib.train.objectives import build_objective
+
+    obj = build_objective(TrainConfig(loss=loss, kd_weight=0.2, kd_temperature=4.0, progress=False), task)
+    assert (obj.loss_fn.weight, obj.loss_fn.temperature) == (0.2, 4.0)
+    # and the value the objective returns is built with them
+    student, teacher = [[0.5, -0.5, 1.0]], [[3.0, 0.0, -2.0]]
+    if task == "multiclass":
+        y = torch.tensor([2])
+        s64 = torch.tensor(student, dtype=torch.float64)
+        hard = float(-(s64[0, 2] - s64.exp().sum().log()))
+    else:
+        y = t([[0.0, 1.0, 1.0]])
+        hard = _bce64(student, y)
+    if loss == "kd_kl":
+        distill = _kl64(student, teacher, 4.0)
+    else:
+        distill = _bce64(student, torch.sigmoid(torch.tensor(teacher, dtype=torch.float64) / 4.0))
+    value, parts = obj.loss(t(student), y, t(teacher))
+    assert value.item() == pytest.approx(0.8 * hard + 0.2 * distill, rel=1e-5)
+    assert parts["distill"].item() == pytest.approx(distill, rel=1e-5)

@@ -11,17 +11,16 @@ from dasslib.models.layers import resize_pos_grid, sinusoid_table_1d
 TINY = dict(embed_dim=32, depth=2, num_heads=2, input_fdim=32, input_tdim=64)
 
 
-def official_ast_base_shapes():
+def official_ast_base_shapes(d=768, depth=12, n_pos=1214, num_classes=527):
     """The AST AudioSet checkpoint (base384, fstride = tstride = 10, 128 x 1024, 527 classes)."""
-    d = 768
     s = {"module.v.cls_token": (1, 1, d), "module.v.dist_token": (1, 1, d),
-         "module.v.pos_embed": (1, 1214, d), "module.v.patch_embed.proj.weight": (d, 1, 16, 16),
+         "module.v.pos_embed": (1, n_pos, d), "module.v.patch_embed.proj.weight": (d, 1, 16, 16),
          "module.v.patch_embed.proj.bias": (d,), "module.v.norm.weight": (d,),
          "module.v.norm.bias": (d,), "module.v.head.weight": (1000, d), "module.v.head.bias": (1000,),
          "module.v.head_dist.weight": (1000, d), "module.v.head_dist.bias": (1000,),
          "module.mlp_head.0.weight": (d,), "module.mlp_head.0.bias": (d,),
-         "module.mlp_head.1.weight": (527, d), "module.mlp_head.1.bias": (527,)}
-    for i in range(12):
+         "module.mlp_head.1.weight": (num_classes, d), "module.mlp_head.1.bias": (num_classes,)}
+    for i in range(depth):
         p = f"module.v.blocks.{i}."
         s.update({p + "norm1.weight": (d,), p + "norm1.bias": (d,),
                   p + "attn.qkv.weight": (3 * d, d), p + "attn.qkv.bias": (3 * d,),
@@ -43,6 +42,24 @@ def test_official_audioset_checkpoint_layout_loads_strictly():
                                       "module.v.head_dist.bias", "module.v.head_dist.weight"]
     total = sum(math.prod(s) for s in official_ast_base_shapes().values())
     assert round(total / 1e6, 1) == 88.1             # the checkpoint's 88.1M, heads included
+
+
+def test_official_layout_copies_every_value():
+    """The report alone would pass if nothing were copied: check the values, on a small real model."""
+    torch.manual_seed(0)
+    model = create("ast_tiny", num_classes=5, **TINY)
+    n_pos = model.state_dict()["pos_embed"].shape[1]
+    g = torch.Generator().manual_seed(1)
+    sd = {k: torch.randn(s, generator=g)
+          for k, s in official_ast_base_shapes(d=32, depth=2, n_pos=n_pos, num_classes=5).items()}
+    report = load_official(model, sd, strict=True)
+    own = model.state_dict()
+    assert report.ok and sorted(report.loaded) == sorted(own)
+    for key, value in sd.items():
+        name = key.replace("module.v.", "").replace("module.", "")
+        if key in report.ignored:
+            continue
+        assert torch.equal(own[name], value), key
 
 
 @pytest.mark.parametrize("name,millions", [("ast_tiny", 5.7), ("ast_small", 22.1),

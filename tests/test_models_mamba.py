@@ -89,6 +89,21 @@ def test_aum_official_checkpoint_layout_loads_strictly(bimamba):
     assert report.ok and len(report.loaded) == len(sd)
 
 
+@pytest.mark.parametrize("bimamba", ["none", "fo_bi", "bi_bi"])
+def test_aum_official_layout_copies_every_value(bimamba):
+    """The report alone would pass if nothing were copied: check the values, on a small real model."""
+    torch.manual_seed(0)
+    model = create("aum_tiny", num_classes=5, bimamba=bimamba, **AUM_TINY)
+    n_patches = model.state_dict()["pos_embed.pos_embed"].shape[1] - 1
+    g = torch.Generator().manual_seed(1)
+    sd = {"module." + k: torch.randn(s, generator=g)
+          for k, s in official_aum_shapes(bimamba, d=32, depth=2, n_patches=n_patches, num_classes=5).items()}
+    report = load_official(model, sd, strict=True)
+    own = model.state_dict()
+    assert report.ok and sorted(report.loaded) == sorted(own) == sorted(k[len("module."):] for k in sd)
+    assert all(torch.equal(own[k[len("module."):]], v) for k, v in sd.items())
+
+
 @pytest.mark.parametrize("position,index", [("head", 0), ("mid", 4), ("tail", 8)])
 def test_aum_cls_token_position_and_its_position_embedding(position, index):
     # depth 0: the output is norm_f of the (positioned) CLS token wherever it sits

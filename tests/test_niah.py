@@ -229,13 +229,24 @@ def test_niah_dataset_from_audio_dataset(tmp_path):
         wavs.append(path)
     write_label_csv(tmp_path / "labels.csv", ["/m/a", "/m/b"], ["a", "b"])
     write_datafile(tmp_path / "eval.json", [(wavs[0], ["/m/a"]), (wavs[1], ["/m/a", "/m/b"])])
+    # the dataset's own normalization stats, far from AudioSet's: the haystack must use them too
+    mean, std = -2.0, 1.5
     base = AudioDataset(tmp_path / "eval.json", tmp_path / "labels.csv",
-                        AudioConf(target_length=128, num_mel_bins=32))
+                        AudioConf(target_length=128, num_mel_bins=32, mean=mean, std=std))
     ds = NiahDataset.from_audio_dataset(base, 3.0, position=1.0, kind="white", snr_db=5.0)
     for i in range(2):
         x, labels = ds[i]
         assert x.shape == (300, 32)
         assert torch.equal(x[-128:], base[i][0]) and torch.equal(labels, base.target(i))
+        # the 172 noise frames before the needle: Kaldi fbank of the noise (AST's arguments), called
+        # directly, normalized by hand with the dataset's stats: (fbank - mean) / (2 std)
+        wave, _ = sf.read(wavs[i], dtype="float32")
+        noise = haystack_noise("white", noise_num_samples(172), torch.from_numpy(wave), 5.0, seed=(0, i))
+        noise = (noise - noise.mean()).double()
+        raw = kaldi.fbank(noise, htk_compat=True, sample_frequency=SR, use_energy=False, window_type="hanning",
+                          num_mel_bins=32, dither=0.0, frame_shift=10)
+        assert raw.shape == (172, 32)
+        torch.testing.assert_close(x[:172].double(), (raw - mean) / (2 * std), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="train"):
         NiahDataset.from_audio_dataset(
             AudioDataset(tmp_path / "eval.json", tmp_path / "labels.csv", AudioConf(train=True)), 3.0)

@@ -136,3 +136,40 @@ def test_cli(tmp_path):
     out = json.loads(result.stdout)
     assert [e.labels for e in read_datafile(out["eval_json"])]
     assert sf.info(read_datafile(out["train_json"])[1].wav).frames == 16000
+
+
+def _tone_hz(program, key, drums):
+    """The frequency a fake note encodes: melodic classes differ by program, drum classes by key."""
+    return 6000 + 50 * (key - 35) if drums else 100 + 50 * program
+
+
+class _ToneRenderer:
+    """Stands in for the soundfont: every note is a 0.2 s sine at `_tone_hz` of its spec (a whole number
+    of cycles, so a note leaks nothing into the other 50 Hz-spaced frequencies)."""
+
+    def render(self, spec, drums):
+        t = np.arange(3200) / 16000
+        return np.sin(2 * np.pi * _tone_hz(spec[0], spec[1], drums) * t).astype(np.float32)
+
+
+def test_clip_audio_comes_from_its_labelled_classes_only(tmp_path, monkeypatch):
+    """Property: the notes mixed into a clip are those of its labelled classes, and of no other class."""
+    import dasslib.data.synth as synth
+
+    monkeypatch.setattr(synth, "_Renderer", _ToneRenderer)
+    paths = make_embedded_dataset(tmp_path, n_train=16, n_eval=8, clip_seconds=2.0, progress=False)
+    freqs = {cls.mid: sorted({_tone_hz(p, k, cls.drums) for p in cls.programs for k in cls.keys})
+             for cls in CLASSES}
+    assert len({f for fs in freqs.values() for f in fs}) == sum(len(fs) for fs in freqs.values())  # disjoint
+    heard_any = set()
+    for split in ("train", "eval"):
+        for entry in read_datafile(paths[f"{split}_json"]):
+            audio, sr = sf.read(entry.wav)
+            mag = np.abs(np.fft.rfft(audio))  # 0.5 Hz bins
+            # a class sounds if one of its tones stands out: a note at the lowest gain (-15 dB) after the
+            # clip's peak normalisation is > 100, leakage of cut-off notes and the noise floor < 15
+            heard = {mid for mid, fs in freqs.items() if max(mag[int(f * len(audio) / sr)] for f in fs) > 40}
+            assert heard == set(entry.labels), entry.wav
+            heard_any |= heard
+    assert len(heard_any) >= 15  # many classes are exercised, both melodic and drums
+    assert heard_any & {c.mid for c in CLASSES if c.drums} and heard_any - {c.mid for c in CLASSES if c.drums}

@@ -410,13 +410,32 @@ def test_multiclass_cross_entropy(tmp_path):
     torch.manual_seed(0)
     model = TinyNet(dropout=0.0)
     train = DataLoader(TensorDataset(xt, ct), batch_size=4, shuffle=True)
+    ends = []  # the weights at the end of each epoch (6 batches)
+
+    def record(info):
+        if info.batch == 6:
+            ends.append({k: v.clone() for k, v in model.state_dict().items()})
+
     res = fit(model, train, DataLoader(TensorDataset(xe, ce), batch_size=5),
-              small_cfg(wa=False, loss="ce", main_metric="acc"), tmp_path, task="multiclass")
+              small_cfg(wa=False, loss="ce", main_metric="eval_loss", lr=0.2), tmp_path, task="multiclass", on_step=record)
     with torch.no_grad():
         logits = model(xe)
     assert res.final["eval_loss"] == pytest.approx(nn.functional.cross_entropy(logits, ce).item(), rel=1e-6)
     assert res.final["acc"] == pytest.approx((logits.argmax(1) == ce).float().mean().item())
-    assert res.best["epoch"] in (1, 2, 3)
+    # the best epoch is the first of lowest eval loss, recomputed from each epoch's end weights
+    probe = TinyNet(dropout=0.0).eval()
+    losses = []
+    for state in ends:
+        probe.load_state_dict(state)
+        with torch.no_grad():
+            z = probe(xe).double()
+        losses.append(float((z.logsumexp(1) - z.gather(1, ce[:, None])[:, 0]).mean()))  # CE written out
+    assert res.history["eval_loss"].tolist() == pytest.approx(losses, rel=1e-5)
+    best = min(range(3), key=lambda e: (losses[e], e))
+    assert best == 0  # lr 0.2 overshoots: epoch 1 is best, not the last one
+    assert res.best["epoch"] == best + 1 and res.best["eval_loss"] == pytest.approx(losses[best], rel=1e-5)
+    saved = torch.load(tmp_path / "best_model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], ends[best][k]) for k in saved)
 
 
 class TinyMAE(nn.Module):
@@ -504,3 +523,66 @@ def ck_world(run_dir):
     ck = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert len(ck["rng"]) == ck["world_size"]  # one RNG state per rank
     return ck["world_size"]
+
+
+# ---------------------------------------------------------------- resumption with averaging started, AMP and clipping
+class LoudNet(TinyNet):
+    """TinyNet on inputs scaled by 30: under fp16 autocast its first backward passes overflow at the
+    GradScaler's initial scale (65536), so the scaler skips those steps and backs off to 8192."""
+
+    def forward(self, x):
+        return self.net(x * 30.0)
+
+
+def run_variant(out_dir, net=TinyNet, init_seed=0, on_step=None, **cfg_kw):
+    torch.manual_seed(init_seed)
+    model = net()
+    train, ev = loaders()
+    return model, fit(model, train, ev, small_cfg(**cfg_kw), out_dir, on_step=on_step)
+
+
+def interrupt_and_resume(tmp_path, step, net=TinyNet, **cfg_kw):
+    """An uninterrupted run, and the same run stopped after global step ``step`` then resumed from
+    other initial weights. Returns (reference model, its result, resumed model, its result, the checkpoint)."""
+    ref_model, ref_res = run_variant(tmp_path / "ref", net, **cfg_kw)
+
+    def stop(info):
+        if info.global_step == step:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_variant(tmp_path / "run", net, on_step=stop, **cfg_kw)
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    model, res = run_variant(tmp_path / "run", net, init_seed=11, **cfg_kw)
+    return ref_model, ref_res, model, res, ck
+
+
+def test_resume_after_weight_averaging_started_with_bf16_autocast(tmp_path):
+    # wa_start=1: the end of epoch 1 is in the averager when the run stops in epoch 2 (step 9 of 18)
+    ref_model, ref_res, model, res, ck = interrupt_and_resume(tmp_path, 9, amp="bf16", wa_start=1)
+    assert (ck["epoch"], ck["batch"], ck["averager"]["count"]) == (1, 3, 1)
+    assert_same_run(ref_model, ref_res, model, res)
+    # bf16 autocast was in effect: the same run in float32 ends with other weights
+    fp32_model, _ = run_variant(tmp_path / "fp32", wa_start=1)
+    assert not torch.equal(fp32_model.net[1].weight, model.net[1].weight)
+
+
+def test_resume_restores_the_fp16_grad_scaler_and_the_averager(tmp_path):
+    if not torch.amp.is_autocast_available("cpu"):
+        pytest.skip("no CPU autocast in this torch")
+    with pytest.warns(UserWarning, match="lr_scheduler.step"):  # the scaler skips the overflowing steps
+        ref_model, ref_res, model, res, ck = interrupt_and_resume(tmp_path, 14, LoudNet, amp="fp16", wa_start=2)
+    # epoch 3, batch 2: epoch 2's end is averaged; the scaler backed off from 65536 to 8192 in epoch 1.
+    # A resume that restarted the scaler at 65536 would skip step 15 and end elsewhere.
+    assert (ck["epoch"], ck["batch"], ck["averager"]["count"]) == (2, 2, 1)
+    assert ck["scaler"]["scale"] == 8192.0
+    assert_same_run(ref_model, ref_res, model, res)
+
+
+def test_resume_mid_epoch_with_gradient_clipping(tmp_path):
+    ref_model, ref_res, model, res, ck = interrupt_and_resume(tmp_path, 9, grad_clip=0.05, wa_start=1)
+    assert (ck["epoch"], ck["batch"], ck["averager"]["count"]) == (1, 3, 1)
+    assert_same_run(ref_model, ref_res, model, res)
+    # the clipping bites: without it the run ends with other weights
+    free_model, _ = run_variant(tmp_path / "free", wa_start=1)
+    assert not torch.equal(free_model.net[1].weight, model.net[1].weight)
