@@ -70,7 +70,7 @@ class LengthFit:
         return self.max_frames / FRAMES_PER_SECOND
 
     def __str__(self):
-        if self.coeffs is None:
+        if self.max_frames == 0:
             tried = min(f for f, _ in self.probes) if self.probes else 0
             return f"nothing fits: even {_span(tried)} at batch size {self.batch_size} ran out of memory"
         text = (f"largest length {'measured' if self.confirmed else 'predicted'} to fit at batch size {self.batch_size}: "
@@ -79,6 +79,8 @@ class LengthFit:
             text += (f"; {_span(self.max_frames_total)} if all {_gib(self.total_bytes)} "
                      "of the device were free")
         fitted = ", ".join(str(f) for f, peak in self.probes if peak is not None)
+        if self.coeffs is None:   # found by running lengths: the probes' peaks did not grow
+            return text + f" (found by running lengths from {fitted} frames up)"
         *quad, per_frame, base = self.coeffs
         model = f"{_gib(base)} + {per_frame / 2**10:.1f} KiB/frame"
         if quad:
@@ -235,7 +237,7 @@ def _cuda_budget(device, headroom):
 
 
 def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtype=torch.bfloat16,
-                         start_frames=8192, min_frames=64, degree=1, headroom=0.95,
+                         start_frames=8192, min_frames=64, degree=1, headroom=0.95, upper_frames=None,
                          probe=None, budget_bytes=None, total_bytes=None):
     """Predict the largest input length (frames) ``model`` can run on ``device``.
 
@@ -254,6 +256,9 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     (near that limit the allocator's state moves the boundary by a few percent between calls).
     On the CPU, probes whose tensors are below glibc's mmap threshold (32 MiB) may land in memory
     the process freed earlier and show no growth: ValueError then, rather than a guess.
+    Where the probes' peaks do not grow (small probes reusing freed memory), the confirming search
+    runs from the largest probe up to ``upper_frames`` (a length known not to fit; default 16x the
+    probe) instead of extrapolating; the fit then has no coefficients.
     ValueError when memory cannot be measured on ``device``. Returns a :class:`LengthFit`.
     """
     _check_dtype(dtype)
@@ -294,8 +299,15 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
             smaller = max(1, frames >> k)
             tried.append((smaller, probe(smaller)))
     fitted = [(f, p) for f, p in tried if p is not None]
-    max_frames, coeffs = fit_memory_model(fitted, budget_bytes, degree)
-    max_total = fit_memory_model(fitted, total_bytes, degree)[0] if total_bytes is not None else None
+    try:
+        max_frames, coeffs = fit_memory_model(fitted, budget_bytes, degree)
+        max_total = fit_memory_model(fitted, total_bytes, degree)[0] if total_bytes is not None else None
+    except ValueError:
+        if not confirm:
+            raise
+        # small probes can reuse memory the process freed earlier (no measurable growth): under an
+        # address-space limit the lengths themselves can be tried, up to one known not to fit
+        max_frames, coeffs, max_total = upper_frames or 16 * max(f for f, _ in fitted), None, None
     if confirm:
         with _eval_mode(model):
             max_frames = _bisect_fit(probe, max(f for f, _ in fitted), max_frames)
@@ -336,7 +348,8 @@ def _too_long(model, shape, device, batch_size, dtype):
     frames, mel_bins = shape[1], shape[2]
     try:
         fit = max_length_that_fits(model, mel_bins, device, batch_size=batch_size, dtype=dtype,
-                                   start_frames=max(64, frames // 2 // 64 * 64), min_frames=64)
+                                   start_frames=max(64, frames // 2 // 64 * 64), min_frames=64,
+                                   upper_frames=frames)
     except ValueError:
         if device.type == "cuda":
             raise
