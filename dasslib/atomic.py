@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_csv"]
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
@@ -44,3 +44,9 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
 def atomic_write_json(obj, path: str | os.PathLike, indent: int = 1) -> Path:
     """``json.dump(obj)`` (plus a newline) to ``path`` atomically; returns the path."""
     return atomic_write_text(json.dumps(obj, indent=indent) + "\n", path)
+
+
+def atomic_write_csv(df, path: str | os.PathLike, **to_csv) -> None:
+    """``df.to_csv(path, **to_csv)`` (a pandas DataFrame), written atomically. Returns None, like
+    ``to_csv`` with a path (a notebook cell ending with it shows no output)."""
+    atomic_write_text(df.to_csv(**to_csv), path)

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Audio, Image, Markdown, display
 
+from .atomic import atomic_write_bytes
+
 __all__ = ["DPI", "MAX_AUDIO_SECONDS", "figure_png", "show_figure", "audio", "show_audio", "show_markdown",
            "widgets_live", "explore"]
 
@@ -52,8 +54,7 @@ def show_figure(fig, path: str | os.PathLike | None = None, dpi: int = DPI) -> N
     _close(fig)
     name = None
     if path is not None:
-        path = Path(path)
-        path.write_bytes(png)
+        path = atomic_write_bytes(png, path)
         name = path.name
     display(Image(data=png, format="png"), metadata={"dasslib": {"saved_as": name}})
 

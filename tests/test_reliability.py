@@ -591,18 +591,25 @@ def test_cpu_memory_cap_gives_input_too_long_with_the_largest_length_that_fits(c
     assert 1000 < largest < 40000 and "2X DOES NOT FIT" in out  # 90% of it fits (above), twice does not
 
 
-@pytest.mark.parametrize("writer", ["label_csv", "datafile", "run_metadata"])
+@pytest.mark.parametrize("writer", ["label_csv", "datafile", "run_metadata", "table_csv", "figure_png"])
 def test_library_writers_are_atomic(tmp_path, monkeypatch, writer):
     """A write that fails at the last step (the rename) leaves the previous file whole and no
     temporary file behind: datafiles, label CSVs and run metadata go through dasslib.atomic."""
     import dasslib.atomic as atomic
     from dasslib.data.datafile import write_datafile, write_label_csv
     from dasslib.notebook import save_run_metadata
+    import matplotlib.pyplot as plt
+
+    from dasslib.atomic import atomic_write_csv
+    from dasslib.display import show_figure
     path = {"label_csv": tmp_path / "labels.csv", "datafile": tmp_path / "train.json",
-            "run_metadata": tmp_path / "run_metadata.json"}[writer]
+            "run_metadata": tmp_path / "run_metadata.json", "table_csv": tmp_path / "table.csv",
+            "figure_png": tmp_path / "fig.png"}[writer]
     write = {"label_csv": lambda: write_label_csv(path, ["/m/a"], ["A"]),
              "datafile": lambda: write_datafile(path, [(str(tmp_path / "a.wav"), ["/m/a"])]),
-             "run_metadata": lambda: save_run_metadata(tmp_path, note="x")}[writer]
+             "run_metadata": lambda: save_run_metadata(tmp_path, note="x"),
+             "table_csv": lambda: atomic_write_csv(pd.DataFrame({"a": [1, 2]}), path, index=False),
+             "figure_png": lambda: show_figure(plt.figure(figsize=(1, 1)), path)}[writer]
     path.write_text("previous")
 
     def fail(*a, **k):
@@ -614,4 +621,4 @@ def test_library_writers_are_atomic(tmp_path, monkeypatch, writer):
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
     monkeypatch.undo()
     write()
-    assert path.read_text() != "previous"
+    assert path.read_bytes() != b"previous"
