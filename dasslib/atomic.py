@@ -41,9 +41,10 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(text.encode("utf-8"), path)
 
 
-def atomic_write_json(obj, path: str | os.PathLike, indent: int = 1) -> Path:
-    """``json.dump(obj)`` (plus a newline) to ``path`` atomically; returns the path."""
-    return atomic_write_text(json.dumps(obj, indent=indent) + "\n", path)
+def atomic_write_json(obj, path: str | os.PathLike, indent: int = 1, **dumps) -> Path:
+    """``json.dumps(obj, indent=indent, **dumps)`` plus a newline, written to ``path`` atomically;
+    returns the path."""
+    return atomic_write_text(json.dumps(obj, indent=indent, **dumps) + "\n", path)
 
 
 def atomic_write_csv(df, path: str | os.PathLike, **to_csv) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from dasslib.experiments.common import norm_stats, prepare_data, train_classifie
 from dasslib.notebook import run_metadata  # noqa: E402
 from dasslib.tagging.scoring import event_prf  # noqa: E402
 from dasslib.tagging.timeline import find_events  # noqa: E402
-from dasslib.train.checkpoint import atomic_write_bytes, atomic_write_text  # noqa: E402
+from dasslib.atomic import atomic_write, atomic_write_csv, atomic_write_json  # noqa: E402
 
 SMOKE_MODEL = dict(depths=(1, 1), dims=(8, 16))
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -118,10 +117,8 @@ def main(argv=None):
     audio, truth = render_event_recording(args.minutes * 60, seed=args.seed)
     wav = work / f"recording_{args.minutes:g}min_seed{args.seed}.wav"
     wav.parent.mkdir(parents=True, exist_ok=True)
-    tmp = wav.with_name(f".{wav.name}.tmp")
-    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, wav)
-    atomic_write_text(truth.to_csv(index=False), out / "truth_events.csv")
+    atomic_write(wav, lambda f: sf.write(f, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    atomic_write_csv(truth, out / "truth_events.csv", index=False)
     times["render_s"] = time.perf_counter() - begin
     del audio
 
@@ -140,7 +137,7 @@ def main(argv=None):
         raise SystemExit(f"tagging failed: {result.files.error.iloc[0]}")
 
     scores = event_prf(result.events, truth, args.min_overlap)
-    atomic_write_text(scores.to_csv(index=False), out / "event_scores.csv")
+    atomic_write_csv(scores, out / "event_scores.csv", index=False)
     mids = read_label_csv(labels).mids
     timeline = result.timeline.iloc[:, 3:].to_numpy()             # columns: file, start_s, end_s, classes
     duration = float(result.files.duration_s.iloc[0])
@@ -153,7 +150,7 @@ def main(argv=None):
         sweep.append(dict(threshold=threshold, detected=row.detected, matched=row.matched,
                           precision=row.precision, recall=row.recall, f1=row.f1))
     sweep = pd.DataFrame(sweep)
-    atomic_write_text(sweep.to_csv(index=False), out / "threshold_sweep.csv")
+    atomic_write_csv(sweep, out / "threshold_sweep.csv", index=False)
 
     overall = scores.iloc[-1]
     summary = dict(
@@ -166,7 +163,7 @@ def main(argv=None):
         mode=result.files["mode"].iloc[0], tag_file_seconds=float(result.files.seconds.iloc[0]),
         peak_cuda_memory_gib=None if peak is None else peak / 2**30, wall_seconds=times,
         outputs=sorted(p.name for p in out.iterdir()))
-    atomic_write_bytes((json.dumps(summary, indent=1, default=str) + "\n").encode(), out / "summary.json")
+    atomic_write_json(summary, out / "summary.json", indent=1, default=str)
     print(sweep.to_string(index=False, float_format="%.3f"))
     print(json.dumps({k: summary[k] for k in ("device", "mode", "precision", "recall", "f1",
                                               "peak_cuda_memory_gib", "wall_seconds")}, indent=1, default=str))

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_csv
 from ..runtime import resolve_device
 from ..data.audio import load_audio
 from ..data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE
@@ -42,10 +43,6 @@ class TagResult:
     timeline: pd.DataFrame
     events: pd.DataFrame
     written: list = field(default_factory=list)
-
-
-def _device(device):
-    return resolve_device(device)
 
 
 def _column_names(labels):
@@ -128,7 +125,7 @@ def tag(paths, model="dass_small", checkpoint=None, labels=None, *, timeline=Fal
         raise ValueError(f"the labels have {labels.num_classes} classes but the model has {model.num_classes}")
     files = collect_inputs(paths)
     show_files = len(files) > 1 if progress is None else progress
-    device = _device(device)
+    device = resolve_device(device)
     model = model.to(device).eval()
     tagger = _Tagger(model, labels, device, dtype, max_pass_seconds, overlap_seconds, (norm_mean, norm_std),
                      progress is not False)
@@ -186,8 +183,8 @@ def _write_png(path, times, scores, found, labels, hop, title, plot_top):
 
 def _write_tables(result, out_dir, timeline):
     """files.csv, clips.csv (and timeline.csv, events.csv) under ``out_dir``, written atomically."""
-    from ..train.checkpoint import atomic_write_text
-
     names = ("files", "clips") + (("timeline", "events") if timeline else ())
-    return [str(atomic_write_text(getattr(result, name).to_csv(index=False), os.path.join(out_dir, f"{name}.csv")))
-            for name in names]
+    paths = [os.path.join(out_dir, f"{name}.csv") for name in names]
+    for name, path in zip(names, paths):
+        atomic_write_csv(getattr(result, name), path, index=False)
+    return paths

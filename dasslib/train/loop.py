@@ -25,12 +25,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_csv, atomic_write_json
 from ..fast import compile_for_training, resolve_train_fast
 from ..runtime import autocast, resolve_device
 
 from . import distributed
 from .averaging import WeightAverager
-from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
+from .checkpoint import atomic_save, load_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .interrupt import StopRequest
 from .objectives import build_objective, split_batch
@@ -198,7 +199,7 @@ class _Trainer:
             seed_everything(self.cfg.seed + self.dist.rank)
             self._snapshot_rng()
         if self.dist.is_main:
-            atomic_write_text(json.dumps(self.identity, indent=2) + "\n", self.out_dir / RUN_FILE)
+            atomic_write_json(self.identity, self.out_dir / RUN_FILE, indent=2)
         if self.cfg.deterministic:
             use_deterministic_algorithms()
         if self.finished:
@@ -467,7 +468,7 @@ class _Trainer:
 
     def _write_metrics(self):
         payload = {"final": self.final, "wa": self.wa, "best": self.best, "config": self.cfg.to_dict()}
-        atomic_write_text(json.dumps(payload, indent=2, default=str) + "\n", self.out_dir / "metrics.json")
+        atomic_write_json(payload, self.out_dir / "metrics.json", indent=2, default=str)
 
     def _repair_outputs(self):
         """A finished run: rewrite result files that are missing or unreadable (an interrupted or failed
@@ -596,7 +597,7 @@ class _Trainer:
 
     def _write_history(self):
         if self.dist.is_main:
-            atomic_write_text(pd.DataFrame(self.history).to_csv(index=False), self.out_dir / "history.csv")
+            atomic_write_csv(pd.DataFrame(self.history), self.out_dir / "history.csv", index=False)
 
     # ------------------------------------------------------------------ helpers
     def _close_bar(self):
