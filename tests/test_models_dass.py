@@ -244,3 +244,18 @@ def test_stem_taps_equal_the_convolution(shape, k, stride, pad):
     assert (out - ref).abs().max() < 1e-12
     keys = create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64)).state_dict()
     assert {"patch_embed.0.weight", "patch_embed.0.bias"} <= set(keys)   # official keys kept
+
+
+def test_default_config_runs_in_float64():
+    """scan_fp32 (the default) widens lower precisions only: the model in float64 used to fail with
+    'mixed dtype'; it now scans in float64 and matches the float32 model to float32 rounding."""
+    torch.manual_seed(0)
+    model = create("dass_small", num_classes=4, **TINY).eval()
+    assert model.layers[0].blocks[0].op.scan_fp32
+    x = torch.randn(2, 64, 32)
+    with torch.no_grad():
+        out32 = model(x)
+        model.double()
+        out64 = model(x.double())
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), out32, rtol=1e-4, atol=1e-5)

@@ -93,9 +93,11 @@ class SS2D(nn.Module):
         dtype, L = u.dtype, h * w
         # fused path: the scan reads u in its dtype and writes y in fp32, as the official fp32
         # u (a cast of the same values) would, without the copy
-        out = torch.float32 if self.scan_fp32 else None
-        A = -torch.exp(self.A_logs.float())
-        kw = dict(D=self.Ds.float(), delta_bias=self.dt_projs_bias.float().view(-1),
+        # the scan's parameters in fp32, or in the input's dtype where that is wider (float64)
+        sdt = torch.promote_types(dtype, torch.float32)
+        out = sdt if self.scan_fp32 else None
+        A = -torch.exp(self.A_logs.to(sdt))
+        kw = dict(D=self.Ds.to(sdt), delta_bias=self.dt_projs_bias.to(sdt).view(-1),
                   delta_softplus=True, out_dtype=out)
         if self._fused_ok(u):
             # rows and columns of the grid once; each direction's projections at its source
@@ -126,7 +128,7 @@ class SS2D(nn.Module):
                 # the official fp32 copy: with bf16 u and an fp32 output instead, the compiled
                 # training step measured slower on the H100 (2026-12-06, B=12: 192 vs 260
                 # clips/s; cause not established, the bf16 backward's tiles are twice as long)
-                us, kw["out_dtype"] = us.float(), None
+                us, kw["out_dtype"] = us.to(sdt), None
             ys = selective_scan(us, dts, A, Bs, Cs, backend=self.scan_backend, **kw)  # (B, 4D, L)
             del us, dts, Bs, Cs
             y = cross_merge_2d(ys.view(b, K, d, L), h, w)         # (B, D, L)
