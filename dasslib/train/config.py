@@ -60,6 +60,10 @@ class TrainConfig:
     norm_target: bool = False  # masked_mse: normalize each target patch
     recon_patches: str = "all"  # masked_mse: "all" patches (official SSAM code) | "masked" only (MAE / SSAST)
     main_metric: str = "mAP"  # eval metric that picks best_model.pt ("mAP", "acc", "eval_loss", ...)
+    # plateau rule (dasslib.train.plateau): stop after `patience` epochs without an improvement of main_metric
+    # by at least `min_delta` over its best; `epochs` is then the cap. None: train all `epochs`
+    patience: int | None = None
+    min_delta: float = 0.0
     # numerics
     grad_clip: float | None = None  # max global grad norm; None: no clipping
     amp: str = "auto"  # "auto": bf16 autocast on CUDA, none on CPU | "bf16" | "fp16" (GradScaler) | "none"
@@ -156,6 +160,8 @@ _NUMBERS = {
     "wa_start": (int, (1, True), None, False),
     "wa_end": (int, (1, True), None, True),
     "kd_weight": (float, (0.0, True), (1.0, True), False),
+    "patience": (int, (1, True), None, True),
+    "min_delta": (float, (0.0, True), None, False),
     "kd_temperature": (float, (0.0, False), None, False),
     "grad_clip": (float, (0.0, False), None, True),
     "seed": (int, (0, True), None, False),

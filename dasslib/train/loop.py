@@ -36,6 +36,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .interrupt import StopRequest
 from .objectives import build_objective, split_batch
 from .optim import build_lr_scheduler, build_optimizer
+from .plateau import PlateauState, describe_stop, lower_is_better, plateau_state
 from .sampler import ResumableSampler, rebuild_loader, sampler_from_loader
 from .seeding import get_rng_state, make_generator, seed_everything, set_rng_state, use_deterministic_algorithms
 
@@ -65,6 +66,7 @@ class FitResult:
     wa: dict | None
     best: dict
     out_dir: Path
+    stopped: dict | None = None  # what ended the run: `dasslib.train.plateau.describe_stop`
 
     @property
     def metrics(self) -> dict:
@@ -139,6 +141,9 @@ class _Trainer:
         if self.n_batches == 0:
             raise ValueError("the training loader yields no batch (dataset smaller than a batch with drop_last?)")
         names = getattr(self.objective, "metric_names", None)
+        if cfg.patience is not None and eval_loader is None:
+            raise ValueError(f"patience={cfg.patience} stops on the eval metric {cfg.main_metric!r}: pass an "
+                             "eval_loader, or patience=None")
         if eval_loader is not None and names is not None and cfg.main_metric not in names:
             raise ValueError(f"main_metric {cfg.main_metric!r} is not an evaluation metric of this objective "
                              f"(it reports {', '.join(names)})")
@@ -206,7 +211,8 @@ class _Trainer:
             if self.dist.is_main:
                 self._repair_outputs()
             self._load_wa_weights()
-            if self.dist.is_main and self.cfg.wa and not _loadable(self.out_dir / "model_wa.pt"):
+            if (self.dist.is_main and self.cfg.wa and self.averager.count
+                    and not _loadable(self.out_dir / "model_wa.pt")):
                 self._save_weights("model_wa.pt", self.model.state_dict())
                 warnings.warn(f"{self.out_dir / 'model_wa.pt'} was missing or unreadable: "
                               "rewritten from the checkpoint")
@@ -215,7 +221,7 @@ class _Trainer:
         with StopRequest() as stop:
             self.stop = stop
             try:
-                while self.epoch < self.cfg.epochs:
+                while self.epoch < self.cfg.epochs and not self._plateau().stop:
                     if self.batch < self.n_batches:
                         self._train_epoch()
                     self._end_epoch()
@@ -422,7 +428,19 @@ class _Trainer:
         key = self.cfg.main_metric
         if key not in self.best:
             return True
-        return value < self.best[key] if "loss" in key else value > self.best[key]
+        return value < self.best[key] if lower_is_better(key) else value > self.best[key]
+
+    def _plateau(self) -> PlateauState:
+        """The plateau rule on the main metric's history so far (a pure function of it, so a resumed run
+        decides as the uninterrupted one would)."""
+        key = self.cfg.main_metric
+        values = [row.get(key, math.nan) for row in self.history]
+        return plateau_state(values, self.cfg.patience, self.cfg.min_delta, lower_is_better(key))
+
+    @property
+    def stopped(self) -> dict:
+        return describe_stop(len(self.history), self.cfg.epochs,
+                             self._plateau() if self.eval_loader is not None else None, self.cfg.main_metric)
 
     @torch.no_grad()
     def _evaluate(self) -> dict:
@@ -455,10 +473,13 @@ class _Trainer:
         # checkpoints keep the last epoch's weights, whatever the model holds from here on
         self._final_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self._save_weights("model_final.pt", self._final_weights)
-        if self.cfg.wa:
+        if self.cfg.wa and self.averager.count:
             self._load_wa_weights()
             self._save_weights("model_wa.pt", self.model.state_dict())
             self.wa = self._evaluate() if self.eval_loader is not None else None
+        elif self.cfg.wa and self.dist.is_main:
+            warnings.warn(f"the run stopped at epoch {len(self.history)}, before weight averaging starts "
+                          f"(wa_start={self.cfg.wa_start}): no model_wa.pt, the metrics are the last epoch's")
         self.finished = True
         self._save()
         if self.dist.is_main:
@@ -467,7 +488,8 @@ class _Trainer:
         distributed.barrier()
 
     def _write_metrics(self):
-        payload = {"final": self.final, "wa": self.wa, "best": self.best, "config": self.cfg.to_dict()}
+        payload = {"final": self.final, "wa": self.wa, "best": self.best, "stopped": self.stopped,
+                   "config": self.cfg.to_dict()}
         atomic_write_json(payload, self.out_dir / "metrics.json", indent=2, default=str)
 
     def _repair_outputs(self):
@@ -526,7 +548,8 @@ class _Trainer:
 
     def _result(self) -> FitResult:
         return FitResult(pd.DataFrame(self.history), dict(self.final),
-                         None if self.wa is None else dict(self.wa), dict(self.best), self.out_dir)
+                         None if self.wa is None else dict(self.wa), dict(self.best), self.out_dir,
+                         self.stopped if self.finished else None)
 
     # ------------------------------------------------------------------ state
     def _snapshot_rng(self):
