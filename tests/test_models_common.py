@@ -47,6 +47,31 @@ def test_read_state_dict_unwraps_and_validates(tmp_path):
         read_state_dict({"a": torch.ones(1), "epoch": 3})
 
 
+class _TrainerState:
+    """Stands for any object a training script pickles next to its weights (picklable: module level)."""
+
+    def __init__(self, step):
+        self.step = step
+
+
+def test_official_ssam_training_files_load_and_other_pickles_need_trusted(tmp_path):
+    import argparse
+
+    model = create("ssam_tiny", num_classes=3)
+    sd = model.state_dict()
+    # the official SSAM training checkpoint: {model, optimizer, epoch, scaler, args: argparse.Namespace}
+    torch.save({"model": sd, "optimizer": {"state": {}, "param_groups": []}, "epoch": 7, "scaler": {},
+                "args": argparse.Namespace(lr=1.5e-4, mask_ratio=0.5)}, tmp_path / "ssam.pth")
+    assert load_official(create("ssam_tiny", num_classes=3), tmp_path / "ssam.pth").ok
+    # any other pickled object: the safe loader refuses, with a message that names the opt-in
+    torch.save({"model": sd, "trainer": _TrainerState(3)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="trusted=True"):
+        read_state_dict(tmp_path / "other.pth")
+    fresh = create("ssam_tiny", num_classes=3)
+    assert load_official(fresh, tmp_path / "other.pth", trusted=True).ok
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), sd.values()))
+
+
 def test_init_dass_from_vmamba_sums_rgb_stem_and_keeps_head():
     torch.manual_seed(0)
     model = create("dass_small", num_classes=5, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64))

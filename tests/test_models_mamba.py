@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dasslib.models import create, load_official
 from dasslib.models.layers import sincos_table_2d
 from dasslib.models.mamba_mixer import MambaMixer
-from dasslib.models.masked import random_patch_mask
+from dasslib.models.masked import kept_patches, random_patch_mask
 from dasslib.scans import selective_scan_ref
 
 AUM_TINY = dict(embed_dim=32, depth=2, input_fdim=32, input_tdim=64, scan_backend="torch")
@@ -163,6 +163,16 @@ def test_patch_tokens_and_targets_share_the_time_major_order(name):
     torch.testing.assert_close(tokens, target @ w.t() + model.patch_embed.proj.bias,
                                rtol=1e-4, atol=1e-5)
     assert grid == (50, 5)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9])
+def test_kept_count_is_the_official_integer_arithmetic(ratio):
+    for n in (10, 249, 250, 400, 1212):
+        official = int(n * (100 - ratio * 100) / 100)   # SSAM's masking code, as the spec records it
+        assert kept_patches(n, ratio) == official
+        assert int((~random_patch_mask(1, n, ratio)).sum()) == official
+    if ratio == 0.8:
+        assert (kept_patches(250, 0.8), int(250 * (1 - 0.8))) == (50, 49)  # the count the old code kept
 
 
 def test_random_patch_mask_counts_and_generator():

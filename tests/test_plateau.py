@@ -31,7 +31,8 @@ def test_describe_stop():
     s = plateau_state([0.2, 0.1, 0.1], patience=2)
     assert describe_stop(3, 10, s, "mAP") == {"reason": "plateau", "epochs": 3, "metric": "mAP",
                                               "best_epoch": 1, "stale_epochs": 2}
-    assert describe_stop(10, 10, None, "mAP") == {"reason": "epoch_cap", "epochs": 10, "cap": 10}
+    assert describe_stop(10, 10, None, "mAP") == {"reason": "fixed_epochs", "epochs": 10, "cap": 10}
+    assert describe_stop(10, 10, plateau_state([0.1] * 10, 20), "mAP", 20)["reason"] == "epoch_cap"
 
 
 def test_config_checks_patience_and_min_delta():
@@ -66,6 +67,7 @@ def test_fit_without_plateau_runs_to_the_cap(tmp_path):
     result = _run(tmp_path, epochs=3, patience=50)
     assert len(result.history) == 3 and result.stopped["reason"] == "epoch_cap"
     assert result.stopped["cap"] == 3
+    assert _run(tmp_path / "fixed", epochs=2).stopped["reason"] == "fixed_epochs"  # no rule
 
 
 def test_stop_before_weight_averaging_keeps_the_last_weights(tmp_path):

@@ -124,12 +124,35 @@ def test_learning_curves(tmp_path, shown):
     hist = common.read_histories({"run a": tmp_path / "a", "run b": tmp_path / "b", "none": tmp_path / "missing"})
     assert list(hist.columns[:2]) == ["run", "epoch"] and hist.groupby("run").size().to_dict() == {"run a": 3, "run b": 2}
     fig = common.plot_learning_curves(hist, ["run b"], "train_loss")
-    assert len(fig.axes[0].lines) >= 1 and fig.axes[0].get_ylabel() == "train_loss"
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) >= 1 and fig.axes[0].get_ylabel() == "train_loss"
+    plt.close(fig)
+    fig = common.plot_learning_curves(hist)  # the training loss beside the eval metric
+    assert [ax.get_ylabel() for ax in fig.axes] == ["train_loss", "mAP"]
+    assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None
     plt.close(fig)
     with pytest.raises(ValueError, match="eval_loss"):
         common.plot_learning_curves(hist, metric="eval_loss")
     assert common.learning_curves_view(hist, tmp_path / "curves.png", live=False) is None
     assert len(shown) == 1 and (tmp_path / "curves.png").is_file()
+
+
+def test_read_stops_and_sentence(tmp_path):
+    import json
+
+    for name, stopped in (("a", {"reason": "plateau", "epochs": 7, "best_epoch": 4}),
+                          ("b", {"reason": "epoch_cap", "epochs": 20, "best_epoch": 20}), ("c", None)):
+        (tmp_path / name).mkdir()
+        payload = {"best": {"epoch": 3}, **({"stopped": stopped} if stopped else {})}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(payload))
+    stops = common.read_stops({"A": tmp_path / "a", "B": tmp_path / "b", "C": tmp_path / "c",
+                               "none": tmp_path / "missing"})
+    assert stops[["run", "reason", "best_epoch"]].to_dict("list") == {
+        "run": ["A", "B", "C"], "reason": ["plateau", "epoch_cap", "fixed_epochs"], "best_epoch": [4, 20, 3]}
+    assert stops["epochs"].iloc[:2].tolist() == [7, 20] and pd.isna(stops["epochs"].iloc[2])
+    text = common.stops_sentence(stops)
+    assert text.startswith("Training: 1 of 3 run(s) stopped on the plateau rule")
+    assert "1 hit the epoch cap before the plateau rule fired (B)" in text and "fixed number" in text
+    assert common.stops_sentence(stops.iloc[:0]) == ""
 
 
 def test_loudest_window():

@@ -155,7 +155,7 @@ def read_results(out) -> dict:
     (the constant predictor's mAP, None if the run did not record it), ``runs`` (``runs.csv``) and
     ``history`` (per-epoch history of every distinct run, `common.read_histories`, labelled by
     its key: ``AST``, ``AuM``, ``fo_bi/head``, ...)."""
-    from .common import read_histories
+    from .common import read_histories, read_stops
 
     out = Path(out)
     combined = pd.read_csv(out / "combined.csv", index_col="run")
@@ -168,7 +168,7 @@ def read_results(out) -> dict:
     return dict(table1=pd.read_csv(out / "table1_ast_vs_aum.csv", index_col="model"),
                 table2=pd.read_csv(out / "table2_variant_cls.csv", index_col="block").rename_axis(columns="cls"),
                 combined=combined, chance=None if chance is None else float(chance), runs=runs,
-                history=read_histories(dirs))
+                history=read_histories(dirs), stops=read_stops(dirs))
 
 
 PROFILE_SCOPES = {
@@ -185,13 +185,17 @@ PROFILE_SCOPES = {
 
 def summary(results: dict, profile: str, epochs: int | None = None) -> str:
     """The "What this run shows" Markdown of a 03 run, computed from `read_results`."""
-    from .common import profile_sentence
+    from .common import profile_sentence, stops_sentence
 
     t1, t2, chance = results["table1"], results["table2"], results["chance"]
+    stops = results.get("stops")
+    capped = stops is not None and (stops["reason"] != "fixed_epochs").any()
     ast, aum = float(t1.loc["AST", "mAP"]), float(t1.loc["AuM", "mAP"])
     lines = ["### What this run shows", "", profile_sentence(profile, "03_aum_scratch", PROFILE_SCOPES)]
     if epochs is not None:
-        lines[-1] += f" Every model trained {epochs} epoch(s)."
+        lines[-1] += f" Every model trained {'at most ' if capped else ''}{epochs} epoch(s)."
+    if stops is not None and len(stops):
+        lines[-1] += " " + stops_sentence(stops)
     lines += ["", "**Table 1** (the paper: trained from scratch, AuM outperforms AST). Here: AST "
               f"{ast:.3f} mAP ({t1.loc['AST', 'params_M']:.3g}M parameters), AuM {aum:.3f} "
               f"({t1.loc['AuM', 'params_M']:.3g}M): {'AuM' if aum > ast else 'AST'} is ahead by {abs(aum - ast):.3f}"

@@ -196,32 +196,40 @@ def read_histories(run_dirs: dict) -> "pd.DataFrame":
     return hist[["run"] + [c for c in hist.columns if c != "run"]]
 
 
-def plot_learning_curves(hist, runs=None, metric: str = "mAP"):
-    """Seaborn line plot of ``metric`` per epoch, one line per run of ``hist`` (`read_histories`);
-    runs: labels to draw (None: all, in ``hist``'s order). Returns the Figure."""
+def plot_learning_curves(hist, runs=None, metric: str = "mAP", loss: str | None = "train_loss"):
+    """Seaborn line plots per epoch, one line per run of ``hist`` (`read_histories`): ``loss`` (None or
+    a column ``hist`` lacks: no such panel) beside the eval ``metric``. runs: labels to draw (None: all,
+    in ``hist``'s order). Returns the Figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     if metric not in hist.columns:
         raise ValueError(f"metric {metric!r} is not a history column ({list(hist.columns)})")
+    panels = [m for m in (loss, metric) if m is not None and m in hist.columns
+              and (m == metric or hist[m].notna().any())]
+    panels = list(dict.fromkeys(panels))
     order = list(dict.fromkeys(hist["run"]))
     runs = order if runs is None else [r for r in order if r in set(runs)]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 2.2, 3.8), squeeze=False)
     data = hist[hist["run"].isin(runs)]
+    for i, (ax, name) in enumerate(zip(axes[0], panels)):
+        if len(data):
+            sns.lineplot(data=data, x="epoch", y=name, hue="run", hue_order=runs, marker="o", ax=ax,
+                         legend=i == len(panels) - 1)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        else:
+            ax.text(0.5, 0.5, "no run selected", ha="center", va="center", transform=ax.transAxes)
+        ax.set(title=f"eval {name} per epoch" if name in ("mAP", "mAUC") else f"{name} per epoch", ylabel=name)
     if len(data):
-        sns.lineplot(data=data, x="epoch", y=metric, hue="run", hue_order=runs, marker="o", ax=ax)
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", title=None)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    else:
-        ax.text(0.5, 0.5, "no run selected", ha="center", va="center", transform=ax.transAxes)
-    ax.set(title=f"eval {metric} per epoch" if metric in ("mAP", "mAUC") else f"{metric} per epoch",
-           ylabel=metric)
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", title=None)
+    fig.tight_layout()
     return fig
 
 
 def learning_curves_view(hist, save_to=None, metric: str = "mAP", live: bool | None = None):
-    """`plot_learning_curves` of every run of ``hist`` (saved to ``save_to``), and, in a live
-    notebook, a run selector and a metric menu to re-draw it (`dasslib.display.explore`)."""
+    """`plot_learning_curves` (training loss beside ``metric``) of every run of ``hist`` (saved to
+    ``save_to``), and, in a live notebook, a run selector and a metric menu to re-draw it
+    (`dasslib.display.explore`)."""
     import ipywidgets as widgets
 
     from ..display import explore
@@ -233,6 +241,41 @@ def learning_curves_view(hist, save_to=None, metric: str = "mAP", live: bool | N
                     metric=(widgets.Dropdown, dict(options=metrics, value=metric if metric in metrics else metrics[0],
                                                    description="metric")))
     return explore(lambda runs, metric: plot_learning_curves(hist, runs, metric), controls, save_to, live=live)
+
+
+def read_stops(run_dirs: dict) -> "pd.DataFrame":
+    """What ended each training run of ``run_dirs`` ``{label: folder}``: one row per run with a
+    ``metrics.json``, columns ``run, reason, epochs, best_epoch`` (``reason``: ``plateau``, ``epoch_cap``, or
+    ``fixed_epochs`` for runs trained without the rule, or before it was recorded)."""
+    import pandas as pd
+
+    rows = []
+    for label, folder in run_dirs.items():
+        path = Path(folder) / "metrics.json"
+        if not path.is_file():
+            continue
+        stored = json.loads(path.read_text())
+        stop = stored.get("stopped") or {}
+        rows.append(dict(run=label, reason=stop.get("reason", "fixed_epochs"), epochs=stop.get("epochs"),
+                         best_epoch=stop.get("best_epoch", (stored.get("best") or {}).get("epoch"))))
+    return pd.DataFrame(rows, columns=["run", "reason", "epochs", "best_epoch"])
+
+
+def stops_sentence(stops) -> str:
+    """One sentence on how the runs of `read_stops` ended ("" when none is recorded)."""
+    if not len(stops):
+        return ""
+    groups = {r: list(g["run"]) for r, g in stops.groupby("reason", sort=False)}
+    parts = []
+    if "plateau" in groups:
+        parts.append(f"{len(groups['plateau'])} of {len(stops)} run(s) stopped on the plateau rule")
+    if "epoch_cap" in groups:
+        parts.append(f"{len(groups['epoch_cap'])} hit the epoch cap before the plateau rule fired "
+                     f"({', '.join(groups['epoch_cap'])}): they may not have converged")
+    if "fixed_epochs" in groups:
+        parts.append(f"{len(groups['fixed_epochs'])} of {len(stops)} trained a fixed number of epochs with no "
+                     "plateau rule (their curves say whether they had converged)")
+    return "Training: " + "; ".join(parts) + "."
 
 
 def loudest_window(wave, sr: int = 16000, seconds: float = 5.0, step_s: float = 0.5) -> float:

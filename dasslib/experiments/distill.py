@@ -244,7 +244,7 @@ def read_results(out) -> dict:
     (index model), ``table2``, ``combined`` (``tables_combined.csv``), ``chance`` (the constant
     predictor's mAP, None if not recorded), ``runs`` (``runs.csv``) and ``history`` (every trained
     run's per-epoch history, `common.read_histories`; the re-used DASS teacher appears once)."""
-    from .common import read_histories
+    from .common import read_histories, read_stops
 
     out = Path(out)
     t1 = pd.read_csv(out / "table1.csv", index_col="model")
@@ -260,7 +260,7 @@ def read_results(out) -> dict:
             dirs[r.label] = folder
     return dict(table1=t1, table2=t2, combined=combined, runs=runs,
                 chance=float(chance_rows["mAP"].iloc[0]) if len(chance_rows) else None,
-                history=read_histories(dirs))
+                history=read_histories(dirs), stops=read_stops(dirs))
 
 
 PROFILE_SCOPES = {
@@ -283,17 +283,21 @@ def _f(x) -> str:
 def summary(results: dict, profile: str, epochs: int | None = None, teacher_epochs: int | None = None) -> str:
     """The "What this run shows" Markdown of a 01 run, computed from `read_results` (every number
     comes from the run's tables). epochs / teacher_epochs: the students' / teachers' epochs, quoted."""
-    from .common import profile_sentence
+    from .common import profile_sentence, stops_sentence
 
     t1, t2, chance = results["table1"], results["table2"], results["chance"]
+    stops = results.get("stops")
+    capped = stops is not None and (stops["reason"] != "fixed_epochs").any()
     teacher_row = t1.index[0]
     teacher, plain, kd = (float(t1["mAP"].iloc[i]) for i in range(3))
     gain = kd - plain
     lines = ["### What this run shows", "",
              profile_sentence(profile, "01_distill", PROFILE_SCOPES)]
     if epochs is not None:
-        lines[-1] += f" Students trained {epochs} epoch(s)" + (
+        lines[-1] += f" Students trained {'at most ' if capped else ''}{epochs} epoch(s)" + (
             f", teachers {teacher_epochs}." if teacher_epochs is not None else ".")
+    if stops is not None and len(stops):
+        lines[-1] += " " + stops_sentence(stops)
     lines += ["", "**Table 1** (the paper: distillation from an AST teacher improves DASS-Small, and the distilled "
               f"student outperforms its teacher). Here: {teacher_row} {_f(teacher)} mAP, {t1.index[1]} without KD "
               f"{_f(plain)}, with KD {_f(kd)}: KD {'raised' if gain > 0 else 'did not raise'} the student's mAP "

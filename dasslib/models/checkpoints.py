@@ -5,7 +5,9 @@ order when present, e.g. DataParallel's ``module.`` then the wrapper's ``v.``) a
 ``official_ignored`` (regular expressions for official keys the model does not use, e.g. DeiT's
 1000-class heads in the AST checkpoint).
 """
+import argparse
 import logging
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,16 +45,28 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def read_state_dict(path_or_state_dict):
-    """A checkpoint path (``torch.load`` on CPU, tensors only) or a mapping -> flat state dict;
-    unwraps a ``state_dict`` / ``model`` entry when the file holds a training checkpoint."""
+def read_state_dict(path_or_state_dict, trusted: bool = False):
+    """A checkpoint path (``torch.load`` on CPU) or a mapping -> flat state dict; unwraps a
+    ``state_dict`` / ``model`` entry when the file holds a training checkpoint.
+
+    Files are read with ``weights_only=True`` (tensors and plain containers), which also admits the
+    ``argparse.Namespace`` of the official SSAM training files (``{model, optimizer, epoch, scaler, args}``).
+    A file that pickles any other object is refused with a message saying so; ``trusted=True`` reads it
+    with full unpickling, which can run code from the file: only for files from a source you trust.
+    """
     if isinstance(path_or_state_dict, (str, Path)):
         path = Path(path_or_state_dict)
         if not path.is_file():
             raise ValueError(f"checkpoint file not found: {path}")
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                sd = torch.load(path, map_location="cpu", weights_only=not trusted)
         except Exception as err:  # pickle / zip errors: name the file
+            if not trusted and isinstance(err, pickle.UnpicklingError):
+                raise ValueError(
+                    f"{path} pickles Python objects besides tensors and plain containers (a training "
+                    "checkpoint with its own objects), which the safe loader refuses: if you trust the "
+                    "file, pass trusted=True to read it with full unpickling") from err
             raise ValueError(f"cannot read checkpoint {path}: {err}") from err
     elif isinstance(path_or_state_dict, dict):
         sd = path_or_state_dict
@@ -86,16 +100,16 @@ def map_official_keys(model, state_dict):
     return mapped, ignored
 
 
-def load_official(model, path_or_state_dict, strict=True, verbose=False):
+def load_official(model, path_or_state_dict, strict=True, verbose=False, trusted=False):
     """Load an official checkpoint into ``model`` and return a :class:`LoadReport`.
 
     Keys are mapped with the model's ``official_prefixes`` / ``official_ignored``. With
     ``strict`` any missing, unexpected or shape-mismatched key raises ``ValueError`` (the
     report is the message) and nothing is loaded; otherwise the matching tensors are copied
     and the rest is reported. ``verbose`` logs the report (logger ``dasslib.models.checkpoints``,
-    level INFO).
+    level INFO). ``trusted``: see :func:`read_state_dict` (official SSAM training checkpoints need it).
     """
-    mapped, ignored = map_official_keys(model, read_state_dict(path_or_state_dict))
+    mapped, ignored = map_official_keys(model, read_state_dict(path_or_state_dict, trusted=trusted))
     own = model.state_dict()
     report = LoadReport(ignored=ignored)
     report.missing = [k for k in own if k not in mapped]

@@ -23,13 +23,20 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def random_patch_mask(batch, n, ratio, generator=None, device=None):
-    """Unstructured mask (batch, n) bool, True = masked: exactly n - int(n * (1 - ratio))
-    patches per row, chosen uniformly (argsort of uniform noise, as the official code).
-    ``generator`` (optional) draws the noise on its own device."""
+def kept_patches(n: int, ratio: float) -> int:
+    """Patches left unmasked out of ``n`` at ``mask_ratio`` ``ratio``, by the official SSAM integer arithmetic
+    ``int(n * (100 - ratio * 100) / 100)``: ``int(n * (1 - ratio))`` keeps one fewer where ``1 - ratio``
+    rounds down (1 - 0.8 = 0.19999999999999996: 50 of 250 official, 49)."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {ratio}")
-    keep = int(n * (1 - ratio))
+    return int(n * (100 - ratio * 100) / 100)
+
+
+def random_patch_mask(batch, n, ratio, generator=None, device=None):
+    """Unstructured mask (batch, n) bool, True = masked: exactly n - `kept_patches`(n, ratio) patches
+    per row, chosen uniformly (argsort of uniform noise, as the official code).
+    ``generator`` (optional) draws the noise on its own device."""
+    keep = kept_patches(n, ratio)
     noise_device = generator.device if generator is not None else device
     noise = torch.rand(batch, n, generator=generator, device=noise_device).to(device)
     order = torch.argsort(noise, dim=1)

@@ -440,7 +440,8 @@ class _Trainer:
     @property
     def stopped(self) -> dict:
         return describe_stop(len(self.history), self.cfg.epochs,
-                             self._plateau() if self.eval_loader is not None else None, self.cfg.main_metric)
+                             self._plateau() if self.eval_loader is not None else None, self.cfg.main_metric,
+                             self.cfg.patience)
 
     @torch.no_grad()
     def _evaluate(self) -> dict:

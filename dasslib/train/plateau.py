@@ -43,12 +43,14 @@ def plateau_state(values, patience: int | None, min_delta: float = 0.0, lower: b
     return PlateauState(best, best_epoch, stale, patience is not None and stale >= patience)
 
 
-def describe_stop(epochs_run: int, cap: int, state: PlateauState | None, metric: str) -> dict:
-    """What ended a run, for metrics.json: ``{"reason": "plateau" | "epoch_cap", "epochs": n, ...}``."""
+def describe_stop(epochs_run: int, cap: int, state: PlateauState | None, metric: str,
+                  patience: int | None = None) -> dict:
+    """What ended a run, for metrics.json: ``{"reason": r, "epochs": n, ...}`` with r ``"plateau"`` (the rule
+    fired), ``"epoch_cap"`` (the cap came first) or ``"fixed_epochs"`` (no rule: ``patience`` None)."""
     if state is not None and state.stop:
         return {"reason": "plateau", "epochs": epochs_run, "metric": metric, "best_epoch": state.best_epoch,
                 "stale_epochs": state.stale}
-    out = {"reason": "epoch_cap", "epochs": epochs_run, "cap": cap}
+    out = {"reason": "epoch_cap" if patience is not None else "fixed_epochs", "epochs": epochs_run, "cap": cap}
     if state is not None:
         out.update(metric=metric, best_epoch=state.best_epoch, stale_epochs=state.stale)
     return out
