@@ -156,7 +156,7 @@ def test_param_profiles_are_valid(profile):
 def test_train_classifier_passes_audio_and_augment_settings(toy, tmp_path, monkeypatch):
     """Shared fix: train_classifier's ``audio`` reaches both splits, ``augment`` only the training one."""
     from dasslib.experiments.common import train_classifier
-    from dasslib.train import cli
+    from dasslib.train import builders
 
     seen = {}
 
@@ -164,7 +164,7 @@ def test_train_classifier_passes_audio_and_augment_settings(toy, tmp_path, monke
         seen.update(config)
         raise RuntimeError("captured")
 
-    monkeypatch.setattr(cli, "build_audioset", capture)
+    monkeypatch.setattr(builders, "build_audioset", capture)
     paths = dict(train_json=toy["json"], eval_json=toy["json"], label_csv=toy["csv"])
     with pytest.raises(RuntimeError, match="captured"):
         train_classifier(tmp_path, dict(name="aum_tiny"), paths, (1.0, 2.0), dict(seed=3), {},

@@ -503,19 +503,19 @@ def test_skipped_clips_are_counted_across_workers_and_resumption(toy, tmp_path):
 
 def test_skip_policy_is_a_checked_run_setting(toy, tmp_path):
     from dasslib.experiments.common import classifier_config
-    from dasslib.train import cli
+    from dasslib.train import builders
 
     paths = dict(train_json=toy["json"], eval_json=toy["json"], label_csv=toy["csv"])
     args = (tmp_path, dict(name="dass_small", **DASS_TINY), paths, (0.0, 1.0), {}, {})
     assert "bad_clips" not in classifier_config(*args)["data"]  # the default: earlier runs keep their identity
     config = classifier_config(*args, bad_clips="skip")
     assert config["data"]["bad_clips"] == "skip"
-    assert cli.build_audioset(config)["train_loader"].dataset.bad_clips == "skip"
+    assert builders.build_audioset(config)["train_loader"].dataset.bad_clips == "skip"
     with pytest.raises(ValueError, match=r"bad_clips must be one of \['raise', 'skip'\], got 'ignore'"):
         classifier_config(*args, bad_clips="ignore")
     config["data"]["bad_clips"] = "Skip"
     with pytest.raises(ValueError, match="data.bad_clips must be one of"):
-        cli.build_audioset(config)
+        builders.build_audioset(config)
 
 
 def test_niah_sweep_keeps_the_lengths_that_fit():

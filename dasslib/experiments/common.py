@@ -74,7 +74,7 @@ def fit_input(section: dict, audio: dict | None = None) -> dict:
 def classifier_config(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
                       audio: dict | None = None, augment: dict | None = None, teacher: dict | None = None,
                       balanced: bool = False, bad_clips: str = "raise") -> dict:
-    """A `dasslib.train.cli` run config (the default ``build_audioset`` builder) for a multi-label
+    """A `dasslib.train.cli` run config (the default builder, `dasslib.train.builders.build_audioset`) for a multi-label
     classifier: model section ``{name, <create overrides>}`` sized with :func:`fit_input`, feature
     settings ``audio`` for both splits, train-only ``augment``, balanced sampling and an optional
     ``teacher`` section (a trained model: ``{name, <overrides>, checkpoint}``, with a KD loss).
@@ -110,12 +110,12 @@ def train_from_config(config: dict):
     """Train what :func:`classifier_config` describes with `dasslib.train.fit` (a finished run in
     ``out_dir`` is returned as stored, an interrupted one resumes). Returns ``(model holding the
     reported weights, metrics dict)``."""
-    from ..train import TrainConfig, cli, fit
+    from ..train import TrainConfig, builders, fit
     from ..train.seeding import seed_everything
 
     cfg = TrainConfig.from_dict(config["train"])
     seed_everything(cfg.seed)
-    parts = cli.build_audioset(config)  # after seeding: identical initial weights every run
+    parts = builders.build_audioset(config)  # after seeding: identical initial weights every run
     result = fit(parts["model"], parts["train_loader"], parts["eval_loader"], cfg, config["out_dir"],
                  teacher=parts.get("teacher"), task="multilabel", resume=True)
     return parts["model"], result.metrics
@@ -125,12 +125,12 @@ def load_classifier(section: dict, label_csv, audio: dict | None = None, role: s
     """A registry model from ``{name, <overrides>, checkpoint}`` sized for the dataset's classes
     and (:func:`fit_input`) for the features ``audio``."""
     from ..data import read_label_csv
-    from ..train import cli
+    from ..train import builders
 
     if not section.get("checkpoint"):
         raise ValueError(f"no checkpoint in model section {section}")
     section = dict(fit_input(section, audio), num_classes=read_label_csv(label_csv).num_classes)
-    return cli._model(section, role)
+    return builders.build_model(section, role)
 
 
 def train_classifier(out_dir, model: dict, paths: dict, stats: tuple, train: dict, loader: dict,
