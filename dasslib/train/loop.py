@@ -10,9 +10,6 @@ the rest of the run exactly as if it had never stopped.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,24 +22,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_write_csv, atomic_write_json
+from ..atomic import atomic_write_json
 from ..fast import compile_for_training, resolve_train_fast
 from ..runtime import autocast, resolve_device
 
 from . import distributed
 from .averaging import WeightAverager
-from .checkpoint import atomic_save, load_checkpoint
-from .config import RESUMABLE_CHANGES, TrainConfig
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .evaluation import Evaluation
 from .interrupt import StopRequest
 from .objectives import build_objective, split_batch
 from .optim import build_lr_scheduler, build_optimizer
-from .plateau import PlateauState, describe_stop, lower_is_better, plateau_state
+from .records import RESULT_FILES, RUN_FILE, RunRecords, _class_name, _config_of, _fmt, _jsonable, _loadable
+from .resume import CHECKPOINT_VERSION, ResumableState, _Interrupted
 from .sampler import ResumableSampler, rebuild_loader, sampler_from_loader
-from .seeding import get_rng_state, make_generator, seed_everything, set_rng_state, use_deterministic_algorithms
+from .seeding import make_generator, seed_everything, use_deterministic_algorithms
 
-CHECKPOINT_VERSION = 1
-RUN_FILE = "run.json"  # the run's identity (config and run-level settings), written when a run starts
-RESULT_FILES = ("history.csv", "metrics.json", "model_final.pt", "model_wa.pt", "best_model.pt")
+__all__ = ["fit", "FitResult", "StepInfo", "CHECKPOINT_VERSION", "RUN_FILE", "RESULT_FILES"]
 
 
 @dataclass
@@ -72,10 +69,6 @@ class FitResult:
     def metrics(self) -> dict:
         """The reported metrics: the averaged model's when weight averaging ran, else the final model's."""
         return self.wa if self.wa is not None else self.final
-
-
-class _Interrupted(Exception):
-    """A stop request seen at a step boundary (the state is consistent and gets saved)."""
 
 
 def fit(model: nn.Module, train_loader, eval_loader=None, cfg: TrainConfig | None = None,
@@ -110,7 +103,10 @@ def fit(model: nn.Module, train_loader, eval_loader=None, cfg: TrainConfig | Non
                     objective, on_step, run_info).run(resume, overwrite)
 
 
-class _Trainer:
+class _Trainer(ResumableState, RunRecords, Evaluation):
+    """The loop: set-up, the driver, the training steps and the epoch ends; saving and resuming
+    (`ResumableState`), files and progress (`RunRecords`) and evaluation (`Evaluation`) are its mixins."""
+
     def __init__(self, model, train_loader, eval_loader, cfg, out_dir, teacher, task, objective, on_step,
                  run_info=None):
         if not isinstance(cfg, TrainConfig):
@@ -250,20 +246,6 @@ class _Trainer:
                 self._close_bar()
         return self._result()
 
-    def _save_after_error(self):
-        """An exception (a bad clip, a failed write...) at a consistent point: save it, so that a rerun
-        resumes there instead of at the last scheduled checkpoint."""
-        if self._dirty or self.dist.enabled:
-            warnings.warn("training failed inside a step (or under DDP): the last checkpoint is kept as it was")
-            return
-        try:
-            self._save()
-        except Exception as err:  # e.g. the disk is full: keep the original error
-            warnings.warn(f"training failed and its state could not be saved either: {err}")
-        else:
-            warnings.warn(f"training failed after {self.global_step} steps: state saved to "
-                          f"{self.ckpt_path}; fix the cause and rerun to resume")
-
     # ------------------------------------------------------------------ training
     def _train_epoch(self):
         cfg = self.cfg
@@ -338,36 +320,6 @@ class _Trainer:
             out[f"train_{k}"] = float(total) / self.batch
         return out
 
-    def _log_progress(self, lr: float):
-        mean = float(self.loss_sums["loss"]) / self.batch
-        if not math.isfinite(mean):
-            raise FloatingPointError(f"training diverged: mean loss {mean} in epoch {self.epoch + 1} "
-                                     f"at step {self.global_step}")
-        self._bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
-
-    def _maybe_checkpoint(self):
-        cfg = self.cfg
-        due = bool(cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0)
-        due = due or bool(cfg.checkpoint_every_minutes
-                          and time.monotonic() - self._last_save >= 60 * cfg.checkpoint_every_minutes)
-        due, stop = self._agree(due, self.stop.requested)
-        if stop:
-            raise _Interrupted
-        if due and self.batch < self.n_batches:
-            self._save()
-
-    def _check_stop(self):
-        if self._agree(False, self.stop.requested)[1]:
-            raise _Interrupted
-
-    def _agree(self, *flags: bool) -> tuple:
-        """Logical OR of each flag over ranks: every rank must take the same decision (saving gathers)."""
-        if not self.dist.enabled:
-            return flags
-        t = torch.tensor([int(f) for f in flags], device=self.device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return tuple(bool(v) for v in t.tolist())
-
     # ------------------------------------------------------------------ epoch end
     def _end_epoch(self):
         cfg = self.cfg
@@ -418,55 +370,6 @@ class _Trainer:
             flags = t.bool().cpu()
         return flags.nonzero().flatten().tolist()
 
-    def _report_skipped(self):
-        counts = [row["skipped_clips"] for row in self.history if "skipped_clips" in row]
-        if any(counts) and self.dist.is_main:
-            warnings.warn(f"{self.out_dir}: training clips that could not be loaded were skipped; per epoch "
-                          f"{', '.join(map(str, counts))} (history.csv column skipped_clips)")
-
-    def _improves(self, value: float) -> bool:
-        key = self.cfg.main_metric
-        if key not in self.best:
-            return True
-        return value < self.best[key] if lower_is_better(key) else value > self.best[key]
-
-    def _plateau(self) -> PlateauState:
-        """The plateau rule on the main metric's history so far (a pure function of it, so a resumed run
-        decides as the uninterrupted one would)."""
-        key = self.cfg.main_metric
-        values = [row.get(key, math.nan) for row in self.history]
-        return plateau_state(values, self.cfg.patience, self.cfg.min_delta, lower_is_better(key))
-
-    @property
-    def stopped(self) -> dict:
-        return describe_stop(len(self.history), self.cfg.epochs,
-                             self._plateau() if self.eval_loader is not None else None, self.cfg.main_metric,
-                             self.cfg.patience)
-
-    @torch.no_grad()
-    def _evaluate(self) -> dict:
-        self.eval_net.eval()
-        chunks: dict[str, list] = {}
-        bar = tqdm(self.eval_loader, leave=False, desc="eval", dynamic_ncols=True,
-                   disable=not (self.cfg.progress and self.dist.is_main))
-        for batch in bar:
-            if self.stop.requested and not self.dist.enabled:
-                raise _Interrupted
-            x, y = split_batch(batch)
-            with autocast(self.device, self.amp_dtype):
-                out = self.eval_net(x.to(self.device, non_blocking=True))
-            for k, v in self.objective.eval_batch(out, y).items():
-                chunks.setdefault(k, []).append(v.detach().to(self.device if self.dist.enabled else "cpu"))
-        bar.close()
-        if not chunks:
-            raise ValueError("the eval loader yields no batch")
-        gathered = {}
-        for k, parts in chunks.items():
-            local = torch.cat(parts)
-            gathered[k] = distributed.gather_interleaved(local, self.eval_total or len(local))
-        metrics = self.objective.summarize(gathered) if self.dist.is_main else None
-        return distributed.broadcast_object(metrics)
-
     # ------------------------------------------------------------------ end of training
     def _finish(self):
         self.final = {k: v for k, v in self.history[-1].items()
@@ -488,61 +391,6 @@ class _Trainer:
         self._report_skipped()
         distributed.barrier()
 
-    def _write_metrics(self):
-        payload = {"final": self.final, "wa": self.wa, "best": self.best, "stopped": self.stopped,
-                   "config": self.cfg.to_dict()}
-        atomic_write_json(payload, self.out_dir / "metrics.json", indent=2, default=str)
-
-    def _repair_outputs(self):
-        """A finished run: rewrite result files that are missing or unreadable (an interrupted or failed
-        write) from the checkpoint, with a warning; report those that cannot be rebuilt."""
-        repaired = []
-        if not _json_with(self.out_dir / "metrics.json", ("final", "wa", "best", "config")):
-            self._write_metrics()
-            repaired.append("metrics.json")
-        if not _csv_rows(self.out_dir / "history.csv", len(self.history)):
-            self._write_history()
-            repaired.append("history.csv")
-        if not _loadable(self.out_dir / "model_final.pt"):
-            self._save_weights("model_final.pt", self.model.state_dict())  # the last epoch's (restored) weights
-            repaired.append("model_final.pt")
-        if repaired:
-            warnings.warn(f"finished run in {self.out_dir}: {', '.join(repaired)} missing or unreadable, "
-                          "rewritten from checkpoints/last.pt")
-        if self.best and not _loadable(self.out_dir / "best_model.pt"):
-            warnings.warn(f"finished run in {self.out_dir}: best_model.pt is missing or unreadable and cannot be "
-                          f"rebuilt (the checkpoint keeps the last epoch's weights only; best: {self.best})")
-
-    def _refuse_to_clobber(self, restart: bool = False):
-        """Stop before a fresh run replaces results of a different (or unknown) run in out_dir; on a
-        ``restart`` (resume=False) also its checkpoint, and a finished run of the same settings."""
-        found = [name for name in RESULT_FILES if (self.out_dir / name).exists()]
-        if restart and self.ckpt_path.is_file():
-            found.append("checkpoints/last.pt")
-        if not found:
-            return
-        stored = _read_json(self.out_dir / RUN_FILE)
-        if stored is None:
-            why = f"of an unknown run (no readable {RUN_FILE})"
-        else:
-            diffs = _identity_differences(self.identity, stored)
-            if not diffs and not (restart and self._finished_run_here()):
-                return  # the same run again (it reproduces what is there), or restarting an unfinished one
-            listed = ", ".join(f"{k}: now {a!r}, stored {b!r}" for k, (a, b) in diffs.items())
-            why = f"of a different run ({listed})" if diffs else "of a finished run with these settings"
-        how = "resume=False would replace them" if restart else "no checkpoints/last.pt to resume from"
-        raise FileExistsError(f"{self.out_dir} holds results ({', '.join(found)}) {why} and {how}; "
-                              "pass overwrite=True to replace them, or use another out_dir")
-
-    def _finished_run_here(self) -> bool:
-        """out_dir holds a finished run: metrics.json, or a readable last.pt marked finished."""
-        if (self.out_dir / "metrics.json").exists():
-            return True
-        try:
-            return bool(load_checkpoint(self.ckpt_path, map_location="cpu").get("finished"))
-        except Exception:  # missing or corrupt: nothing finished to keep
-            return False
-
     def _load_wa_weights(self):
         if self.cfg.wa and self.averager.count:
             self.model.load_state_dict(self.averager.average())
@@ -552,83 +400,6 @@ class _Trainer:
                          None if self.wa is None else dict(self.wa), dict(self.best), self.out_dir,
                          self.stopped if self.finished else None)
 
-    # ------------------------------------------------------------------ state
-    def _snapshot_rng(self):
-        self.rng = get_rng_state()
-
-    def _state(self, all_rng: list, skipped=None) -> dict:
-        return {
-            "version": CHECKPOINT_VERSION, "config": self.cfg.to_dict(), "task": self.task,
-            "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
-            "n_batches": self.n_batches, "world_size": self.dist.world_size,
-            "model": self._final_weights or self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": all_rng, "loss_sums": {k: v.cpu() for k, v in self.loss_sums.items()},
-            "epoch_time": self.epoch_time, "history": self.history, "best": self.best,
-            "averager": self.averager.state_dict(), "finished": self.finished,
-            "final": self.final, "wa": self.wa, "skipped_items": skipped,
-        }
-
-    def _save(self):
-        all_rng = distributed.all_gather_objects(self.rng)
-        skipped = self._skipped_items()
-        if self.dist.is_main:
-            atomic_save(self._state(all_rng, skipped), self.ckpt_path, checksum=True)
-        self._last_save = time.monotonic()
-
-    def _restore(self, ck: dict):
-        if ck.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{self.ckpt_path}: unsupported checkpoint version {ck.get('version')!r}")
-        diffs = self.cfg.differences(TrainConfig.from_dict(ck["config"]))
-        if ck["task"] != self.task:
-            diffs["task"] = (self.task, ck["task"])
-        if ck["n_batches"] != self.n_batches:
-            diffs["batches per epoch"] = (self.n_batches, ck["n_batches"])
-        stored = _read_json(self.out_dir / RUN_FILE)
-        if stored is not None:
-            # the model's config is left to load_state_dict: speed options (scan backend, chunking) may change
-            skip = ("model_config", "batches_per_epoch")  # the latter compared above
-            for k, v in _identity_differences(self.identity, stored, skip=skip).items():
-                diffs.setdefault(k, v)
-        if diffs:
-            listed = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diffs.items())
-            raise ValueError(f"cannot resume {self.ckpt_path}: the run's settings changed ({listed}); "
-                             "pass resume=False or use another out_dir")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
-        self.averager.load_state_dict(ck["averager"])
-        self.epoch, self.batch, self.global_step = ck["epoch"], ck["batch"], ck["global_step"]
-        self.loss_sums = {k: v.to(self.device) for k, v in ck["loss_sums"].items()}
-        self.epoch_time, self.history, self.best = ck["epoch_time"], list(ck["history"]), dict(ck["best"])
-        self.finished, self.final, self.wa = ck["finished"], dict(ck["final"]), ck["wa"]
-        flags = self._skip_flags()
-        if flags is not None:
-            flags.zero_()
-            flags[torch.tensor(ck.get("skipped_items") or [], dtype=torch.long)] = True  # this epoch's so far
-        if len(ck["rng"]) == self.dist.world_size:
-            set_rng_state(ck["rng"][self.dist.rank])
-        else:
-            warnings.warn(f"checkpoint written by {len(ck['rng'])} processes, resumed by {self.dist.world_size}: "
-                          "random streams are reseeded, the run will not replay exactly")
-            seed_everything(self.cfg.seed + self.dist.rank + 7919 * (self.global_step + 1))
-        self._snapshot_rng()
-
-    def _save_weights(self, name: str, state: dict):
-        if self.dist.is_main:
-            atomic_save(state, self.out_dir / name)
-
-    def _write_history(self):
-        if self.dist.is_main:
-            atomic_write_csv(pd.DataFrame(self.history), self.out_dir / "history.csv", index=False)
-
-    # ------------------------------------------------------------------ helpers
-    def _close_bar(self):
-        bar = getattr(self, "_bar", None)
-        if bar is not None:
-            bar.close()
-            self._bar = None
 
 
 def _pick_device(device: str, info) -> torch.device:
@@ -643,63 +414,3 @@ def _amp_dtype(amp: str, device: torch.device):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
 
 
-def _class_name(obj) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _config_of(model):
-    """The model's config dataclass (``model.cfg``) as a dict, None when it has none."""
-    cfg = getattr(model, "cfg", None)
-    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else None
-
-
-def _jsonable(value):
-    """``value`` as it reads back from JSON (tuples become lists, unknown objects strings)."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _read_json(path: Path):
-    """The parsed JSON object in ``path``, None when it is missing or unreadable."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _json_with(path: Path, keys) -> bool:
-    value = _read_json(path)
-    return value is not None and all(k in value for k in keys)
-
-
-def _csv_rows(path: Path, n: int) -> bool:
-    try:
-        return len(pd.read_csv(path)) == n
-    except (OSError, ValueError):  # missing, empty (EmptyDataError is a ValueError) or garbled
-        return False
-
-
-def _loadable(path: Path) -> bool:
-    try:
-        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return False
-    return True
-
-
-def _identity_differences(now: dict, stored: dict, skip=()) -> dict:
-    """``{field: (now, stored)}`` between two run identities; train-config fields by name, ignoring
-    `RESUMABLE_CHANGES` and the keys in ``skip``."""
-    diffs = {}
-    a, b = now.get("config") or {}, stored.get("config") or {}
-    for k in sorted(set(a) | set(b)):
-        if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k):
-            diffs[k] = (a.get(k), b.get(k))
-    for k in now:
-        if k != "config" and k not in skip and now.get(k) != stored.get(k):
-            diffs[k] = (now.get(k), stored.get(k))
-    return diffs
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
