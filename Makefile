@@ -33,19 +33,26 @@ test-unit: install
 	$(BIN)/python -m pytest -q
 
 # Stored notebook outputs are checked with progress bars off (TQDM_DISABLE) and install paths sanitized.
-NBVAL := TQDM_DISABLE=1 $(BIN)/python -m pytest -q --nbval --nbval-sanitize-with nbval_sanitize.cfg \
-         --nbval-cell-timeout 1200
+# On a clean slate: copies of the notebooks run in NBRUN, emptied first, so no dataset, statistics or finished
+# run cached under notebooks/ (data/, outputs/) is reused; a clean clone and a used working tree agree.
+NBRUN  := .nbval-run
+NBVAL := TQDM_DISABLE=1 $(CURDIR)/$(BIN)/python -m pytest -q -p no:cacheprovider --nbval \
+         --nbval-sanitize-with $(CURDIR)/nbval_sanitize.cfg --nbval-cell-timeout 1200
 
 test-notebooks: install
-	$(NBVAL) notebooks/
+	rm -rf $(NBRUN) && mkdir -p $(NBRUN) && cp notebooks/0*.ipynb $(NBRUN)/
+	cd $(NBRUN) && $(NBVAL) --rootdir . .
 
-# Re-execute every notebook in place with its defaults (refreshes the outputs that nbval compares).
+# Re-execute every notebook with its defaults on a clean slate (as test-notebooks does) and store the executed
+# copies in notebooks/ (refreshes the outputs that nbval compares).
 notebooks: install
-	cd notebooks && for nb in 0*.ipynb; do TQDM_DISABLE=1 ../$(BIN)/papermill --no-progress-bar $$nb $$nb || exit 1; done
+	rm -rf $(NBRUN) && mkdir -p $(NBRUN) && cp notebooks/0*.ipynb $(NBRUN)/
+	cd $(NBRUN) && for nb in 0*.ipynb; do TQDM_DISABLE=1 $(CURDIR)/$(BIN)/papermill --no-progress-bar $$nb $$nb || exit 1; done
+	cp $(NBRUN)/0*.ipynb notebooks/
 
 lab: install
 	$(BIN)/python -m pip install --quiet jupyterlab==4.6.6
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache $(NBRUN)
