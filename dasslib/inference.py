@@ -230,10 +230,13 @@ def _cpu_probe(model, num_mel_bins, batch_size, kind):
 
 
 def _cuda_budget(device, headroom):
-    """(bytes PyTorch can still hold: free + its own cache, whole device), times ``headroom``."""
+    """(bytes PyTorch can still hold: free + its own cache, whole device), times ``headroom``; both within
+    the process's allocator cap (``torch.cuda.set_per_process_memory_fraction``, `dasslib.bench.limit_memory`)."""
     _release(device)
     free, total = torch.cuda.mem_get_info(device)
-    return int((free + torch.cuda.memory_reserved(device)) * headroom), int(total * headroom)
+    cap = torch.cuda.get_per_process_memory_fraction(device) * total
+    return (int(min(free + torch.cuda.memory_reserved(device), cap) * headroom),
+            int(min(total, cap) * headroom))
 
 
 def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtype=torch.bfloat16,

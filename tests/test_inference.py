@@ -208,3 +208,18 @@ def test_cuda_predict_measure_and_fit():
     assert stats["peak_mem_bytes"] > 4000 * MEL * 4 and stats["dtype"] == "bfloat16"
     fit = max_length_that_fits(model, MEL, start_frames=4096)
     assert fit.max_frames > 4096 and fit.coeffs[0] > 0
+
+
+def test_cuda_budget_honours_the_allocator_cap(monkeypatch):
+    """A process capped with set_per_process_memory_fraction (bench.limit_memory) can hold no more than its
+    cap, however much the card has free: the budget max_length_that_fits solves for stays within it."""
+    import dasslib.inference as inf
+
+    gib = 2**30
+    monkeypatch.setattr(inf, "_release", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (70 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2 * gib)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 1.0)
+    assert inf._cuda_budget("cuda", 1.0) == (72 * gib, 80 * gib)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 0.1)
+    assert inf._cuda_budget("cuda", 0.5) == (4 * gib, 4 * gib)
