@@ -1,65 +1,121 @@
-"""Short learning-rate probe: train one registry classifier for a few epochs on the embedded dataset
-at each given lr (one process each, in parallel) and print the eval mAP per epoch.
+"""Learning-rate and warm-up sweep: train one registry classifier for a few epochs on the embedded dataset at
+each (lr, warm-up) pair, one process each (``--parallel`` at a time), and write every run's per-epoch history to
+one CSV and its learning curves to one PNG.
 
-    python benchmarks/lr_probe.py --model dass_small --lrs 1e-4 3e-4 1e-3 --out runs/lr_probe
+    python benchmarks/lr_probe.py --model dass_small --lrs 3e-5 1e-4 3e-4 --warmups 100 1000 \\
+        --csv results/gpu/lr_sweep/dass_small.csv --png results/gpu/lr_sweep/dass_small.png
+
+Columns: model, lr (the peak lr), warmup_steps, epoch, train_loss, eval_loss, mAP, mAUC, ... (`history.csv` of
+each run, its own lr column renamed lr_at_epoch_end),
+plus collapsed (eval mAUC within 0.01 of 0.5 at the last epoch: constant outputs). ``--smoke`` runs a tiny
+model on the small ``ci`` set on the CPU (what the test suite runs).
 """
 import argparse
+import itertools
 import json
 import multiprocessing as mp
-import os
-import sys
+from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+TRAIN = dict(epochs=4, warmup_every=1, wa=False, progress=False, lrscheduler_start=10, lrscheduler_step=5)
+SMOKE = dict(model="dass_small", overrides=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]), size="ci",
+             train=dict(epochs=1, device="cpu"), batch=8, workers=0, lrs=[1e-3], warmups=[2])
 
 
-def _run(args):
-    model, lr, train, batch, workers, size, out, overrides = args
+def run_dir(out, model, lr, warmup) -> Path:
+    return Path(out) / f"{model}_lr{lr:g}_wu{warmup}"
+
+
+def _run(job):
+    """Train one (lr, warm-up) point; returns its folder."""
     from dasslib.experiments.common import norm_stats, prepare_data, train_classifier
 
-    paths = prepare_data("data", size, seed=0)
-    stats = norm_stats(paths)
-    _, metrics = train_classifier(f"{out}/{model}_lr{lr:g}", dict(name=model, **overrides), paths, stats,
-                                  dict(train, lr=lr), dict(batch_size=batch, num_workers=workers))
-    return model, lr, metrics
+    paths = prepare_data(job["data_root"], job["size"], seed=0)
+    folder = run_dir(job["out"], job["model"], job["lr"], job["warmup"])
+    train = dict(TRAIN, **job["train"], lr=job["lr"], warmup_steps=job["warmup"])
+    train_classifier(folder, dict(name=job["model"], **job["overrides"]), paths, norm_stats(paths), train,
+                     dict(batch_size=job["batch"], num_workers=job["workers"]))
+    return folder
 
 
-def _worker(job, queue):
-    queue.put(_run(job))
+def collect(out, model, lrs, warmups):
+    """Every run's history in one table (runs without a history are left out)."""
+    import pandas as pd
+
+    parts = []
+    for lr, warmup in itertools.product(lrs, warmups):
+        path = run_dir(out, model, lr, warmup) / "history.csv"
+        if path.is_file():
+            h = pd.read_csv(path).rename(columns={"lr": "lr_at_epoch_end"})  # lr: the run's peak lr
+            h.insert(0, "warmup_steps", warmup)
+            h.insert(0, "lr", lr)
+            h.insert(0, "model", model)
+            h["collapsed"] = bool("mAUC" in h and abs(h["mAUC"].iloc[-1] - 0.5) < 0.01)
+            parts.append(h)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="dass_small")
     ap.add_argument("--overrides", default="{}", help="JSON create() overrides")
     ap.add_argument("--lrs", nargs="+", type=float, default=[1e-4, 3e-4, 1e-3])
-    ap.add_argument("--train", default='{"epochs": 2, "warmup_steps": 50, "warmup_every": 1, "wa": false, '
-                    '"progress": false, "lrscheduler_start": 3}', help="JSON TrainConfig fields (lr is set per run)")
+    ap.add_argument("--warmups", nargs="+", type=int, default=[100], help="warm-up steps")
+    ap.add_argument("--train", default="{}", help="JSON TrainConfig fields over the sweep's defaults")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--parallel", type=int, default=3, help="runs at a time (one process each)")
     ap.add_argument("--size", default="gpu")
+    ap.add_argument("--data-root", default="data")
     ap.add_argument("--out", default="runs/lr_probe")
-    a = ap.parse_args()
+    ap.add_argument("--csv", default=None)
+    ap.add_argument("--png", default=None)
+    ap.add_argument("--smoke", action="store_true", help="tiny model, ci data, CPU, one point")
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.model, a.size, a.batch, a.workers = SMOKE["model"], SMOKE["size"], SMOKE["batch"], SMOKE["workers"]
+        a.lrs, a.warmups, a.parallel = SMOKE["lrs"], SMOKE["warmups"], 1
+        overrides, train = SMOKE["overrides"], SMOKE["train"]
+    else:
+        overrides, train = json.loads(a.overrides), json.loads(a.train)
+    from dasslib.atomic import atomic_write_csv
     from dasslib.experiments.common import norm_stats, prepare_data
 
-    norm_stats(prepare_data("data", a.size, seed=0))  # data and stats once, before the workers start
-    jobs = [(a.model, lr, json.loads(a.train), a.batch, a.workers, a.size, a.out, json.loads(a.overrides)) for lr in a.lrs]
-    results = {}
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(job, queue)) for job in jobs]  # not daemonic: data loader workers
-    for p in procs:
-        p.start()
-    for _ in procs:
-        model, lr, metrics = queue.get()
-        results[lr] = metrics["mAP"]
-        print(json.dumps(dict(model=model, lr=lr, **{k: round(v, 4) for k, v in metrics.items()})), flush=True)
-    for p in procs:
-        p.join()
-    for lr in a.lrs:
-        path = f"{a.out}/{a.model}_lr{lr:g}/history.csv"
-        if os.path.exists(path):
-            print(path); print(open(path).read())
-    print("BEST_LR", max(results, key=results.get))
+    norm_stats(prepare_data(a.data_root, a.size, seed=0))  # data and stats once, before the runs start
+    jobs = [dict(model=a.model, lr=lr, warmup=wu, train=train, batch=a.batch, workers=a.workers, size=a.size,
+                 data_root=a.data_root, out=a.out, overrides=overrides)
+            for lr, wu in itertools.product(a.lrs, a.warmups)]
+    if a.parallel <= 1:
+        for job in jobs:
+            _run(job)
+    else:  # plain processes, not a Pool: its daemonic workers could not start DataLoader workers
+        ctx = mp.get_context("spawn")
+        for i in range(0, len(jobs), a.parallel):
+            procs = [ctx.Process(target=_run, args=(job,)) for job in jobs[i:i + a.parallel]]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+            failed = [job["lr"] for p, job in zip(procs, jobs[i:i + a.parallel]) if p.exitcode != 0]
+            if failed:
+                raise SystemExit(f"runs at lr {failed} failed (their folders under {a.out} keep their state)")
+    table = collect(a.out, a.model, a.lrs, a.warmups)
+    if a.csv:
+        atomic_write_csv(table, a.csv, index=False)
+    if a.png and len(table):
+        import matplotlib.pyplot as plt
+
+        from dasslib.atomic import atomic_write_bytes
+        from dasslib.display import figure_png
+        from dasslib.experiments.common import plot_learning_curves
+
+        hist = table.assign(run=[f"lr {lr:g}, warm-up {wu}" for lr, wu in zip(table["lr"], table["warmup_steps"])])
+        fig = plot_learning_curves(hist)
+        atomic_write_bytes(figure_png(fig), a.png)
+        plt.close(fig)
+    last = table.groupby(["lr", "warmup_steps"]).tail(1)
+    print(last[[c for c in ("lr", "warmup_steps", "epoch", "train_loss", "mAP", "mAUC", "collapsed")
+                if c in last]].to_string(index=False))
+    return table
 
 
 if __name__ == "__main__":
