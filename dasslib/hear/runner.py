@@ -7,7 +7,9 @@ handing over to the kit.
 """
 import runpy
 
-import dasslib.hear  # noqa: F401  (loads torch, timm and Triton before the kit loads TensorFlow)
+import timm  # noqa: F401  (timm and torch, and Triton through dasslib, before the kit loads TensorFlow)
+
+import dasslib.hear  # noqa: F401
 
 if __name__ == "__main__":
     runpy.run_module("heareval.embeddings.runner", run_name="__main__", alter_sys=True)

@@ -14,7 +14,6 @@ from functools import partial
 
 import torch
 import torch.nn as nn
-from timm.models.vision_transformer import Block
 
 from .interface import AudioClassifier, check_input
 from .layers import (POS_RESIZES, PatchEmbed, resize_pos_grid, sinusoid_table_1d, trunc_normal_,
@@ -54,6 +53,8 @@ class ASTConfig:
 
 def make_transformer_blocks(depth, dim, num_heads, mlp_ratio=4.0, drop_path=0.0, attn="sdpa"):
     """timm ViT Blocks (qkv bias, LayerNorm eps 1e-6); ``attn="eager"`` turns off SDPA."""
+    from timm.models.vision_transformer import Block   # on first use: timm is slow to import
+
     check_choice("attn", attn, ATTNS)
     rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()
     blocks = nn.ModuleList(

@@ -7,14 +7,15 @@
 - :class:`StemConv2d`: nn.Conv2d whose one-input-channel case compiles as fusable taps.
 - :func:`sinusoid_table_1d` (AST's fixed table), :func:`sincos_table_2d` (MAE / SSAM table),
   :func:`resize_pos_grid` (learned grid embeddings resized to another grid).
-- ``DropPath`` and ``trunc_normal_`` are re-exported from timm.
+- ``DropPath``, ``LayerNorm2d``, ``trunc_normal_``, ``lecun_normal_`` and the bilinear
+  :func:`resize_pos_grid` modes are timm's (``timm.layers``), reached through functions that import timm on
+  first use: importing timm (and torchvision under it) takes seconds, ``import dasslib.models`` need not.
 """
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, lecun_normal_, trunc_normal_
 
 __all__ = ["DropPath", "trunc_normal_", "vit_init", "lecun_normal_", "LayerNorm2d", "Linear2d", "Mlp2d",
            "StemConv2d", "tap_conv2d",
@@ -24,13 +25,31 @@ __all__ = ["DropPath", "trunc_normal_", "vit_init", "lecun_normal_", "LayerNorm2
 POS_RESIZES = ("bilinear", "bilinear_aa", "official")
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channel axis of (B, C, H, W)."""
+def _timm_layers():
+    import timm.layers   # on first use (see the module docstring)
 
-    def forward(self, x):
-        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                         self.eps)
-        return x.permute(0, 3, 1, 2)
+    return timm.layers
+
+
+def DropPath(drop_prob: float = 0.0) -> nn.Module:  # noqa: N802 (builds timm's class)
+    """``timm.layers.DropPath``: stochastic depth, drops a sample's residual branch with ``drop_prob``."""
+    return _timm_layers().DropPath(drop_prob)
+
+
+def LayerNorm2d(num_channels: int, eps: float = 1e-5) -> nn.Module:  # noqa: N802 (builds timm's class)
+    """``timm.layers.LayerNorm2d``: LayerNorm over the channel axis of (B, C, H, W) (keys ``weight``,
+    ``bias``); eps defaults to nn.LayerNorm's 1e-5, as VMamba / DASS use it (timm's default is 1e-6)."""
+    return _timm_layers().LayerNorm2d(num_channels, eps=eps)
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
+    """``timm.layers.trunc_normal_`` (in place; returns ``tensor``)."""
+    return _timm_layers().trunc_normal_(tensor, mean=mean, std=std, a=a, b=b)
+
+
+def lecun_normal_(tensor):
+    """``timm.layers.lecun_normal_`` (in place; returns ``tensor``)."""
+    return _timm_layers().lecun_normal_(tensor)
 
 
 class Linear2d(nn.Linear):
@@ -181,10 +200,11 @@ def resize_pos_grid(pos, old_grid, new_grid, mode="bilinear"):
         return pos
     d = pos.shape[-1]
     grid = pos.reshape(1, f0, t0, d).permute(0, 3, 1, 2)
-    if mode in ("bilinear", "bilinear_aa"):
-        grid = F.interpolate(grid, size=(f1, t1), mode="bilinear", align_corners=False,
-                             antialias=mode == "bilinear_aa")
-    elif mode == "official":
+    if mode in ("bilinear", "bilinear_aa"):   # timm's resampling of a (1, H*W, D) table, H-major as ours
+        return _timm_layers().resample_abs_pos_embed(pos, (f1, t1), (f0, t0), num_prefix_tokens=0,
+                                                     interpolation="bilinear",
+                                                     antialias=mode == "bilinear_aa").to(pos.dtype)
+    if mode == "official":
         if t1 < t0:
             s = t0 // 2 - t1 // 2
             grid = grid[..., s:s + t1]
