@@ -226,3 +226,45 @@ def test_train_config_kd_settings_reach_the_loss(loss, task):
     value, parts = obj.loss(t(student), y, t(teacher))
     assert value.item() == pytest.approx(0.8 * hard + 0.2 * distill, rel=1e-5)
     assert parts["distill"].item() == pytest.approx(distill, rel=1e-5)
+
+
+# ---- the error contract: each message names the argument and the shapes (mutation testing found these
+# unchecked: a wrong name or a lost shape in a message passed every test)
+@pytest.mark.parametrize("loss,args,names", [
+    (BCEWithLogits(), ("logits", "targets"), ("logits", "targets")),
+    (CrossEntropy(), ("logits", "targets"), ("logits", "targets")),
+    (kl_distillation, ("student_logits", "teacher_logits"), ("student_logits", "teacher_logits")),
+    (bce_distillation, ("student_logits", "teacher_logits"), ("student_logits", "teacher_logits")),
+])
+def test_messages_name_the_arguments_and_their_shapes(loss, args, names):
+    first, second = names
+    with pytest.raises(ValueError, match=rf"^{first} must be a \(B, C\) tensor, got \(2, 3, 4\)$"):
+        loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match=rf"^{first} must be a \(B, C\) tensor, got list$"):
+        loss([[0.0]], torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=rf"^{first} \(2, 3\) and {second} \(2, 4\) must have the same shape$"):
+        loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_cross_entropy_index_targets_message():
+    with pytest.raises(ValueError, match=r"^targets \(3,\) must hold one class index per row of logits \(2, 5\)$"):
+        CrossEntropy()(torch.zeros(2, 5), torch.zeros(3, dtype=torch.long))
+
+
+def test_kd_weight_bounds_are_inclusive_and_messages_list_the_choices():
+    logits, targets = torch.randn(2, 3), torch.rand(2, 3).round()
+    teacher = torch.randn(2, 3)
+    bce, kl = BCEWithLogits()(logits, targets), kl_distillation(logits, teacher)
+    torch.testing.assert_close(KDLoss(weight=0.0)(logits, targets, teacher), bce)
+    torch.testing.assert_close(KDLoss(weight=1.0)(logits, targets, teacher), kl)
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ValueError, match=rf"^weight must lie in \[0, 1\], got {bad}$"):
+            KDLoss(weight=bad)
+    with pytest.raises(ValueError, match=r"^hard must be one of \['bce', 'ce'\], got 'mse'$"):
+        KDLoss(hard="mse")
+    with pytest.raises(ValueError, match=r"^distill must be one of \['bce', 'kl'\], got 'l2'$"):
+        KDLoss(distill="l2")
+    with pytest.raises(ValueError, match="^a distillation loss needs teacher_logits$"):
+        KDLoss()(logits, targets, None)
+    with pytest.raises(ValueError, match=r"^pred \(2, 3, 4\) and target \(2, 3, 5\) must have the same shape$"):
+        MaskedMSE()(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.ones(2, 3, dtype=torch.bool))

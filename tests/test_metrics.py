@@ -110,3 +110,49 @@ def test_bad_inputs(scores, targets, task, match):
 def test_non_numeric_input():
     with pytest.raises(TypeError, match="scores"):
         evaluate([["a", "b"]], [[1, 0]])
+
+
+# ---- found by mutation testing: boundaries of the AUC rule, the torch path, and the error contract
+def test_auc_needs_both_a_positive_and_a_negative_and_one_of_each_is_enough():
+    scores = np.array([[0.9, 0.2, 0.1], [0.1, 0.8, 0.7], [0.3, 0.4, 0.2]])
+    targets = np.array([[1, 1, 0], [0, 1, 0], [0, 1, 0]])  # class 0: one positive; 1: all; 2: none
+    stats = class_stats(scores, targets)
+    assert stats["positives"].tolist() == [1, 3, 0] and stats["positives"].dtype == np.int64
+    assert stats["auc"][0] == 1.0                      # the one positive ranks first: computed, not NaN
+    assert np.isnan(stats["auc"][1]) and np.isnan(stats["auc"][2])
+    assert stats["ap"][1] == 1.0 and np.isnan(stats["ap"][2])
+    out = evaluate(scores, targets)
+    assert out["mAUC"] == 1.0 and out["mAP"] == 1.0    # mean over the classes where each is defined
+
+
+def test_no_class_with_an_auc_gives_nan_mauc_and_d_prime():
+    out = evaluate(np.array([[0.2], [0.7]]), np.array([[1], [1]]))   # positives only
+    assert out["mAP"] == 1.0 and math.isnan(out["mAUC"]) and math.isnan(out["d_prime"])
+
+
+def test_tensors_that_require_grad_are_read():
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.8]], requires_grad=True)
+    assert evaluate(scores, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))["mAP"] == 1.0
+
+
+def test_messages_name_the_argument_and_shapes():
+    with pytest.raises(TypeError, match="^scores must be an array or tensor of numbers"):
+        evaluate([["a"]], [[1]])
+    with pytest.raises(TypeError, match="^targets must be an array or tensor of numbers"):
+        evaluate([[0.5]], [["x"]])
+    with pytest.raises(ValueError, match=r"^targets \(2, 3\) must have the shape of scores \(2, 2\)$"):
+        evaluate(np.zeros((2, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="^scores contain NaN or infinite values$"):
+        evaluate(np.array([[np.nan]]), np.array([[1]]))
+    with pytest.raises(ValueError, match=r"^targets must be multi-hot \(0/1 only\); threshold soft labels first$"):
+        evaluate(np.array([[0.5]]), np.array([[0.5]]))
+    with pytest.raises(ValueError, match="^no class has a positive target: mAP is undefined$"):
+        evaluate(np.array([[0.5]]), np.array([[0]]))
+    with pytest.raises(ValueError, match=r"^scores must be \(N, C\), got shape \(3,\)$"):
+        evaluate(np.zeros(3), np.zeros(3), task="multiclass")
+    with pytest.raises(ValueError, match=r"^one-hot targets \(2, 4\) must match scores \(2, 3\)$"):
+        evaluate(np.zeros((2, 3)), np.zeros((2, 4)), task="multiclass")
+    with pytest.raises(ValueError, match=r"^multiclass targets must be \(N,\) = \(4,\) class indices in \[0, 3\)$"):
+        evaluate(np.zeros((4, 3)), np.array([0, 1, 3, 0]), task="multiclass")
+    with pytest.raises(ValueError, match=r"\(4,\) class indices"):
+        evaluate(np.zeros((4, 3)), np.array([0, -1, 2, 0]), task="multiclass")
