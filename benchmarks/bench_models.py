@@ -1,6 +1,6 @@
 """Whole-model speed on one GPU: eager vs the fast path (:mod:`dasslib.fast`), with checks first.
 
-    python benchmarks/bench_models.py --csv results/gpu/model_speed_<date>.csv
+    python -m benchmarks.bench_models --csv results/gpu/model_speed_<date>.csv
         [--models ast_base_sdpa,dass_small,dass_medium,aum_base,ssam_base] [--check-model dass_small]
         [--repeats 20] [--skip-train] [--skip-b1]
 
@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import csv
 import datetime
-import math
 import os
 import subprocess
 import sys
@@ -37,11 +36,10 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dasslib import models  # noqa: E402
-from dasslib.bench import make_step, peak_memory_mb, reset_peak, time_step  # noqa: E402
-from dasslib.fast import compile_for_training, fast_forward, resolve_fast  # noqa: E402
-from dasslib.inference import predict  # noqa: E402
+from dasslib import models
+from dasslib.bench import make_step, peak_memory_mb, reset_peak, time_step
+from dasslib.fast import compile_for_training, fast_forward, resolve_fast
+from dasslib.inference import predict
 
 MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "ast_base_sdpa": ("ast_base", dict(attn="sdpa"), (1024, 128)),

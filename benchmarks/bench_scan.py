@@ -1,8 +1,8 @@
 """Benchmark of the selective-scan backends (GPU), with correctness checks first.
 
-    python benchmarks/bench_scan.py --csv scan_bench.csv --log scan_bench.log [--tune]
+    python -m benchmarks.bench_scan --csv scan_bench.csv --log scan_bench.log [--tune]
                                     [--budget-s 210] [--case-cap-s 30] [--shapes dass,long,aum]
-    TRITON_INTERPRET=1 python benchmarks/bench_scan.py --smoke     # CPU check of this script
+    TRITON_INTERPRET=1 python -m benchmarks.bench_scan --smoke     # CPU check of this script
 
 Shapes (forward arguments as the models use them: D, delta_bias, delta_softplus=True):
   dass  batch 12, dim 4*192=768,  L 8192,   N 1,  B/C (batch, 4, N, L) (4 SS2D directions)
@@ -48,9 +48,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dasslib.scans.torch_backend import selective_scan_torch  # noqa: E402
-from dasslib.scans.triton_backend import pick_config, selective_scan_triton  # noqa: E402
+from dasslib.scans.torch_backend import selective_scan_torch
+from dasslib.scans.triton_backend import pick_config, selective_scan_triton
 
 SHAPES = {
     "dass": dict(batch=12, dim=768, L=8192, N=1, G=4, z=False),

@@ -2,7 +2,7 @@
 each (lr, warm-up) pair, one process each (``--parallel`` at a time), and write every run's per-epoch history to
 one CSV and its learning curves to one PNG.
 
-    python benchmarks/lr_probe.py --model dass_small --lrs 3e-5 1e-4 3e-4 --warmups 100 1000 \\
+    python -m benchmarks.lr_probe --model dass_small --lrs 3e-5 1e-4 3e-4 --warmups 100 1000 \\
         --csv results/gpu/lr_sweep/dass_small.csv --png results/gpu/lr_sweep/dass_small.png
 
 Columns: model, lr (the peak lr), warmup_steps, epoch, train_loss, eval_loss, mAP, mAUC, ... (`history.csv` of

@@ -1,6 +1,6 @@
 """Where a model's GPU time goes: torch.profiler kernel table of a few calls (eager or fast path).
 
-    python benchmarks/profile_model.py --model dass_small --batch 32 --mode inference --fast compile
+    python -m benchmarks.profile_model --model dass_small --batch 32 --mode inference --fast compile
         [--top 40] [--out table.txt]
 
 Warms up (compiles), then profiles ``--iters`` calls and prints the CUDA kernels sorted by total
@@ -8,15 +8,12 @@ device time, with the share of the profiled device time each takes (``--out`` al
 Uses bf16 autocast, random weights and 10 s inputs like benchmarks/bench_models.py.
 """
 import argparse
-import os
-import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench_models import MODELS, build  # noqa: E402
-from dasslib.bench import make_step  # noqa: E402
+from benchmarks.bench_models import MODELS, build
+from dasslib.bench import make_step
 
 
 def main():

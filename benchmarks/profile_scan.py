@@ -3,7 +3,7 @@
     ncu --clock-control none --kernel-name regex:seq_fwd --launch-skip 2 --launch-count 2 \
         --section SpeedOfLight --section Occupancy --section WarpStateStats \
         --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
-        python3 benchmarks/profile_scan.py --shape long --dtype fp32
+        python -m benchmarks.profile_scan --shape long --dtype fp32
 
 The first ``--warmup`` calls compile the kernels and warm the caches (skip their launches with
 ``--launch-skip``: a "seq" forward with chunks is two launches, the chunk pre-pass and the output
@@ -14,17 +14,12 @@ pass); then ``--calls`` calls follow. Without a profiler it prints the median ti
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench_scan import DTYPES, SHAPES, make_inputs  # noqa: E402
-
-from dasslib.scans.triton_backend import TritonConfig, pick_config, selective_scan_triton  # noqa: E402
+from benchmarks.bench_scan import DTYPES, SHAPES, make_inputs
+from dasslib.scans.triton_backend import TritonConfig, pick_config, selective_scan_triton
 
 
 def parse_overrides(items):

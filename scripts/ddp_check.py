@@ -1,6 +1,6 @@
 """Multi-GPU check: the same training run under torchrun on K GPUs and on one GPU.
 
-    python scripts/ddp_check.py --gpus 2 --out results/gpu/ddp
+    python -m scripts.ddp_check --gpus 2 --out results/gpu/ddp
 
 Trains DASS-Small from scratch on the embedded "gpu" dataset (generated on first use) through
 ``dasslib.train.cli``: once with ``torchrun --nproc_per_node K`` (``batch`` clips per GPU) and once on
@@ -24,10 +24,9 @@ import pandas as pd
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from dasslib.experiments.common import classifier_config, norm_stats, prepare_data
 
-from dasslib.experiments.common import classifier_config, norm_stats, prepare_data  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(world: int, config: dict, cfg_path: Path) -> float:

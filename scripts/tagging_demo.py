@@ -1,7 +1,7 @@
 """Tagging demo: a long synthetic recording with known events, tagged with --timeline, scored.
 
-    python scripts/tagging_demo.py --out results/gpu/tagging --minutes 30          # GPU
-    python scripts/tagging_demo.py --smoke --out /tmp/tagging_smoke                # CPU, tiny, ~1 min
+    python -m scripts.tagging_demo --out results/gpu/tagging --minutes 30          # GPU
+    python -m scripts.tagging_demo --smoke --out /tmp/tagging_smoke                # CPU, tiny, ~1 min
 
 1. The model: ``--checkpoint`` (with ``--labels`` and the fbank ``--norm-mean/--norm-std`` it was
    trained with), or else DASS-Small trained here from scratch on the embedded "gpu" dataset with
@@ -28,18 +28,17 @@ import soundfile as sf
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import dasslib
+from dasslib.atomic import atomic_write, atomic_write_csv, atomic_write_json
+from dasslib.data import read_label_csv
+from dasslib.data.events import render_event_recording
+from dasslib.data.synth import SAMPLE_RATE
+from dasslib.experiments.common import norm_stats, prepare_data, train_classifier
+from dasslib.notebook import run_metadata
+from dasslib.tagging.scoring import event_prf
+from dasslib.tagging.timeline import find_events
 
-import dasslib  # noqa: E402
-from dasslib.data import read_label_csv  # noqa: E402
-from dasslib.data.events import render_event_recording  # noqa: E402
-from dasslib.data.synth import SAMPLE_RATE  # noqa: E402
-from dasslib.experiments.common import norm_stats, prepare_data, train_classifier  # noqa: E402
-from dasslib.notebook import run_metadata  # noqa: E402
-from dasslib.tagging.scoring import event_prf  # noqa: E402
-from dasslib.tagging.timeline import find_events  # noqa: E402
-from dasslib.atomic import atomic_write, atomic_write_csv, atomic_write_json  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SMOKE_MODEL = dict(depths=(1, 1), dims=(8, 16))
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -155,7 +154,7 @@ def main(argv=None):
     overall = scores.iloc[-1]
     summary = dict(
         run_metadata(dtype=torch.bfloat16 if device.type == "cuda" else torch.float32, device=device),
-        command="python scripts/tagging_demo.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        command="python -m scripts.tagging_demo " + " ".join(sys.argv[1:] if argv is None else argv),
         checkpoint=str(checkpoint), train_metrics=metrics, norm_stats=list(stats), recording_minutes=args.minutes,
         reference_events=int(len(truth)), detected_events=int(overall.detected), threshold=args.threshold,
         min_duration_s=args.min_duration, min_overlap=args.min_overlap, hop_s=args.hop,

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_models_smoke(tmp_path):
     out = tmp_path / "speed.csv"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), "--smoke",
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_models", "--smoke",
                           "--device", "cpu", "--check-model", "", "--repeats", "1", "--skip-train",
                           "--models", "ast_base_sdpa,dass_small", "--csv", str(out)],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -18,7 +18,7 @@ def test_bench_scan_smoke_writes_checked_rows(tmp_path):
     out_csv, out_log = tmp_path / "b.csv", tmp_path / "b.log"
     env = dict(os.environ, TRITON_INTERPRET="1")
     res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_scan.py"), "--smoke",
+        [sys.executable, "-m", "benchmarks.bench_scan", "--smoke",
          "--shapes", "dass_long,long", "--dtypes", "fp32", "--no-torch", "--no-bwd",
          "--variants", json.dumps(variants), "--csv", str(out_csv), "--log", str(out_log)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
