@@ -156,3 +156,22 @@ def test_mamba_lm_matches_transformers(tmp_path):
     torch.testing.assert_close(again(ids), ours(ids))
     with pytest.raises(FileNotFoundError, match="config.json"):
         MambaLM.from_pretrained(tmp_path)
+
+
+def test_stage_training_and_lm_pretraining_run(tok):
+    from dasslib.lalm.data import QAItem
+    from dasslib.lalm.train import pretrain_lm, train_stage
+    m = tiny_model(tok)
+    fb = torch.randn(3, 256, 128)
+    items = [QAItem(i, q, a, "classification") for i, (q, a) in
+             enumerate(zip(QUESTIONS + ["Count?"], ["Piano.", "No.", "Two."]))]
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    log = train_stage(m, items, lambda i: fb[i], 1, epochs=2, batch_size=2, warmup_steps=1)
+    assert [r["step"] for r in log] == [0, 1, 2, 3] and all(r["loss"] > 0 for r in log)
+    after = m.state_dict()
+    changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"projector"}                                      # stage 1: the projector only
+    lm_log = pretrain_lm(tiny_mamba(len(tok), 16, 1, scan_backend="torch"), tok, TEXTS, epochs=2, batch_size=2)
+    assert len(lm_log) == 4
+    with pytest.raises(ValueError, match="no training items"):
+        train_stage(m, [], lambda i: fb[i], 2)
