@@ -14,12 +14,13 @@ import torch
 
 from dasslib.lalm import (AudioEncoder, SSLALM, apply_lora, count_lora_parameters, load_lm, load_tokenizer,
                           tiny_llama, tiny_mamba, train_bpe_tokenizer)
-from dasslib.lalm.data import CAPTION_PROMPT, caption_of, stage_items, templated_qa
+from dasslib.lalm.data import CAPTION_PROMPT, caption_of, read_openaqa, stage_items, templated_qa
 from dasslib.lalm.evaluate import cider, label_scores, similarity_metrics
 from dasslib.lalm.model import STAGES, format_prompt
+from dasslib.metrics import chance_level
 from dasslib.lalm.train import pretrain_lm, run_stages
 
-__all__ = ["load_fbanks", "qa_items", "make_tokenizer", "build_encoder", "build_lm", "train_system",
+__all__ = ["load_fbanks", "fbank_lookup", "qa_items", "make_tokenizer", "build_encoder", "build_lm", "train_system",
            "evaluate_system", "generation_timing", "text_encoder_for", "caption_of", "plot_losses", "plot_table", "read_results", "summary",
            "PROFILE_SCOPES"]
 
@@ -49,14 +50,30 @@ def load_fbanks(paths: dict, stats: tuple, target_length: int = 1024, max_eval: 
     return out
 
 
-def qa_items(paths: dict, seed: int = 0, max_eval: int | None = None) -> dict:
+def qa_items(paths: dict, seed: int = 0, max_eval: int | None = None, openaqa_json=None) -> dict:
     """{split: templated QA items} (:func:`dasslib.lalm.data.templated_qa`); eval items of the
-    first ``max_eval`` clips when given."""
+    first ``max_eval`` clips when given. ``openaqa_json``: the training items come from an
+    OpenAQA / LTU json instead (their audio are wav paths)."""
     out = {s: templated_qa(paths[f"{s}_json"], paths["label_csv"], seed=seed + i)
            for i, s in enumerate(("train", "eval"))}
+    if openaqa_json:
+        out["train"] = read_openaqa(openaqa_json)
     if max_eval:
         out["eval"] = [it for it in out["eval"] if it.audio < int(max_eval)]
     return out
+
+
+def fbank_lookup(fbanks, stats: tuple, target_length: int = 1024):
+    """``fbank_of(audio)``: row ``audio`` of the cached ``fbanks`` (N, T, F) for an int, else the
+    normalized fbank of the wav file ``audio`` (OpenAQA items)."""
+    from dasslib.data.audio import load_audio
+    from dasslib.data.fbank import normalize_fbank, wav2fbank
+
+    def fbank_of(audio):
+        if isinstance(audio, (int, np.integer)):
+            return fbanks[int(audio)]
+        return normalize_fbank(wav2fbank(load_audio(audio), target_length=int(target_length)), *stats)
+    return fbank_of
 
 
 def _texts(items) -> list:
@@ -122,10 +139,10 @@ def train_system(name: str, spec: dict, ctx: dict) -> dict:
                           ctx["seed"])
     torch.manual_seed(ctx["seed"])
     model = SSLALM(enc, lm, ctx["tokenizer"], grid=tuple(ctx["grid"])).to(ctx["device"])
-    fb = ctx["fbanks"]["train"][0]
+    fbank_of = fbank_lookup(ctx["fbanks"]["train"][0], ctx["stats"], ctx["target_length"])
     items = ctx["items"]["train"]
     by_stage = {k: stage_items(items, STAGES[k]["tasks"]) for k in STAGES}
-    log = run_stages(model, by_stage, lambda i: fb[i], ctx["stages"], batch_size=ctx["batch_size"],
+    log = run_stages(model, by_stage, fbank_of, ctx["stages"], batch_size=ctx["batch_size"],
                      accum=ctx["accum"], warmup_steps=ctx["warmup_steps"], seed=ctx["seed"], amp=ctx["amp"],
                      max_items=ctx["max_items"])
     model.save_trainable(Path(ctx["out"]) / f"{name}_trainable.pt")
@@ -146,7 +163,8 @@ def evaluate_system(model, fbanks, targets, label_names, eval_items, encoder, ba
                     **gen) -> tuple:
     """Table I metrics of one system on the eval set: captions (prompt ``CAPTION_PROMPT``) ->
     similarity mAP against "sound of <label>" and CIDEr against the templated caption; yes/no
-    accuracy on the templated yes/no questions. Returns (metrics dict, captions list)."""
+    accuracy on the templated yes/no questions; ``chance_mAP``: a constant predictor's mAP on
+    the same clips. Returns (metrics dict, captions list)."""
     captions = _generate(model, fbanks, [CAPTION_PROMPT] * len(fbanks), batch_size, **gen)
     scores = label_scores(captions, label_names, encoder)
     cls = similarity_metrics(scores, targets.numpy(), multi_label=True)
@@ -155,7 +173,8 @@ def evaluate_system(model, fbanks, targets, label_names, eval_items, encoder, ba
     yn = [it for it in eval_items if it.task == "yes_no"]
     answers = _generate_items(model, fbanks, yn, batch_size, **gen)
     acc = float(np.mean([a.lower().startswith(it.answer[:-1].lower()) for a, it in zip(answers, yn)])) if yn else float("nan")
-    return dict(cls_mAP=cls["mAP"], caption_CIDEr=cid, yes_no_acc=acc), captions
+    chance = chance_level(targets)["mAP"]
+    return dict(cls_mAP=cls["mAP"], chance_mAP=chance, caption_CIDEr=cid, yes_no_acc=acc), captions
 
 
 def _generate_items(model, fbanks, items, batch_size, **gen):
@@ -179,7 +198,14 @@ def generation_timing(hidden_size: int, num_layers: int, vocab_size: int, prompt
     torch.manual_seed(seed)
     ref = MambaForCausalLM(MambaConfig(vocab_size=vocab_size, hidden_size=hidden_size,
                                        num_hidden_layers=num_layers)).eval()
-    ref.save_pretrained(folder)
+    from transformers.utils import logging as hf_logging
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()               # no widget in a stored notebook
+    try:
+        ref.save_pretrained(folder)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     ours = MambaLM.from_pretrained(folder).to(device).eval()
     ref = ref.to(device)
     ids = torch.randint(0, vocab_size, (1, prompt_tokens), device=device)
@@ -254,7 +280,7 @@ def read_results(out) -> dict:
             if (out / f"{k}.csv").is_file()}
 
 
-def summary(results: dict, profile: str, chance: float | None = None) -> str:
+def summary(results: dict, profile: str) -> str:
     """The "What this run shows" Markdown of a 06 run (numbers from :func:`read_results`)."""
     from .common import profile_sentence
     lines = ["### What this run shows", "", profile_sentence(profile, "06_sslalm", PROFILE_SCOPES)]
@@ -266,8 +292,8 @@ def summary(results: dict, profile: str, chance: float | None = None) -> str:
         text = ("**Table I** (the paper: ssLALM-Small 50.0 classification / 15.1 captioning, LTU 50.3 / 14.5, "
                 "hybrids 50.2 / 14.8 and 49.8 / 15.0). Here, classification by text similarity of the generated "
                 f"caption (mAP), caption CIDEr and yes/no accuracy: {rows}.")
-        if chance is not None:
-            text += f" A constant predictor's mAP on this eval set is {chance:.3f}."
+        if "chance_mAP" in t:
+            text += f" A constant predictor's mAP on the scored eval clips is {t['chance_mAP'].iloc[0]:.3f}."
         best = t.loc[t["cls_mAP"].idxmax(), "system"]
         text += f" Highest mAP here: {best}."
         lines += ["", text]
