@@ -63,3 +63,23 @@ def test_cider():
     assert same > other and per.shape == (3,)
     with pytest.raises(ValueError, match="candidates"):
         cider(refs, ["x"])
+
+
+@pytest.mark.parametrize("profile", ["ci", "gpu", "paper"])
+def test_06_params_files_fit_the_notebook(profile):
+    """Every params/<profile>/06_sslalm.yaml value has the type of the notebook's default; ci = defaults."""
+    from pathlib import Path
+
+    import nbformat
+
+    from dasslib.notebook import check_params, load_params_file
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.read(root / "notebooks" / "06_sslalm.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    ns = {}
+    exec(cell.source.replace("_defaults = dict(globals())", ""), ns)
+    defaults = {k: v for k, v in ns.items() if not k.startswith("_")}
+    values = load_params_file(root / "params" / profile / "06_sslalm.yaml")
+    check_params(dict(defaults, **values), defaults)
+    if profile == "ci":
+        assert {k: v for k, v in values.items() if v != defaults[k]} == {}
