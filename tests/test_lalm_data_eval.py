@@ -83,3 +83,13 @@ def test_06_params_files_fit_the_notebook(profile):
     check_params(dict(defaults, **values), defaults)
     if profile == "ci":
         assert {k: v for k, v in values.items() if v != defaults[k]} == {}
+
+
+def test_fbank_lookup_reads_cached_rows_and_wav_files(toy):
+    import torch
+
+    from dasslib.experiments.sslalm import fbank_lookup
+    cached = torch.randn(2, 64, 128)
+    fbank_of = fbank_lookup(cached, (0.0, 1.0), target_length=64)
+    assert torch.equal(fbank_of(1), cached[1]) and torch.equal(fbank_of(np.int64(0)), cached[0])
+    assert tuple(fbank_of(os.path.join(toy["dir"], "clips/0.wav")).shape) == (64, 128)      # an OpenAQA item's wav
