@@ -175,3 +175,28 @@ def test_stage_training_and_lm_pretraining_run(tok):
     assert len(lm_log) == 4
     with pytest.raises(ValueError, match="no training items"):
         train_stage(m, [], lambda i: fb[i], 2)
+
+
+def test_local_folders_tokenizer_llama_and_sentence_encoder(tok, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from dasslib.lalm import HFCausalLM, load_lm, load_tokenizer
+    from dasslib.lalm.evaluate import LocalSentenceEncoder, label_scores
+    tok.save_pretrained(tmp_path / "tok")
+    again = load_tokenizer(tmp_path / "tok")
+    assert again(TEXTS[0]).input_ids == tok(TEXTS[0]).input_ids and again.pad_token_id == tok.pad_token_id
+    torch.manual_seed(0)
+    llama = tiny_llama(len(tok), 32, 1, num_heads=2).eval()
+    llama.model.save_pretrained(tmp_path / "llama")
+    loaded = load_lm(tmp_path / "llama")
+    ids = torch.randint(0, len(tok), (1, 6))
+    assert isinstance(loaded, HFCausalLM)
+    torch.testing.assert_close(loaded(input_ids=ids), llama(input_ids=ids))
+    bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32))
+    bert.save_pretrained(tmp_path / "enc")
+    tok.save_pretrained(tmp_path / "enc")
+    s = label_scores(["a piano", "snare drum"], ["piano", "violin"], LocalSentenceEncoder(tmp_path / "enc"))
+    assert s.shape == (2, 2) and (abs(s) <= 1 + 1e-5).all()
+    with pytest.raises(FileNotFoundError):
+        load_tokenizer(tmp_path / "missing")
