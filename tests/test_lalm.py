@@ -200,3 +200,22 @@ def test_local_folders_tokenizer_llama_and_sentence_encoder(tok, tmp_path):
     assert s.shape == (2, 2) and (abs(s) <= 1 + 1e-5).all()
     with pytest.raises(FileNotFoundError):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_bin_checkpoint_folder_and_sampling(tok, tmp_path):
+    import json
+    torch.manual_seed(0)
+    lm = tiny_mamba(len(tok), 16, 1, scan_backend="torch").eval()
+    (tmp_path / "bin").mkdir()
+    sd = {k: v for k, v in lm.state_dict().items() if k != "lm_head.weight"}
+    torch.save(sd, tmp_path / "bin" / "pytorch_model.bin")
+    (tmp_path / "bin" / "config.json").write_text(json.dumps(lm.config.to_dict()))
+    loaded = MambaLM.from_pretrained(tmp_path / "bin", scan_backend="torch")
+    ids = torch.randint(0, len(tok), (1, 5))
+    torch.testing.assert_close(loaded(input_ids=ids), lm(input_ids=ids))
+    m = tiny_model(tok)
+    fb = torch.randn(1, 256, 128)
+    kw = dict(max_new_tokens=5, do_sample=True, temperature=0.1, top_k=500, top_p=0.95)
+    a = m.generate(fb, QUESTIONS[:1], generator=torch.Generator().manual_seed(3), **kw)
+    b = m.generate(fb, QUESTIONS[:1], generator=torch.Generator().manual_seed(3), **kw)
+    assert a == b and isinstance(a[0], str)
