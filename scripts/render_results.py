@@ -39,6 +39,7 @@ SETUP = {
     "03_aum_scratch": "from dasslib.experiments import aum as X\nfrom dasslib.experiments.common import learning_curves_view",
     "04_niah": "import pandas as pd\nfrom dasslib.experiments import niah",
     "05_efficiency": "import pandas as pd\nfrom dasslib.experiments import efficiency",
+    "06_sslalm": "import pandas as pd\nfrom dasslib.experiments import sslalm",
 }
 
 

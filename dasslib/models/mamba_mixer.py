@@ -84,15 +84,18 @@ class MambaMixer(nn.Module):
             dt_proj.bias._no_reinit = True
         return conv, x_proj, dt_proj
 
-    def _branch(self, x, conv, x_proj, dt_proj, reverse=False):
+    def _branch(self, x, conv, x_proj, dt_proj, reverse=False, mask=None):
         """x (B, d_inner, L) -> u, dt (B, d_inner, L), B, C (B, 1, N, L), in natural order.
-        ``reverse``: the causal conv runs over the reversed sequence (Bi-Bi backward stream)."""
+        ``reverse``: the causal conv runs over the reversed sequence (Bi-Bi backward stream);
+        ``mask`` (B, L): u is zeroed at padded positions."""
         L = x.shape[-1]
         if reverse:
             x = x.flip(-1)
         u = F.silu(conv(x)[..., :L])
         if reverse:
             u = u.flip(-1)
+        if mask is not None:
+            u = u * mask[:, None, :].to(u.dtype)
         x_dbl = torch.matmul(x_proj.weight, u)                          # (B, R + 2N, L)
         r, n = self.dt_rank, self.d_state
         dt = torch.matmul(dt_proj.weight, x_dbl[:, :r])                 # (B, d_inner, L)
@@ -100,17 +103,36 @@ class MambaMixer(nn.Module):
         Cm = x_dbl[:, r + n:].unsqueeze(1).contiguous()
         return u, dt, Bm, Cm
 
-    def forward(self, h):
-        xz = torch.matmul(self.in_proj.weight, h.transpose(1, 2))       # (B, 2 d_inner, L)
-        if self.in_proj.bias is not None:
-            xz = xz + self.in_proj.bias[:, None].to(xz.dtype)
+    def forward(self, h, attention_mask=None, return_state=False):
+        """h (B, L, d_model) -> (B, L, d_model).
+
+        ``attention_mask`` (B, L) of 0/1 (one-direction mixers only): padded positions are zeroed
+        before ``in_proj`` and after the conv, as transformers' Mamba does, so a left-padded row
+        gives the same outputs as the row alone. ``return_state``: also return the recurrent
+        state ``(conv_state (B, d_inner, d_conv), ssm_state (B, d_inner, d_state) float32)``
+        that :meth:`step` continues from. ``in_proj`` is called as a module (adapters on it,
+        e.g. LoRA, take effect)."""
+        if (attention_mask is not None or return_state) and self.bimamba != "none":
+            raise ValueError("attention_mask / return_state need a one-direction mixer "
+                             f"(bimamba='none'), not {self.bimamba!r}")
+        if attention_mask is not None:
+            attention_mask = _check_mask(attention_mask, h)
+            h = h * attention_mask[:, :, None].to(h.dtype)
+        xz = self.in_proj(h).transpose(1, 2)                            # (B, 2 d_inner, L)
         x, z = xz.chunk(2, dim=1)
-        u, dt, Bm, Cm = self._branch(x, self.conv1d, self.x_proj, self.dt_proj)
+        u, dt, Bm, Cm = self._branch(x, self.conv1d, self.x_proj, self.dt_proj,
+                                     mask=attention_mask)
         A = -torch.exp(self.A_log.float())
         kw = dict(D=self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
                   delta_softplus=True, backend=self.scan_backend)
+        state = None
         if self.bimamba == "none":
-            y = selective_scan(u, dt, A, Bm, Cm, **kw)
+            y = selective_scan(u, dt, A, Bm, Cm, return_last_state=return_state, **kw)
+            if return_state:
+                y, ssm_state = y
+                pad = max(0, self.d_conv - x.shape[-1])
+                conv_state = F.pad(x[..., -self.d_conv:], (pad, 0))
+                state = (conv_state, ssm_state)
         elif self.bimamba == "fo_bi":
             y = bidirectional_selective_scan(u, dt, A, Bm, Cm, A_b=-torch.exp(self.A_b_log.float()),
                                              **kw)
@@ -121,4 +143,40 @@ class MambaMixer(nn.Module):
                 u, dt, A, Bm, Cm, A_b=-torch.exp(self.A_b_log.float()), u_b=u_b, delta_b=dt_b,
                 B_b=B_b, C_b=C_b, D_b=self.D_b.float(), delta_bias_b=self.dt_proj_b.bias.float(),
                 divide_out=self.divide_out, **kw)
-        return self.out_proj(y.transpose(1, 2))
+        out = self.out_proj(y.transpose(1, 2))
+        return (out, state) if return_state else out
+
+    def step(self, h, state):
+        """One recurrent step (one-direction mixers): h (B, d_model) and ``state`` from
+        :meth:`forward` (``return_state=True``) or :meth:`step` -> (out (B, d_model), new state).
+        Equal to running :meth:`forward` over the whole sequence, without re-scanning it."""
+        if self.bimamba != "none":
+            raise ValueError(f"step needs a one-direction mixer (bimamba='none'), not {self.bimamba!r}")
+        if h.dim() != 2:
+            raise ValueError(f"step takes one token per row (B, d_model), got shape {tuple(h.shape)}")
+        conv_state, ssm_state = state
+        x, z = self.in_proj(h).chunk(2, dim=-1)                          # (B, d_inner) each
+        conv_state = torch.cat([conv_state[..., 1:], x[..., None].to(conv_state.dtype)], dim=-1)
+        u = (conv_state * self.conv1d.weight[:, 0]).sum(-1)
+        if self.conv1d.bias is not None:
+            u = u + self.conv1d.bias
+        u = F.silu(u)
+        r, n = self.dt_rank, self.d_state
+        x_dbl = self.x_proj(u)
+        dt = F.softplus(F.linear(x_dbl[:, :r], self.dt_proj.weight).float()
+                        + self.dt_proj.bias.float())                     # (B, d_inner)
+        Bm, Cm = x_dbl[:, r:r + n].float(), x_dbl[:, r + n:].float()    # (B, N)
+        A = -torch.exp(self.A_log.float())
+        uf = u.float()
+        ssm_state = torch.exp(dt[..., None] * A) * ssm_state + (dt * uf)[..., None] * Bm[:, None]
+        y = (ssm_state * Cm[:, None]).sum(-1) + self.D.float() * uf
+        y = (y * F.silu(z.float())).to(h.dtype)
+        return self.out_proj(y), (conv_state, ssm_state)
+
+
+def _check_mask(mask, h):
+    """A (B, L) 0/1 mask for h (B, L, D); returns it as a float tensor on h's device."""
+    if mask.shape != h.shape[:2]:
+        raise ValueError(f"attention_mask must be (batch, length) = {tuple(h.shape[:2])}, "
+                         f"got {tuple(mask.shape)}")
+    return mask.to(device=h.device, dtype=torch.float32)
