@@ -45,7 +45,7 @@ def test_golden_fbank_of_chirp_and_tones():
     np.testing.assert_allclose(got["frame_mean"], golden["frame_mean"], atol=1e-3)
 
 
-def numpy_kaldi_fbank(wave, sr=16000, num_mel_bins=128):
+def numpy_kaldi_fbank(wave, sr=16000, num_mel_bins=128, frame_shift_ms=10):
     """Kaldi's fbank with AST's options, written out in float64 numpy from Kaldi's definitions (not
     through torchaudio): 25 ms frames every 10 ms (snip_edges), per-frame DC removal, pre-emphasis 0.97
     (the first sample against itself), symmetric Hann window, 512-point power spectrum, triangular
@@ -53,7 +53,8 @@ def numpy_kaldi_fbank(wave, sr=16000, num_mel_bins=128):
     Nyquist bin unused, log floored at float32 epsilon. The waveform's mean is removed first (AST)."""
     x = np.asarray(wave, dtype=np.float64).ravel()
     x = x - x.mean()
-    win, hop, nfft = sr * 25 // 1000, sr * 10 // 1000, 512
+    win, hop = sr * 25 // 1000, int(sr * frame_shift_ms / 1000)
+    nfft = 1 << (win - 1).bit_length()                                   # the next power of two (512 at 16 kHz)
     n = 1 + (len(x) - win) // hop
     frames = np.stack([x[i * hop:i * hop + win] for i in range(n)])
     frames = frames - frames.mean(axis=1, keepdims=True)
@@ -63,7 +64,7 @@ def numpy_kaldi_fbank(wave, sr=16000, num_mel_bins=128):
     mel = lambda f: 1127.0 * np.log(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
     lo, hi = mel(20.0), mel(sr / 2)
     delta = (hi - lo) / (num_mel_bins + 1)
-    fft_mel = mel(np.arange(nfft // 2) * sr / nfft)                   # bins 0..255; 256 (Nyquist) unused
+    fft_mel = mel(np.arange(nfft // 2) * sr / nfft)                   # bins below Nyquist; Nyquist unused
     weights = np.zeros((num_mel_bins, nfft // 2 + 1))
     for m in range(num_mel_bins):
         left, centre, right = lo + m * delta, lo + (m + 1) * delta, lo + (m + 2) * delta
@@ -174,3 +175,22 @@ def test_bad_waveforms_raise():
 if __name__ == "__main__":  # regenerate the golden file (only when the fbank definition changes)
     with open(GOLDEN, "w") as f:
         json.dump(golden_summary(wav2fbank(golden_waveform(), target_length=None)), f)
+
+
+def test_other_sample_rate_and_frame_shift_follow_kaldi():
+    """sr and frame_shift reach kaldi (mutation testing: dropping either passed every 16 kHz / 10 ms test)."""
+    g = torch.Generator().manual_seed(3)
+    wave = torch.randn(1, 8000, generator=g) * 0.1
+    ours = wav2fbank(wave, sr=8000, num_mel_bins=40, target_length=None, frame_shift=20.0).double().numpy()
+    ref = numpy_kaldi_fbank(wave.numpy(), sr=8000, num_mel_bins=40, frame_shift_ms=20)
+    assert ours.shape == ref.shape == (num_frames(8000, 8000, 20.0), 40) == (49, 40)
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_frame_count_and_padding_edges():
+    assert num_frames(399) == 0 and num_frames(400) == 1 and num_frames(0) == 0   # shorter than one window
+    x = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(pad_or_crop(x, 1), x[:1])                                  # target_length 1 is valid
+    assert pad_or_crop(x, 3) is x or torch.equal(pad_or_crop(x, 3), x)
+    with pytest.raises(ValueError):
+        pad_or_crop(x, 0)

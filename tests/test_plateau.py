@@ -99,3 +99,19 @@ def test_patience_needs_an_eval_loader(tmp_path):
     train, _ = loaders()
     with pytest.raises(ValueError, match="eval_loader"):
         fit(TinyNet(), train, None, small_cfg(patience=2), tmp_path)
+
+
+def test_rule_edges_found_by_mutation_testing():
+    from dasslib.train.plateau import lower_is_better
+
+    assert lower_is_better("eval_loss") and lower_is_better("loss") and not lower_is_better("mAP")
+    s = plateau_state([0.3], patience=1)
+    assert (s.best, s.best_epoch, s.stale, s.stop) == (0.3, 1, 0, False)
+    # an improvement must exceed min_delta strictly, in either direction (exact binary fractions)
+    assert plateau_state([2.0, 1.5], patience=1, min_delta=0.5, lower=True).stale == 1
+    assert plateau_state([2.0, 1.25], patience=1, min_delta=0.5, lower=True).stale == 0
+    assert plateau_state([2.0, 2.25], patience=1, min_delta=0.5, lower=True).stale == 1   # worse loss
+    assert plateau_state([1.0, 1.5], patience=1, min_delta=0.5).stale == 1
+    cap = describe_stop(5, 5, plateau_state([0.1, 0.2, 0.2, 0.2, 0.2], 9), "mAP", 9)
+    assert cap == {"reason": "epoch_cap", "epochs": 5, "cap": 5, "metric": "mAP", "best_epoch": 2,
+                   "stale_epochs": 3}
