@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 from IPython.display import Audio, Image, Markdown, display

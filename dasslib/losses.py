@@ -66,7 +66,8 @@ class CrossEntropy(nn.Module):
         _check_logits("logits", logits)
         if targets.dim() == 1:
             if targets.shape[0] != logits.shape[0]:
-                raise ValueError(f"targets {tuple(targets.shape)} must hold one class index per row of logits {tuple(logits.shape)}")
+                raise ValueError(f"targets {tuple(targets.shape)} must hold one class index per row of logits "
+                                 f"{tuple(logits.shape)}")
             if targets.is_floating_point():
                 raise TypeError(f"class-index targets must be integers, got {targets.dtype}")
             return F.cross_entropy(logits.float(), targets.long())
@@ -74,7 +75,8 @@ class CrossEntropy(nn.Module):
         return F.cross_entropy(logits.float(), targets.float())
 
 
-def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                    temperature: float = 1.0) -> torch.Tensor:
     """DASS's distillation term: ``KL(softmax(teacher / T) || softmax(student))``, batch-mean, no ``T**2``.
 
     ``student_logits, teacher_logits: (B, C)`` -> scalar.
@@ -86,7 +88,8 @@ def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
-def bce_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def bce_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                     temperature: float = 1.0) -> torch.Tensor:
     """BCE-with-logits of the student against ``sigmoid(teacher / T)``: ``(B, C), (B, C)`` -> scalar mean."""
     _check_logits("student_logits", student_logits)
     _check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
@@ -128,11 +131,13 @@ class KDLoss(nn.Module):
         distill = _DISTILL_TERMS[self.distill](student_logits, teacher_logits, self.temperature)
         return {"loss": (1.0 - self.weight) * hard + self.weight * distill, "hard": hard, "distill": distill}
 
-    def forward(self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    def forward(self, student_logits: torch.Tensor, targets: torch.Tensor,
+                teacher_logits: torch.Tensor) -> torch.Tensor:
         return self.components(student_logits, targets, teacher_logits)["loss"]
 
 
-def masked_patch_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_target: bool = False) -> torch.Tensor:
+def masked_patch_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                        norm_target: bool = False) -> torch.Tensor:
     """Per-patch squared error averaged over patch values, zero where not masked.
 
     ``pred, target: (B, N, P)`` (N patches of P values), ``mask: (B, N)`` bool (True = masked) -> ``(B, N)`` float32.

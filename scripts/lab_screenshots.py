@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--wait-ms", type=int, default=25000, help="Chromium's virtual time budget per page")
     ap.add_argument("--run-cells", action="store_true", help="run a copy of each notebook in a live kernel first")
     ap.add_argument("--kernel-python", default=sys.executable, help="--run-cells: Python with dasslib and ipywidgets")
-    ap.add_argument("--run-timeout", type=float, default=900.0, help="--run-cells: seconds to wait for the page and kernel")
+    ap.add_argument("--run-timeout", type=float, default=900.0,
+                    help="--run-cells: seconds to wait for the page and kernel")
     args = ap.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("0*.ipynb"))
     args.out = args.out.resolve()
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
         env.update(JUPYTER_PATH=os.pathsep.join([str(spec.parents[1]), str(Path(prefix) / "share" / "jupyter")]),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     server = subprocess.Popen(
-        [args.jupyter, "lab", "--no-browser", "--ip=127.0.0.1", f"--port={args.port}", f"--IdentityProvider.token={token}",
+        [args.jupyter, "lab", "--no-browser", "--ip=127.0.0.1", f"--port={args.port}",
+         f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", "--LabApp.expose_app_in_browser=True",
          "--allow-root"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:

@@ -58,7 +58,8 @@ def run_group(name: str, module: str, tests: list[str], workdir: Path, children:
     _copy_tree(copy)
     # the whole package is copied into mutmut's tree (a lone module would leave its parents namespace
     # packages); every other module is excluded from mutation
-    others = sorted(str(p.relative_to(copy)) for p in (copy / "dasslib").rglob("*.py") if str(p.relative_to(copy)) != module)
+    others = sorted(name for name in (str(p.relative_to(copy)) for p in (copy / "dasslib").rglob("*.py"))
+                    if name != module)
     with open(copy / "pyproject.toml", "a") as f:
         f.write(f'\n[tool.mutmut]\nsource_paths = ["dasslib"]\ndo_not_mutate = {others!r}\n'
                 f"pytest_add_cli_args_test_selection = {tests!r}\n"

@@ -34,9 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 VIEW = "results-view"
 MARK = "rerendered"          # metadata["dasslib"][MARK] on every cell this script adds
 SETUP = {
-    "01_distill": "from dasslib.experiments import distill\nfrom dasslib.experiments.common import learning_curves_view",
+    "01_distill": ("from dasslib.experiments import distill\n"
+                   "from dasslib.experiments.common import learning_curves_view"),
     "02_ssam_pretrain": "from dasslib.experiments import ssam",
-    "03_aum_scratch": "from dasslib.experiments import aum as X\nfrom dasslib.experiments.common import learning_curves_view",
+    "03_aum_scratch": ("from dasslib.experiments import aum as X\n"
+                       "from dasslib.experiments.common import learning_curves_view"),
     "04_niah": "import pandas as pd\nfrom dasslib.experiments import niah",
     "05_efficiency": "import pandas as pd\nfrom dasslib.experiments import efficiency",
     "06_sslalm": "import pandas as pd\nfrom dasslib.experiments import sslalm",

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dasslib.data import (Entry, read_datafile, read_label_csv, validate_datafile,
-                          write_datafile, write_label_csv)
+from dasslib.data import Entry, read_datafile, read_label_csv, validate_datafile, write_datafile, write_label_csv
 
 
 def write_json(path, obj):

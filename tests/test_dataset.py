@@ -8,8 +8,15 @@ import soundfile as sf
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from dasslib.data import (AUDIOSET_MEAN, AUDIOSET_STD, AudioConf, AudioDataset,
-                          balanced_sample_weights, compute_norm_stats, mixup_waveforms)
+from dasslib.data import (
+    AUDIOSET_MEAN,
+    AUDIOSET_STD,
+    AudioConf,
+    AudioDataset,
+    balanced_sample_weights,
+    compute_norm_stats,
+    mixup_waveforms,
+)
 
 SMALL = AudioConf(target_length=128)  # toy clips are 0.8-1.2 s (78-118 frames)
 MASKED = (0.0 - AUDIOSET_MEAN) / (2 * AUDIOSET_STD)  # a SpecAugment-masked value after normalizing

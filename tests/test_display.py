@@ -87,7 +87,7 @@ def test_explore_static_draws_the_default_view_once(tmp_path, shown):
 
     controls = dict(n=(widgets.IntSlider, dict(value=3, min=1, max=5)),
                     label=(widgets.Dropdown, dict(options=["a", "b"], value="b")))
-    from ipywidgets.widgets.widget import _instances     # every live widget model (ipywidgets 8)
+    from ipywidgets.widgets.widget import _instances  # every live widget model (ipywidgets 8)
 
     before = len(_instances)
     assert D.explore(render, controls, tmp_path / "view.png", live=False) is None

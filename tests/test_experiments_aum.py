@@ -104,6 +104,7 @@ def test_run_all_trains_each_distinct_run_once(toy, tmp_path):
     # class written out (mean precision at the rank of each positive), float64, averaged over the classes
     import numpy as np
     import torch
+
     from dasslib.data import AudioConf, AudioDataset
     from dasslib.experiments.common import load_classifier
 

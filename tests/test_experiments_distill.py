@@ -53,6 +53,7 @@ def hand_map(model, paths, stats):
     """mAP of ``model`` on the eval clips, in float64 numpy: per class, the mean precision at the rank of
     each positive (average precision), averaged over the classes."""
     import numpy as np
+
     from dasslib.data import AudioConf, AudioDataset
 
     ev = AudioDataset(paths["eval_json"], paths["label_csv"], AudioConf(**AUDIO, mean=stats[0], std=stats[1]))

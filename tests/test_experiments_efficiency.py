@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-
 import yaml
 
 from dasslib import bench, models

@@ -8,8 +8,7 @@ import pytest
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from dasslib.data import (AUDIOSET_MEAN, AUDIOSET_STD, normalize_fbank, num_frames, pad_or_crop,
-                          wav2fbank)
+from dasslib.data import AUDIOSET_MEAN, AUDIOSET_STD, normalize_fbank, num_frames, pad_or_crop, wav2fbank
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "fbank_chirp.json")
 GOLDEN_ROWS = (0, 50, 100, 150, 197)
@@ -61,7 +60,8 @@ def numpy_kaldi_fbank(wave, sr=16000, num_mel_bins=128, frame_shift_ms=10):
     frames = frames - 0.97 * np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
     frames = frames * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / (win - 1)))
     power = np.abs(np.fft.rfft(frames, n=nfft, axis=1)) ** 2          # (n, 257)
-    mel = lambda f: 1127.0 * np.log(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+    def mel(f):
+        return 1127.0 * np.log(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
     lo, hi = mel(20.0), mel(sr / 2)
     delta = (hi - lo) / (num_mel_bins + 1)
     fft_mel = mel(np.arange(nfft // 2) * sr / nfft)                   # bins below Nyquist; Nyquist unused
@@ -144,7 +144,8 @@ def test_pure_tone_peaks_at_its_htk_mel_bin():
     t = np.arange(16000) / 16000
     wav = torch.from_numpy(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
     fbank = wav2fbank(wav, target_length=None)
-    mel = lambda f: 1127.0 * math.log(1.0 + f / 700.0)
+    def mel(f):
+        return 1127.0 * math.log(1.0 + f / 700.0)
     lo, hi = mel(20.0), mel(8000.0)
     centres_mel = lo + (hi - lo) / 129 * np.arange(1, 129)
     expected_bin = int(np.argmin(np.abs(centres_mel - mel(1000.0))))

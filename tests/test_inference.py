@@ -4,8 +4,7 @@ import torch
 from torch import nn
 
 from dasslib import inference
-from dasslib.inference import (InputTooLongError, LengthFit, fit_memory_model, max_length_that_fits,
-                               measure, predict)
+from dasslib.inference import InputTooLongError, LengthFit, fit_memory_model, max_length_that_fits, measure, predict
 
 MEL, CLASSES = 16, 5
 

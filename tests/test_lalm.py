@@ -10,8 +10,18 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("tokenizers")
 
-from dasslib.lalm import (AudioEncoder, AudioProjector, MambaLM, MambaLMConfig, SSLALM, apply_lora,  # noqa: E402
-                          count_lora_parameters, tiny_llama, tiny_mamba, train_bpe_tokenizer)
+from dasslib.lalm import (  # noqa: E402
+    SSLALM,
+    AudioEncoder,
+    AudioProjector,
+    MambaLM,
+    MambaLMConfig,
+    apply_lora,
+    count_lora_parameters,
+    tiny_llama,
+    tiny_mamba,
+    train_bpe_tokenizer,
+)
 from dasslib.models import count_parameters, create  # noqa: E402
 
 TEXTS = ["### Instruction:\nWhat sound events can be heard?\n\n### Response:\nPiano, snare drum.",

@@ -4,8 +4,18 @@ import math
 import pytest
 import torch
 
-from dasslib.losses import (BCEWithLogits, CrossEntropy, KDLoss, MaskedMSE, bce_distillation, get_loss,
-                            kl_distillation, list_losses, masked_patch_errors, needs_teacher)
+from dasslib.losses import (
+    BCEWithLogits,
+    CrossEntropy,
+    KDLoss,
+    MaskedMSE,
+    bce_distillation,
+    get_loss,
+    kl_distillation,
+    list_losses,
+    masked_patch_errors,
+    needs_teacher,
+)
 
 LOG2 = math.log(2.0)
 LOG3 = math.log(3.0)

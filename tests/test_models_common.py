@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dasslib.models import (create, get_config, init_dass_from_vmamba, list_models,
-                            load_official, read_state_dict)
+from dasslib.models import create, get_config, init_dass_from_vmamba, list_models, load_official, read_state_dict
 
 ALL = ["ast_base", "ast_small", "ast_tiny", "aum_base", "aum_small", "aum_tiny", "dass_medium",
        "dass_small", "ssam_base", "ssam_small", "ssam_tiny", "ssast_base", "ssast_small",
@@ -180,6 +179,7 @@ def test_one_home_for_the_fbank_frame_rate_and_device_resolution():
     dasslib.runtime); other modules import them."""
     import pathlib
     import re
+
     import dasslib
     root = pathlib.Path(dasslib.__file__).parent
     rate, auto = [], []

@@ -205,7 +205,8 @@ def test_scan_fp32_scans_in_float32_under_bf16_autocast(scan_fp32, monkeypatch):
         model(torch.randn(2, 64, 32))
     u, delta, A, B, C, kw, y = calls[0]
     assert B.dtype == torch.bfloat16  # the block ran under autocast: its projections are bf16
-    d64 = lambda t: t.double()
+    def d64(t):
+        return t.double()
     with torch.no_grad():
         expected = selective_scan_ref(d64(u), d64(delta), d64(A), d64(B), d64(C), D=d64(kw["D"]),
                                       delta_bias=d64(kw["delta_bias"]), delta_softplus=True,

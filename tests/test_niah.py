@@ -12,8 +12,15 @@ from dasslib.data.babble import load_babble, synth_babble, synth_talker
 from dasslib.data.datafile import write_datafile, write_label_csv
 from dasslib.data.dataset import AudioConf, AudioDataset
 from dasslib.data.fbank import normalize_fbank, num_frames, wav2fbank
-from dasslib.data.niah import (NiahDataset, build_haystack, haystack_noise, insert_index, make_needle,
-                               noise_num_samples, total_frames)
+from dasslib.data.niah import (
+    NiahDataset,
+    build_haystack,
+    haystack_noise,
+    insert_index,
+    make_needle,
+    noise_num_samples,
+    total_frames,
+)
 
 SR = 16000
 NEEDLE_FRAMES = 150

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from dasslib.notebook import (Params, check_params, load_params_file, output_dir, params_path, run_metadata,
-                              save_run_metadata, snapshot_params)
+from dasslib.notebook import (
+    Params,
+    check_params,
+    load_params_file,
+    output_dir,
+    params_path,
+    run_metadata,
+    save_run_metadata,
+    snapshot_params,
+)
 
 DEFAULTS = dict(length=60, lr=1e-4, name="dass_small", use_kd=True, sizes=[1, 2], gains=(0.5, 1), seed=None,
                 extra={"a": 1})

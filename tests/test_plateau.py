@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
+from test_train import TinyNet, loaders, small_cfg
 
 from dasslib.train import TrainConfig, fit
 from dasslib.train.plateau import describe_stop, plateau_state
-from test_train import TinyNet, loaders, small_cfg
 
 
 def test_rule_counts_epochs_since_the_last_real_improvement():

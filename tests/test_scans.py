@@ -9,8 +9,14 @@ import sys
 import pytest
 import torch
 
-from dasslib.scans import (bidirectional_selective_scan, cross_merge_2d, cross_scan_2d,
-                           cross_selective_scan_2d, selective_scan, selective_scan_ref)
+from dasslib.scans import (
+    bidirectional_selective_scan,
+    cross_merge_2d,
+    cross_scan_2d,
+    cross_selective_scan_2d,
+    selective_scan,
+    selective_scan_ref,
+)
 from dasslib.scans.api import resolve_backend
 from dasslib.scans.torch_backend import _linear_scan, _sequential_scan, selective_scan_torch
 

@@ -15,8 +15,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
 
 from dasslib.metrics import evaluate
-from dasslib.train import (ResumableSampler, StepDecaySchedule, TrainConfig, WarmupCosineSchedule,
-                           WeightAverager, atomic_save, fit, load_checkpoint, seed_everything)
+from dasslib.train import (
+    ResumableSampler,
+    StepDecaySchedule,
+    TrainConfig,
+    WarmupCosineSchedule,
+    WeightAverager,
+    atomic_save,
+    fit,
+    load_checkpoint,
+    seed_everything,
+)
 from dasslib.train import checkpoint as checkpoint_mod
 from dasslib.train.optim import build_lr_scheduler, build_optimizer
 from dasslib.train.sampler import sampler_from_loader
@@ -227,7 +236,8 @@ def test_atomic_save_keeps_old_file_when_save_crashes(tmp_path, monkeypatch):
     atomic_save({"step": 1}, path)
     replaced = []
     real_replace = os.replace
-    monkeypatch.setattr(checkpoint_mod.os, "replace", lambda a, b: (replaced.append((Path(a), Path(b))), real_replace(a, b)))
+    monkeypatch.setattr(checkpoint_mod.os, "replace",
+                        lambda a, b: (replaced.append((Path(a), Path(b))), real_replace(a, b)))
     atomic_save({"step": 2}, path)
     (tmp, final), = replaced
     assert tmp.parent == path.parent and tmp != path and final == path and not tmp.exists()
@@ -417,7 +427,8 @@ def test_multiclass_cross_entropy(tmp_path):
             ends.append({k: v.clone() for k, v in model.state_dict().items()})
 
     res = fit(model, train, DataLoader(TensorDataset(xe, ce), batch_size=5),
-              small_cfg(wa=False, loss="ce", main_metric="eval_loss", lr=0.2), tmp_path, task="multiclass", on_step=record)
+              small_cfg(wa=False, loss="ce", main_metric="eval_loss", lr=0.2), tmp_path, task="multiclass",
+              on_step=record)
     with torch.no_grad():
         logits = model(xe)
     assert res.final["eval_loss"] == pytest.approx(nn.functional.cross_entropy(logits, ce).item(), rel=1e-6)

@@ -11,8 +11,19 @@
 - :mod:`.plots`: :func:`plot_scaling` (log-log, seaborn).
 """
 from .analysis import crossover_length, loglog_interp, ratio_table, win_summary
-from .capacity import (BOUNDS, CAPACITY_COLUMNS, CAPACITY_ORDERS, FitResult, Known, capacity_frame, capacity_row,
-                       capacity_table, largest_fitting_length, oom_predicate, search_cost_s)
+from .capacity import (
+                       BOUNDS,
+                       CAPACITY_COLUMNS,
+                       CAPACITY_ORDERS,
+                       FitResult,
+                       Known,
+                       capacity_frame,
+                       capacity_row,
+                       capacity_table,
+                       largest_fitting_length,
+                       oom_predicate,
+                       search_cost_s,
+)
 from .memory import free_memory, is_oom, limit_memory, memory_limit_gib, peak_memory_mb, reset_peak
 from .plots import plot_scaling
 from .pool import ModelPool

@@ -367,7 +367,8 @@ def capacity_table(specs, modes=MODES, *, batch=1, device=None, dtype="auto", op
     device = torch.device(device) if device is not None else default_device()
     specs = [as_spec(s) for s in ([specs] if isinstance(specs, str) else specs)]
     modes = [check_mode(m) for m in ([modes] if isinstance(modes, str) else modes)]
-    tol = dict(rel_tol=search_kw.get("rel_tol", REL_TOL), abs_tol_frames=search_kw.get("abs_tol_frames", ABS_TOL_FRAMES))
+    tol = dict(rel_tol=search_kw.get("rel_tol", REL_TOL),
+               abs_tol_frames=search_kw.get("abs_tol_frames", ABS_TOL_FRAMES))
     jobs = []
     for spec in specs:
         for mode in modes:

@@ -44,7 +44,7 @@ class _RegistryFactory:
         self.name, self.overrides = name, dict(overrides)
 
     def __call__(self):
-        from dasslib import models   # imported on use: bench does not need the models to import
+        from dasslib import models  # imported on use: bench does not need the models to import
         return models.create(self.name, **self.overrides)
 
     def __repr__(self):

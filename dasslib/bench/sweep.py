@@ -45,11 +45,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..fast import check_fast
+from ..runtime import resolve_device
 from .memory import free_memory, is_oom, memory_limit_gib, peak_memory_mb, reset_peak
 from .pool import ModelPool
 from .specs import as_spec, count_tokens
-from ..fast import check_fast
-from ..runtime import resolve_device
 from .steps import MODES, OPTIMIZERS, check_mode, make_step, resolve_dtype
 from .timing import time_step, timed_calls
 

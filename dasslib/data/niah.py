@@ -27,8 +27,7 @@ import torch
 
 from .audio import load_audio
 from .babble import load_babble, synth_babble
-from .fbank import (AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH_MS, SAMPLE_RATE, normalize_fbank,
-                    wav2fbank)
+from .fbank import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH_MS, SAMPLE_RATE, normalize_fbank, wav2fbank
 from .frames import FRAME_SHIFT_MS, FRAMES_PER_SECOND
 
 __all__ = ["FRAMES_PER_SECOND", "KINDS", "total_frames", "insert_index", "noise_num_samples",

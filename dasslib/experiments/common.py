@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..atomic import atomic_write_text
 from ..runtime import resolve_device  # noqa: F401 (re-exported: experiments use it from here)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def prepare_data(data_root="data", data_size="ci", train_json=None, eval_json=None, label_csv=None,
@@ -179,7 +183,7 @@ def profile_sentence(profile: str, notebook: str, scopes: dict) -> str:
 HISTORY_METRICS = ("mAP", "mAUC", "train_loss", "eval_loss")
 
 
-def read_histories(run_dirs: dict) -> "pd.DataFrame":
+def read_histories(run_dirs: dict) -> pd.DataFrame:
     """Per-epoch history of training runs: ``run_dirs`` ``{label: folder with history.csv}`` (as
     `dasslib.train.fit` writes it); returns the rows of every history with a first column ``run``
     (the label; runs without a history are left out)."""
@@ -243,7 +247,7 @@ def learning_curves_view(hist, save_to=None, metric: str = "mAP", live: bool | N
     return explore(lambda runs, metric: plot_learning_curves(hist, runs, metric), controls, save_to, live=live)
 
 
-def read_stops(run_dirs: dict) -> "pd.DataFrame":
+def read_stops(run_dirs: dict) -> pd.DataFrame:
     """What ended each training run of ``run_dirs`` ``{label: folder}``: one row per run with a
     ``metrics.json``, columns ``run, reason, epochs, best_epoch`` (``reason``: ``plateau``, ``epoch_cap``, or
     ``fixed_epochs`` for runs trained without the rule, or before it was recorded)."""

@@ -21,6 +21,7 @@ from ..metrics import evaluate
 from ..models import count_parameters
 from ..train import atomic_save
 from .common import KD_LOSSES, audio_confs, classifier_config, load_classifier, train_from_config
+
 _NO_TEACHER = "none"
 
 

@@ -419,7 +419,8 @@ def summary(results: dict, profile: str, baseline: str = "ast_base_sdpa", ratio_
                 text += f"; not faster at any common length: {', '.join(never['model'])}"
             shortest = t["ratio_at_shortest"].dropna()
             if len(shortest):
-                text += (f". At the shortest common length the SSMs took {shortest.min():.2f}x to {shortest.max():.2f}x "
+                text += (f". At the shortest common length the SSMs took {shortest.min():.2f}x to "
+                         f"{shortest.max():.2f}x "
                          f"{baseline}'s time")
             lines += ["", text + "."]
     ratios = results.get("ratios")

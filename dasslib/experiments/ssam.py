@@ -341,7 +341,8 @@ def make_tables(plan: pd.DataFrame, results: pd.DataFrame) -> dict:
     t2 = df[df.table == "Table 2"].assign(patch_size=lambda d: d.patch_size.map(str))
     t4 = df[df.table == "Table 4"].assign(ssm_type=lambda d: d.setting.str.removeprefix("SSM "))
     return dict(
-        table1=t1[["model", "pretraining", "params_M", "n_patches", "pretrain_eval_loss", *cols[1:]]].reset_index(drop=True),
+        table1=t1[["model", "pretraining", "params_M", "n_patches", "pretrain_eval_loss",
+                   *cols[1:]]].reset_index(drop=True),
         table2=t2[["model", "patch_size", "n_patches", *cols[1:]]].reset_index(drop=True),
         table4=t4[["model", "ssm_type", *cols[1:]]].reset_index(drop=True),
         combined=df.set_index(["table", "model", "setting"])[cols[1:]],
@@ -417,7 +418,8 @@ def summary(results: dict, profile: str, epochs: int | None = None) -> str:
     if len(pre):
         best = pre.idxmax()
         text.append("Here: " + ", ".join(f"{m} {v:.3f}" for m, v in pre.items())
-                    + (f" probe mAP; {best} is ahead by {pre.max() - pre.min():.3f}." if len(pre) > 1 else " probe mAP."))
+                    + (f" probe mAP; {best} is ahead by {pre.max() - pre.min():.3f}." if len(pre) > 1
+                       else " probe mAP."))
         ssam = pre[[m for m in pre.index if m.startswith("SSAM-")]]
         ssast = pre[[m for m in pre.index if m.startswith("SSAST-")]]
         if len(ssam) and len(ssast):

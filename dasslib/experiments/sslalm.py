@@ -12,17 +12,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dasslib.lalm import (AudioEncoder, SSLALM, apply_lora, count_lora_parameters, load_lm, load_tokenizer,
-                          tiny_llama, tiny_mamba, train_bpe_tokenizer)
+from dasslib.lalm import (
+    SSLALM,
+    AudioEncoder,
+    apply_lora,
+    count_lora_parameters,
+    load_lm,
+    load_tokenizer,
+    tiny_llama,
+    tiny_mamba,
+    train_bpe_tokenizer,
+)
 from dasslib.lalm.data import CAPTION_PROMPT, caption_of, read_openaqa, stage_items, templated_qa
 from dasslib.lalm.evaluate import cider, label_scores, similarity_metrics
 from dasslib.lalm.model import STAGES, format_prompt
-from dasslib.metrics import chance_level
 from dasslib.lalm.train import pretrain_lm, run_stages
+from dasslib.metrics import chance_level
 
 __all__ = ["load_fbanks", "fbank_lookup", "qa_items", "make_tokenizer", "build_encoder", "build_lm", "train_system",
-           "evaluate_system", "generation_timing", "text_encoder_for", "caption_of", "plot_losses", "plot_table", "read_results", "summary",
-           "PROFILE_SCOPES"]
+           "evaluate_system", "generation_timing", "text_encoder_for", "caption_of", "plot_losses", "plot_table",
+           "read_results", "summary", "PROFILE_SCOPES"]
 
 PROFILE_SCOPES = {
     "ci": "tiny encoders and LMs (random init, a few dozen CPU steps) on the small embedded `ci` set. It shows "
@@ -91,6 +100,7 @@ def build_encoder(section: dict, paths: dict, stats: tuple, out_dir, train: dict
     ``target_length`` frames: loaded from ``checkpoint``, trained as a classifier first when
     ``train`` is given, else random."""
     from dasslib.models import create
+
     from .common import fit_input, train_classifier
     audio = dict(target_length=int(target_length))
     section = fit_input(dict(section), audio)
@@ -172,7 +182,8 @@ def evaluate_system(model, fbanks, targets, label_names, eval_items, encoder, ba
     cid, _ = cider(refs, captions)
     yn = [it for it in eval_items if it.task == "yes_no"]
     answers = _generate_items(model, fbanks, yn, batch_size, **gen)
-    acc = float(np.mean([a.lower().startswith(it.answer[:-1].lower()) for a, it in zip(answers, yn)])) if yn else float("nan")
+    hits = [a.lower().startswith(it.answer[:-1].lower()) for a, it in zip(answers, yn)]
+    acc = float(np.mean(hits)) if yn else float("nan")
     chance = chance_level(targets)["mAP"]
     return dict(cls_mAP=cls["mAP"], chance_mAP=chance, caption_CIDEr=cid, yes_no_acc=acc), captions
 

@@ -8,8 +8,7 @@ import torch
 import torch.nn as nn
 import torchaudio
 
-from dasslib.data.fbank import (AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH_MS, SAMPLE_RATE,
-                                normalize_fbank, wav2fbank)
+from dasslib.data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH_MS, SAMPLE_RATE, normalize_fbank, wav2fbank
 
 __all__ = ["standardize", "OfficialLogMel", "KaldiFbank", "NORMS"]
 

@@ -10,10 +10,18 @@
 
 Kept out of the classifier registry (:mod:`dasslib.models`): these are not fbank classifiers.
 """
-from .lm import (HFCausalLM, apply_lora, count_lora_parameters, load_lm, load_tokenizer, tiny_llama,
-                 tiny_mamba, train_bpe_tokenizer)
+from .lm import (
+                 HFCausalLM,
+                 apply_lora,
+                 count_lora_parameters,
+                 load_lm,
+                 load_tokenizer,
+                 tiny_llama,
+                 tiny_mamba,
+                 train_bpe_tokenizer,
+)
 from .mamba_lm import MambaLM, MambaLMConfig
-from .model import PROMPT, STAGES, AudioEncoder, AudioProjector, SSLALM, format_prompt
+from .model import PROMPT, SSLALM, STAGES, AudioEncoder, AudioProjector, format_prompt
 
 __all__ = ["AudioEncoder", "AudioProjector", "SSLALM", "STAGES", "PROMPT", "format_prompt",
            "MambaLM", "MambaLMConfig", "HFCausalLM", "apply_lora", "count_lora_parameters",

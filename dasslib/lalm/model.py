@@ -217,8 +217,13 @@ class SSLALM(nn.Module):
         state (Mamba) or KV cache (transformers) one token at a time. The paper's sampling:
         ``do_sample`` with temperature 0.1, top-k 500, top-p 0.95; repetition penalty 1.1 (also
         applied to greedy decoding), through transformers' logits processors."""
-        from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
-                                  TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+        from transformers import (
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
         procs = LogitsProcessorList()
         if repetition_penalty != 1.0:
             procs.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))

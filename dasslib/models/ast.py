@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 
 from .interface import AudioClassifier, check_input
-from .layers import (POS_RESIZES, PatchEmbed, resize_pos_grid, sinusoid_table_1d, trunc_normal_,
-                     vit_init)
+from .layers import POS_RESIZES, PatchEmbed, resize_pos_grid, sinusoid_table_1d, trunc_normal_, vit_init
 from .registry import check_choice, register
 
 POS_EMBEDS = ("learned", "sinusoidal")
@@ -53,7 +52,7 @@ class ASTConfig:
 
 def make_transformer_blocks(depth, dim, num_heads, mlp_ratio=4.0, drop_path=0.0, attn="sdpa"):
     """timm ViT Blocks (qkv bias, LayerNorm eps 1e-6); ``attn="eager"`` turns off SDPA."""
-    from timm.models.vision_transformer import Block   # on first use: timm is slow to import
+    from timm.models.vision_transformer import Block  # on first use: timm is slow to import
 
     check_choice("attn", attn, ATTNS)
     rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()

@@ -19,8 +19,7 @@ import torch.nn as nn
 from dasslib.scans import BACKENDS
 
 from .interface import AudioClassifier, check_input
-from .layers import (POS_RESIZES, DropPath, PatchEmbed, lecun_normal_, resize_pos_grid,
-                     trunc_normal_)
+from .layers import POS_RESIZES, DropPath, PatchEmbed, lecun_normal_, resize_pos_grid, trunc_normal_
 from .mamba_encoder import init_mamba_weights, make_mamba_blocks, make_norm, run_mamba_blocks
 from .mamba_mixer import BIMAMBA
 from .registry import check_choice, register

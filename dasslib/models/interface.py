@@ -21,9 +21,7 @@ import dataclasses
 import torch.nn as nn
 
 from ..data.frames import FRAMES_PER_SECOND
-
 from .layers import trunc_normal_
-
 
 
 class AudioClassifier:

@@ -26,7 +26,7 @@ POS_RESIZES = ("bilinear", "bilinear_aa", "official")
 
 
 def _timm_layers():
-    import timm.layers   # on first use (see the module docstring)
+    import timm.layers  # on first use (see the module docstring)
 
     return timm.layers
 

@@ -9,8 +9,7 @@ import torch
 import triton
 
 from .args import check_scan_args
-from .triton_kernels import (_bwd_kernel, _fwd_kernel, _rows_bwd_kernel, _rows_fwd_kernel,
-                             _seq_fwd_kernel)
+from .triton_kernels import _bwd_kernel, _fwd_kernel, _rows_bwd_kernel, _rows_fwd_kernel, _seq_fwd_kernel
 
 
 @dataclass(frozen=True)
@@ -325,7 +324,8 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     if lc.layout:   # ss2d: directions k and k + 2 read the same source k
         du = du.view(lc.batch, 4, lc.dim // 4, lc.L)
         du = du[:, :2] + du[:, 2:]
-    per_channel = (lambda g: g.view(lc.batch, lc.dim, *g.shape[1:]).sum(0))
+    def per_channel(g):
+        return (g.view(lc.batch, lc.dim, *g.shape[1:]).sum(0))
     dB = dB.to(Bt) if lc.B_var else per_channel(dB).to(Bt)
     dC = dC.to(Ct) if lc.C_var else per_channel(dC).to(Ct)
     return (du.to(ut), ddt.to(dtt), per_channel(dA).to(At), dB, dC,

@@ -25,7 +25,6 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-
 # Counts and flags that change with the sequence length or the layout (tile / chunk counts, B/C
 # groups: 1 for Mamba, 2 for a folded bidirectional scan, 4 for SS2D; rows = batch * dim;
 # store_states: training vs inference) are not specialized, so one compiled kernel serves them

@@ -16,7 +16,8 @@ def build_model(section: dict, what: str = "model"):
     section = dict(section)
     if "name" not in section:
         raise ValueError(f"the {what} section needs a name (one of {models.list_models()})")
-    name, checkpoint, imagenet = section.pop("name"), section.pop("checkpoint", None), section.pop("imagenet_init", None)
+    name, checkpoint = section.pop("name"), section.pop("checkpoint", None)
+    imagenet = section.pop("imagenet_init", None)
     model = models.create(name, **section)
     if imagenet:
         models.init_dass_from_vmamba(model, imagenet)
@@ -54,7 +55,8 @@ def build_audioset(config: dict) -> dict:
     eval_ds = AudioDataset(data["eval_json"], data["label_csv"], eval_conf) if data.get("eval_json") else None
     batch_size = loader.pop("batch_size", 12)
     eval_batch_size = loader.pop("eval_batch_size", 2 * batch_size)
-    common = dict(num_workers=loader.pop("num_workers", 4), pin_memory=loader.pop("pin_memory", torch.cuda.is_available()))
+    common = dict(num_workers=loader.pop("num_workers", 4),
+                  pin_memory=loader.pop("pin_memory", torch.cuda.is_available()))
     if loader:
         raise ValueError(f"unknown loader option(s): {sorted(loader)}")
     sampler = None

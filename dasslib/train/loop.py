@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_json
 from ..fast import compile_for_training, resolve_train_fast
 from ..runtime import autocast, resolve_device
-
 from . import distributed
 from .averaging import WeightAverager
 from .checkpoint import load_checkpoint

@@ -34,7 +34,8 @@ class ClassificationObjective:
     ``kd_bce``). Evaluation: `dasslib.metrics.evaluate` on all eval logits plus ``eval_loss``, the
     loss without distillation (BCE for multi-label, CE for multi-class)."""
 
-    def __init__(self, loss: str = "bce", task: str = "multilabel", kd_weight: float = 0.5, kd_temperature: float = 1.0):
+    def __init__(self, loss: str = "bce", task: str = "multilabel", kd_weight: float = 0.5,
+                 kd_temperature: float = 1.0):
         if task not in ("multilabel", "multiclass"):
             raise ValueError(f"task must be 'multilabel' or 'multiclass', got {task!r}")
         if loss == "masked_mse":

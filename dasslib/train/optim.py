@@ -5,7 +5,6 @@ import torch
 
 from .schedules import build_schedule
 
-
 _TOKEN_NAMES = ("pos_embed", "cls_token", "dist_token", "mask_token")
 
 
@@ -27,7 +26,7 @@ def param_groups(model: torch.nn.Module, cfg) -> list[dict]:
     :func:`no_decay_names` (MAE / SSAM, Mamba); "auto" is "none" for Adam and "standard" for AdamW.
     Groups come from timm's ``param_groups_weight_decay``.
     """
-    from timm.optim import param_groups_weight_decay   # imported here: only training needs it
+    from timm.optim import param_groups_weight_decay  # imported here: only training needs it
 
     mode = cfg.decay_exempt
     if mode == "auto":
@@ -48,6 +47,7 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 
-def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg,
+                       steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` stepped once per optimizer step: the lr of step ``s`` is ``cfg.lr * schedule(s)``."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(cfg, steps_per_epoch))

@@ -9,8 +9,15 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler,
-                              SequentialSampler, WeightedRandomSampler)
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+)
 
 from .seeding import make_generator, seed_worker
 
