@@ -1,0 +1,246 @@
+"""DASS inference for very long inputs: the plain forward's outputs at a fraction of its memory.
+
+The plain forward keeps whole-length intermediates alive at once: the four scan directions (or,
+in place, their deltas and four fp32 outputs), fp32 copies, the MLP's 4x hidden activation.
+This path runs the same modules (the same functions of :class:`SS2D` and the blocks) on pieces:
+
+- the stem, the downsampling convolutions and each block's in_proj + depthwise conv run on
+  chunks along time with the convolutions' halo (the frames a chunk's edge needs from its
+  neighbours; zeros beyond the input, as the convolutions' padding gives), written into one
+  preallocated tensor per stage; the previous stage is freed once the next one is built;
+- the scan runs direction by direction on segments of its own order (row-major, column-major,
+  each reversed), carrying the fp32 state from segment to segment (``initial_state`` /
+  ``return_last_state``), with each segment's x_proj / dt_proj computed just in time: no
+  cross-scan copy and no whole-length delta ever exists. The four outputs are summed into one
+  accumulator (fp32 with ``scan_fp32``);
+- the out-norm + out_proj, the norms and the MLP run on chunks along time, added in place into
+  the residual stream (they are position-wise);
+- the input is an fbank (B, T, F) anywhere (each chunk is moved to the model's device when
+  needed) or a frame source such as :class:`dasslib.data.fbank.ChunkedFbank`, which computes
+  the fbank of the frames a chunk needs from the waveform.
+
+Alive at the peak of a stage: the residual stream (fp32 under autocast, as the plain forward
+keeps it), u (compute dtype) and the fp32 sum of the scan outputs, plus chunk-sized buffers:
+5 bf16-sized copies of a stage's activation (docs/long_inputs.md counts the bytes).
+
+Outputs equal the plain forward's up to rounding: the scan's segments and the chunked
+convolutions / matmuls add in another order (fp32: ~1e-6 relative; bf16 autocast: bf16 rounding
+of the same values). Inference only (no gradients, no drop path).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dasslib.scans import selective_scan
+
+from .layers import conv_out_size
+
+__all__ = ["CHUNK_ELEMS", "SCAN_ELEMS", "lean_features", "conv_time_chunk"]
+
+CHUNK_ELEMS = 1 << 25   # elements of the widest position-wise intermediate of one chunk (the MLP's)
+SCAN_ELEMS = 1 << 25    # elements of u in one scan segment (batch x channels x steps)
+
+
+def conv_time_chunk(conv, src, start, stop, n_in):
+    """Output steps [start, stop) along the last (time) axis of ``conv`` (an nn.Conv2d) applied
+    to an input of ``n_in`` steps, from ``src(i0, i1)`` -> the input's steps [i0, i1) (B, C, H, i1 - i0).
+    Steps beyond [0, n_in) are the zeros of the conv's padding. Returns (B, C_out, H', stop - start)."""
+    k, s, p = conv.kernel_size[1], conv.stride[1], conv.padding[1]
+    d = conv.dilation[1]
+    lo, hi = s * start - p, s * (stop - 1) - p + d * (k - 1) + 1
+    x = src(max(lo, 0), min(hi, n_in))
+    if lo < 0 or hi > n_in:
+        x = F.pad(x, (max(0, -lo), max(0, hi - n_in)))
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride, (conv.padding[0], 0), conv.dilation,
+                    conv.groups)
+
+
+def _conv_stages(seq):
+    """An nn.Sequential of convolutions each followed by position-wise modules -> [(conv, [modules])]."""
+    groups = []
+    for m in seq:
+        if isinstance(m, nn.Identity):
+            continue
+        if isinstance(m, nn.Conv2d):
+            if m.padding_mode != "zeros" or isinstance(m.padding, str):
+                raise ValueError(f"time chunks need explicit zero padding, got {m}")
+            groups.append((m, []))
+        elif not groups:
+            raise ValueError(f"{type(m).__name__} before the first convolution of {seq}")
+        else:
+            groups[-1][1].append(m)
+    return groups
+
+
+def _chained(seq, src, n_in):
+    """(fn(start, stop) -> ``seq``'s output steps [start, stop), its output length) for ``seq``
+    (convolutions and position-wise modules) applied to ``src`` of ``n_in`` steps."""
+    fn, n = src, n_in
+    for conv, post in _conv_stages(seq):
+        def fn(a, b, conv=conv, post=post, prev=fn, n_prev=n):
+            y = conv_time_chunk(conv, prev, a, b, n_prev)
+            for m in post:
+                y = m(y)
+            return y
+        n = conv_out_size(n, conv.kernel_size[1], conv.stride[1], conv.padding[1])
+    return fn, n
+
+
+def _fill(fn, n, step):
+    """fn(start, stop) over [0, n) in steps of ``step``, written into one tensor (B, C, H, n)."""
+    out = None
+    for t0 in range(0, n, step):
+        t1 = min(n, t0 + step)
+        piece = fn(t0, t1)
+        if out is None:
+            out = piece.new_empty(*piece.shape[:-1], n)
+        out[..., t0:t1] = piece
+        del piece
+    return out
+
+
+def _time_step(x_shape, width, chunk_elems):
+    """Time steps per chunk: ``chunk_elems`` over batch x ``width`` channels x frequency rows."""
+    b, _, h, _ = x_shape
+    return max(1, chunk_elems // max(1, b * width * h))
+
+
+def _scan_directions(op, u, scan_elems):
+    """Sum of the four directions' scan outputs of ``op`` (an SS2D) on u (B, D, H, W) ->
+    (B, D, H, W) in the scan's output dtype, one segment of each direction's order at a time."""
+    b, d, h, w = u.shape
+    L = h * w
+    A, kw = op.scan_params(u.dtype)
+    Ds, bias = kw.pop("D"), kw.pop("delta_bias")
+    if kw["out_dtype"] is None:
+        kw["out_dtype"] = u.dtype
+    flat = u.view(b, d, L)
+    y = torch.empty(b, d, h, w, dtype=kw["out_dtype"], device=u.device)
+    y_flat = y.view(b, d, L)
+    row_seg = max(1, scan_elems // max(1, b * d))
+    col_seg = max(1, scan_elems // max(1, b * d * h))
+
+    def scan(k, seg, state):
+        """Direction k on seg (B, D, l) in its scan order, from ``state``."""
+        dts, Bs, Cs = op.direction_inputs(seg[:, None], slice(k, k + 1))
+        ch = slice(k * d, (k + 1) * d)
+        return selective_scan(seg, dts, A[ch], Bs, Cs, D=Ds[ch], delta_bias=bias[ch],
+                              initial_state=state, return_last_state=True,
+                              backend=op.scan_backend, **kw)
+
+    # rows: k0 the row-major order, k2 the same reversed
+    for k in (0, 2):
+        state = None
+        starts = range(0, L, row_seg)
+        for s0 in (starts if k == 0 else reversed(starts)):
+            s1 = min(L, s0 + row_seg)
+            seg = flat[..., s0:s1]
+            if k == 2:
+                seg = seg.flip(-1)
+            out, state = scan(k, seg.contiguous(), state)
+            if k == 0:
+                y_flat[..., s0:s1] = out
+            else:
+                y_flat[..., s0:s1] += out.flip(-1)
+            del out, seg
+    # columns: k1 the column-major order (index w*H + h), k3 the same reversed
+    for k in (1, 3):
+        state = None
+        starts = range(0, w, col_seg)
+        for t0 in (starts if k == 1 else reversed(starts)):
+            t1 = min(w, t0 + col_seg)
+            seg = u[..., t0:t1].transpose(2, 3).reshape(b, d, (t1 - t0) * h)
+            if k == 3:
+                seg = seg.flip(-1)
+            out, state = scan(k, seg.contiguous(), state)
+            if k == 3:
+                out = out.flip(-1)
+            y[..., t0:t1] += out.view(b, d, t1 - t0, h).transpose(2, 3)
+            del out, seg
+    return y
+
+
+def _block(block, x, chunk_elems, scan_elems):
+    """One VSS block on the residual stream x (B, C, H, W), updated in place and returned."""
+    op = block.op
+    n = x.shape[-1]
+    d_inner = op.in_proj.out_features
+    step = _time_step(x.shape, max(d_inner, block.mlp.fc1.out_features), chunk_elems)
+
+    def mixer_in(a, b):   # in_proj(norm(x)) on steps [a, b): the depthwise conv's input
+        return op.in_proj(block.norm(x[..., a:b]))
+
+    u = _fill(lambda a, b: op.act(conv_time_chunk(op.conv2d, mixer_in, a, b, n)), n, step)
+    y = _scan_directions(op, u, scan_elems)
+    dtype = u.dtype
+    del u
+    for t0 in range(0, n, step):
+        x[..., t0:t0 + step] += op.output(y[..., t0:t0 + step], dtype)
+    del y
+    for t0 in range(0, n, step):
+        x[..., t0:t0 + step] += block.mlp(block.norm2(x[..., t0:t0 + step]))
+    return x
+
+
+def _frames_source(model, x):
+    """(src(i0, i1) -> the stem's input steps [i0, i1) (B, 1, F, i1 - i0) on the model's device,
+    number of frames, batch, mel bins) for an fbank (B, T, F) or a frame source."""
+    device = next(model.parameters()).device
+    if torch.is_tensor(x):
+        if x.dim() != 3:
+            raise ValueError(f"DASS expects (B, T, F) input, got shape {tuple(x.shape)}")
+        n, (b, f) = x.shape[1], (x.shape[0], x.shape[2])
+
+        def src(i0, i1):
+            return x[:, i0:i1].to(device).unsqueeze(1).transpose(2, 3)
+        return src, n, b, f
+    for attr in ("num_frames", "num_mel_bins", "frames"):
+        if not hasattr(x, attr):
+            raise TypeError(f"x must be an fbank tensor (B, T, F) or a frame source with num_frames, "
+                            f"num_mel_bins and frames(start, stop); got {type(x).__name__}")
+
+    def src(i0, i1):
+        return x.frames(i0, i1).to(device).unsqueeze(1).transpose(2, 3)
+    return src, x.num_frames, getattr(x, "batch_size", 1), x.num_mel_bins
+
+
+def lean_features(model, x, *, chunk_elems=CHUNK_ELEMS, scan_elems=SCAN_ELEMS):
+    """The DASS ``model``'s final feature grid (B, C, ceil(F/32), ceil(T/32)) (what
+    ``forward_features`` returns) for x: an fbank (B, T, F) on any device, or a frame source
+    (``num_frames``, ``num_mel_bins``, ``frames(start, stop) -> (B, stop - start, F)``), computed
+    stage by stage on chunks (module docstring). ``chunk_elems``: elements of the widest
+    intermediate of one position-wise chunk; ``scan_elems``: elements of u per scan segment.
+    Inference only: raises RuntimeError when gradients are enabled and the model has trainable
+    parameters, or when it is in training mode."""
+    if model.training:
+        raise RuntimeError("the lean DASS path is for inference: call model.eval() first")
+    if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()):
+        raise RuntimeError("the lean DASS path does not keep what a backward needs: run it under "
+                           "torch.inference_mode() or torch.no_grad()")
+    for name, v in (("chunk_elems", chunk_elems), ("scan_elems", scan_elems)):
+        if not (isinstance(v, int) and v >= 1):
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    src, n, b, f = _frames_source(model, x)
+    if n < 1:
+        raise ValueError("the input has no frames")
+    stem, n = _chained(model.patch_embed, src, n)
+    first = model.cfg.dims[0]
+    grid = _fill(stem, n, _time_step((b, 0, math.ceil(f / 2), 0), first, chunk_elems))
+    for layer in model.layers:
+        for block in layer.blocks:
+            grid = _block(block, grid, chunk_elems, scan_elems)
+        if not isinstance(layer.downsample, nn.Identity):
+            grid = _downsample(layer.downsample, grid, chunk_elems)
+    return grid
+
+
+def _downsample(seq, prev, chunk_elems):
+    """The next stage's grid from ``prev`` (B, C, H, W) through ``seq`` (conv + norm), in chunks;
+    nothing here refers to ``prev`` once it returns."""
+    down, n = _chained(seq, lambda a, b: prev[..., a:b], prev.shape[-1])
+    c_out = _conv_stages(seq)[0][0].out_channels
+    return _fill(down, n, _time_step(prev.shape, c_out, chunk_elems))
