@@ -113,3 +113,134 @@ def test_lean_errors():
             model.forward_lean(x, chunk_elems=0)
         with pytest.raises(TypeError, match="frame source"):
             model.forward_lean([1, 2, 3])
+
+
+# ------------------------------------------------------------- predict, measure, fits, tagging
+from dasslib import inference  # noqa: E402
+from dasslib.data.fbank import ChunkedFbank, fbank_frames, normalize_fbank, wav2fbank  # noqa: E402
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(5)
+    return create("dass_small", num_classes=4, **TINY).eval()
+
+
+def _spy(model, monkeypatch):
+    calls = []
+    real = model.forward_features_lean
+
+    def spy(x, **kw):
+        calls.append(x.shape if torch.is_tensor(x) else type(x).__name__)
+        return real(x, **kw)
+    monkeypatch.setattr(model, "forward_features_lean", spy)
+    return calls
+
+
+def test_predict_lean_equals_plain_and_auto_threshold(tiny, monkeypatch):
+    x = torch.randn(2, 700, 32)
+    calls = _spy(tiny, monkeypatch)
+    plain = inference.predict(tiny, x, lean=False)
+    assert not calls
+    lean = inference.predict(tiny, x, lean=True)
+    assert len(calls) == 1
+    _close(lean, plain, 1e-5)
+    inference.predict(tiny, x)                                  # auto: short input, plain path
+    assert len(calls) == 1
+    monkeypatch.setattr(inference, "LEAN_AUTO_FRAMES", 1400)    # batch x length counts
+    auto = inference.predict(tiny, x)
+    assert len(calls) == 2 and torch.equal(auto, lean)
+    assert inference.predict(tiny, x[0], lean=True).shape == (4,)
+    out = inference.measure(tiny, 700, num_mel_bins=32, warmup=0, repeats=1, lean=True)
+    assert out["lean"] is True and out["fast"] == "off"
+
+
+def test_predict_auto_retries_lean_after_out_of_memory(tiny, monkeypatch):
+    calls = _spy(tiny, monkeypatch)
+
+    def no_memory(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+    monkeypatch.setattr(tiny, "forward", no_memory)
+    x = torch.randn(1, 300, 32)
+    out = inference.predict(tiny, x)
+    assert calls and out.shape == (1, 4)
+
+
+def test_predict_lean_errors(tiny):
+    ast = torch.nn.Linear(16, 3)
+    with pytest.raises(ValueError, match="no lean inference path"):
+        inference.predict(ast, torch.randn(1, 20, 16), lean=True)
+    with pytest.raises(ValueError, match="lean must be"):
+        inference.predict(tiny, torch.randn(1, 20, 16), lean="yes")
+    src = ChunkedFbank(torch.randn(16000), num_mel_bins=32)
+    with pytest.raises(ValueError, match="lean path only"):
+        inference.predict(tiny, src, lean=False)
+
+
+def test_max_length_that_fits_probes_the_lean_path(tiny, monkeypatch):
+    seen = []
+    real = inference._cpu_probe
+
+    def spy(model, bins, batch, kind, lean=False):
+        seen.append(lean)
+        return real(model, bins, batch, kind, lean)
+    monkeypatch.setattr(inference, "_cpu_probe", spy)
+    budget = int(2e9)
+    probe = (lambda f: int(1e8 + 1e4 * f))
+    fit = inference.max_length_that_fits(tiny, 32, "cpu", probe=probe, budget_bytes=budget)
+    assert fit.max_frames == (budget - int(1e8)) // int(1e4)
+    assert inference.resolve_lean(tiny, "auto") is True          # the longest inputs: lean
+    assert inference.resolve_lean(tiny, "auto", 100) is False
+    assert inference.resolve_lean(torch.nn.Linear(2, 2), "auto") is False
+    try:
+        inference.max_length_that_fits(tiny, 32, "cpu", start_frames=4096, min_frames=1024)
+    except ValueError:
+        pass   # a CPU where memory cannot be measured, or probes too small to grow
+    assert seen and all(seen)
+
+
+def test_chunked_fbank_equals_whole_waveform_fbank():
+    torch.manual_seed(6)
+    wave = torch.randn(16000 * 3 + 123) * 0.1 + 0.05
+    whole = normalize_fbank(wav2fbank(wave, num_mel_bins=32, target_length=None))
+    src = ChunkedFbank(wave, num_mel_bins=32)
+    assert src.num_frames == whole.shape[0] == len(src)
+    for a, b in [(0, whole.shape[0]), (0, 1), (17, 250), (whole.shape[0] - 3, whole.shape[0])]:
+        torch.testing.assert_close(src.frames(a, b)[0], whole[a:b], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(fbank_frames(wave - wave.mean(), 5, 9, num_mel_bins=32),
+                               wav2fbank(wave, num_mel_bins=32, target_length=None)[5:9], rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="not within"):
+        fbank_frames(wave, 0, 10 ** 6)
+    with pytest.raises(ValueError, match="mono"):
+        ChunkedFbank(torch.randn(2, 16000))
+    with pytest.raises(ValueError, match="fewer than one"):
+        ChunkedFbank(torch.randn(100))
+
+
+def test_predict_on_a_waveform_frame_source(tiny):
+    torch.manual_seed(7)
+    wave = torch.randn(16000 * 4) * 0.1
+    fb = normalize_fbank(wav2fbank(wave, num_mel_bins=32, target_length=None))
+    src = ChunkedFbank(wave, num_mel_bins=32)
+    with torch.inference_mode():
+        grid = tiny.forward_features_lean(src, chunk_elems=3000)
+    out = inference.predict(tiny, src)
+    assert out.shape == (4,)
+    _close(out, inference.predict(tiny, fb, lean=False), 1e-4)
+    assert grid.shape[-1] == -(-fb.shape[0] // 32)
+
+
+def test_tagging_passes_on_the_lean_path(tiny, monkeypatch):
+    from dasslib.tagging.passes import run_passes
+
+    torch.manual_seed(8)
+    fb = torch.randn(900, 32)
+    calls = _spy(tiny, monkeypatch)
+    plain = run_passes(tiny, fb, lean=False, device="cpu")
+    lean = run_passes(tiny, fb, lean=True, device="cpu", fits_frames=5000)
+    assert calls and lean.lean and not plain.lean
+    assert lean.mode == "one pass (lean path), up to 50 s fits in one pass" and plain.mode == "one pass"
+    _close(lean.clip_logits, plain.clip_logits, 1e-5)
+    _close(lean.frame_logits, plain.frame_logits, 1e-5)
+    chunked = run_passes(tiny, fb, lean=True, device="cpu", max_frames=400, overlap=64)
+    assert chunked.mode.startswith("chunked (lean path): ")
