@@ -8,11 +8,11 @@ This path runs the same modules (the same functions of :class:`SS2D` and the blo
   chunks along time with the convolutions' halo (the frames a chunk's edge needs from its
   neighbours; zeros beyond the input, as the convolutions' padding gives), written into one
   preallocated tensor per stage; the previous stage is freed once the next one is built;
-- the scan runs direction by direction on segments of its own order (row-major, column-major,
-  each reversed), carrying the fp32 state from segment to segment (``initial_state`` /
-  ``return_last_state``), with each segment's x_proj / dt_proj computed just in time: no
-  cross-scan copy and no whole-length delta ever exists. The four outputs are summed into one
-  accumulator (fp32 with ``scan_fp32``);
+- the scan runs on segments: step i scans the i-th segment of each of the four orders
+  (row-major, column-major, each reversed) in one grouped call, carrying the fp32 state from
+  segment to segment (``initial_state`` / ``return_last_state``), with each segment's x_proj /
+  dt_proj computed just in time: no whole-length cross-scan copy or delta ever exists. The four
+  outputs are added into one accumulator (fp32 with ``scan_fp32``);
 - the out-norm + out_proj, the norms and the MLP run on chunks along time, added in place into
   the residual stream (they are position-wise);
 - the input is an fbank (B, T, F) anywhere (each chunk is moved to the model's device when
@@ -42,7 +42,7 @@ from .layers import conv_out_size
 __all__ = ["CHUNK_ELEMS", "SCAN_ELEMS", "lean_features", "conv_time_chunk"]
 
 CHUNK_ELEMS = 1 << 25   # elements of the widest position-wise intermediate of one chunk (the MLP's)
-SCAN_ELEMS = 1 << 25    # elements of u in one scan segment (batch x channels x steps)
+SCAN_ELEMS = 1 << 25    # elements of u in one direction's scan segment (batch x channels x positions)
 
 
 def conv_time_chunk(conv, src, start, stop, n_in):
@@ -111,56 +111,40 @@ def _time_step(x_shape, width, chunk_elems):
 
 def _scan_directions(op, u, scan_elems):
     """Sum of the four directions' scan outputs of ``op`` (an SS2D) on u (B, D, H, W) ->
-    (B, D, H, W) in the scan's output dtype, one segment of each direction's order at a time."""
+    (B, D, H, W) in the scan's output dtype.
+
+    Step i scans the i-th segment of every direction's order in one grouped call (4D rows, as
+    the plain path's one call), each from the state its previous segment left: segments of
+    ``c * H`` positions, c time steps (``scan_elems`` / (B * D * H)); k0 row-major positions
+    [t0 H, t1 H), k1 the time steps [t0, t1) column by column, k2 / k3 the same counted from the
+    end (reversed). Each output is added at its grid positions."""
     b, d, h, w = u.shape
     L = h * w
     A, kw = op.scan_params(u.dtype)
-    Ds, bias = kw.pop("D"), kw.pop("delta_bias")
     if kw["out_dtype"] is None:
         kw["out_dtype"] = u.dtype
     flat = u.view(b, d, L)
-    y = torch.empty(b, d, h, w, dtype=kw["out_dtype"], device=u.device)
+    y = torch.zeros(b, d, h, w, dtype=kw["out_dtype"], device=u.device)
     y_flat = y.view(b, d, L)
-    row_seg = max(1, scan_elems // max(1, b * d))
-    col_seg = max(1, scan_elems // max(1, b * d * h))
-
-    def scan(k, seg, state):
-        """Direction k on seg (B, D, l) in its scan order, from ``state``."""
-        dts, Bs, Cs = op.direction_inputs(seg[:, None], slice(k, k + 1))
-        ch = slice(k * d, (k + 1) * d)
-        return selective_scan(seg, dts, A[ch], Bs, Cs, D=Ds[ch], delta_bias=bias[ch],
-                              initial_state=state, return_last_state=True,
-                              backend=op.scan_backend, **kw)
-
-    # rows: k0 the row-major order, k2 the same reversed
-    for k in (0, 2):
-        state = None
-        starts = range(0, L, row_seg)
-        for s0 in (starts if k == 0 else reversed(starts)):
-            s1 = min(L, s0 + row_seg)
-            seg = flat[..., s0:s1]
-            if k == 2:
-                seg = seg.flip(-1)
-            out, state = scan(k, seg.contiguous(), state)
-            if k == 0:
-                y_flat[..., s0:s1] = out
-            else:
-                y_flat[..., s0:s1] += out.flip(-1)
-            del out, seg
-    # columns: k1 the column-major order (index w*H + h), k3 the same reversed
-    for k in (1, 3):
-        state = None
-        starts = range(0, w, col_seg)
-        for t0 in (starts if k == 1 else reversed(starts)):
-            t1 = min(w, t0 + col_seg)
-            seg = u[..., t0:t1].transpose(2, 3).reshape(b, d, (t1 - t0) * h)
-            if k == 3:
-                seg = seg.flip(-1)
-            out, state = scan(k, seg.contiguous(), state)
-            if k == 3:
-                out = out.flip(-1)
-            y[..., t0:t1] += out.view(b, d, t1 - t0, h).transpose(2, 3)
-            del out, seg
+    c = max(1, scan_elems // max(1, b * d * h))
+    state = None
+    for t0 in range(0, w, c):
+        t1 = min(w, t0 + c)
+        n, r0, r1 = t1 - t0, w - t1, w - t0
+        segs = torch.stack([flat[..., t0 * h:t1 * h],
+                            u[..., t0:t1].transpose(2, 3).reshape(b, d, n * h),
+                            flat[..., r0 * h:r1 * h].flip(-1),
+                            u[..., r0:r1].transpose(2, 3).reshape(b, d, n * h).flip(-1)], dim=1)
+        dts, Bs, Cs = op.direction_inputs(segs)                  # (B, 4D, l), (B, 4, N, l)
+        out, state = selective_scan(segs.view(b, 4 * d, n * h), dts, A, Bs, Cs, initial_state=state,
+                                    return_last_state=True, backend=op.scan_backend, **kw)
+        del segs, dts, Bs, Cs
+        out = out.view(b, 4, d, n * h)
+        y_flat[..., t0 * h:t1 * h] += out[:, 0]
+        y[..., t0:t1] += out[:, 1].view(b, d, n, h).transpose(2, 3)
+        y_flat[..., r0 * h:r1 * h] += out[:, 2].flip(-1)
+        y[..., r0:r1] += out[:, 3].flip(-1).view(b, d, n, h).transpose(2, 3)
+        del out
     return y
 
 
