@@ -39,10 +39,17 @@ from dasslib.scans import selective_scan
 
 from .layers import conv_out_size
 
-__all__ = ["CHUNK_ELEMS", "SCAN_ELEMS", "lean_features", "conv_time_chunk"]
+__all__ = ["CHUNK_ELEMS", "SCAN_ELEMS", "MIN_ELEMS", "lean_features", "conv_time_chunk"]
 
-CHUNK_ELEMS = 1 << 25   # elements of the widest position-wise intermediate of one chunk (the MLP's)
-SCAN_ELEMS = 1 << 25    # elements of u in one direction's scan segment (batch x channels x positions)
+CHUNK_ELEMS = 1 << 24   # at most: elements of the widest position-wise intermediate of a chunk (the MLP's)
+SCAN_ELEMS = 1 << 22    # at most: elements of u in one direction's scan segment (batch x channels x positions)
+MIN_ELEMS = 1 << 16     # at least (both), so short inputs do not run in tiny pieces
+
+
+def _auto(given, numel, share, cap):
+    """``given``, or (None) ``numel / share`` (a stage's activation elements) clamped to
+    [MIN_ELEMS, cap]: chunk buffers stay a small fraction of the activation at any length."""
+    return given if given is not None else min(cap, max(MIN_ELEMS, numel // share))
 
 
 def conv_time_chunk(conv, src, start, stop, n_in):
@@ -152,6 +159,8 @@ def _block(block, x, chunk_elems, scan_elems):
     """One VSS block on the residual stream x (B, C, H, W), updated in place and returned."""
     op = block.op
     n = x.shape[-1]
+    chunk_elems = _auto(chunk_elems, x.numel(), 8, CHUNK_ELEMS)
+    scan_elems = _auto(scan_elems, x.numel(), 32, SCAN_ELEMS)
     d_inner = op.in_proj.out_features
     step = _time_step(x.shape, max(d_inner, block.mlp.fc1.out_features), chunk_elems)
 
@@ -192,12 +201,14 @@ def _frames_source(model, x):
     return src, x.num_frames, getattr(x, "batch_size", 1), x.num_mel_bins
 
 
-def lean_features(model, x, *, chunk_elems=CHUNK_ELEMS, scan_elems=SCAN_ELEMS):
+def lean_features(model, x, *, chunk_elems=None, scan_elems=None):
     """The DASS ``model``'s final feature grid (B, C, ceil(F/32), ceil(T/32)) (what
     ``forward_features`` returns) for x: an fbank (B, T, F) on any device, or a frame source
     (``num_frames``, ``num_mel_bins``, ``frames(start, stop) -> (B, stop - start, F)``), computed
     stage by stage on chunks (module docstring). ``chunk_elems``: elements of the widest
-    intermediate of one position-wise chunk; ``scan_elems``: elements of u per scan segment.
+    intermediate of one position-wise chunk; ``scan_elems``: elements of u in one direction's scan
+    segment; None (default): per stage, 1/8 and 1/32 of the stage's activation, within
+    [:data:`MIN_ELEMS`, :data:`CHUNK_ELEMS`] and [:data:`MIN_ELEMS`, :data:`SCAN_ELEMS`].
     Inference only: raises RuntimeError when gradients are enabled and the model has trainable
     parameters, or when it is in training mode."""
     if model.training:
@@ -206,14 +217,15 @@ def lean_features(model, x, *, chunk_elems=CHUNK_ELEMS, scan_elems=SCAN_ELEMS):
         raise RuntimeError("the lean DASS path does not keep what a backward needs: run it under "
                            "torch.inference_mode() or torch.no_grad()")
     for name, v in (("chunk_elems", chunk_elems), ("scan_elems", scan_elems)):
-        if not (isinstance(v, int) and v >= 1):
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"{name} must be None or a positive int, got {v!r}")
     src, n, b, f = _frames_source(model, x)
     if n < 1:
         raise ValueError("the input has no frames")
     stem, n = _chained(model.patch_embed, src, n)
     first = model.cfg.dims[0]
-    grid = _fill(stem, n, _time_step((b, 0, math.ceil(f / 2), 0), first, chunk_elems))
+    stem_elems = _auto(chunk_elems, b * first * math.ceil(f / 4) * n, 8, CHUNK_ELEMS)
+    grid = _fill(stem, n, _time_step((b, 0, math.ceil(f / 2), 0), first, stem_elems))
     for layer in model.layers:
         for block in layer.blocks:
             grid = _block(block, grid, chunk_elems, scan_elems)
@@ -227,4 +239,5 @@ def _downsample(seq, prev, chunk_elems):
     nothing here refers to ``prev`` once it returns."""
     down, n = _chained(seq, lambda a, b: prev[..., a:b], prev.shape[-1])
     c_out = _conv_stages(seq)[0][0].out_channels
+    chunk_elems = _auto(chunk_elems, prev.numel(), 8, CHUNK_ELEMS)
     return _fill(down, n, _time_step(prev.shape, c_out, chunk_elems))
