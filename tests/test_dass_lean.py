@@ -244,3 +244,23 @@ def test_tagging_passes_on_the_lean_path(tiny, monkeypatch):
     _close(lean.frame_logits, plain.frame_logits, 1e-5)
     chunked = run_passes(tiny, fb, lean=True, device="cpu", max_frames=400, overlap=64)
     assert chunked.mode.startswith("chunked (lean path): ")
+
+
+def test_lean_path_peak_host_memory_is_a_fraction_of_the_plain_path():
+    """Peak resident growth of one CPU forward (forked, dasslib.host_memory) at DASS-Small's widths
+    (one block a stage): the lean path needs a fraction of the plain path's memory."""
+    from dasslib.host_memory import peak_growth
+
+    model = create("dass_small", num_classes=527, depths=(1, 1, 1, 1)).eval()
+    x = torch.randn(1, 8000, 128)
+
+    def peak(lean):
+        def call():
+            with torch.inference_mode():
+                model.forward_lean(x) if lean else model(x)
+        got = peak_growth(call)
+        if got is None:
+            pytest.skip("host memory cannot be measured here")
+        return got["rss"]
+    plain, lean = peak(False), peak(True)
+    assert plain > 300 * 2**20 and lean < 0.3 * plain, (plain, lean)
