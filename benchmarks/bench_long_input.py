@@ -140,14 +140,13 @@ def main(argv=None):
                     help="input lengths in seconds (default 3600 14400 28800 86400; --smoke: 20 40)")
     ap.add_argument("--paths", nargs="+", choices=("lean", "plain"), default=["lean", "plain"])
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--probe-frames", type=int, default=1 << 17,
-                    help="longest probe of the longest-length prediction (default 131072 frames)")
+    ap.add_argument("--probe-frames", type=int, default=8192,
+                    help="longest probe of the longest-length prediction (default 8192 frames; on CUDA "
+                         "the lean path is probed from dasslib.inference.LEAN_PROBE_FRAMES at least)")
     ap.add_argument("--commit", default="", help="the commit measured, written in every row")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny DASS models, lengths of seconds")
     args = ap.parse_args(argv)
-    if args.smoke:
-        args.probe_frames = min(args.probe_frames, 1 << 16)
     return run(args)
 
 

@@ -38,13 +38,14 @@ from .data.frames import FRAMES_PER_SECOND
 from .fast import check_fast, fast_forward, resolve_fast
 from .runtime import autocast
 
-__all__ = ["FRAMES_PER_SECOND", "LEAN_AUTO_FRAMES", "MAX_MEL_BINS", "InputTooLongError", "LengthFit",
-           "expected_mel_bins", "fit_memory_model", "has_lean", "max_length_that_fits", "measure", "predict",
-           "resolve_lean"]
+__all__ = ["FRAMES_PER_SECOND", "LEAN_AUTO_FRAMES", "LEAN_PROBE_FRAMES", "MAX_MEL_BINS", "InputTooLongError",
+           "LengthFit", "expected_mel_bins", "fit_memory_model", "has_lean", "max_length_that_fits", "measure",
+           "predict", "resolve_lean"]
 
 MAX_MEL_BINS = 512  # a wider last dimension is not an fbank (a raw waveform, or a transposed fbank)
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 LEAN_AUTO_FRAMES = 1 << 17   # lean="auto": the lean path from this many frames (x batch) on (~22 min)
+LEAN_PROBE_FRAMES = 1 << 20  # on CUDA the lean path is probed from here (its chunk buffers at full size)
 _LEANS = ("auto", True, False)
 
 
@@ -285,7 +286,10 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     """Predict the largest input length (frames) ``model`` can run on ``device``.
 
     ``lean``: the path probed ("auto": the one :func:`predict` takes for the longest inputs,
-    i.e. the lean path where the model has one; see the module docstring).
+    i.e. the lean path where the model has one; see the module docstring). On CUDA the lean path
+    is probed from at least :data:`LEAN_PROBE_FRAMES` frames (about 2.9 h, a few GiB for DASS),
+    where its chunk buffers have reached their fixed size: shorter probes, whose buffers still
+    grow with the length, would overstate the per-frame slope (a prediction then errs short).
 
     Peak memory is probed at ``start_frames`` (halved until it fits, down to ``min_frames``)
     and at that length / 2 (and / 4 for ``degree=2``); :func:`fit_memory_model` extrapolates.
@@ -310,6 +314,8 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     _check_dtype(dtype)
     lean = resolve_lean(model, lean)
     device = _resolve_device(model, device)
+    if lean and device.type == "cuda":
+        start_frames = max(start_frames, LEAN_PROBE_FRAMES)
     confirm = False
     if probe is None or budget_bytes is None:
         if device.type == "cuda":

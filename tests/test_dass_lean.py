@@ -264,3 +264,17 @@ def test_lean_path_peak_host_memory_is_a_fraction_of_the_plain_path():
         return got["rss"]
     plain, lean = peak(False), peak(True)
     assert plain > 300 * 2**20 and lean < 0.3 * plain, (plain, lean)
+
+
+def test_tag_command_on_the_lean_path(tiny, wav_writer):
+    import numpy as np
+
+    import dasslib
+
+    wav = wav_writer("rec.wav", 0.05 * np.random.default_rng(0).standard_normal(12 * 16000))
+    tiny.reset_classifier(3)
+    out = {lean: dasslib.tag(wav, tiny, timeline=True, device="cpu", progress=False, lean=lean)
+           for lean in (True, False)}
+    assert out[True].files["mode"][0] == "one pass (lean path)" and out[False].files["mode"][0] == "one pass"
+    np.testing.assert_allclose(out[True].clips.score, out[False].clips.score, atol=1e-5)
+    np.testing.assert_allclose(out[True].timeline.iloc[:, 3:], out[False].timeline.iloc[:, 3:], atol=1e-5)

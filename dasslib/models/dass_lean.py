@@ -41,8 +41,8 @@ from .layers import conv_out_size
 
 __all__ = ["CHUNK_ELEMS", "SCAN_ELEMS", "MIN_ELEMS", "lean_features", "conv_time_chunk"]
 
-CHUNK_ELEMS = 1 << 24   # at most: elements of the widest position-wise intermediate of a chunk (the MLP's)
-SCAN_ELEMS = 1 << 22    # at most: elements of u in one direction's scan segment (batch x channels x positions)
+CHUNK_ELEMS = 1 << 25   # at most: elements of the widest position-wise intermediate of a chunk (the MLP's)
+SCAN_ELEMS = 1 << 23    # at most: elements of u in one direction's scan segment (batch x channels x positions)
 MIN_ELEMS = 1 << 16     # at least (both), so short inputs do not run in tiny pieces
 
 
