@@ -278,3 +278,35 @@ def test_tag_command_on_the_lean_path(tiny, wav_writer):
     assert out[True].files["mode"][0] == "one pass (lean path)" and out[False].files["mode"][0] == "one pass"
     np.testing.assert_allclose(out[True].clips.score, out[False].clips.score, atol=1e-5)
     np.testing.assert_allclose(out[True].timeline.iloc[:, 3:], out[False].timeline.iloc[:, 3:], atol=1e-5)
+
+
+def test_tagging_one_lean_pass_reads_the_waveform_in_chunks(tiny, wav_writer, monkeypatch):
+    import numpy as np
+
+    import dasslib
+    from dasslib.tagging import api
+
+    wav = wav_writer("rec.wav", 0.05 * np.random.default_rng(1).standard_normal(15 * 16000))
+    tiny.reset_classifier(3)
+    made = []
+    real = api.ChunkedFbank
+
+    def spy(*args, **kw):
+        made.append(real(*args, **kw))
+        return made[-1]
+    monkeypatch.setattr(api, "ChunkedFbank", spy)
+    lean = dasslib.tag(wav, tiny, timeline=True, device="cpu", progress=False, lean=True)
+    assert made and lean.files["mode"][0] == "one pass (lean path)"
+    plain = dasslib.tag(wav, tiny, timeline=True, device="cpu", progress=False, lean=False)
+    assert len(made) == 1
+    np.testing.assert_allclose(lean.clips.score, plain.clips.score, atol=1e-5)
+    np.testing.assert_allclose(lean.timeline.iloc[:, 3:], plain.timeline.iloc[:, 3:], atol=1e-5)
+    # chunked passes on the lean path read their frames from the source
+    from dasslib.tagging.passes import run_passes
+
+    src = made[0]
+    whole = run_passes(tiny, src, lean=True, device="cpu")
+    parts = run_passes(tiny, src, lean=True, device="cpu", max_frames=600, overlap=64)
+    assert parts.chunks > 1 and parts.frame_logits.shape == whole.frame_logits.shape
+    with pytest.raises(ValueError, match="lean path only"):
+        run_passes(tiny, src, lean=False, device="cpu")

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_csv
 from ..runtime import resolve_device
 from ..data.audio import load_audio
-from ..data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE
-from ..inference import expected_mel_bins
+from ..data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE, ChunkedFbank, num_frames
+from ..inference import expected_mel_bins, resolve_lean
 from .features import recording_fbank
 from .inputs import collect_inputs
 from .model import default_labels, load_model
@@ -68,11 +68,17 @@ class _Tagger:
     def __call__(self, path, timeline):
         wave = load_audio(path)
         duration = wave.shape[-1] / SAMPLE_RATE
-        fbank = recording_fbank(wave.to(self.device), *self.norm, num_mel_bins=self.mel_bins,
-                                progress=self.progress)                  # on the model's device
+        n = num_frames(wave.shape[-1])
+        short = self.max_pass_seconds is None and n <= PROBE_FRAMES   # fits without measuring
+        limit = n if short else self.limit()
+        if n <= limit and resolve_lean(self.model, self.lean, n):
+            # one pass on the lean path: the fbank is computed chunk by chunk from the waveform (kept
+            # where it is), on the model's device, and never held whole
+            fbank = ChunkedFbank(wave, *self.norm, num_mel_bins=self.mel_bins, device=self.device)
+        else:
+            fbank = recording_fbank(wave.to(self.device), *self.norm, num_mel_bins=self.mel_bins,
+                                    progress=self.progress)              # on the model's device
         del wave
-        short = self.max_pass_seconds is None and fbank.shape[0] <= PROBE_FRAMES   # fits without measuring
-        limit = fbank.shape[0] if short else self.limit()
         measured = not short and self.max_pass_seconds is None and self.device.type == "cuda"
         out = run_passes(self.model, fbank, frames=timeline, device=self.device, dtype=self.dtype,
                          max_frames=limit, overlap=self.overlap, progress=self.progress, lean=self.lean,

@@ -58,29 +58,47 @@ def plan_chunks(n_frames, max_frames, overlap, hop):
 
 
 def _one(model, x, frames, device, dtype, lean=False):
-    """(clip logits (C,), frame logits (T', C) or None) of fbank x (T, F), float32 on the CPU;
-    ``lean``: through the lean DASS path (x read chunk by chunk)."""
+    """(clip logits (C,), frame logits (T', C) or None) of fbank x (T, F) (or, lean, a frame source
+    such as :class:`dasslib.data.fbank.ChunkedFbank`), float32 on the CPU; ``lean``: through the
+    lean DASS path (x read chunk by chunk)."""
     with torch.inference_mode(), _autocast(device, dtype):
-        if lean:
-            x = x[None]
+        if not torch.is_tensor(x):
+            shape = (1, x.num_frames, x.num_mel_bins)
             features = model.forward_features_lean(x)
+        elif lean:
+            shape = (1,) + tuple(x.shape)
+            features = model.forward_features_lean(x[None])
         else:
             x = x.to(device)[None]
+            shape = x.shape
             features = model.forward_features(x)
         clip = model.forward_head(features)[0].float().cpu()
         if not frames:
             return clip, None
-        return clip, model.frame_head(features, x.shape)[0].float().cpu()
+        return clip, model.frame_head(features, shape)[0].float().cpu()
+
+
+def _frames_of(fbank):
+    return fbank.shape[0] if torch.is_tensor(fbank) else fbank.num_frames
+
+
+def _piece(fbank, lo, hi, whole):
+    """Frames [lo, hi) of an fbank (T, F) or a frame source (the source itself when ``whole``)."""
+    if torch.is_tensor(fbank):
+        return fbank[lo:hi]
+    return fbank if whole else fbank.frames(lo, hi)[0]
 
 
 def _run(model, fbank, frames, device, dtype, max_frames, overlap, progress, lean="auto", fits=None):
     hop = model.frame_hop
-    chunks = plan_chunks(fbank.shape[0], max_frames, overlap, hop)
+    chunks = plan_chunks(_frames_of(fbank), max_frames, overlap, hop)
     use = resolve_lean(model, lean, max(hi - lo for lo, hi, _, _ in chunks))
+    if not torch.is_tensor(fbank) and not use:
+        raise ValueError("a frame source runs on the lean path only: lean must be 'auto' or True")
     clips, weights, kept = [], [], []
     for lo, hi, start, end in tqdm(chunks, desc="passes", unit="pass", leave=False,
                                    disable=not progress or len(chunks) == 1):
-        clip, frame_logits = _one(model, fbank[lo:hi], frames, device, dtype, use)
+        clip, frame_logits = _one(model, _piece(fbank, lo, hi, len(chunks) == 1), frames, device, dtype, use)
         clips.append(clip)
         weights.append(end - start)
         if frames:
@@ -110,8 +128,8 @@ def pass_limit(model, num_mel_bins, device, max_pass_seconds=None, dtype=torch.b
 
 def run_passes(model, fbank, *, frames=True, device="cpu", dtype=torch.bfloat16, max_frames=60000,
                overlap=1000, progress=False, lean="auto", fits_frames=None):
-    """Outputs of ``model`` (on ``device``, eval mode) for a normalised fbank (T, F): a
-    :class:`Passes`. ``lean``: the path, as :func:`dasslib.inference.predict` takes it ("auto":
+    """Outputs of ``model`` (on ``device``, eval mode) for a normalised fbank (T, F), or a frame
+    source (:class:`dasslib.data.fbank.ChunkedFbank`, on the lean path): a :class:`Passes`. ``lean``: the path, as :func:`dasslib.inference.predict` takes it ("auto":
     the lean DASS path for passes of :data:`dasslib.inference.LEAN_AUTO_FRAMES` frames or more,
     and after an out-of-memory error of the plain one); ``fits_frames``: the longest pass known
     to fit, reported in the :class:`Passes`. Out of memory in a pass (on the lean path where
@@ -127,7 +145,7 @@ def run_passes(model, fbank, *, frames=True, device="cpu", dtype=torch.bfloat16,
             failed = True
         if failed:
             _release(device)
-            if lean == "auto" and has_lean(model) and not resolve_lean(model, lean, min(max_frames, fbank.shape[0])):
+            if lean == "auto" and has_lean(model) and not resolve_lean(model, lean, min(max_frames, _frames_of(fbank))):
                 lean = True          # the plain path ran out of memory: the lean one first
                 continue
             if max_frames // 2 < MIN_PASS_FRAMES:
