@@ -79,19 +79,18 @@ class SS2D(nn.Module):
             return False
         return ss2d_scan_supported(self.d_state, u.shape[0] * K * u.shape[1], u.device, grad)
 
-    def _projections(self, x_dbl, ks=slice(None)):
-        """x_proj outputs (B, k, R + 2N, L) of directions ``ks`` (default all four) -> delta
-        (B, k*D, L) through each direction's dt_proj, and B, C (B, k, N, L) contiguous (group i =
-        the i-th direction of ``ks``)."""
+    def _projections(self, x_dbl):
+        """x_proj outputs (B, 4, R + 2N, L) -> delta (B, 4D, L) through each direction's dt_proj,
+        and B, C (B, 4, N, L) contiguous (group k = direction k)."""
         b, _, _, L = x_dbl.shape
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight[ks]).reshape(b, -1, L)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, -1, L)
         return dts, Bs.contiguous(), Cs.contiguous()
 
-    def direction_inputs(self, xs, ks=slice(None)):
-        """Scan inputs of directions ``ks`` from u in their scan orders, xs (B, k, D, L) ->
-        delta (B, k*D, L), B, C (B, k, N, L) (x_proj, then dt_proj)."""
-        return self._projections(torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight[ks]), ks)
+    def direction_inputs(self, xs):
+        """Scan inputs from u in the four scan orders, xs (B, 4, D, L) -> delta (B, 4D, L),
+        B, C (B, 4, N, L) (each direction's x_proj, then its dt_proj)."""
+        return self._projections(torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight))
 
     def scan_params(self, dtype):
         """(A (4D, N), scan keywords D, delta_bias, delta_softplus, out_dtype) for u of ``dtype``:
