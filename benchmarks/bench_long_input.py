@@ -2,7 +2,9 @@
 
     python benchmarks/bench_long_input.py --csv results/gpu/long_input_<date>.csv --commit <hash>
         [--models dass_small dass_medium] [--lengths 3600 14400 28800 86400] [--paths lean plain]
-    python benchmarks/bench_long_input.py --smoke --csv /tmp/long_smoke.csv   # CPU, tiny models
+    python benchmarks/bench_long_input.py --smoke --csv long_smoke.csv   # CPU, tiny models
+
+``--append`` adds the rows to an existing CSV (e.g. one call per model, to keep each call short).
 
 One row per (model, path, length): fits, seconds (median of --repeats forwards of a batch-1 random
 fbank, after a warm-up at the first length), peak memory (CUDA ``max_memory_allocated`` during the
@@ -127,6 +129,8 @@ def run(args):
         if col not in out:
             out[col] = None
     os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
+    if args.append and os.path.exists(args.csv):
+        out = pd.concat([pd.read_csv(args.csv), out], ignore_index=True)
     out.to_csv(args.csv, index=False)
     print(f"wrote {args.csv}")
     return out
@@ -146,6 +150,7 @@ def main(argv=None):
     ap.add_argument("--commit", default="", help="the commit measured, written in every row")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny DASS models, lengths of seconds")
+    ap.add_argument("--append", action="store_true", help="add the rows to an existing --csv (one model per call)")
     args = ap.parse_args(argv)
     return run(args)
 
