@@ -15,6 +15,14 @@ eager attention) and solved for the memory available on the device. On CUDA the 
 ``max_memory_allocated``; on the CPU (Linux) the peak growth of a forked copy of the process
 (:mod:`dasslib.host_memory`), and the memory available the least of the address-space limit,
 a cgroup limit and the machine's available memory.
+
+``lean`` (every entry point): DASS models have a memory-lean inference path
+(:meth:`dasslib.models.dass.DASS.forward_lean`, docs/long_inputs.md) with the plain forward's
+outputs. "auto" (default) takes it for inputs of at least :data:`LEAN_AUTO_FRAMES` frames (batch
+included), and also when the plain forward runs out of memory; :func:`max_length_that_fits` probes
+the path the longest inputs get, i.e. the lean one for DASS. True / False force either path
+(True on a model without one is an error). The lean path runs eager (``fast`` does not apply) and
+moves the input to the device chunk by chunk.
 """
 import contextlib
 import gc
@@ -30,11 +38,42 @@ from .data.frames import FRAMES_PER_SECOND
 from .fast import check_fast, fast_forward, resolve_fast
 from .runtime import autocast
 
-__all__ = ["FRAMES_PER_SECOND", "MAX_MEL_BINS", "InputTooLongError", "LengthFit", "expected_mel_bins",
-           "fit_memory_model", "max_length_that_fits", "measure", "predict"]
+__all__ = ["FRAMES_PER_SECOND", "LEAN_AUTO_FRAMES", "LEAN_PROBE_FRAMES", "MAX_MEL_BINS", "InputTooLongError",
+           "LengthFit", "expected_mel_bins", "fit_memory_model", "has_lean", "max_length_that_fits", "measure",
+           "predict", "resolve_lean"]
 
 MAX_MEL_BINS = 512  # a wider last dimension is not an fbank (a raw waveform, or a transposed fbank)
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+LEAN_AUTO_FRAMES = 1 << 17   # lean="auto": the lean path from this many frames (x batch) on (~22 min)
+LEAN_PROBE_FRAMES = 1 << 20  # on CUDA the lean path is probed from here (its chunk buffers at full size)
+_LEANS = ("auto", True, False)
+
+
+def has_lean(model):
+    """Whether ``model`` (or the module a compile / DDP wrapper holds) has a lean inference path."""
+    return callable(getattr(model, "forward_features_lean", None))
+
+
+def _check_lean(model, lean):
+    if not any(lean is v for v in _LEANS):   # "is": 1 / 0 are not True / False here
+        raise ValueError(f"lean must be 'auto', True or False, got {lean!r}")
+    if lean is True and not has_lean(model):
+        raise ValueError(f"lean=True but {type(model).__name__} has no lean inference path (DASS has)")
+
+
+def resolve_lean(model, lean, frames=None):
+    """The path a call takes: True for the lean one. ``lean`` "auto": lean for a model that has
+    one when ``frames`` (batch x length; None: the longest inputs, as :func:`max_length_that_fits`
+    asks) is at least :data:`LEAN_AUTO_FRAMES`."""
+    _check_lean(model, lean)
+    if lean != "auto":
+        return lean
+    return has_lean(model) and (frames is None or frames >= LEAN_AUTO_FRAMES)
+
+
+def _call(model, x, lean):
+    """Logits of fbank x (B, T, F) (anywhere when lean: read chunk by chunk) on the chosen path."""
+    return model.forward_lean(x) if lean else model(x)
 
 
 def _gib(n_bytes):
@@ -176,24 +215,29 @@ def _release(device):
         torch.cuda.empty_cache()
 
 
-def _forward(model, x, device, dtype, fast):
-    """Logits of one batch: x moved to ``device`` here, freed on return; float32 host result."""
+def _forward(model, x, device, dtype, fast, lean=False):
+    """Logits of one batch: x moved to ``device`` here (lean: chunk by chunk), freed on return;
+    float32 host result."""
     with torch.inference_mode(), _autocast(device, dtype):
-        x = x.to(device)
-        logits = fast_forward(model, fast, x)(x)
+        if lean:
+            logits = model.forward_lean(x)
+        else:
+            x = x.to(device)
+            logits = fast_forward(model, fast, x)(x)
         del x
         return logits.float().cpu()
 
 
-def _cuda_probe(model, num_mel_bins, device, batch_size, dtype):
-    """``probe(frames) -> peak allocated bytes`` of one forward on a random input, None on OOM."""
+def _cuda_probe(model, num_mel_bins, device, batch_size, dtype, lean=False):
+    """``probe(frames) -> peak allocated bytes`` of one forward (lean or plain) on a random input,
+    None on OOM."""
     def probe(frames):
         failed = False
         try:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
             with torch.inference_mode(), _autocast(device, dtype):
-                model(torch.randn(batch_size, frames, num_mel_bins, device=device))
+                _call(model, torch.randn(batch_size, frames, num_mel_bins, device=device), lean)
             torch.cuda.synchronize(device)
             peak = torch.cuda.max_memory_allocated(device)
         except torch.cuda.OutOfMemoryError:
@@ -205,7 +249,7 @@ def _cuda_probe(model, num_mel_bins, device, batch_size, dtype):
     return probe
 
 
-def _cpu_probe(model, num_mel_bins, batch_size, kind):
+def _cpu_probe(model, num_mel_bins, batch_size, kind, lean=False):
     """``probe(frames) -> peak bytes`` of one CPU forward on a random input (input included), measured
     in a forked copy of the process (:func:`dasslib.host_memory.peak_growth`; ``kind``: "vm" address
     space or "rss" resident memory), None when it runs out of memory; None itself when nothing can be
@@ -214,7 +258,7 @@ def _cpu_probe(model, num_mel_bins, batch_size, kind):
 
     def forward(frames):
         with torch.inference_mode():
-            model(torch.randn(batch_size, frames, num_mel_bins))
+            _call(model, torch.randn(batch_size, frames, num_mel_bins), lean)
 
     if peak_growth(lambda: None) is None:
         return None
@@ -241,8 +285,14 @@ def _cuda_budget(device, headroom):
 
 def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtype=torch.bfloat16,
                          start_frames=8192, min_frames=64, degree=1, headroom=0.95, upper_frames=None,
-                         probe=None, budget_bytes=None, total_bytes=None):
+                         probe=None, budget_bytes=None, total_bytes=None, lean="auto"):
     """Predict the largest input length (frames) ``model`` can run on ``device``.
+
+    ``lean``: the path probed ("auto": the one :func:`predict` takes for the longest inputs,
+    i.e. the lean path where the model has one; see the module docstring). On CUDA the lean path
+    is probed from at least :data:`LEAN_PROBE_FRAMES` frames (about 2.9 h, a few GiB for DASS),
+    where its chunk buffers have reached their fixed size: shorter probes, whose buffers still
+    grow with the length, would overstate the per-frame slope (a prediction then errs short).
 
     Peak memory is probed at ``start_frames`` (halved until it fits, down to ``min_frames``)
     and at that length / 2 (and / 4 for ``degree=2``); :func:`fit_memory_model` extrapolates.
@@ -265,19 +315,22 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     ValueError when memory cannot be measured on ``device``. Returns a :class:`LengthFit`.
     """
     _check_dtype(dtype)
+    lean = resolve_lean(model, lean)
     device = _resolve_device(model, device)
+    if lean and device.type == "cuda":
+        start_frames = max(start_frames, LEAN_PROBE_FRAMES)
     confirm = False
     if probe is None or budget_bytes is None:
         if device.type == "cuda":
             budget, total = _cuda_budget(device, headroom)
-            probe = probe or _cuda_probe(model, num_mel_bins, device, batch_size, dtype)
+            probe = probe or _cuda_probe(model, num_mel_bins, device, batch_size, dtype, lean)
         elif device.type == "cpu":
             from .host_memory import memory_budget
 
             budget, total, kind = memory_budget()
             budget, total = (None, None) if budget is None else (int(budget * headroom), int(total * headroom))
             confirm = probe is None and kind == "vm"  # an allocation past the limit fails cleanly: try it
-            probe = probe or (kind and _cpu_probe(model, num_mel_bins, batch_size, kind))
+            probe = probe or (kind and _cpu_probe(model, num_mel_bins, batch_size, kind, lean))
         else:
             budget = total = None
         if probe is None or (budget_bytes is None and budget is None):
@@ -344,15 +397,16 @@ def _is_oom(err) -> bool:
     return isinstance(err, RuntimeError) and any(s in str(err).lower() for s in _CPU_OOM)
 
 
-def _too_long(model, shape, device, batch_size, dtype):
+def _too_long(model, shape, device, batch_size, dtype, lean="auto"):
     """The InputTooLongError for a (B, T, F) input that ran out of memory, with the largest length
-    that fits (None where memory cannot be measured: a CPU outside Linux)."""
+    that fits on the path ``lean`` gives the longest inputs (None where memory cannot be measured:
+    a CPU outside Linux)."""
     _release(device)
     frames, mel_bins = shape[1], shape[2]
     try:
         fit = max_length_that_fits(model, mel_bins, device, batch_size=batch_size, dtype=dtype,
                                    start_frames=max(64, frames // 2 // 64 * 64), min_frames=64,
-                                   upper_frames=frames)
+                                   upper_frames=frames, lean=lean)
     except ValueError:
         if device.type == "cuda":
             raise
@@ -415,8 +469,13 @@ def _as_batch(x, model=None):
     return x[None] if x.dim() == 2 else x
 
 
-def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fast="auto"):
+def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fast="auto", lean="auto"):
     """Logits of ``model`` on fbank input ``x``: (B, T, F) -> (B, C), or (T, F) -> (C,).
+
+    lean: "auto" (default), True or False: the memory-lean DASS path (module docstring); "auto"
+    takes it from :data:`LEAN_AUTO_FRAMES` frames per batch on, and when the plain forward runs out
+    of memory. x may also be a frame source (:class:`dasslib.data.fbank.ChunkedFbank`: the fbank
+    computed chunk by chunk from a waveform) -> (C,), on the lean path.
 
     device: where the model already is (None: the model's device); x may live anywhere, each
     batch of ``batch_size`` items (None: all at once) is moved there just in time.
@@ -436,33 +495,74 @@ def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fas
     """
     _check_dtype(dtype)
     check_fast(fast)
+    _check_lean(model, lean)
+    if _is_frame_source(x):
+        return _predict_source(model, x, device, dtype, lean)
     batch = _as_batch(x, model)
     device = _resolve_device(model, device)
     size = batch.shape[0] if batch_size is None else batch_size
     if not (isinstance(size, int) and size >= 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    outputs, failed = [], False
+    outputs = []
     with _eval_mode(model):
         for start in range(0, batch.shape[0], size):
-            try:
-                outputs.append(_forward(model, batch[start:start + size], device, dtype, fast))
-            except Exception as err:
-                if not _is_oom(err):
-                    raise
-                failed = True
-            if failed:
-                outputs.clear()
-                raise _too_long(model, batch.shape, device, min(size, batch.shape[0]), dtype)
+            part = batch[start:start + size]
+            outputs.append(_forward_or_raise(model, part, device, dtype, fast, lean,
+                                             (min(size, batch.shape[0]),) + tuple(batch.shape[1:])))
     logits = torch.cat(outputs)
     return logits[0] if x.dim() == 2 else logits
 
 
-def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off"):
+def _forward_or_raise(model, part, device, dtype, fast, lean, shape):
+    """:func:`_forward` on the path ``lean`` picks for ``part`` (B, T, F); "auto" retries the lean
+    path after an out-of-memory error of the plain one; InputTooLongError when nothing fits."""
+    use = resolve_lean(model, lean, part.shape[0] * part.shape[1])
+    retry = lean == "auto" and not use and has_lean(model)
+    for attempt in ((use, True) if retry else (use,)):
+        failed = False
+        try:
+            return _forward(model, part, device, dtype, fast, attempt)
+        except Exception as err:
+            if not _is_oom(err):
+                raise
+            failed = True
+        if failed:
+            _release(device)
+    raise _too_long(model, shape, device, shape[0], dtype, lean)
+
+
+def _is_frame_source(x):
+    return not isinstance(x, torch.Tensor) and all(hasattr(x, a) for a in ("frames", "num_frames", "num_mel_bins"))
+
+
+def _predict_source(model, source, device, dtype, lean):
+    """Logits (C,) of a frame source (one recording) on the lean path."""
+    if lean is False:
+        raise ValueError("a frame source (e.g. ChunkedFbank) runs on the lean path only: lean must be 'auto' or True")
+    if not has_lean(model):
+        raise ValueError(f"{type(model).__name__} has no lean inference path to read a frame source (DASS has)")
+    bins = expected_mel_bins(model)
+    if bins is not None and source.num_mel_bins != bins:
+        raise ValueError(f"the frame source has {source.num_mel_bins} mel bins but the model expects {bins}")
+    device = _resolve_device(model, device)
+    with _eval_mode(model):
+        failed = False
+        try:
+            return _forward(model, source, device, dtype, "off", True)[0]
+        except Exception as err:
+            if not _is_oom(err):
+                raise
+            failed = True
+        if failed:
+            raise _too_long(model, (1, source.num_frames, source.num_mel_bins), device, 1, dtype, True)
+
+
+def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off", lean=False):
     """Seconds of each timed forward on a random input of ``shape``; CUDA peak stats are reset
     after the warm-up. The input lives in this frame only, so it is freed on any exit."""
     cuda = device.type == "cuda"
     x = torch.randn(*shape, device=device)
-    forward = fast_forward(model, fast, x)
+    forward = model.forward_lean if lean else fast_forward(model, fast, x)
     times = []
     for i in range(warmup + repeats):
         if i == warmup and cuda:
@@ -479,7 +579,7 @@ def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off"):
 
 
 def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1,
-            dtype=torch.bfloat16, warmup=1, repeats=3, fast="off"):
+            dtype=torch.bfloat16, warmup=1, repeats=3, fast="off", lean="auto"):
     """Time and peak memory of a forward on a random (batch_size, length_frames, num_mel_bins)
     input.
 
@@ -487,12 +587,13 @@ def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1
     after ``warmup`` untimed ones), seconds_all, peak_mem_bytes (``max_memory_allocated``
     during the timed calls: weights + input + the forward's high-water mark; None on the CPU,
     which has no such counter), device, dtype, fast (the path that ran: "off", "compile" or
-    "graphs")). ``fast`` as in :func:`predict` (default "off": eager; with a compiled path the
-    warm-up calls include the compile). Raises :class:`InputTooLongError` when the length does
-    not fit.
+    "graphs"), lean (the path that ran)). ``fast`` as in :func:`predict` (default "off": eager;
+    with a compiled path the warm-up calls include the compile); ``lean`` as in :func:`predict`
+    (the lean path runs eager). Raises :class:`InputTooLongError` when the length does not fit.
     """
     _check_dtype(dtype)
     check_fast(fast)
+    use_lean = resolve_lean(model, lean, batch_size * length_frames)
     if warmup < 0 or repeats < 1:
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
     device = _resolve_device(model, device)
@@ -500,17 +601,18 @@ def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1
     failed = False
     with _eval_mode(model):
         try:
-            times = _timed_calls(model, shape, device, dtype, warmup, repeats, fast)
+            times = _timed_calls(model, shape, device, dtype, warmup, repeats, fast, use_lean)
         except Exception as err:
             if not _is_oom(err):
                 raise
             failed = True
         if failed:
-            raise _too_long(model, shape, device, batch_size, dtype)
+            raise _too_long(model, shape, device, batch_size, dtype, lean)
     cuda = device.type == "cuda"
     return dict(length_frames=length_frames, length_s=length_frames / FRAMES_PER_SECOND,
                 batch_size=batch_size, seconds=statistics.median(times), seconds_all=times,
                 peak_mem_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
                 device=str(device),
                 dtype=str(dtype).removeprefix("torch.") if cuda and dtype else "float32",
-                fast=resolve_fast(fast, device, batch_size * length_frames * num_mel_bins))
+                fast="off" if use_lean else resolve_fast(fast, device, batch_size * length_frames * num_mel_bins),
+                lean=bool(use_lean))

@@ -551,20 +551,22 @@ predict(model, torch.randn(256, 64))  # warm-up: threads and first-call buffers 
 x = torch.randn(40000, 64)
 cap = _status_bytes("VmSize") + 256 * 2**20  # 256 MiB more address space: about 15000 frames fit
 resource.setrlimit(resource.RLIMIT_AS, (cap, resource.RLIM_INFINITY))
-try:
-    predict(model, x)
+try:  # the plain forward (lean="auto" would retry on DASS's lean path)
+    predict(model, x, lean=False)
     sys.exit("40000 frames fitted under the cap")
 except InputTooLongError as err:
     print(err)
     fit = err.fit
 print("MAX", fit.max_frames)
-predict(model, torch.randn(int(0.9 * fit.max_frames), 64))  # fits (near the limit the allocator's
-# state moves the boundary by a few percent from one call to the next)
+predict(model, torch.randn(int(0.9 * fit.max_frames), 64), lean=False)  # fits (near the limit the
+# allocator's state moves the boundary by a few percent from one call to the next)
 try:
-    predict(model, torch.randn(2 * fit.max_frames, 64))
+    predict(model, torch.randn(2 * fit.max_frames, 64), lean=False)
     print("2X FITS")
 except InputTooLongError:
     print("2X DOES NOT FIT")
+predict(model, x)  # lean="auto": the plain forward runs out of memory, the lean path fits
+print("LEAN FITS")
 """
 
 
@@ -589,6 +591,7 @@ def test_cpu_memory_cap_gives_input_too_long_with_the_largest_length_that_fits(c
         assert "found by running lengths from" in out
     largest = int(out.split("MAX ")[1].split()[0])
     assert 1000 < largest < 40000 and "2X DOES NOT FIT" in out  # 90% of it fits (above), twice does not
+    assert "LEAN FITS" in out   # the lean DASS path runs 40000 frames under the same cap
 
 
 @pytest.mark.parametrize("writer", ["label_csv", "datafile", "run_metadata", "table_csv", "figure_png"])

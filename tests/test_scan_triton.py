@@ -398,3 +398,24 @@ def test_dass_fused_training_gradients_match_the_materialised_path():
     assert grads[0].keys() == grads[1].keys()
     worst = max(rel(grads[0][n], grads[1][n]) for n in grads[0])
     assert worst < 1e-4, worst
+
+
+@needs_fresh
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16_autocast"])
+def test_lean_dass_path_on_triton_matches_the_fused_forward(bf16):
+    """The lean DASS path (segments of the four orders, state carried) against the plain forward,
+    which scans the grid in place (ss2d_scan_triton) here; under bf16 autocast the scan reads bf16
+    u and delta and carries an fp32 state."""
+    from dasslib.models import create
+
+    torch.manual_seed(0)
+    model = create("dass_small", num_classes=3, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                   scan_backend="triton").eval()
+    x = torch.randn(1, 150, 24)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        assert model.layers[0].blocks[0].op._fused_ok(torch.zeros(1, 8, 6, 38))
+        plain = model.forward_features(x)
+        lean = model.forward_features_lean(x, scan_elems=8 * 6 * 7)   # 7 time steps a segment
+    assert lean.dtype == plain.dtype
+    tol = 2 ** -7 if bf16 else 1e-5
+    torch.testing.assert_close(lean.float(), plain.float(), rtol=tol, atol=tol)

@@ -11,7 +11,7 @@ import torchaudio.compliance.kaldi as kaldi
 from .frames import FRAME_SHIFT_MS
 
 __all__ = ["AUDIOSET_MEAN", "AUDIOSET_STD", "SAMPLE_RATE", "num_frames", "pad_or_crop",
-           "wav2fbank", "normalize_fbank"]
+           "wav2fbank", "normalize_fbank", "fbank_frames", "ChunkedFbank"]
 
 SAMPLE_RATE = 16000
 AUDIOSET_MEAN = -4.2677393
@@ -69,3 +69,68 @@ def normalize_fbank(fbank: torch.Tensor, mean: float = AUDIOSET_MEAN,
     if not std > 0:
         raise ValueError(f"std must be positive, got {std!r}")
     return (fbank - mean) / (2 * std)
+
+
+def _frame_sizes(sr, frame_shift):
+    return int(sr * FRAME_LENGTH_MS / 1000), int(sr * frame_shift / 1000)
+
+
+def fbank_frames(waveform: torch.Tensor, start: int, stop: int, sr: int = SAMPLE_RATE,
+                 num_mel_bins: int = 128, frame_shift: float = FRAME_SHIFT_MS) -> torch.Tensor:
+    """Frames [start, stop) of ``wav2fbank(waveform, target_length=None)`` from only the samples
+    they cover (``start * shift`` to ``(stop - 1) * shift + window``): (stop - start, num_mel_bins).
+
+    Kaldi frames (``snip_edges=True``) are independent: each removes its own DC offset before
+    pre-emphasis and windowing, and no per-utterance mean is subtracted (``subtract_mean=False``),
+    so the piece's own mean removal changes nothing but rounding: pass a waveform whose mean is
+    already removed to get the whole-waveform frames up to float rounding."""
+    if not (0 <= start < stop <= num_frames(waveform.shape[-1], sr, frame_shift)):
+        raise ValueError(f"frames [{start}, {stop}) are not within the waveform's "
+                         f"{num_frames(waveform.shape[-1], sr, frame_shift)} frames")
+    window, shift = _frame_sizes(sr, frame_shift)
+    piece = waveform[..., start * shift:(stop - 1) * shift + window]
+    return wav2fbank(piece, sr, num_mel_bins, None, frame_shift)
+
+
+class ChunkedFbank:
+    """The normalised fbank of one long waveform as a frame source: ``frames(start, stop)`` ->
+    (1, stop - start, num_mel_bins) float32 on ``device``, computed there from the samples those
+    frames cover; the whole fbank is never held (the lean DASS path reads it chunk by chunk).
+
+    waveform (samples,) or (1, samples) at ``sr``, anywhere (host memory is fine: each piece is
+    moved to ``device``); its mean is removed once, as :func:`wav2fbank` does; frames equal
+    ``normalize_fbank(wav2fbank(waveform, target_length=None), mean, std)`` up to float rounding
+    (``mean=None``: not normalised). ``num_frames``, ``num_mel_bins``, ``batch_size`` (1)."""
+
+    batch_size = 1
+
+    def __init__(self, waveform, mean=AUDIOSET_MEAN, std=AUDIOSET_STD, num_mel_bins=128, sr=SAMPLE_RATE,
+                 device=None, frame_shift=FRAME_SHIFT_MS):
+        if not isinstance(waveform, torch.Tensor):
+            raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
+        if waveform.dim() == 2 and waveform.shape[0] == 1:
+            waveform = waveform[0]
+        if waveform.dim() != 1:
+            raise ValueError(f"waveform must be (samples,) or (1, samples) mono, got shape {tuple(waveform.shape)}")
+        self.num_frames = num_frames(waveform.shape[0], sr, frame_shift)
+        if self.num_frames < 1:
+            raise ValueError(f"waveform has {waveform.shape[0]} samples, fewer than one "
+                             f"{FRAME_LENGTH_MS:g} ms frame at {sr} Hz")
+        if not torch.isfinite(waveform).all():
+            raise ValueError("waveform contains NaN or infinite samples")
+        if mean is not None and not std > 0:
+            raise ValueError(f"std must be positive, got {std!r}")
+        waveform = waveform.float()
+        self.waveform = waveform - waveform.mean()
+        self.mean, self.std, self.num_mel_bins, self.sr, self.frame_shift = mean, std, num_mel_bins, sr, frame_shift
+        self.device = torch.device(device) if device is not None else waveform.device
+
+    def __len__(self):
+        return self.num_frames
+
+    def frames(self, start, stop):
+        """Frames [start, stop) -> (1, stop - start, num_mel_bins) float32 on ``device``."""
+        window, shift = _frame_sizes(self.sr, self.frame_shift)
+        piece = self.waveform[start * shift:(stop - 1) * shift + window].to(self.device)
+        fb = fbank_frames(piece, 0, stop - start, self.sr, self.num_mel_bins, self.frame_shift)
+        return (fb if self.mean is None else normalize_fbank(fb, self.mean, self.std))[None]

@@ -87,10 +87,11 @@ def sweep(models: dict, needles, stats, lengths, positions=(0.5,), kinds=(("zero
 
 
 def length_scaling(models: dict, lengths_s, device=None, dtype=torch.bfloat16, repeats=2,
-                   num_mel_bins=128, fast="off") -> pd.DataFrame:
+                   num_mel_bins=128, fast="off", lean="auto") -> pd.DataFrame:
     """Peak memory and seconds of one forward (batch 1, no grad, ``dtype`` autocast on CUDA) of
     each model at each input length (``fast``: the path of :func:`dasslib.inference.measure`;
-    its compile falls in the warm-up call, not in the timed ones). A length that does not fit is a row with ``fits=False``
+    its compile falls in the warm-up call, not in the timed ones; ``lean``: DASS's memory-lean
+    path, "auto" as :func:`dasslib.inference.predict` takes it: from 131,072 frames on). A length that does not fit is a row with ``fits=False``
     and the largest length predicted to fit, never an exception.
 
     Returns one row per (model, length_s): fits, seconds, peak_mem_gib, max_fit_s, note.
@@ -104,7 +105,7 @@ def length_scaling(models: dict, lengths_s, device=None, dtype=torch.bfloat16, r
             row = dict(model=name, length_s=float(length), frames=frames)
             try:
                 r = measure(model, frames, device, num_mel_bins=num_mel_bins, dtype=dtype,
-                            warmup=1, repeats=repeats, fast=fast)
+                            warmup=1, repeats=repeats, fast=fast, lean=lean)
                 peak = r["peak_mem_bytes"]
                 row.update(fits=True, seconds=r["seconds"],
                            peak_mem_gib=None if peak is None else peak / 2**30, max_fit_s=None, note="")

@@ -152,6 +152,19 @@ class DASS(AudioClassifier, nn.Module):
             x = layer(x)
         return x
 
+    def forward_features_lean(self, x, **chunks):
+        """:meth:`forward_features` for very long inputs at a fraction of the memory (inference
+        only): x an fbank (B, T, F) on any device, or a frame source such as
+        :class:`dasslib.data.fbank.ChunkedFbank`; ``chunks``: ``chunk_elems`` / ``scan_elems`` of
+        :func:`dasslib.models.dass_lean.lean_features`. -> grid (B, C, ceil(F/32), ceil(T/32))."""
+        from .dass_lean import lean_features
+
+        return lean_features(self, x, **chunks)
+
+    def forward_lean(self, x, **chunks):
+        """:meth:`forward` through :meth:`forward_features_lean`: x -> logits (B, num_classes)."""
+        return self.forward_head(self.forward_features_lean(x, **chunks))
+
     def _pre_logits(self, grid):
         return self.classifier.pre_logits(grid)
 

@@ -87,18 +87,36 @@ class SS2D(nn.Module):
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight).reshape(b, -1, L)
         return dts, Bs.contiguous(), Cs.contiguous()
 
+    def direction_inputs(self, xs):
+        """Scan inputs from u in the four scan orders, xs (B, 4, D, L) -> delta (B, 4D, L),
+        B, C (B, 4, N, L) (each direction's x_proj, then its dt_proj)."""
+        return self._projections(torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight))
+
+    def scan_params(self, dtype):
+        """(A (4D, N), scan keywords D, delta_bias, delta_softplus, out_dtype) for u of ``dtype``:
+        the scan's parameters in fp32, or in ``dtype`` where that is wider (float64); out_dtype
+        fp32 (or wider) with ``scan_fp32``, else None (u's dtype)."""
+        sdt = torch.promote_types(dtype, torch.float32)
+        A = -torch.exp(self.A_logs.to(sdt))
+        return A, dict(D=self.Ds.to(sdt), delta_bias=self.dt_projs_bias.to(sdt).view(-1),
+                       delta_softplus=True, out_dtype=sdt if self.scan_fp32 else None)
+
+    def scan_input(self, x):
+        """u = SiLU(depthwise conv(in_proj(x))): (B, C, H, W) -> (B, D, H, W), compute dtype."""
+        return self.act(self.conv2d(self.in_proj(x)))
+
+    def output(self, y, dtype):
+        """Summed scan outputs y (B, D, H, W) -> out_proj(out_norm(y) cast to ``dtype``) (B, C, H, W)."""
+        return self.out_proj(self.out_norm(y).to(dtype))
+
     def forward(self, x):
-        u = self.act(self.conv2d(self.in_proj(x)))               # (B, D, H, W), compute dtype
+        u = self.scan_input(x)                                    # (B, D, H, W), compute dtype
         b, d, h, w = u.shape
         dtype, L = u.dtype, h * w
         # fused path: the scan reads u in its dtype and writes y in fp32, as the official fp32
         # u (a cast of the same values) would, without the copy
-        # the scan's parameters in fp32, or in the input's dtype where that is wider (float64)
-        sdt = torch.promote_types(dtype, torch.float32)
-        out = sdt if self.scan_fp32 else None
-        A = -torch.exp(self.A_logs.to(sdt))
-        kw = dict(D=self.Ds.to(sdt), delta_bias=self.dt_projs_bias.to(sdt).view(-1),
-                  delta_softplus=True, out_dtype=out)
+        A, kw = self.scan_params(dtype)
+        sdt = kw["D"].dtype
         if self._fused_ok(u):
             # rows and columns of the grid once; each direction's projections at its source
             # positions; the scan walks k >= 2 backwards in place (no flips, no 4x copy)
@@ -121,7 +139,7 @@ class SS2D(nn.Module):
         else:
             xs = cross_scan_2d(u)                                 # (B, 4, D, L)
             del u
-            dts, Bs, Cs = self._projections(torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight))
+            dts, Bs, Cs = self.direction_inputs(xs)
             us = xs.reshape(b, K * d, L)
             del xs
             if self.scan_fp32:
@@ -133,5 +151,4 @@ class SS2D(nn.Module):
             del us, dts, Bs, Cs
             y = cross_merge_2d(ys.view(b, K, d, L), h, w)         # (B, D, L)
             del ys
-        y = self.out_norm(y.view(b, d, h, w)).to(dtype)
-        return self.out_proj(y)
+        return self.output(y.view(b, d, h, w), dtype)

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_csv
 from ..runtime import resolve_device
 from ..data.audio import load_audio
-from ..data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE
-from ..inference import expected_mel_bins
+from ..data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE, ChunkedFbank, num_frames
+from ..inference import expected_mel_bins, resolve_lean
 from .features import recording_fbank
 from .inputs import collect_inputs
 from .model import default_labels, load_model
@@ -53,27 +53,36 @@ def _column_names(labels):
 class _Tagger:
     """One file at a time; holds the model, its device and the pass limit."""
 
-    def __init__(self, model, labels, device, dtype, max_pass_seconds, overlap_seconds, norm, progress):
-        self.model, self.labels, self.device, self.dtype = model, labels, device, dtype
+    def __init__(self, model, labels, device, dtype, max_pass_seconds, overlap_seconds, norm, progress, lean="auto"):
+        self.model, self.labels, self.device, self.dtype, self.lean = model, labels, device, dtype, lean
         self.mel_bins = expected_mel_bins(model) or 128
         self.max_pass_seconds, self.overlap = max_pass_seconds, int(overlap_seconds * 100)
         self.norm, self.progress, self._limit = norm, progress, None
 
     def limit(self):
         if self._limit is None:
-            self._limit = pass_limit(self.model, self.mel_bins, self.device, self.max_pass_seconds, self.dtype)
+            self._limit = pass_limit(self.model, self.mel_bins, self.device, self.max_pass_seconds, self.dtype,
+                                     self.lean)
         return self._limit
 
     def __call__(self, path, timeline):
         wave = load_audio(path)
         duration = wave.shape[-1] / SAMPLE_RATE
-        fbank = recording_fbank(wave.to(self.device), *self.norm, num_mel_bins=self.mel_bins,
-                                progress=self.progress)                  # on the model's device
+        n = num_frames(wave.shape[-1])
+        short = self.max_pass_seconds is None and n <= PROBE_FRAMES   # fits without measuring
+        limit = n if short else self.limit()
+        if n <= limit and resolve_lean(self.model, self.lean, n):
+            # one pass on the lean path: the fbank is computed chunk by chunk from the waveform (kept
+            # where it is), on the model's device, and never held whole
+            fbank = ChunkedFbank(wave, *self.norm, num_mel_bins=self.mel_bins, device=self.device)
+        else:
+            fbank = recording_fbank(wave.to(self.device), *self.norm, num_mel_bins=self.mel_bins,
+                                    progress=self.progress)              # on the model's device
         del wave
-        short = self.max_pass_seconds is None and fbank.shape[0] <= PROBE_FRAMES   # fits without measuring
+        measured = not short and self.max_pass_seconds is None and self.device.type == "cuda"
         out = run_passes(self.model, fbank, frames=timeline, device=self.device, dtype=self.dtype,
-                         max_frames=fbank.shape[0] if short else self.limit(), overlap=self.overlap,
-                         progress=self.progress)
+                         max_frames=limit, overlap=self.overlap, progress=self.progress, lean=self.lean,
+                         fits_frames=limit if measured else None)
         return duration, out
 
 
@@ -100,7 +109,7 @@ def _timeline(path, out, duration, frame_rate, labels, hop, threshold, min_durat
 def tag(paths, model="dass_small", checkpoint=None, labels=None, *, timeline=False, hop=1.0, top_k=5,
         threshold=0.5, min_duration=1.0, overrides=None, device="auto", dtype=torch.bfloat16,
         max_pass_seconds=None, overlap_seconds=10.0, norm_mean=AUDIOSET_MEAN, norm_std=AUDIOSET_STD,
-        out_dir=None, plot_top=10, progress=None) -> TagResult:
+        out_dir=None, plot_top=10, progress=None, lean="auto") -> TagResult:
     """Tag audio files, folders or datafiles; returns a :class:`TagResult` of DataFrames.
 
     model: a registry name (with ``checkpoint``, ``overrides``; see
@@ -112,7 +121,10 @@ def tag(paths, model="dass_small", checkpoint=None, labels=None, *, timeline=Fal
     norm_mean / norm_std: the fbank normalisation the model was trained with. out_dir: when given,
     writes files.csv, clips.csv (and timeline.csv, events.csv, one PNG per file) there, atomically.
     progress: bars over files and over the pieces and passes of long files (None: files when more
-    than one, pieces and passes when more than one; False: none).
+    than one, pieces and passes when more than one; False: none). lean: the memory-lean DASS path
+    ("auto": for long passes, see :func:`dasslib.inference.predict`; True / False). On CUDA the
+    files table's ``mode`` gives the longest pass predicted to fit (on that path) when a file was
+    long enough to ask.
     """
     if isinstance(model, str):
         model, labels = load_model(model, checkpoint, labels, overrides)
@@ -128,7 +140,7 @@ def tag(paths, model="dass_small", checkpoint=None, labels=None, *, timeline=Fal
     device = resolve_device(device)
     model = model.to(device).eval()
     tagger = _Tagger(model, labels, device, dtype, max_pass_seconds, overlap_seconds, (norm_mean, norm_std),
-                     progress is not False)
+                     progress is not False, lean)
     rows, clips, bins, events, written, used = [], [], [], [], [], set()
     for path in tqdm(files, desc="tagging", unit="file", disable=not show_files):
         begin = time.perf_counter()

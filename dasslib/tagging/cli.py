@@ -46,6 +46,8 @@ def build_parser(parser=None):
                    help="context on each side of a chunk when a recording runs in chunks (default 10)")
     p.add_argument("--norm-mean", type=float, default=AUDIOSET_MEAN, help="fbank mean the model was trained with")
     p.add_argument("--norm-std", type=float, default=AUDIOSET_STD, help="fbank std the model was trained with")
+    p.add_argument("--lean", choices=("auto", "on", "off"), default="auto",
+                   help="the memory-lean DASS path: auto (long passes), on, off (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -76,7 +78,8 @@ def run(args):
                  overrides=dict(args.overrides), device=args.device, dtype=_DTYPES[args.dtype],
                  max_pass_seconds=args.max_pass_seconds, overlap_seconds=args.overlap_seconds,
                  norm_mean=args.norm_mean, norm_std=args.norm_std, out_dir=args.out, plot_top=args.plot_top,
-                 progress=False if args.quiet else None)
+                 progress=False if args.quiet else None,
+                 lean={"auto": "auto", "on": True, "off": False}[args.lean])
     _report(result)
     for path in result.written:
         print(f"wrote {path}")

@@ -7,12 +7,9 @@ the one-shot frames (up to float rounding) and concatenated, with a progress bar
 import torch
 from tqdm.auto import tqdm
 
-from ..data.fbank import SAMPLE_RATE, normalize_fbank, num_frames, wav2fbank
+from ..data.fbank import fbank_frames, normalize_fbank, num_frames, wav2fbank
 
 __all__ = ["recording_fbank"]
-
-_SHIFT = SAMPLE_RATE // 100      # 10 ms frame shift
-_WINDOW = SAMPLE_RATE * 25 // 1000
 
 
 def recording_fbank(waveform, mean, std, num_mel_bins=128, piece_seconds=600.0, progress=False):
@@ -26,6 +23,5 @@ def recording_fbank(waveform, mean, std, num_mel_bins=128, piece_seconds=600.0, 
     pieces = []
     for first in tqdm(range(0, total, step), desc="fbank", unit="piece", leave=False, disable=not progress):
         last = min(total, first + step)
-        piece = waveform[:, first * _SHIFT:(last - 1) * _SHIFT + _WINDOW]
-        pieces.append(wav2fbank(piece, num_mel_bins=num_mel_bins, target_length=None))
+        pieces.append(fbank_frames(waveform, first, last, num_mel_bins=num_mel_bins))
     return normalize_fbank(torch.cat(pieces), mean, std)
