@@ -1,8 +1,8 @@
 """Long inputs in one pass: time and peak memory of DASS-Small / DASS-Medium, lean vs plain path.
 
-    python benchmarks/bench_long_input.py --csv results/gpu/long_input_<date>.csv --commit <hash>
+    python -m benchmarks.bench_long_input --csv results/gpu/long_input_<date>.csv --commit <hash>
         [--models dass_small dass_medium] [--lengths 3600 14400 28800 86400] [--paths lean plain]
-    python benchmarks/bench_long_input.py --smoke --csv long_smoke.csv   # CPU, tiny models
+    python -m benchmarks.bench_long_input --smoke --csv long_smoke.csv   # CPU, tiny models
 
 ``--append`` adds the rows to an existing CSV (e.g. one call per model, to keep each call short).
 
@@ -19,14 +19,12 @@ time and memory do not depend on the weights. bf16 autocast on CUDA, fp32 on the
 import argparse
 import datetime
 import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dasslib.data.frames import FRAMES_PER_SECOND  # noqa: E402
-from dasslib.inference import InputTooLongError, max_length_that_fits, measure  # noqa: E402
-from dasslib.models import create  # noqa: E402
+from dasslib.data.frames import FRAMES_PER_SECOND
+from dasslib.inference import InputTooLongError, max_length_that_fits, measure
+from dasslib.models import create
 
 DEFAULT_LENGTHS = (3600, 14400, 28800, 86400)   # 1 h, 4 h, 8 h, 24 h
 SMOKE_LENGTHS = (20, 40)

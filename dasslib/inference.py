@@ -6,15 +6,15 @@ CPU. Inputs are moved to the device one batch at a time and dropped as soon as t
 on the host.
 
 When an input does not fit in memory, :func:`predict` and :func:`measure` raise
-:class:`InputTooLongError` (a ``MemoryError``, deliberately not a ``RuntimeError``, so it is
-never mistaken for, or swallowed as, a raw CUDA error) on every device: CUDA's out-of-memory
-error and the CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. Its message gives the largest length that fits, predicted by :func:`max_length_that_fits`: peak
-memory is measured at a few shorter lengths that do fit, a polynomial in the length is
-fitted to it (degree 1: SSMs and flash / memory-efficient attention grow linearly; degree 2 for
-eager attention) and solved for the memory available on the device. On CUDA the peak is
-``max_memory_allocated``; on the CPU (Linux) the peak growth of a forked copy of the process
-(:mod:`dasslib.host_memory`), and the memory available the least of the address-space limit,
-a cgroup limit and the machine's available memory.
+:class:`InputTooLongError` (a ``MemoryError``, deliberately not a ``RuntimeError``, so it is never
+mistaken for, or swallowed as, a raw CUDA error) on every device: CUDA's out-of-memory error and the
+CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. Its message gives the largest
+length that fits, predicted by :func:`max_length_that_fits`: peak memory is measured at a few
+shorter lengths that do fit, a polynomial in the length is fitted to it (degree 1: SSMs and flash /
+memory-efficient attention grow linearly; degree 2 for eager attention) and solved for the memory
+available on the device. On CUDA the peak is ``max_memory_allocated``; on the CPU (Linux) the peak
+growth of a forked copy of the process (:mod:`dasslib.host_memory`), and the memory available the
+least of the address-space limit, a cgroup limit and the machine's available memory.
 
 ``lean`` (every entry point): DASS models have a memory-lean inference path
 (:meth:`dasslib.models.dass.DASS.forward_lean`, docs/long_inputs.md) with the plain forward's
@@ -112,7 +112,8 @@ class LengthFit:
         if self.max_frames == 0:
             tried = min(f for f, _ in self.probes) if self.probes else 0
             return f"nothing fits: even {_span(tried)} at batch size {self.batch_size} ran out of memory"
-        text = (f"largest length {'measured' if self.confirmed else 'predicted'} to fit at batch size {self.batch_size}: "
+        text = (f"largest length {'measured' if self.confirmed else 'predicted'} to fit at batch size "
+                f"{self.batch_size}: "
                 f"{_span(self.max_frames)} in the {_gib(self.budget_bytes)} available now")
         if self.max_frames_total is not None:
             text += (f"; {_span(self.max_frames_total)} if all {_gib(self.total_bytes)} "

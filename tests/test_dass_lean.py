@@ -186,7 +186,8 @@ def test_max_length_that_fits_probes_the_lean_path(tiny, monkeypatch):
         return real(model, bins, batch, kind, lean)
     monkeypatch.setattr(inference, "_cpu_probe", spy)
     budget = int(2e9)
-    probe = (lambda f: int(1e8 + 1e4 * f))
+    def probe(f):
+        return (int(1e8 + 1e4 * f))
     fit = inference.max_length_that_fits(tiny, 32, "cpu", probe=probe, budget_bytes=budget)
     assert fit.max_frames == (budget - int(1e8)) // int(1e4)
     assert inference.resolve_lean(tiny, "auto") is True          # the longest inputs: lean

@@ -13,12 +13,12 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dasslib import models as M
-from dasslib.train import TrainConfig, atomic_save, fit, load_checkpoint
-from dasslib.train import checkpoint as checkpoint_mod
 from dasslib import inference
+from dasslib import models as M
 from dasslib.data import validate_datafile, write_datafile, write_label_csv
 from dasslib.inference import predict
+from dasslib.train import TrainConfig, atomic_save, fit, load_checkpoint
+from dasslib.train import checkpoint as checkpoint_mod
 
 # ---------------------------------------------------------------- predict: input contracts
 AST_TINY = dict(embed_dim=16, depth=1, num_heads=2, input_fdim=32, input_tdim=64, num_classes=3)
@@ -216,7 +216,8 @@ def test_resume_false_restarts_an_unfinished_run_of_the_same_settings(tmp_path):
     with pytest.warns(UserWarning, match="state saved"), pytest.raises(RuntimeError, match="stopped by the test"):
         run(tmp_path / "run", on_step=stop_after(4))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["global_step"] == 4
-    with pytest.raises(FileExistsError, match=r"checkpoints/last.pt\) of a different run \(lr: now 0.001, stored 0.01\)"):
+    with pytest.raises(FileExistsError,
+                       match=r"checkpoints/last.pt\) of a different run \(lr: now 0.001, stored 0.01\)"):
         run(tmp_path / "run", resume=False, lr=1e-3)  # another run's checkpoint
     steps = []
     _, res = run(tmp_path / "run", resume=False, on_step=steps.append)
@@ -598,13 +599,13 @@ def test_cpu_memory_cap_gives_input_too_long_with_the_largest_length_that_fits(c
 def test_library_writers_are_atomic(tmp_path, monkeypatch, writer):
     """A write that fails at the last step (the rename) leaves the previous file whole and no
     temporary file behind: datafiles, label CSVs and run metadata go through dasslib.atomic."""
-    import dasslib.atomic as atomic
-    from dasslib.data.datafile import write_datafile, write_label_csv
-    from dasslib.notebook import save_run_metadata
     import matplotlib.pyplot as plt
 
+    import dasslib.atomic as atomic
     from dasslib.atomic import atomic_write_csv
+    from dasslib.data.datafile import write_datafile, write_label_csv
     from dasslib.display import show_figure
+    from dasslib.notebook import save_run_metadata
     path = {"label_csv": tmp_path / "labels.csv", "datafile": tmp_path / "train.json",
             "run_metadata": tmp_path / "run_metadata.json", "table_csv": tmp_path / "table.csv",
             "figure_png": tmp_path / "fig.png"}[writer]

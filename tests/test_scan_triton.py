@@ -21,8 +21,7 @@ import torch  # noqa: E402
 triton = pytest.importorskip("triton")
 
 from dasslib.scans.reference import selective_scan_ref  # noqa: E402
-from dasslib.scans.triton_backend import (TritonConfig, pick_config,  # noqa: E402
-                                          rows_per_program, selective_scan_triton)
+from dasslib.scans.triton_backend import TritonConfig, pick_config, rows_per_program, selective_scan_triton  # noqa: E402
 
 needs_fresh = pytest.mark.skipif(not FRESH, reason="triton was imported without the interpreter; "
                                                    "these run in test_in_fresh_process")

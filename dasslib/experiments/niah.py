@@ -91,8 +91,9 @@ def length_scaling(models: dict, lengths_s, device=None, dtype=torch.bfloat16, r
     """Peak memory and seconds of one forward (batch 1, no grad, ``dtype`` autocast on CUDA) of
     each model at each input length (``fast``: the path of :func:`dasslib.inference.measure`;
     its compile falls in the warm-up call, not in the timed ones; ``lean``: DASS's memory-lean
-    path, "auto" as :func:`dasslib.inference.predict` takes it: from 131,072 frames on). A length that does not fit is a row with ``fits=False``
-    and the largest length predicted to fit, never an exception.
+    path, "auto" as :func:`dasslib.inference.predict` takes it: from 131,072 frames on). A length
+    that does not fit is a row with ``fits=False`` and the largest length predicted to fit, never an
+    exception.
 
     Returns one row per (model, length_s): fits, seconds, peak_mem_gib, max_fit_s, note.
     """
@@ -184,7 +185,8 @@ def read_results(out) -> dict:
 # ---------------------------------------------------------------- what this run shows
 PROFILE_SCOPES = {
     "ci": "tiny DASS and AST models trained for a few steps on the small embedded `ci` set, a handful of needles "
-          "and haystacks of seconds. It shows that every NIAH variant runs end to end; its relative drops have changed sign "
+          "and haystacks of seconds. It shows that every NIAH variant runs end to end; its relative drops have "
+          "changed sign "
           "between two CPU machines, so it cannot show how length, position or noise affect a model.",
     "gpu": "full-size DASS-Small and AST-Small trained from scratch on the embedded `gpu` set (synthetic clips, no "
            "AudioSet, no ImageNet initialization) and haystacks up to hours. It can show how the needle's mAP "
@@ -241,7 +243,8 @@ def summary(results: dict, profile: str, main: str, baseline: str | None = None)
         parts = []
         for m, d in fig3.groupby("model", sort=False):
             worst = d.loc[d["rel_drop"].idxmax()]
-            parts.append(f"{m}: relative drops from {d['rel_drop'].min():.0%} to {d['rel_drop'].max():.0%}, largest with "
+            parts.append(f"{m}: relative drops from {d['rel_drop'].min():.0%} to {d['rel_drop'].max():.0%}, "
+                         "largest with "
                          f"the needle at {worst['position']:g}")
         lines += ["", "**Fig. 3** (the paper compares poolings over needle positions: a pooling that does not "
                       f"depend on where the needle is loses the same everywhere). Here, {fig3['length_s'].iloc[0]:g} s "
@@ -342,7 +345,7 @@ def needle_view(model, needles, stats, names, lengths, haystacks: dict, seed=0, 
     mean, std = stats
     options = [(f"{i}: {', '.join(_names_of(n[2], names))}", i) for i, n in enumerate(needles)]
     controls = dict(index=(widgets.Dropdown, dict(options=options, value=0, description="needle")),
-                    length_s=(widgets.Dropdown, dict(options=[float(l) for l in lengths], value=float(max(lengths)),
+                    length_s=(widgets.Dropdown, dict(options=[float(n) for n in lengths], value=float(max(lengths)),
                                                      description="length (s)")),
                     haystack=(widgets.Dropdown, dict(options=list(haystacks), value=list(haystacks)[0],
                                                      description="haystack")))
@@ -359,7 +362,8 @@ def needle_view(model, needles, stats, names, lengths, haystacks: dict, seed=0, 
             scores = f"| rank | class | probability | in truth |\n| --- | --- | --- | --- |\n{rows}"
         except InputTooLongError as err:  # the view stays usable for the lengths that fit
             scores = f"Not scored: {err}."
-        D.show_markdown(f"Needle {index} in a {length_s:g} s {haystack} haystack, at {start / FRAMES_PER_SECOND:.2f} s. "
+        D.show_markdown(f"Needle {index} in a {length_s:g} s {haystack} haystack, at "
+                        f"{start / FRAMES_PER_SECOND:.2f} s. "
                         f"Truth: **{', '.join(_names_of(labels, names))}**\n\n{scores}")
         hay, first = haystack_waveform(wave, length_s, 0.5, kind, snr, seed=(seed, index), sr=sr,
                                        babble_wav=babble_wav, needle_frames=fbank.shape[0])

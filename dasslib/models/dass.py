@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from dasslib.scans import BACKENDS
+
 from .interface import AudioClassifier
 from .layers import DropPath, LayerNorm2d, Mlp2d, StemConv2d, pad_sequential, vit_init
 from .pooling import check_pooling, pool_grid
-from dasslib.scans import BACKENDS
-
 from .registry import check_choice, register
 from .ss2d import SS2D
 

@@ -16,10 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_csv
-from ..runtime import resolve_device
 from ..data.audio import load_audio
 from ..data.fbank import AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE, ChunkedFbank, num_frames
 from ..inference import expected_mel_bins, resolve_lean
+from ..runtime import resolve_device
 from .features import recording_fbank
 from .inputs import collect_inputs
 from .model import default_labels, load_model

@@ -129,7 +129,8 @@ def pass_limit(model, num_mel_bins, device, max_pass_seconds=None, dtype=torch.b
 def run_passes(model, fbank, *, frames=True, device="cpu", dtype=torch.bfloat16, max_frames=60000,
                overlap=1000, progress=False, lean="auto", fits_frames=None):
     """Outputs of ``model`` (on ``device``, eval mode) for a normalised fbank (T, F), or a frame
-    source (:class:`dasslib.data.fbank.ChunkedFbank`, on the lean path): a :class:`Passes`. ``lean``: the path, as :func:`dasslib.inference.predict` takes it ("auto":
+    source (:class:`dasslib.data.fbank.ChunkedFbank`, on the lean path): a :class:`Passes`. ``lean``: the
+    path, as :func:`dasslib.inference.predict` takes it ("auto":
     the lean DASS path for passes of :data:`dasslib.inference.LEAN_AUTO_FRAMES` frames or more,
     and after an out-of-memory error of the plain one); ``fits_frames``: the longest pass known
     to fit, reported in the :class:`Passes`. Out of memory in a pass (on the lean path where
