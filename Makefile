@@ -1,6 +1,6 @@
 # dasslib: two commands on a fresh machine.
 #   make demo   install, then run notebooks/04_niah.ipynb with its small defaults (writes outputs/04_niah/)
-#   make test   install, then pytest and pytest --nbval notebooks/
+#   make test   install, then ruff, pytest and pytest --nbval on copies of notebooks/
 PY     ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test test-unit test-notebooks notebooks lab clean
+.PHONY: install demo test lint test-unit test-notebooks notebooks lab clean
 
 install: $(STAMP)
 
@@ -27,7 +27,11 @@ demo: install
 	$(BIN)/papermill notebooks/04_niah.ipynb outputs/04_niah.ipynb -p out_dir outputs/04_niah
 	@echo "figures and tables in outputs/04_niah/"
 
-test: test-unit test-notebooks
+test: lint test-unit test-notebooks
+
+# ruff (pinned in requirements.txt; settings in pyproject.toml)
+lint: install
+	$(BIN)/ruff check .
 
 test-unit: install
 	$(BIN)/python -m pytest -q
