@@ -42,12 +42,12 @@ import datetime
 import json
 import math
 import os
-import statistics
 import sys
 import time
 
 import torch
 
+from dasslib.bench.timing import kernel_ms
 from dasslib.scans.torch_backend import selective_scan_torch
 from dasslib.scans.triton_backend import pick_config, selective_scan_triton
 
@@ -110,37 +110,13 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, budget_s=0.3, max_reps=100, cap_s=30.0):
-    """(median ms, reps) of fn() after warm-up; CUDA events on the GPU, perf_counter on the
-    CPU (one untimed and one timed call there: the interpreter is slow). The first call also
-    compiles; reps shrink so that the whole case stays under cap_s."""
-    t_start = time.perf_counter()
-    if device.type != "cuda":
-        fn()
-        t = time.perf_counter()
-        fn()
-        return 1e3 * (time.perf_counter() - t), 1
-
-    def once():
-        if device.type == "cuda":
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            fn()
-            e1.record()
-            e1.synchronize()
-            return e0.elapsed_time(e1)
-        t = time.perf_counter()
-        fn()
-        return 1e3 * (time.perf_counter() - t)
-    once()                             # compiles
-    est = once()
-    left_ms = 1e3 * (cap_s - (time.perf_counter() - t_start))
-    reps = int(max(1, min(max_reps, budget_s * 1e3 / max(est, 1e-3), left_ms / max(est, 1e-3) / 2)))
-    # warm-up of >= WARM_S (at least 2 calls): the first case after a pause ran up to 20% slower
-    # on the H100 (DASS forward 0.566 ms, then 0.486 and 0.485 ms in the same process)
-    for _ in range(int(max(2, min(WARM_S * 1e3 / max(est, 1e-3), left_ms / max(est, 1e-3) / 4)))):
-        once()
-    return statistics.median(once() for _ in range(reps)), reps
+def timed(fn, device, budget_s=0.3, cap_s=30.0):
+    """(median ms, calls timed) of fn(): `dasslib.bench.kernel_ms` (on the GPU triton's do_bench, the L2 cache
+    flushed before each call, after >= WARM_S of warm-up: the first case after a pause ran up to 20% slower
+    on the H100, DASS forward 0.566 ms then 0.486 and 0.485 ms in the same process), within cap_s."""
+    budget_ms = 1e3 * max(0.01, min(budget_s, cap_s / 3))
+    ms = kernel_ms(fn, device, budget_ms=budget_ms, warmup_ms=1e3 * min(WARM_S, cap_s / 3))
+    return ms, max(1, int(budget_ms / max(ms, 1e-3))) if device.type == "cuda" else 1
 
 
 def peak_mb(fn, device):

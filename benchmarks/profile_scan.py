@@ -19,6 +19,7 @@ import statistics
 import torch
 
 from benchmarks.bench_scan import DTYPES, SHAPES, make_inputs
+from dasslib.bench.timing import time_step
 from dasslib.scans.triton_backend import TritonConfig, pick_config, selective_scan_triton
 
 
@@ -69,17 +70,7 @@ def main(argv=None):
             ref = selective_scan_triton(u, delta, A, B, C, D, z, dtb, True).double()
         print(f"check vs default config: rel err {((y - ref).norm() / ref.norm()).item():.2e}")
         del y, ref
-    for _ in range(args.warmup):
-        call()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(args.calls):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
+    times = time_step(call, dev, warmup=args.warmup, repeats=args.calls).times_ms
     print(f"{args.shape} {args.dtype} {'fwd+bwd' if args.backward else 'fwd'} {cfg}: "
           f"median {statistics.median(times):.3f} ms over {len(times)} call(s) "
           f"({torch.cuda.get_device_name(dev)})")

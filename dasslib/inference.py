@@ -24,19 +24,18 @@ the path the longest inputs get, i.e. the lean one for DASS. True / False force 
 (True on a model without one is an error). The lean path runs eager (``fast`` does not apply) and
 moves the input to the device chunk by chunk.
 """
-import contextlib
-import gc
 import math
 import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .bench.memory import free_memory, is_oom, reset_peak
+from .bench.timing import time_step
 from .data.frames import FRAMES_PER_SECOND
 from .fast import check_fast, fast_forward, resolve_fast
-from .runtime import autocast
+from .runtime import eval_mode, inference_autocast, model_device
 
 __all__ = ["FRAMES_PER_SECOND", "LEAN_AUTO_FRAMES", "LEAN_PROBE_FRAMES", "MAX_MEL_BINS", "InputTooLongError",
            "LengthFit", "expected_mel_bins", "fit_memory_model", "has_lean", "max_length_that_fits", "measure",
@@ -173,53 +172,15 @@ def fit_memory_model(probes, budget_bytes, degree=1):
     return max_frames, tuple(float(c) for c in coeffs)
 
 
-@contextlib.contextmanager
-def _eval_mode(model):
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _autocast(device, dtype):
-    """Inference autocasts on CUDA only (``dtype`` is ignored on the CPU, which runs float32)."""
-    return autocast(device, dtype if device.type == "cuda" else None)
-
-
 def _check_dtype(dtype):
     if dtype is not None and dtype not in _DTYPES:
         raise ValueError(f"dtype must be None or one of {_DTYPES}, got {dtype!r}")
 
 
-def _resolve_device(model, device):
-    """The device to run on: the model's; ``device``, when given, must agree with it."""
-    param = next(model.parameters(), None)
-    if device is None:
-        return param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
-    if param is None:
-        return device
-    here = param.device
-    if here.type != device.type or (device.index is not None and device.index != here.index):
-        raise ValueError(f"the model is on {here} but device={device}: call model.to(device) first")
-    return here
-
-
-def _release(device):
-    """Free what a failed call left behind. Call outside the ``except`` block (its traceback
-    keeps the failed call's tensors alive)."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-
-
 def _forward(model, x, device, dtype, fast, lean=False):
     """Logits of one batch: x moved to ``device`` here (lean: chunk by chunk), freed on return;
     float32 host result."""
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), inference_autocast(device, dtype):
         if lean:
             logits = model.forward_lean(x)
         else:
@@ -237,14 +198,14 @@ def _cuda_probe(model, num_mel_bins, device, batch_size, dtype, lean=False):
         try:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
-            with torch.inference_mode(), _autocast(device, dtype):
+            with torch.inference_mode(), inference_autocast(device, dtype):
                 _call(model, torch.randn(batch_size, frames, num_mel_bins, device=device), lean)
             torch.cuda.synchronize(device)
             peak = torch.cuda.max_memory_allocated(device)
         except torch.cuda.OutOfMemoryError:
             failed = True
         if failed:
-            _release(device)
+            free_memory(device)
             return None
         return peak
     return probe
@@ -277,7 +238,7 @@ def _cpu_probe(model, num_mel_bins, batch_size, kind, lean=False):
 def _cuda_budget(device, headroom):
     """(bytes PyTorch can still hold: free + its own cache, whole device), times ``headroom``; both within
     the process's allocator cap (``torch.cuda.set_per_process_memory_fraction``, `dasslib.bench.limit_memory`)."""
-    _release(device)
+    free_memory(device)
     free, total = torch.cuda.mem_get_info(device)
     cap = torch.cuda.get_per_process_memory_fraction(device) * total
     return (int(min(free + torch.cuda.memory_reserved(device), cap) * headroom),
@@ -317,7 +278,7 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
     """
     _check_dtype(dtype)
     lean = resolve_lean(model, lean)
-    device = _resolve_device(model, device)
+    device = model_device(model, device)
     if lean and device.type == "cuda":
         start_frames = max(start_frames, LEAN_PROBE_FRAMES)
     confirm = False
@@ -344,7 +305,7 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
 
     tried = []
     frames = start_frames
-    with _eval_mode(model):
+    with eval_mode(model):
         while True:
             tried.append((frames, probe(frames)))
             if tried[-1][1] is not None:
@@ -366,7 +327,7 @@ def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtyp
         # address-space limit the lengths themselves can be tried, up to one known not to fit
         max_frames, coeffs, max_total = upper_frames or 16 * max(f for f, _ in fitted), None, None
     if confirm:
-        with _eval_mode(model):
+        with eval_mode(model):
             max_frames = _bisect_fit(probe, max(f for f, _ in fitted), max_frames)
     return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried), confirm)
 
@@ -386,23 +347,17 @@ def _bisect_fit(probe, fits, guess, steps=6):
     return lo
 
 
-_CPU_OOM = ("can't allocate memory", "not enough memory", "out of memory")
-
-
 def _is_oom(err) -> bool:
-    """Out of memory on any device: CUDA's error, a MemoryError, or the CPU allocator's RuntimeError."""
-    if isinstance(err, InputTooLongError):
-        return False
-    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(err, RuntimeError) and any(s in str(err).lower() for s in _CPU_OOM)
+    """Out of memory (`dasslib.bench.memory.is_oom`), but not our own InputTooLongError, which already is the
+    answer to one."""
+    return is_oom(err) and not isinstance(err, InputTooLongError)
 
 
 def _too_long(model, shape, device, batch_size, dtype, lean="auto"):
     """The InputTooLongError for a (B, T, F) input that ran out of memory, with the largest length
     that fits on the path ``lean`` gives the longest inputs (None where memory cannot be measured:
     a CPU outside Linux)."""
-    _release(device)
+    free_memory(device)
     frames, mel_bins = shape[1], shape[2]
     try:
         fit = max_length_that_fits(model, mel_bins, device, batch_size=batch_size, dtype=dtype,
@@ -500,12 +455,12 @@ def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fas
     if _is_frame_source(x):
         return _predict_source(model, x, device, dtype, lean)
     batch = _as_batch(x, model)
-    device = _resolve_device(model, device)
+    device = model_device(model, device)
     size = batch.shape[0] if batch_size is None else batch_size
     if not (isinstance(size, int) and size >= 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     outputs = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in range(0, batch.shape[0], size):
             part = batch[start:start + size]
             outputs.append(_forward_or_raise(model, part, device, dtype, fast, lean,
@@ -528,7 +483,7 @@ def _forward_or_raise(model, part, device, dtype, fast, lean, shape):
                 raise
             failed = True
         if failed:
-            _release(device)
+            free_memory(device)
     raise _too_long(model, shape, device, shape[0], dtype, lean)
 
 
@@ -545,8 +500,8 @@ def _predict_source(model, source, device, dtype, lean):
     bins = expected_mel_bins(model)
     if bins is not None and source.num_mel_bins != bins:
         raise ValueError(f"the frame source has {source.num_mel_bins} mel bins but the model expects {bins}")
-    device = _resolve_device(model, device)
-    with _eval_mode(model):
+    device = model_device(model, device)
+    with eval_mode(model):
         failed = False
         try:
             return _forward(model, source, device, dtype, "off", True)[0]
@@ -559,24 +514,20 @@ def _predict_source(model, source, device, dtype, lean):
 
 
 def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off", lean=False):
-    """Seconds of each timed forward on a random input of ``shape``; CUDA peak stats are reset
-    after the warm-up. The input lives in this frame only, so it is freed on any exit."""
-    cuda = device.type == "cuda"
+    """Seconds of each timed forward on a random input of ``shape`` (`dasslib.bench.time_step`: CUDA events
+    on the GPU, the CPU clock elsewhere); CUDA peak stats are reset after the warm-up. The input lives in
+    this frame only, so it is freed on any exit."""
     x = torch.randn(*shape, device=device)
     forward = model.forward_lean if lean else fast_forward(model, fast, x)
-    times = []
-    for i in range(warmup + repeats):
-        if i == warmup and cuda:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-        begin = time.perf_counter()
-        with torch.inference_mode(), _autocast(device, dtype):
+
+    def call():
+        with torch.inference_mode(), inference_autocast(device, dtype):
             forward(x)
-        if cuda:
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - begin)
-    return times
+
+    for _ in range(warmup):
+        call()
+    reset_peak(device)
+    return [ms / 1e3 for ms in time_step(call, device, warmup=0, repeats=repeats).times_ms]
 
 
 def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1,
@@ -597,10 +548,10 @@ def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1
     use_lean = resolve_lean(model, lean, batch_size * length_frames)
     if warmup < 0 or repeats < 1:
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
-    device = _resolve_device(model, device)
+    device = model_device(model, device)
     shape = (batch_size, length_frames, num_mel_bins)
     failed = False
-    with _eval_mode(model):
+    with eval_mode(model):
         try:
             times = _timed_calls(model, shape, device, dtype, warmup, repeats, fast, use_lean)
         except Exception as err:

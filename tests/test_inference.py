@@ -215,7 +215,7 @@ def test_cuda_budget_honours_the_allocator_cap(monkeypatch):
     import dasslib.inference as inf
 
     gib = 2**30
-    monkeypatch.setattr(inf, "_release", lambda device: None)
+    monkeypatch.setattr(inf, "free_memory", lambda device: None)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (70 * gib, 80 * gib))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2 * gib)
     monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 1.0)

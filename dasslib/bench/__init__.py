@@ -9,33 +9,37 @@
   :func:`capacity_table` over models x modes (known bounds, cheapest first, a shared budget);
 - :mod:`.analysis`: :func:`crossover_length`, :func:`ratio_table`, :func:`win_summary`;
 - :mod:`.plots`: :func:`plot_scaling` (log-log, seaborn).
-"""
-from .analysis import crossover_length, loglog_interp, ratio_table, win_summary
-from .capacity import (
-                       BOUNDS,
-                       CAPACITY_COLUMNS,
-                       CAPACITY_ORDERS,
-                       FitResult,
-                       Known,
-                       capacity_frame,
-                       capacity_row,
-                       capacity_table,
-                       largest_fitting_length,
-                       oom_predicate,
-                       search_cost_s,
-)
-from .memory import free_memory, is_oom, limit_memory, memory_limit_gib, peak_memory_mb, reset_peak
-from .plots import plot_scaling
-from .pool import ModelPool
-from .specs import PAPER_MODELS, ModelSpec, as_spec, count_tokens, default_specs, model_spec
-from .steps import MODES, make_step, resolve_dtype
-from .sweep import BUDGET_NOTE, COLUMNS, DEFAULT_LENGTHS_S, ORDERS, STATUSES, predict_call_s, run_sweep
-from .timing import Timing, time_step
 
-__all__ = ["ModelSpec", "model_spec", "as_spec", "default_specs", "count_tokens", "PAPER_MODELS",
-           "MODES", "make_step", "resolve_dtype", "Timing", "time_step",
-           "is_oom", "free_memory", "reset_peak", "peak_memory_mb", "limit_memory", "memory_limit_gib", "ModelPool",
-           "COLUMNS", "STATUSES", "ORDERS", "BUDGET_NOTE", "DEFAULT_LENGTHS_S", "run_sweep", "predict_call_s",
-           "FitResult", "Known", "BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "largest_fitting_length",
-           "oom_predicate", "search_cost_s", "capacity_table", "capacity_row", "capacity_frame",
-           "loglog_interp", "crossover_length", "ratio_table", "win_summary", "plot_scaling"]
+Names are imported from their submodules on first use: ``dasslib.bench.memory`` and ``.timing`` (which
+inference uses) do not load the sweep and plotting machinery (pandas, seaborn).
+"""
+import importlib
+
+_EXPORTS = {
+    "analysis": ("crossover_length", "loglog_interp", "ratio_table", "win_summary"),
+    "capacity": ("BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "FitResult", "Known", "capacity_frame",
+                 "capacity_row", "capacity_table", "largest_fitting_length", "oom_predicate", "search_cost_s"),
+    "memory": ("free_memory", "is_oom", "limit_memory", "memory_limit_gib", "peak_memory_mb", "reset_peak"),
+    "plots": ("plot_scaling",),
+    "pool": ("ModelPool",),
+    "specs": ("PAPER_MODELS", "ModelSpec", "as_spec", "count_tokens", "default_specs", "model_spec"),
+    "steps": ("MODES", "make_step", "resolve_dtype"),
+    "sweep": ("BUDGET_NOTE", "COLUMNS", "DEFAULT_LENGTHS_S", "ORDERS", "STATUSES", "predict_call_s", "run_sweep"),
+    "timing": ("Timing", "kernel_ms", "time_step"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_WHERE))
+
+
+__all__ = sorted(_WHERE)

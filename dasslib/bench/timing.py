@@ -1,7 +1,11 @@
-"""Wall time of a step: CUDA events on the GPU, ``time.perf_counter`` on the CPU.
+"""The one timer of the package and its benchmarks.
 
-Every call is timed on its own (the GPU is synchronized after each one), after ``warmup``
-untimed calls (allocator growth, autotuning, optimizer-state creation).
+- :func:`time_step`: a model step (forward, training step, a whole call): CUDA events on the GPU,
+  ``time.perf_counter`` on the CPU; every call timed on its own (the GPU is synchronized after each
+  one), after ``warmup`` untimed calls (allocator growth, autotuning, optimizer-state creation).
+- :func:`kernel_ms`: a kernel (the scans): ``triton.testing.do_bench`` on the GPU, which flushes the
+  L2 cache between calls (so a small input is not timed out of cache) and takes the median; on the
+  CPU (Triton's interpreter) one untimed and one timed call.
 """
 import time
 from dataclasses import dataclass
@@ -9,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Timing", "time_step"]
+__all__ = ["Timing", "time_step", "kernel_ms"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,15 @@ def time_step(step, device, warmup=2, repeats=10, max_seconds=None):
         last_ms = call_ms(step)
     n = timed_calls(None if last_ms is None else last_ms / 1e3, warmup, repeats, max_seconds)
     return Timing(tuple(call_ms(step) for _ in range(n)))
+
+
+def kernel_ms(fn, device, budget_ms: float = 300.0, warmup_ms: float = 100.0) -> float:
+    """Median milliseconds of ``fn()``: on CUDA ``triton.testing.do_bench`` (``warmup_ms`` of warm-up calls,
+    then as many calls as fit in ``budget_ms``, the L2 cache flushed before each); elsewhere one untimed
+    call (compilation) and one timed call."""
+    if torch.device(device).type != "cuda":
+        fn()
+        return _cpu_call_ms(fn)
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=warmup_ms, rep=budget_ms, return_mode="median"))

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..inference import _autocast, _eval_mode, _is_oom, _release, has_lean, max_length_that_fits, resolve_lean
+from ..bench.memory import free_memory
+from ..inference import _is_oom, has_lean, max_length_that_fits, resolve_lean
+from ..runtime import eval_mode, inference_autocast
 
 __all__ = ["Passes", "plan_chunks", "run_passes", "pass_limit", "CPU_MAX_PASS_SECONDS", "PROBE_FRAMES"]
 
@@ -61,7 +63,7 @@ def _one(model, x, frames, device, dtype, lean=False):
     """(clip logits (C,), frame logits (T', C) or None) of fbank x (T, F) (or, lean, a frame source
     such as :class:`dasslib.data.fbank.ChunkedFbank`), float32 on the CPU; ``lean``: through the
     lean DASS path (x read chunk by chunk)."""
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), inference_autocast(device, dtype):
         if not torch.is_tensor(x):
             shape = (1, x.num_frames, x.num_mel_bins)
             features = model.forward_features_lean(x)
@@ -121,7 +123,7 @@ def pass_limit(model, num_mel_bins, device, max_pass_seconds=None, dtype=torch.b
         return max(1, int(max_pass_seconds * 100))
     if torch.device(device).type != "cuda":
         return int(CPU_MAX_PASS_SECONDS * 100)
-    with _eval_mode(model):
+    with eval_mode(model):
         fit = max_length_that_fits(model, num_mel_bins, device, dtype=dtype, start_frames=PROBE_FRAMES, lean=lean)
     return max(MIN_PASS_FRAMES, fit.max_frames)
 
@@ -145,7 +147,7 @@ def run_passes(model, fbank, *, frames=True, device="cpu", dtype=torch.bfloat16,
                 raise
             failed = True
         if failed:
-            _release(device)
+            free_memory(device)
             if lean == "auto" and has_lean(model) and not resolve_lean(model, lean, min(max_frames, _frames_of(fbank))):
                 lean = True          # the plain path ran out of memory: the lean one first
                 continue

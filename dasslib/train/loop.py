@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_json
 from ..fast import compile_for_training, resolve_train_fast
-from ..runtime import autocast, resolve_device
+from ..runtime import autocast, resolve_device, training_device
 from . import distributed
 from .averaging import WeightAverager
 from .checkpoint import load_checkpoint
@@ -120,7 +120,7 @@ class _Trainer(ResumableState, RunRecords, Evaluation):
         if self.objective.needs_teacher and teacher is None:
             raise ValueError(f"loss {cfg.loss!r} distills from a teacher: pass teacher=")
         self.dist = distributed.init_distributed(resolve_device(cfg.device).type)
-        self.device = _pick_device(cfg.device, self.dist)
+        self.device = training_device(cfg.device, self.dist.local_rank if self.dist.enabled else None)
         self.amp_dtype = _amp_dtype(cfg.amp, self.device)
         self.model = model.to(self.device)
         self.teacher = None
@@ -398,13 +398,6 @@ class _Trainer(ResumableState, RunRecords, Evaluation):
         return FitResult(pd.DataFrame(self.history), dict(self.final),
                          None if self.wa is None else dict(self.wa), dict(self.best), self.out_dir,
                          self.stopped if self.finished else None)
-
-
-
-def _pick_device(device: str, info) -> torch.device:
-    if resolve_device(device).type == "cuda":
-        return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def _amp_dtype(amp: str, device: torch.device):
