@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS = {
     "losses": ("dasslib/losses.py", ["tests/test_losses.py"]),
     "metrics": ("dasslib/metrics.py", ["tests/test_metrics.py"]),
-    "fbank": ("dasslib/data/fbank.py", ["tests/test_fbank.py"]),
+    "fbank": ("dasslib/data/fbank.py", ["tests/test_fbank.py", "tests/test_dass_lean.py"]),
     "datafile": ("dasslib/data/datafile.py", ["tests/test_datafile.py"]),
     "synth": ("dasslib/data/synth.py", ["tests/test_synth.py"]),
     "niah_data": ("dasslib/data/niah.py", ["tests/test_niah.py"]),
@@ -109,11 +109,16 @@ def main(argv=None):
             rows.append(row)
             print(f"{name}: {row['killed']} killed, {row['survived']} survived, {row['timeout']} timeouts, "
                   f"{row['no_tests']} untested of {row['mutants']} (score {row['score']})", flush=True)
+            _write(rows, out)   # after every group: a long run cut short keeps what it finished
     finally:
         if a.keep:
             print("working copies in", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _write(rows: list, out: Path) -> None:
+    """summary.csv and survivors.txt of the groups done so far."""
     from dasslib.atomic import atomic_write_text
 
     fields = ["group", "module", "tests", "mutants", "killed", "survived", "timeout", "no_tests", "score"]
