@@ -9,6 +9,7 @@ untouched. Without ``fork`` and ``/proc`` (not Linux) nothing is measured: None.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import resource
@@ -42,7 +43,10 @@ def _child(call, write_fd):
         peak = {"vm": _status_bytes("VmPeak"), "rss": _status_bytes("VmHWM")}
         result = {k: peak[k] - start[k] for k in start}
     except BaseException as err:  # noqa: BLE001 - everything goes back to the parent
-        result = err if isinstance(err, (MemoryError, RuntimeError)) else RuntimeError(repr(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOMEM, errno.EAGAIN):
+            result = MemoryError(f"out of memory in the measuring process: {err}")  # e.g. a thread or mmap
+        else:
+            result = err if isinstance(err, (MemoryError, RuntimeError)) else RuntimeError(repr(err))
     with os.fdopen(write_fd, "wb") as f:
         f.write(pickle.dumps(result))
 

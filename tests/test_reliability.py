@@ -626,3 +626,20 @@ def test_library_writers_are_atomic(tmp_path, monkeypatch, writer):
     monkeypatch.undo()
     write()
     assert path.read_bytes() != b"previous"
+
+
+def test_out_of_memory_os_errors_count_as_out_of_memory():
+    """An ENOMEM OSError (a thread or an mmap refused near an address-space cap) in the forked probe, or a
+    RuntimeError carrying its message, is out of memory, not a crash of the length search."""
+    import errno
+
+    from dasslib.bench.memory import is_oom
+    from dasslib.host_memory import peak_growth
+
+    def refused():
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    with pytest.raises(MemoryError, match="out of memory in the measuring process"):
+        peak_growth(refused)
+    assert is_oom(RuntimeError("OSError(12, 'Cannot allocate memory')"))
+    assert not is_oom(RuntimeError("shape mismatch"))

@@ -15,7 +15,8 @@ _LIMITS = {}        # CUDA device index -> GiB the caching allocator is capped a
 
 # Messages of allocation failures that do not raise torch.OutOfMemoryError
 # (cuBLAS / cuDNN workspaces, the CPU allocator).
-_OOM_MESSAGES = ("out of memory", "alloc_failed", "can't allocate memory", "not enough memory")
+_OOM_MESSAGES = ("out of memory", "alloc_failed", "can't allocate memory", "cannot allocate memory",
+                 "not enough memory")
 
 
 def is_oom(exc):
