@@ -150,8 +150,8 @@ def clear_cache():
 
 def resolve_train_fast(fast, device):
     """The concrete mode ("off" | "compile" | "graphs") of a training step under ``fast``:
-    "auto" is eager on the CPU and "graphs" on CUDA (DASS-Small, B=12 on an H100: 532 clips/s
-    replayed against 276 compiled and 162 eager; docs/speed.md)."""
+    "auto" is eager on the CPU and "graphs" on CUDA (the fastest of the three on the GPU for the models
+    measured, docs/speed.md)."""
     return resolve_fast(fast, device)   # a training step has no input size limit for graphs
 
 

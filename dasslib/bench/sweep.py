@@ -104,8 +104,8 @@ def predict_call_s(history, frames):
     frames): log-log extrapolation with the slope of the last two points clipped to [1, 2].
 
     From a single point the slope is 1: a short input's time is dominated by per-layer launch and
-    linear costs (DASS-Small takes ~33 ms at 1 s and ~37 ms at 10 s on an H100), and assuming the
-    quadratic worst case from there skipped every longer length of the SSM models."""
+    linear costs (an eager DASS-Small call takes about as long at 1 s as at 10 s, docs/efficiency.md),
+    and assuming the quadratic worst case from there skipped every longer length of the SSM models."""
     if not history:
         return None
     f1, t1 = history[-1]

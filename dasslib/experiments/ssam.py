@@ -13,8 +13,7 @@ official torchaudio MelSpectrogram):
   replaces a patch after its position was added (official), so masked tokens carry no position:
   a transformer (SSAST) then maps all of them to one output and can only predict the mean
   masked patch, while the Mamba scan knows where it is from the order. With the masked-only
-  loss our SSAST-Tiny stayed at eval loss ~0.97-0.99 (the variance of the standardized input)
-  in a 3-epoch H100 run while SSAM-Tiny reached ~0.30;
+  loss SSAST stays near the variance of the standardized input while SSAM learns (docs/models.md);
 * features (HEAR scene embeddings, computed by `dasslib.hear`, the functions the HEAR kit calls,
   on the cached fbanks: ``frontend="kaldi"``): the clip standardized per instance, cut into 2 s
   chunks (the tail zero-padded), every chunk encoded without masking, its patch tokens grouped

@@ -64,7 +64,7 @@ class StemConv2d(nn.Conv2d):
     """nn.Conv2d (same parameters and keys) whose single-input-channel case, when traced by
     ``torch.compile``, is written as a sum of kernel taps over strided slices: inductor then
     fuses it with what follows (DASS's stem: bias, LayerNorm2d, GELU) instead of calling cuDNN's
-    generic kernel for C_in = 1 (0.25 ms of an 11.4 ms B=32 DASS-Small forward on an H100) and
+    generic kernel for C_in = 1 (a visible share of a compiled DASS-Small forward, docs/speed.md) and
     writing its output. Eager calls keep ``F.conv2d``. The taps are elementwise products, which
     autocast leaves in fp32: under bf16 autocast the compiled stem computes in fp32 where the
     convolution rounds input, weight and output to bf16 (a difference of bf16 rounding; the
