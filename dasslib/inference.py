@@ -245,9 +245,11 @@ def _cuda_budget(device, headroom):
             int(min(total, cap) * headroom))
 
 
-def max_length_that_fits(model, num_mel_bins, device=None, *, batch_size=1, dtype=torch.bfloat16,
-                         start_frames=8192, min_frames=64, degree=1, headroom=0.95, upper_frames=None,
-                         probe=None, budget_bytes=None, total_bytes=None, lean="auto"):
+def max_length_that_fits(model: torch.nn.Module, num_mel_bins: int, device=None, *, batch_size: int = 1,
+                         dtype: torch.dtype | None = torch.bfloat16, start_frames: int = 8192, min_frames: int = 64,
+                         degree: int = 1, headroom: float = 0.95, upper_frames: int | None = None,
+                         probe=None, budget_bytes: int | None = None, total_bytes: int | None = None,
+                         lean="auto") -> LengthFit:
     """Predict the largest input length (frames) ``model`` can run on ``device``.
 
     ``lean``: the path probed ("auto": the one :func:`predict` takes for the longest inputs,
@@ -425,7 +427,8 @@ def _as_batch(x, model=None):
     return x[None] if x.dim() == 2 else x
 
 
-def predict(model, x, device=None, *, dtype=torch.bfloat16, batch_size=None, fast="auto", lean="auto"):
+def predict(model: torch.nn.Module, x, device=None, *, dtype: torch.dtype | None = torch.bfloat16,
+            batch_size: int | None = None, fast: str = "auto", lean="auto") -> torch.Tensor:
     """Logits of ``model`` on fbank input ``x``: (B, T, F) -> (B, C), or (T, F) -> (C,).
 
     lean: "auto" (default), True or False: the memory-lean DASS path (module docstring); "auto"
@@ -530,8 +533,9 @@ def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off", lean=
     return [ms / 1e3 for ms in time_step(call, device, warmup=0, repeats=repeats).times_ms]
 
 
-def measure(model, length_frames, device=None, *, num_mel_bins=128, batch_size=1,
-            dtype=torch.bfloat16, warmup=1, repeats=3, fast="off", lean="auto"):
+def measure(model: torch.nn.Module, length_frames: int, device=None, *, num_mel_bins: int = 128,
+            batch_size: int = 1, dtype: torch.dtype | None = torch.bfloat16, warmup: int = 1, repeats: int = 3,
+            fast: str = "off", lean="auto") -> dict:
     """Time and peak memory of a forward on a random (batch_size, length_frames, num_mel_bins)
     input.
 

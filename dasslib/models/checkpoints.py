@@ -45,7 +45,7 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def read_state_dict(path_or_state_dict, trusted: bool = False):
+def read_state_dict(path_or_state_dict: str | Path | dict, trusted: bool = False) -> dict:
     """A checkpoint path (``torch.load`` on CPU) or a mapping -> flat state dict; unwraps a
     ``state_dict`` / ``model`` entry when the file holds a training checkpoint.
 
@@ -83,7 +83,7 @@ def read_state_dict(path_or_state_dict, trusted: bool = False):
     return sd
 
 
-def map_official_keys(model, state_dict):
+def map_official_keys(model: torch.nn.Module, state_dict: dict) -> tuple[dict, list]:
     """Official keys -> the model's keys. Returns (mapped dict, ignored official keys)."""
     prefixes = getattr(model, "official_prefixes", ("module.",))
     ignored_patterns = [re.compile(p) for p in getattr(model, "official_ignored", ())]
@@ -100,7 +100,8 @@ def map_official_keys(model, state_dict):
     return mapped, ignored
 
 
-def load_official(model, path_or_state_dict, strict=True, verbose=False, trusted=False):
+def load_official(model: torch.nn.Module, path_or_state_dict: str | Path | dict, strict: bool = True,
+                  verbose: bool = False, trusted: bool = False) -> LoadReport:
     """Load an official checkpoint into ``model`` and return a :class:`LoadReport`.
 
     Keys are mapped with the model's ``official_prefixes`` / ``official_ignored``. With
@@ -128,7 +129,8 @@ def load_official(model, path_or_state_dict, strict=True, verbose=False, trusted
     return report
 
 
-def init_dass_from_vmamba(model, path_or_state_dict, strict=True):
+def init_dass_from_vmamba(model: torch.nn.Module, path_or_state_dict: str | Path | dict,
+                          strict: bool = True) -> LoadReport:
     """ImageNet init of a DASS model from a VMamba classification checkpoint (as the official
     DASS: VMamba-T for Small, VMamba-S for Medium): the stem's RGB kernels are summed to one
     input channel and the 1000-class head is dropped. Returns a :class:`LoadReport`."""

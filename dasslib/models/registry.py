@@ -4,11 +4,15 @@ Each entry is a model class plus a default config dataclass; overrides replace c
 (e.g. ``depths``, ``dims``, ``embed_dim``, ``depth``, ``scan_backend``, ``pooling``).
 """
 import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _MODELS = {}
 
 
-def register(name, model_cls, config):
+def register(name: str, model_cls: type, config) -> None:
     """Register ``model_cls(config)`` under ``name``; ``config`` is a dataclass instance."""
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered")
@@ -24,12 +28,12 @@ def check_choice(option, value, choices):
     return value
 
 
-def list_models():
+def list_models() -> list[str]:
     """Sorted names accepted by :func:`create`."""
     return sorted(_MODELS)
 
 
-def get_config(name, num_classes=527, **overrides):
+def get_config(name: str, num_classes: int = 527, **overrides):
     """The config :func:`create` would build for ``name`` with these overrides."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
@@ -41,7 +45,7 @@ def get_config(name, num_classes=527, **overrides):
     return dataclasses.replace(base, num_classes=num_classes, **overrides)
 
 
-def create(name, num_classes=527, **overrides):
+def create(name: str, num_classes: int = 527, **overrides) -> "nn.Module":
     """Build the registered model ``name`` (randomly initialised)."""
     model_cls, _ = _MODELS.get(name, (None, None))
     cfg = get_config(name, num_classes=num_classes, **overrides)

@@ -10,7 +10,7 @@ BACKENDS = ("auto", "torch", "triton", "mamba_ssm")
 _logged = set()
 
 
-def resolve_backend(backend, device, need_initial_state=False):
+def resolve_backend(backend: str, device: torch.device, need_initial_state: bool = False) -> str:
     """Pick the concrete backend for ``backend`` on ``device``: auto = triton on CUDA (our
     kernels are custom ops that torch.compile and CUDA graphs see through; mamba-ssm's kernel
     is used only when asked for by name), torch elsewhere. ``need_initial_state`` is kept for
@@ -22,8 +22,12 @@ def resolve_backend(backend, device, need_initial_state=False):
     return "triton" if device.type == "cuda" else "torch"
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   return_last_state=False, backend="auto", initial_state=None, out_dtype=None):
+def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   D: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                   delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
+                   return_last_state: bool = False, backend: str = "auto",
+                   initial_state: torch.Tensor | None = None,
+                   out_dtype: torch.dtype | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan with mamba-ssm semantics.
 
     u, delta: (batch, dim, L); A: (dim, N); B, C: (batch, G, N, L) with G | dim (channel d uses
