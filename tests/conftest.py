@@ -84,3 +84,21 @@ def bce_losses():
             losses.append(loss.item())
         return losses
     return run
+
+
+@pytest.fixture
+def embedded_copy(embedded, tmp_path):
+    """The session's embedded dataset seen through a folder of this test: datafiles, labels and meta copied,
+    the clip folders linked. Caches written next to the datafiles (norm_stats' ``train.stats.json``) stay
+    here, out of the shared folder that other tests compare byte for byte."""
+    import shutil
+    from pathlib import Path
+
+    src, root = Path(embedded["root"]), tmp_path / "embedded-copy"
+    root.mkdir()
+    for item in src.iterdir():
+        if item.is_dir():
+            (root / item.name).symlink_to(item, target_is_directory=True)
+        elif not item.name.endswith(".stats.json"):
+            shutil.copy2(item, root / item.name)
+    return {k: str(root if k == "root" else root / Path(v).name) for k, v in embedded.items()}

@@ -31,9 +31,9 @@ def test_a_class_without_training_clips_scores_zero():
     assert len(table) == 3 and table["mAP"].notna().all()
 
 
-def test_command_on_the_embedded_ci_set(embedded, tmp_path, monkeypatch):
-    # the session's embedded dataset (conftest) stands in for prepare_data's generated one
-    monkeypatch.setattr("dasslib.experiments.common.prepare_data", lambda *a, **k: embedded)
+def test_command_on_the_embedded_ci_set(embedded_copy, tmp_path, monkeypatch):
+    # the session's embedded dataset (conftest, a private view of it) stands in for prepare_data's
+    monkeypatch.setattr("dasslib.experiments.common.prepare_data", lambda *a, **k: embedded_copy)
     out = tmp_path / "check.csv"
     data_check.main(["--size", "ci", "--k", "3", "--out", str(out)])
     table = pd.read_csv(out)

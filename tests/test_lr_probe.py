@@ -7,11 +7,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_smoke_sweep_writes_histories_and_curves(tmp_path, embedded, monkeypatch):
+def test_smoke_sweep_writes_histories_and_curves(tmp_path, embedded_copy, monkeypatch):
     spec = importlib.util.spec_from_file_location("lr_probe", ROOT / "benchmarks" / "lr_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
-    monkeypatch.setattr("dasslib.experiments.common.prepare_data", lambda *a, **k: embedded)
+    monkeypatch.setattr("dasslib.experiments.common.prepare_data", lambda *a, **k: embedded_copy)
     csv, png = tmp_path / "sweep.csv", tmp_path / "sweep.png"
     probe.main(["--smoke", "--out", str(tmp_path / "runs"), "--csv", str(csv), "--png", str(png)])
     table = pd.read_csv(csv)
