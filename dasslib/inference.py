@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bench.memory import free_memory, is_oom, reset_peak
+from .bench.memory import call_or_oom, free_memory, is_oom, reset_peak
 from .bench.timing import time_step
 from .data.frames import FRAMES_PER_SECOND
 from .fast import check_fast, fast_forward, resolve_fast
@@ -478,15 +478,9 @@ def _forward_or_raise(model, part, device, dtype, fast, lean, shape):
     use = resolve_lean(model, lean, part.shape[0] * part.shape[1])
     retry = lean == "auto" and not use and has_lean(model)
     for attempt in ((use, True) if retry else (use,)):
-        failed = False
-        try:
-            return _forward(model, part, device, dtype, fast, attempt)
-        except Exception as err:
-            if not _is_oom(err):
-                raise
-            failed = True
-        if failed:
-            free_memory(device)
+        logits, oom = call_or_oom(lambda: _forward(model, part, device, dtype, fast, attempt), device, _is_oom)
+        if not oom:
+            return logits
     raise _too_long(model, shape, device, shape[0], dtype, lean)
 
 

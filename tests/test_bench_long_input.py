@@ -10,14 +10,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def smoke(out, *args):
+    """Run the script's --smoke mode on dass_small, writing ``out``; fails with its output."""
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_long_input", "--smoke", "--models", "dass_small",
+                          *args, "--csv", str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
 def test_bench_long_input_smoke(tmp_path):
     out = tmp_path / "long.csv"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_long_input", "--smoke",
-                          "--models", "dass_small", "--lengths", "10", "30", "--probe-frames", "32768",
-                          "--commit", "abc1234", "--csv", str(out)],
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    smoke(out, "--lengths", "10", "30", "--probe-frames", "32768", "--commit", "abc1234")
     rows = list(csv.DictReader(open(out)))
     assert {(r["path"], r["length_s"]) for r in rows} == {(p, n) for p in ("lean", "plain") for n in ("10.0", "30.0")}
     for r in rows:
@@ -31,12 +34,7 @@ def test_bench_long_input_smoke(tmp_path):
 
 def test_bench_long_input_appends(tmp_path):
     out = tmp_path / "long.csv"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     for _ in range(2):
-        res = subprocess.run([sys.executable, "-m", "benchmarks.bench_long_input", "--smoke",
-                              "--models", "dass_small", "--lengths", "5", "--paths", "lean", "--append",
-                              "--probe-frames", "4096", "--csv", str(out)],
-                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        smoke(out, "--lengths", "5", "--paths", "lean", "--append", "--probe-frames", "4096")
     rows = list(csv.DictReader(open(out)))
     assert [(r["path"], r["length_s"]) for r in rows] == [("lean", "5.0")] * 2

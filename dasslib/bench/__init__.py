@@ -13,7 +13,7 @@
 Names are imported from their submodules on first use: ``dasslib.bench.memory`` and ``.timing`` (which
 inference uses) do not load the sweep and plotting machinery (pandas, seaborn).
 """
-import importlib
+from .._lazy import lazy_namespace
 
 _EXPORTS = {
     "analysis": ("crossover_length", "loglog_interp", "ratio_table", "win_summary"),
@@ -27,19 +27,4 @@ _EXPORTS = {
     "sweep": ("BUDGET_NOTE", "COLUMNS", "DEFAULT_LENGTHS_S", "ORDERS", "STATUSES", "predict_call_s", "run_sweep"),
     "timing": ("Timing", "kernel_ms", "time_step"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_WHERE))
-
-
-__all__ = sorted(_WHERE)
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, _EXPORTS)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-__all__ = ["is_oom", "free_memory", "reset_peak", "peak_memory_mb", "limit_memory", "memory_limit_gib"]
+__all__ = ["is_oom", "free_memory", "call_or_oom", "reset_peak", "peak_memory_mb", "limit_memory", "memory_limit_gib"]
 
 _LIMITS = {}        # CUDA device index -> GiB the caching allocator is capped at
 
@@ -36,6 +36,22 @@ def free_memory(device, model=None):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
+
+
+def call_or_oom(call, device, oom=is_oom):
+    """``(call(), False)``, or ``(None, True)`` when it raised an error ``oom(err)`` accepts (out of memory),
+    after :func:`free_memory`, which runs outside the ``except`` block: its traceback would keep the failed
+    call's tensors alive. Any other error propagates."""
+    failed = False
+    try:
+        return call(), False
+    except Exception as err:
+        if not oom(err):
+            raise
+        failed = True
+    if failed:
+        free_memory(device)
+    return None, True
 
 
 def reset_peak(device):

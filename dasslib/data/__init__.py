@@ -3,7 +3,7 @@ statistics and the embedded synthetic dataset.
 
 Names are imported from their submodules on first use, so ``import dasslib.data`` is cheap.
 """
-import importlib
+from .._lazy import lazy_namespace
 
 _EXPORTS = {
     "audio": ("load_audio",),
@@ -20,19 +20,4 @@ _EXPORTS = {
              "build_haystack", "haystack_waveform", "NiahDataset", "DatasetNeedles"),
     "babble": ("synth_babble", "synth_talker", "load_babble"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_WHERE))
-
-
-__all__ = sorted(_WHERE)
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, _EXPORTS)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..bench.memory import free_memory
+from ..bench.memory import call_or_oom
 from ..inference import _is_oom, has_lean, max_length_that_fits, resolve_lean
 from ..runtime import eval_mode, inference_autocast
 
@@ -139,19 +139,17 @@ def run_passes(model, fbank, *, frames=True, device="cpu", dtype=torch.bfloat16,
     there is one) halves ``max_frames`` and starts again (down to :data:`MIN_PASS_FRAMES`)."""
     device = torch.device(device)
     while True:
-        failed = False
-        try:
-            return _run(model, fbank, frames, device, dtype, max_frames, overlap, progress, lean, fits_frames)
-        except Exception as err:
-            if not _is_oom(err):
-                raise
-            failed = True
-        if failed:
-            free_memory(device)
-            if lean == "auto" and has_lean(model) and not resolve_lean(model, lean, min(max_frames, _frames_of(fbank))):
-                lean = True          # the plain path ran out of memory: the lean one first
-                continue
-            if max_frames // 2 < MIN_PASS_FRAMES:
-                raise MemoryError(f"a pass of {MIN_PASS_FRAMES} frames does not fit in memory on {device}")
-            max_frames //= 2
-            overlap = min(overlap, max_frames // 4)
+        passes, oom = call_or_oom(
+            lambda: _run(model, fbank, frames, device, dtype, max_frames, overlap, progress, lean, fits_frames),
+            device, _is_oom)
+        if not oom:
+            return passes
+        # out of memory: retry on the lean path, or in shorter passes
+        if lean == "auto" and has_lean(model) and not resolve_lean(model, lean, min(max_frames, _frames_of(fbank))):
+            lean = True          # the plain path ran out of memory: the lean one first
+            continue
+        if max_frames // 2 < MIN_PASS_FRAMES:
+            raise MemoryError(f"a pass of {MIN_PASS_FRAMES} frames does not fit in memory on {device}")
+        max_frames //= 2
+        overlap = min(overlap, max_frames // 4)
+
