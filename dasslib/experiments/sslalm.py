@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dasslib.lalm import (
-    SSLALM,
-    AudioEncoder,
+from dasslib.lalm.data import CAPTION_PROMPT, caption_of, read_openaqa, stage_items, templated_qa
+from dasslib.lalm.evaluate import cider, label_scores, similarity_metrics
+from dasslib.lalm.lm import (
     apply_lora,
     count_lora_parameters,
     load_lm,
@@ -23,9 +23,7 @@ from dasslib.lalm import (
     tiny_mamba,
     train_bpe_tokenizer,
 )
-from dasslib.lalm.data import CAPTION_PROMPT, caption_of, read_openaqa, stage_items, templated_qa
-from dasslib.lalm.evaluate import cider, label_scores, similarity_metrics
-from dasslib.lalm.model import STAGES, format_prompt
+from dasslib.lalm.model import SSLALM, STAGES, AudioEncoder, format_prompt
 from dasslib.lalm.train import pretrain_lm, run_stages
 from dasslib.metrics import chance_level
 

@@ -1,4 +1,4 @@
-"""ssLALM (issue #19): a state-space large audio language model.
+"""ssLALM: a state-space large audio language model (docs/lalm.md).
 
 - :mod:`.model`: the projector, the audio-token interface on a DASS / AST encoder, ``SSLALM``
   (forward / generate / set_stage / trainable-only checkpoints) and LTU's four ``STAGES``;
@@ -10,19 +10,13 @@
 
 Kept out of the classifier registry (:mod:`dasslib.models`): these are not fbank classifiers.
 """
-from .lm import (
-                 HFCausalLM,
-                 apply_lora,
-                 count_lora_parameters,
-                 load_lm,
-                 load_tokenizer,
-                 tiny_llama,
-                 tiny_mamba,
-                 train_bpe_tokenizer,
-)
-from .mamba_lm import MambaLM, MambaLMConfig
-from .model import PROMPT, SSLALM, STAGES, AudioEncoder, AudioProjector, format_prompt
+from .._lazy import lazy_namespace
 
-__all__ = ["AudioEncoder", "AudioProjector", "SSLALM", "STAGES", "PROMPT", "format_prompt",
-           "MambaLM", "MambaLMConfig", "HFCausalLM", "apply_lora", "count_lora_parameters",
-           "load_lm", "load_tokenizer", "tiny_llama", "tiny_mamba", "train_bpe_tokenizer"]
+# names are imported from their submodules on first use: transformers and peft load only when needed
+_EXPORTS = {
+    "model": ("AudioEncoder", "AudioProjector", "SSLALM", "STAGES", "PROMPT", "format_prompt"),
+    "mamba_lm": ("MambaLM", "MambaLMConfig"),
+    "lm": ("HFCausalLM", "apply_lora", "count_lora_parameters", "load_lm", "load_tokenizer", "tiny_llama",
+           "tiny_mamba", "train_bpe_tokenizer"),
+}
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, _EXPORTS)
