@@ -193,21 +193,16 @@ def _forward(model, x, device, dtype, fast, lean=False):
 def _cuda_probe(model, num_mel_bins, device, batch_size, dtype, lean=False):
     """``probe(frames) -> peak allocated bytes`` of one forward (lean or plain) on a random input,
     None on OOM."""
+    def run(frames):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.inference_mode(), inference_autocast(device, dtype):
+            _call(model, torch.randn(batch_size, frames, num_mel_bins, device=device), lean)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+
     def probe(frames):
-        failed = False
-        try:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            with torch.inference_mode(), inference_autocast(device, dtype):
-                _call(model, torch.randn(batch_size, frames, num_mel_bins, device=device), lean)
-            torch.cuda.synchronize(device)
-            peak = torch.cuda.max_memory_allocated(device)
-        except torch.cuda.OutOfMemoryError:
-            failed = True
-        if failed:
-            free_memory(device)
-            return None
-        return peak
+        return call_or_oom(lambda: run(frames), device, lambda err: isinstance(err, torch.cuda.OutOfMemoryError))[0]
     return probe
 
 
@@ -499,15 +494,10 @@ def _predict_source(model, source, device, dtype, lean):
         raise ValueError(f"the frame source has {source.num_mel_bins} mel bins but the model expects {bins}")
     device = model_device(model, device)
     with eval_mode(model):
-        failed = False
-        try:
-            return _forward(model, source, device, dtype, "off", True)[0]
-        except Exception as err:
-            if not _is_oom(err):
-                raise
-            failed = True
-        if failed:
-            raise _too_long(model, (1, source.num_frames, source.num_mel_bins), device, 1, dtype, True)
+        logits, oom = call_or_oom(lambda: _forward(model, source, device, dtype, "off", True), device, _is_oom)
+        if not oom:
+            return logits[0]
+        raise _too_long(model, (1, source.num_frames, source.num_mel_bins), device, 1, dtype, True)
 
 
 def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off", lean=False):
@@ -548,15 +538,10 @@ def measure(model: torch.nn.Module, length_frames: int, device=None, *, num_mel_
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
     device = model_device(model, device)
     shape = (batch_size, length_frames, num_mel_bins)
-    failed = False
     with eval_mode(model):
-        try:
-            times = _timed_calls(model, shape, device, dtype, warmup, repeats, fast, use_lean)
-        except Exception as err:
-            if not _is_oom(err):
-                raise
-            failed = True
-        if failed:
+        times, oom = call_or_oom(lambda: _timed_calls(model, shape, device, dtype, warmup, repeats, fast, use_lean),
+                                 device, _is_oom)
+        if oom:
             raise _too_long(model, shape, device, batch_size, dtype, lean)
     cuda = device.type == "cuda"
     return dict(length_frames=length_frames, length_s=length_frames / FRAMES_PER_SECOND,
