@@ -19,10 +19,14 @@ AUDIOSET_STD = 4.5689974
 FRAME_LENGTH_MS = 25.0
 
 
+def _frame_sizes(sr: int, frame_shift: float) -> tuple[int, int]:
+    """(window, shift) of one Kaldi frame, in samples."""
+    return int(sr * FRAME_LENGTH_MS / 1000), int(sr * frame_shift / 1000)
+
+
 def num_frames(num_samples: int, sr: int = SAMPLE_RATE, frame_shift: float = FRAME_SHIFT_MS) -> int:
     """Number of fbank frames Kaldi (``snip_edges=True``) makes from ``num_samples`` samples."""
-    window = int(sr * FRAME_LENGTH_MS / 1000)
-    shift = int(sr * frame_shift / 1000)
+    window, shift = _frame_sizes(sr, frame_shift)
     return 0 if num_samples < window else 1 + (num_samples - window) // shift
 
 
@@ -71,25 +75,22 @@ def normalize_fbank(fbank: torch.Tensor, mean: float = AUDIOSET_MEAN,
     return (fbank - mean) / (2 * std)
 
 
-def _frame_sizes(sr, frame_shift):
-    return int(sr * FRAME_LENGTH_MS / 1000), int(sr * frame_shift / 1000)
-
-
 def fbank_frames(waveform: torch.Tensor, start: int, stop: int, sr: int = SAMPLE_RATE,
-                 num_mel_bins: int = 128, frame_shift: float = FRAME_SHIFT_MS) -> torch.Tensor:
+                 num_mel_bins: int = 128, frame_shift: float = FRAME_SHIFT_MS, device=None) -> torch.Tensor:
     """Frames [start, stop) of ``wav2fbank(waveform, target_length=None)`` from only the samples
     they cover (``start * shift`` to ``(stop - 1) * shift + window``): (stop - start, num_mel_bins).
 
     Kaldi frames (``snip_edges=True``) are independent: each removes its own DC offset before
     pre-emphasis and windowing, and no per-utterance mean is subtracted (``subtract_mean=False``),
     so the piece's own mean removal changes nothing but rounding: pass a waveform whose mean is
-    already removed to get the whole-waveform frames up to float rounding."""
+    already removed to get the whole-waveform frames up to float rounding. ``device``: where the
+    samples are moved and the frames computed (None: the waveform's device)."""
     if not (0 <= start < stop <= num_frames(waveform.shape[-1], sr, frame_shift)):
         raise ValueError(f"frames [{start}, {stop}) are not within the waveform's "
                          f"{num_frames(waveform.shape[-1], sr, frame_shift)} frames")
     window, shift = _frame_sizes(sr, frame_shift)
     piece = waveform[..., start * shift:(stop - 1) * shift + window]
-    return wav2fbank(piece, sr, num_mel_bins, None, frame_shift)
+    return wav2fbank(piece if device is None else piece.to(device), sr, num_mel_bins, None, frame_shift)
 
 
 class ChunkedFbank:
@@ -130,7 +131,5 @@ class ChunkedFbank:
 
     def frames(self, start, stop):
         """Frames [start, stop) -> (1, stop - start, num_mel_bins) float32 on ``device``."""
-        window, shift = _frame_sizes(self.sr, self.frame_shift)
-        piece = self.waveform[start * shift:(stop - 1) * shift + window].to(self.device)
-        fb = fbank_frames(piece, 0, stop - start, self.sr, self.num_mel_bins, self.frame_shift)
+        fb = fbank_frames(self.waveform, start, stop, self.sr, self.num_mel_bins, self.frame_shift, self.device)
         return (fb if self.mean is None else normalize_fbank(fb, self.mean, self.std))[None]
