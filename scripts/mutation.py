@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import re
 import shutil
@@ -122,21 +123,14 @@ def _write(rows: list, out: Path) -> None:
     from dasslib.atomic import atomic_write_text
 
     fields = ["group", "module", "tests", "mutants", "killed", "survived", "timeout", "no_tests", "score"]
-    lines = [",".join(fields)]
-    for row in rows:
-        lines.append(",".join(_csv(row[f]) for f in fields))
-    atomic_write_text("\n".join(lines) + "\n", out / "summary.csv")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(buf.getvalue(), out / "summary.csv")
     text = "\n\n".join(f"## {row['group']} ({row['module']})\n\n" + "\n\n".join(row["survivors"])
                        for row in rows if row["survivors"])
     atomic_write_text(text + "\n", out / "survivors.txt")
-
-
-def _csv(value) -> str:
-    import io
-
-    buf = io.StringIO()
-    csv.writer(buf).writerow(["" if value is None else value])
-    return buf.getvalue().strip()
 
 
 if __name__ == "__main__":
