@@ -225,7 +225,7 @@ def describe(cfg):
 def describe_bwd(cfg):
     if cfg["fwd"] != "scan" and cfg["bwd"] == "rows":
         return (f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
-                f"c{cfg['bwd_chunks']}")
+                f"c{cfg['bwd_chunks']}" + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
     return f"bwd scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -449,7 +449,11 @@ class Bench:
         """Backward variants (timed as forward+backward), each first compared with the
         default's gradients."""
         cfg = default_config(sh, self.device, self.args.smoke)
-        variants = tune_bwd_variants(name, cfg)
+        if self.args.bwd_variants is not None:
+            variants = [(describe_bwd(c), c) for c in
+                        (dict(cfg, **o) for o in self.args.bwd_variants.get(name, []))]
+        else:
+            variants = tune_bwd_variants(name, cfg)
         if not variants or self.over_budget(f"tune {name} {dname} backward"):
             return
         gins = make_inputs(sh, DTYPES[dname], self.device, requires_grad=True)
@@ -500,6 +504,10 @@ def main():
     ap.add_argument("--variants", type=json.loads, default=None,
                     help='forward variants to time instead of the built-in --tune ones, as JSON '
                          '{"shape": [{"field": value, ...}, ...]} (config overrides); implies --tune')
+    ap.add_argument("--bwd-variants", type=json.loads, default=None,
+                    help="backward variants (timed as forward+backward) to time instead of the built-in "
+                         "ones, JSON like --variants; implies --tune (forward variants then only where "
+                         "--variants names them)")
     ap.add_argument("--budget-s", type=float, default=210.0,
                     help="overall time budget; later cases are skipped with a note")
     ap.add_argument("--case-cap-s", type=float, default=30.0,
@@ -510,7 +518,7 @@ def main():
     args = ap.parse_args()
     global MAMBA
     MAMBA = load_mamba(args.mamba_ext)
-    args.tune = args.tune or args.variants is not None
+    args.tune = args.tune or args.variants is not None or args.bwd_variants is not None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda" and not args.smoke:
         sys.exit("no CUDA device: run on a GPU, or use --smoke with TRITON_INTERPRET=1")
@@ -558,9 +566,10 @@ def main():
         # forward variants, fp32 of every shape first, then bf16; then backward variants
         by_dtype = sorted(cases, key=lambda c: args.dtypes.index(c[2]))
         for name, sh, dname in by_dtype:
-            bench.tune(name, sh, dname)
+            if args.bwd_variants is None or (args.variants or {}).get(name):
+                bench.tune(name, sh, dname)
         for name, sh, dname in by_dtype:
-            if not args.no_bwd and args.variants is None:
+            if not args.no_bwd and (args.variants is None or args.bwd_variants is not None):
                 bench.tune_bwd(name, sh, dname)
     if not args.no_torch:
         for name, sh, dname in cases:

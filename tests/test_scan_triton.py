@@ -94,6 +94,7 @@ ROWS_CASES = [
     (dict(prefetch=3, rows=8, bwd_warps=2, rows_block=32),                      # deep ring, 8 rows
      dict(b=1, d=16, L=130, N=1, G=2)),
     (dict(rows=4, bwd_rows=4), dict(b=2, d=5, L=20, N=2, G=1, z=True)),    # 1 row per program
+    (dict(bwd_rows=4, bwd_warps=4), dict(b=2, d=8, L=70, N=3, G=2, z=True)),  # rows over warps, gate
     (dict(rows_block=16, bwd_chunks=2), dict(b=1, d=4, L=45, N=6, G=1, z=True, h0=True)),  # N > 4
     (dict(rows_vec=4, rows=2, rows_warps=2, prefetch=1, bwd="scan", block_l=1024),  # few-rows
      dict(b=1, d=4, L=1100, N=1, G=4, h0=True)),                    # default: 512-step tiles

@@ -1003,18 +1003,15 @@ def _rows_bwd_kernel(
                 if HAS_H0:
                     hn = tl.load(h0_ptr + r * N + n)
             h_in = h_in + (hn,)
-        if HAS_Z:   # dz needs y before the gate: one forward pass over the states first
+        # the gate: the adjoint needs dy * silu(z) only; dz needs y before the gate, which the
+        # state loop below sums on the way (h * C over the states), so dz is stored after it
+        dy_out = dy
+        z = zero2
+        sz = zero2
+        y = zero2
+        if HAS_Z:
             z = zt.to(tl.float32)
-            y = zero2
-            if HAS_D:
-                y = Dv[:, None] * u
-            for n in tl.static_range(N):
-                Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
-                Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
-                _, _, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first, rev, REV_UPPER)
-                y += h * Cn
             sz = tl.sigmoid(z)
-            tl.store(dz_ptr + off, dy * y * sz * (1.0 + z * (1.0 - sz)), mask=m2)
             dy = dy * z * sz
         if HAS_D:
             dD_acc += dy * u
@@ -1028,6 +1025,8 @@ def _rows_bwd_kernel(
             Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
             Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
             dA, x, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first, rev, REV_UPPER)
+            if HAS_Z:
+                y += h * Cn
             g = Cn * dy
             g = tl.where(is_last, g + nl[n][:, None], g)
             # right-to-left scan as a left-to-right one over the tile reversed in the warp (one
@@ -1070,6 +1069,10 @@ def _rows_bwd_kernel(
         dA_acc = new_dA
         dBi_acc = new_dBi
         dCi_acc = new_dCi
+        if HAS_Z:
+            if HAS_D:
+                y += Dv[:, None] * u
+            tl.store(dz_ptr + off, dy_out * y * sz * (1.0 + z * (1.0 - sz)), mask=m2)
         ddt += lamB * u
         dxu = lamB * dt
         if HAS_D:
