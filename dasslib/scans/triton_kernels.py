@@ -927,7 +927,7 @@ def _rows_bwd_kernel(
     rr, r, di, row_off, bB, bC = _row_block(rb, dim, L, G_B, G_C, N, BD)
     t0 = tl.arange(0, BLOCK_L)
     off0 = row_off[:, None] + t0[None, :]
-    rev, offu0, _ = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    rev, offu0, _src = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]        # first / last step in scan order
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
     A, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.0, N,
