@@ -38,20 +38,25 @@ def _run(job):
 
 
 def collect(out, model, lrs, warmups):
-    """Every run's history in one table (runs without a history are left out)."""
+    """Every run's history in one table (`dasslib.experiments.common.read_histories`; runs without a history
+    are left out): model, lr, warmup_steps, the history's columns (its lr: lr_at_epoch_end), collapsed."""
     import pandas as pd
 
-    parts = []
-    for lr, warmup in itertools.product(lrs, warmups):
-        path = run_dir(out, model, lr, warmup) / "history.csv"
-        if path.is_file():
-            h = pd.read_csv(path).rename(columns={"lr": "lr_at_epoch_end"})  # lr: the run's peak lr
-            h.insert(0, "warmup_steps", warmup)
-            h.insert(0, "lr", lr)
-            h.insert(0, "model", model)
-            h["collapsed"] = bool("mAUC" in h and abs(h["mAUC"].iloc[-1] - 0.5) < 0.01)
-            parts.append(h)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    from dasslib.experiments.common import read_histories
+
+    points = list(itertools.product(lrs, warmups))
+    hist = read_histories({i: run_dir(out, model, lr, warmup) for i, (lr, warmup) in enumerate(points)})
+    if hist.empty:
+        return pd.DataFrame()
+    last = hist.groupby("run").tail(1).set_index("run")   # each run's last epoch; mAUC ~ 0.5: constant outputs
+    collapsed = (last["mAUC"] - 0.5).abs() < 0.01 if "mAUC" in last else pd.Series(False, index=last.index)
+    run = hist.pop("run")
+    hist = hist.rename(columns={"lr": "lr_at_epoch_end"})  # lr: the run's peak lr
+    hist.insert(0, "warmup_steps", [points[i][1] for i in run])
+    hist.insert(0, "lr", [points[i][0] for i in run])
+    hist.insert(0, "model", model)
+    hist["collapsed"] = run.map(collapsed).astype(bool)
+    return hist
 
 
 def main(argv=None):

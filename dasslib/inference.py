@@ -12,7 +12,8 @@ CPU allocator's ("can't allocate memory", or a ``MemoryError``) alike. Its messa
 length that fits, predicted by :func:`max_length_that_fits`: peak memory is measured at a few
 shorter lengths that do fit, a polynomial in the length is fitted to it (degree 1: SSMs and flash /
 memory-efficient attention grow linearly; degree 2 for eager attention) and solved for the memory
-available on the device. On CUDA the peak is ``max_memory_allocated``; on the CPU (Linux) the peak
+available on the device (the search is :func:`dasslib.bench.capacity.fit_and_verify`; this module
+measures and budgets). On CUDA the peak is ``max_memory_allocated``; on the CPU (Linux) the peak
 growth of a forked copy of the process (:mod:`dasslib.host_memory`), and the memory available the
 least of the address-space limit, a cgroup limit and the machine's available memory.
 
@@ -24,13 +25,11 @@ the path the longest inputs get, i.e. the lean one for DASS. True / False force 
 (True on a model without one is an error). The lean path runs eager (``fast`` does not apply) and
 moves the input to the device chunk by chunk.
 """
-import math
 import statistics
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from .bench.capacity import LengthFit, fit_and_verify, fit_memory_model
 from .bench.memory import call_or_oom, free_memory, is_oom, reset_peak
 from .bench.timing import time_step
 from .data.frames import FRAMES_PER_SECOND
@@ -75,58 +74,6 @@ def _call(model, x, lean):
     return model.forward_lean(x) if lean else model(x)
 
 
-def _gib(n_bytes):
-    return f"{n_bytes / 2**30:.2f} GiB"
-
-
-def _span(frames):
-    return f"{frames} frames ({frames / FRAMES_PER_SECOND:.1f} s)"
-
-
-@dataclass(frozen=True)
-class LengthFit:
-    """Largest input length predicted to fit, from a memory model fitted to probes.
-
-    max_frames: largest length (frames) whose predicted peak stays within ``budget_bytes``
-    (the memory available when the fit was made); max_frames_total: the same for
-    ``total_bytes`` (the whole device), None when unknown; coeffs: the fitted polynomial
-    peak_bytes(frames), highest power first (None when no probe fitted); probes: measured
-    (frames, peak_bytes or None when it did not fit), in the order tried; confirmed: max_frames was
-    run (on the CPU under an address-space limit), not only predicted.
-    """
-    max_frames: int
-    max_frames_total: int | None
-    budget_bytes: int
-    total_bytes: int | None
-    batch_size: int
-    coeffs: tuple | None
-    probes: tuple
-    confirmed: bool = False
-
-    @property
-    def max_seconds(self):
-        return self.max_frames / FRAMES_PER_SECOND
-
-    def __str__(self):
-        if self.max_frames == 0:
-            tried = min(f for f, _ in self.probes) if self.probes else 0
-            return f"nothing fits: even {_span(tried)} at batch size {self.batch_size} ran out of memory"
-        text = (f"largest length {'measured' if self.confirmed else 'predicted'} to fit at batch size "
-                f"{self.batch_size}: "
-                f"{_span(self.max_frames)} in the {_gib(self.budget_bytes)} available now")
-        if self.max_frames_total is not None:
-            text += (f"; {_span(self.max_frames_total)} if all {_gib(self.total_bytes)} "
-                     "of the device were free")
-        fitted = ", ".join(str(f) for f, peak in self.probes if peak is not None)
-        if self.coeffs is None:   # found by running lengths: the probes' peaks did not grow
-            return text + f" (found by running lengths from {fitted} frames up)"
-        *quad, per_frame, base = self.coeffs
-        model = f"{_gib(base)} + {per_frame / 2**10:.1f} KiB/frame"
-        if quad:
-            model += f" + {quad[0]:.3g} B/frame^2"
-        return text + f" (peak memory ~ {model}, fitted to peaks measured at {fitted} frames)"
-
-
 class InputTooLongError(MemoryError):
     """The input does not fit in accelerator memory.
 
@@ -138,38 +85,9 @@ class InputTooLongError(MemoryError):
         self.requested_frames = requested_frames
         self.fit = fit
         where = f" on {device}" if device is not None else ""
-        text = f"an input of {_span(requested_frames)} does not fit in memory{where}"
+        text = (f"an input of {requested_frames} frames ({requested_frames / FRAMES_PER_SECOND:.1f} s) "
+                f"does not fit in memory{where}")
         super().__init__(text + (f"; {fit}" if fit is not None else ""))
-
-
-def fit_memory_model(probes, budget_bytes, degree=1):
-    """Fit ``peak_bytes = poly(frames)`` to ``probes`` and solve it for ``budget_bytes``.
-
-    probes: (frames, peak_bytes) pairs with at least ``degree + 1`` distinct lengths.
-    Returns (max_frames, coeffs): the largest integer length whose predicted peak is
-    <= budget_bytes (0 when even a length-0 input would not fit) and the polynomial
-    coefficients, highest power first. A degree-2 fit that does not curve upwards falls back
-    to degree 1; ValueError when the peak does not grow with the length at all.
-    """
-    if degree not in (1, 2):
-        raise ValueError(f"degree must be 1 or 2, got {degree!r}")
-    frames = np.array([f for f, _ in probes], dtype=np.float64)
-    peaks = np.array([p for _, p in probes], dtype=np.float64)
-    if len(np.unique(frames)) < degree + 1:
-        raise ValueError(f"a degree-{degree} memory model needs {degree + 1} distinct lengths, "
-                         f"got {[int(f) for f in frames]}")
-    coeffs = np.polyfit(frames, peaks, degree)
-    if degree == 2 and coeffs[0] <= 0:
-        return fit_memory_model(probes, budget_bytes, degree=1)
-    if degree == 1 and coeffs[0] < 1.0:  # less than a byte per frame: no measurable growth
-        raise ValueError("peak memory does not grow with the length, cannot extrapolate; probes "
-                         f"(frames, bytes): {[(int(f), int(p)) for f, p in zip(frames, peaks)]}")
-    shifted = coeffs.copy()
-    shifted[-1] -= budget_bytes
-    roots = [r.real for r in np.roots(shifted) if abs(r.imag) < 1e-9 * max(1.0, abs(r.real))]
-    largest = max(roots, default=-1.0)
-    max_frames = int(math.floor(largest + 1e-6)) if largest > 0 else 0  # 1e-6: the fit's rounding
-    return max_frames, tuple(float(c) for c in coeffs)
 
 
 def _check_dtype(dtype):
@@ -221,12 +139,7 @@ def _cpu_probe(model, num_mel_bins, batch_size, kind, lean=False):
         return None
 
     def probe(frames):
-        try:
-            return peak_growth(lambda: forward(frames))[kind]
-        except Exception as err:
-            if not _is_oom(err):
-                raise
-            return None
+        return call_or_oom(lambda: peak_growth(lambda: forward(frames))[kind], "cpu", _is_oom)[0]
     return probe
 
 
@@ -254,7 +167,8 @@ def max_length_that_fits(model: torch.nn.Module, num_mel_bins: int, device=None,
     grow with the length, would overstate the per-frame slope (a prediction then errs short).
 
     Peak memory is probed at ``start_frames`` (halved until it fits, down to ``min_frames``)
-    and at that length / 2 (and / 4 for ``degree=2``); :func:`fit_memory_model` extrapolates.
+    and at that length / 2 (and / 4 for ``degree=2``); :func:`fit_memory_model` extrapolates
+    (the search: :func:`dasslib.bench.capacity.fit_and_verify`, with this device's probe and budgets).
     The budget is ``headroom`` times the memory PyTorch can still use (CUDA: free + its cache;
     CPU: what the process may still allocate, :func:`dasslib.host_memory.memory_budget`);
     ``total`` the same for the whole device (CPU: the process's allowance).
@@ -297,51 +211,9 @@ def max_length_that_fits(model: torch.nn.Module, num_mel_bins: int, device=None,
                              "pass probe= and budget_bytes= to use your own measurements")
         if budget_bytes is None:
             budget_bytes, total_bytes = budget, total
-    if not (1 <= min_frames <= start_frames):
-        raise ValueError(f"need 1 <= min_frames <= start_frames, got {min_frames}, {start_frames}")
-
-    tried = []
-    frames = start_frames
     with eval_mode(model):
-        while True:
-            tried.append((frames, probe(frames)))
-            if tried[-1][1] is not None:
-                break
-            if frames // 2 < min_frames:
-                return LengthFit(0, None, budget_bytes, total_bytes, batch_size, None, tuple(tried))
-            frames //= 2
-        for k in range(1, degree + 1):
-            smaller = max(1, frames >> k)
-            tried.append((smaller, probe(smaller)))
-    fitted = [(f, p) for f, p in tried if p is not None]
-    try:
-        max_frames, coeffs = fit_memory_model(fitted, budget_bytes, degree)
-        max_total = fit_memory_model(fitted, total_bytes, degree)[0] if total_bytes is not None else None
-    except ValueError:
-        if not confirm:
-            raise
-        # small probes can reuse memory the process freed earlier (no measurable growth): under an
-        # address-space limit the lengths themselves can be tried, up to one known not to fit
-        max_frames, coeffs, max_total = upper_frames or 16 * max(f for f, _ in fitted), None, None
-    if confirm:
-        with eval_mode(model):
-            max_frames = _bisect_fit(probe, max(f for f, _ in fitted), max_frames)
-    return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried), confirm)
-
-
-def _bisect_fit(probe, fits, guess, steps=6):
-    """The largest length found to fit (``probe`` not None) between ``fits`` (known to fit) and
-    ``guess``: ``guess`` itself when it fits, else bisected ``steps`` times."""
-    if guess <= fits or probe(guess) is not None:
-        return max(guess, fits)
-    lo, hi = fits, guess
-    for _ in range(steps):
-        mid = (lo + hi) // 2
-        if probe(mid) is not None:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+        return fit_and_verify(probe, budget_bytes, total_bytes, batch_size=batch_size, start_frames=start_frames,
+                              min_frames=min_frames, degree=degree, confirm=confirm, upper_frames=upper_frames)
 
 
 def _is_oom(err) -> bool:

@@ -222,3 +222,22 @@ def test_cuda_budget_honours_the_allocator_cap(monkeypatch):
     assert inf._cuda_budget("cuda", 1.0) == (72 * gib, 80 * gib)
     monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 0.1)
     assert inf._cuda_budget("cuda", 0.5) == (4 * gib, 4 * gib)
+
+
+def test_the_search_is_the_bench_one_and_inference_stays_light():
+    """max_length_that_fits is dasslib.bench.capacity.fit_and_verify with this device's probe and budgets:
+    the same LengthFit from either; importing inference (hence capacity) loads no pandas."""
+    import subprocess
+    import sys
+
+    from dasslib.bench import capacity
+
+    assert inference.LengthFit is capacity.LengthFit and inference.fit_memory_model is capacity.fit_memory_model
+    model = TinyConv()
+    via_inference = max_length_that_fits(model, MEL, "cpu", start_frames=16384, probe=_linear_probe(limit=5000),
+                                         budget_bytes=int(10e9), total_bytes=int(20e9))
+    direct = capacity.fit_and_verify(_linear_probe(limit=5000), int(10e9), int(20e9), start_frames=16384)
+    assert via_inference == direct
+    code = "import sys, dasslib.inference; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -538,11 +538,11 @@ def test_niah_sweep_keeps_the_lengths_that_fit():
 CAPPED = """
 import resource, sys, torch
 torch.set_num_threads(1)
-import dasslib.inference
+import dasslib.bench.capacity
 if sys.argv[1] == "no-growth":  # as where small probes reuse freed memory: no fit, run lengths instead
     def no_fit(*a, **k):
         raise ValueError("peak memory does not grow with the length, cannot extrapolate")
-    dasslib.inference.fit_memory_model = no_fit
+    dasslib.bench.capacity.fit_memory_model = no_fit  # what fit_and_verify (max_length_that_fits) calls
 from dasslib import models as M
 from dasslib.host_memory import _status_bytes
 from dasslib.inference import InputTooLongError, predict

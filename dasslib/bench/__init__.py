@@ -7,18 +7,22 @@
   within a wall-time budget (breadth-first over lengths, shares per mode);
 - :mod:`.capacity`: :func:`largest_fitting_length` (doubling + bisection, timed probes) and
   :func:`capacity_table` over models x modes (known bounds, cheapest first, a shared budget);
+  :func:`fit_and_verify` (peak memory of a few short lengths, :func:`fit_memory_model` extrapolated
+  to the memory available: the estimate behind ``dasslib.inference.max_length_that_fits``);
 - :mod:`.analysis`: :func:`crossover_length`, :func:`ratio_table`, :func:`win_summary`;
 - :mod:`.plots`: :func:`plot_scaling` (log-log, seaborn).
 
-Names are imported from their submodules on first use: ``dasslib.bench.memory`` and ``.timing`` (which
-inference uses) do not load the sweep and plotting machinery (pandas, seaborn).
+Names are imported from their submodules on first use: ``dasslib.bench.memory``, ``.timing`` and ``.capacity``
+(which inference uses) do not load the table and plotting machinery (pandas, seaborn); the sweep and capacity
+tables import pandas when they build a DataFrame.
 """
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
     "analysis": ("crossover_length", "loglog_interp", "ratio_table", "win_summary"),
-    "capacity": ("BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "FitResult", "Known", "capacity_frame",
-                 "capacity_row", "capacity_table", "largest_fitting_length", "oom_predicate", "search_cost_s"),
+    "capacity": ("BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "FitResult", "Known", "LengthFit", "capacity_frame",
+                 "capacity_row", "capacity_table", "fit_and_verify", "fit_memory_model", "largest_fitting_length",
+                 "oom_predicate", "search_cost_s"),
     "memory": ("free_memory", "is_oom", "limit_memory", "memory_limit_gib", "peak_memory_mb", "reset_peak"),
     "plots": ("plot_scaling",),
     "pool": ("ModelPool",),

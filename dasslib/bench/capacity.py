@@ -1,5 +1,19 @@
-"""Largest input that fits: doubling, then bisection on the length in frames.
+"""Largest input that fits: two searches over the length in frames, sharing one out-of-memory
+answer (:func:`~dasslib.bench.memory.call_or_oom`: the failed step's memory is freed outside the
+``except`` block).
 
+Why two. :func:`largest_fitting_length` (doubling, then bisection) runs the lengths themselves: it
+needs nothing but a monotone ``fits(frames)`` and finds the boundary to a tolerance, at the price of
+running steps at and near it (the benchmarks and notebook 05 tabulate that, per model and mode,
+within a time budget). :func:`fit_and_verify` (used by :func:`dasslib.inference.max_length_that_fits`)
+runs only a few short lengths, fits a polynomial to their peak memory (:func:`fit_memory_model`) and
+solves it for the memory available: a quick estimate, also for lengths far too long to try (the lean
+DASS path, hours of audio) and for a whole device when only part of it is free; only where a failed
+allocation is cheap and clean (the CPU under an address-space limit) is the prediction then run and
+bisected down to a length that fits (``confirm``). The two answer different questions (a measured
+boundary vs. a prediction from free memory) and stay separate.
+
+Doubling and bisection (:func:`largest_fitting_length`).
 The search only assumes that ``fits(frames)`` is monotone (true up to a boundary, false after).
 For a model spec, ``fits`` runs one inference or training step and answers False on an
 out-of-memory error.
@@ -24,18 +38,20 @@ import math
 import time
 from dataclasses import dataclass
 
-import pandas as pd
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .memory import free_memory, is_oom
+from ..data.frames import FRAMES_PER_SECOND
+from .memory import call_or_oom, free_memory
 from .pool import ModelPool
 from .specs import as_spec
 from .steps import MODES, check_mode, make_step, resolve_dtype
 from .sweep import default_device, device_name, predict_call_s
 
 __all__ = ["FitResult", "Known", "BOUNDS", "CAPACITY_COLUMNS", "CAPACITY_ORDERS", "largest_fitting_length",
-           "oom_predicate", "search_cost_s", "capacity_table", "capacity_row", "capacity_frame"]
+           "oom_predicate", "search_cost_s", "capacity_table", "capacity_row", "capacity_frame",
+           "LengthFit", "fit_memory_model", "fit_and_verify"]
 
 BOUNDS = ("memory", "max_frames", "time", "budget")
 CAPACITY_ORDERS = ("given", "cheapest")
@@ -88,14 +104,8 @@ def oom_predicate(model, mel_bins, mode="inference", *, batch=1, device=None, dt
     dtype = resolve_dtype(dtype, device)
 
     def fits(frames):
-        try:
-            _run_once(model, mel_bins, mode, batch, frames, device, dtype, optimizer)
-            return True
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory is an answer
-            if not is_oom(exc):
-                raise
-        free_memory(device, model)   # after the handler: its traceback held the step's tensors
-        return False
+        return not call_or_oom(lambda: _run_once(model, mel_bins, mode, batch, frames, device, dtype, optimizer),
+                               device, model=model)[1]
     return fits
 
 
@@ -287,6 +297,8 @@ def capacity_row(label, mode, batch, res, wall_s, device, dtype):
 
 def capacity_frame(rows):
     """Rows of :func:`capacity_row` as a DataFrame with :data:`CAPACITY_COLUMNS` and stable dtypes."""
+    import pandas as pd  # here: inference imports this module for fit_and_verify, without the table machinery
+
     df = pd.DataFrame(rows).reindex(columns=CAPACITY_COLUMNS)
     df["max_frames"] = df["max_frames"].astype("Int64")
     df["probes"] = df["probes"].astype("Int64")
@@ -395,3 +407,147 @@ def capacity_table(specs, modes=MODES, *, batch=1, device=None, dtype="auto", op
                 res = dataclasses.replace(res, note=f"search {pos + 1} of {len(run)}, share {share:.3g} s: {res.note}")
             rows[j] = capacity_row(spec.label, mode, batch, res, clock() - begin, device, dtype)
     return capacity_frame(rows)
+
+
+# ---------------------------------------------------------------- fit and verify (inference's estimate)
+def _gib(n_bytes):
+    return f"{n_bytes / 2**30:.2f} GiB"
+
+
+def _span(frames):
+    return f"{frames} frames ({frames / FRAMES_PER_SECOND:.1f} s)"
+
+
+@dataclass(frozen=True)
+class LengthFit:
+    """Largest input length predicted to fit, from a memory model fitted to probes.
+
+    max_frames: largest length (frames) whose predicted peak stays within ``budget_bytes``
+    (the memory available when the fit was made); max_frames_total: the same for
+    ``total_bytes`` (the whole device), None when unknown; coeffs: the fitted polynomial
+    peak_bytes(frames), highest power first (None when no probe fitted); probes: measured
+    (frames, peak_bytes or None when it did not fit), in the order tried; confirmed: max_frames was
+    run (on the CPU under an address-space limit), not only predicted.
+    """
+    max_frames: int
+    max_frames_total: int | None
+    budget_bytes: int
+    total_bytes: int | None
+    batch_size: int
+    coeffs: tuple | None
+    probes: tuple
+    confirmed: bool = False
+
+    @property
+    def max_seconds(self):
+        return self.max_frames / FRAMES_PER_SECOND
+
+    def __str__(self):
+        if self.max_frames == 0:
+            tried = min(f for f, _ in self.probes) if self.probes else 0
+            return f"nothing fits: even {_span(tried)} at batch size {self.batch_size} ran out of memory"
+        text = (f"largest length {'measured' if self.confirmed else 'predicted'} to fit at batch size "
+                f"{self.batch_size}: "
+                f"{_span(self.max_frames)} in the {_gib(self.budget_bytes)} available now")
+        if self.max_frames_total is not None:
+            text += (f"; {_span(self.max_frames_total)} if all {_gib(self.total_bytes)} "
+                     "of the device were free")
+        fitted = ", ".join(str(f) for f, peak in self.probes if peak is not None)
+        if self.coeffs is None:   # found by running lengths: the probes' peaks did not grow
+            return text + f" (found by running lengths from {fitted} frames up)"
+        *quad, per_frame, base = self.coeffs
+        model = f"{_gib(base)} + {per_frame / 2**10:.1f} KiB/frame"
+        if quad:
+            model += f" + {quad[0]:.3g} B/frame^2"
+        return text + f" (peak memory ~ {model}, fitted to peaks measured at {fitted} frames)"
+
+
+def fit_memory_model(probes, budget_bytes, degree=1):
+    """Fit ``peak_bytes = poly(frames)`` to ``probes`` and solve it for ``budget_bytes``.
+
+    probes: (frames, peak_bytes) pairs with at least ``degree + 1`` distinct lengths.
+    Returns (max_frames, coeffs): the largest integer length whose predicted peak is
+    <= budget_bytes (0 when even a length-0 input would not fit) and the polynomial
+    coefficients, highest power first. A degree-2 fit that does not curve upwards falls back
+    to degree 1; ValueError when the peak does not grow with the length at all.
+    """
+    if degree not in (1, 2):
+        raise ValueError(f"degree must be 1 or 2, got {degree!r}")
+    frames = np.array([f for f, _ in probes], dtype=np.float64)
+    peaks = np.array([p for _, p in probes], dtype=np.float64)
+    if len(np.unique(frames)) < degree + 1:
+        raise ValueError(f"a degree-{degree} memory model needs {degree + 1} distinct lengths, "
+                         f"got {[int(f) for f in frames]}")
+    coeffs = np.polyfit(frames, peaks, degree)
+    if degree == 2 and coeffs[0] <= 0:
+        return fit_memory_model(probes, budget_bytes, degree=1)
+    if degree == 1 and coeffs[0] < 1.0:  # less than a byte per frame: no measurable growth
+        raise ValueError("peak memory does not grow with the length, cannot extrapolate; probes "
+                         f"(frames, bytes): {[(int(f), int(p)) for f, p in zip(frames, peaks)]}")
+    shifted = coeffs.copy()
+    shifted[-1] -= budget_bytes
+    roots = [r.real for r in np.roots(shifted) if abs(r.imag) < 1e-9 * max(1.0, abs(r.real))]
+    largest = max(roots, default=-1.0)
+    max_frames = int(math.floor(largest + 1e-6)) if largest > 0 else 0  # 1e-6: the fit's rounding
+    return max_frames, tuple(float(c) for c in coeffs)
+
+
+def fit_and_verify(probe, budget_bytes, total_bytes=None, *, batch_size=1, start_frames=8192, min_frames=64,
+                   degree=1, confirm=False, upper_frames=None) -> LengthFit:
+    """Largest length predicted (``confirm``: and then found by running it) to fit in ``budget_bytes``.
+
+    probe(frames) -> peak bytes of one step at that length, or None when it ran out of memory (e.g. a
+    step through :func:`~dasslib.bench.memory.call_or_oom`). Peak memory is probed at ``start_frames``
+    (halved until it fits, down to ``min_frames``; a :class:`LengthFit` with ``max_frames`` 0 when
+    nothing does) and at that length / 2 (and / 4 for ``degree=2``); :func:`fit_memory_model`
+    extrapolates them to ``budget_bytes`` (and to ``total_bytes``, the whole device, when given).
+    ValueError when the peaks do not grow with the length, unless ``confirm``: then the lengths
+    themselves are tried from the largest probe up to ``upper_frames`` (a length known not to fit;
+    default 16x that probe), and the fit has no coefficients.
+    confirm: the predicted length is run and, when it does not fit, bisected (6 steps) down from it to
+    one that does (``confirmed=True``); only where a failed allocation is cheap and clean.
+    batch_size is recorded in the result (``probe`` runs at it). See the module docstring for when to
+    use :func:`largest_fitting_length` instead.
+    """
+    if not (1 <= min_frames <= start_frames):
+        raise ValueError(f"need 1 <= min_frames <= start_frames, got {min_frames}, {start_frames}")
+    tried = []
+    frames = start_frames
+    while True:
+        tried.append((frames, probe(frames)))
+        if tried[-1][1] is not None:
+            break
+        if frames // 2 < min_frames:
+            return LengthFit(0, None, budget_bytes, total_bytes, batch_size, None, tuple(tried))
+        frames //= 2
+    for k in range(1, degree + 1):
+        smaller = max(1, frames >> k)
+        tried.append((smaller, probe(smaller)))
+    fitted = [(f, p) for f, p in tried if p is not None]
+    try:
+        max_frames, coeffs = fit_memory_model(fitted, budget_bytes, degree)
+        max_total = fit_memory_model(fitted, total_bytes, degree)[0] if total_bytes is not None else None
+    except ValueError:
+        if not confirm:
+            raise
+        # small probes can reuse memory the process freed earlier (no measurable growth): under an
+        # address-space limit the lengths themselves can be tried, up to one known not to fit
+        max_frames, coeffs, max_total = upper_frames or 16 * max(f for f, _ in fitted), None, None
+    if confirm:
+        max_frames = _bisect_fit(probe, max(f for f, _ in fitted), max_frames)
+    return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried), confirm)
+
+
+def _bisect_fit(probe, fits, guess, steps=6):
+    """The largest length found to fit (``probe`` not None) between ``fits`` (known to fit) and
+    ``guess``: ``guess`` itself when it fits, else bisected ``steps`` times."""
+    if guess <= fits or probe(guess) is not None:
+        return max(guess, fits)
+    lo, hi = fits, guess
+    for _ in range(steps):
+        mid = (lo + hi) // 2
+        if probe(mid) is not None:
+            lo = mid
+        else:
+            hi = mid
+    return lo

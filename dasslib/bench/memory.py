@@ -38,10 +38,11 @@ def free_memory(device, model=None):
         torch.cuda.empty_cache()
 
 
-def call_or_oom(call, device, oom=is_oom):
+def call_or_oom(call, device, oom=is_oom, *, model=None):
     """``(call(), False)``, or ``(None, True)`` when it raised an error ``oom(err)`` accepts (out of memory),
-    after :func:`free_memory`, which runs outside the ``except`` block: its traceback would keep the failed
-    call's tensors alive. Any other error propagates."""
+    after :func:`free_memory` (of ``device``, and the gradients of ``model`` when given), which runs outside
+    the ``except`` block: its traceback would keep the failed call's tensors alive. Any other error
+    propagates."""
     failed = False
     try:
         return call(), False
@@ -50,7 +51,7 @@ def call_or_oom(call, device, oom=is_oom):
             raise
         failed = True
     if failed:
-        free_memory(device)
+        free_memory(device, model)
     return None, True
 
 

@@ -41,7 +41,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -327,6 +326,8 @@ def run_sweep(specs, lengths_s=DEFAULT_LENGTHS_S, modes=MODES, *, batch=1, devic
 
 
 def _frame(rows):
+    import pandas as pd  # here: capacity imports this module and inference imports capacity
+
     df = pd.DataFrame(rows).reindex(columns=COLUMNS)
     df["tokens"] = df["tokens"].astype("Int64")
     df["repeats"] = df["repeats"].astype("Int64")
