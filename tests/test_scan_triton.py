@@ -181,6 +181,28 @@ def test_pick_config_regimes():
     assert pick_config(16, 40, 1, cpu).block_l == 64      # the interpreter keeps short tiles
 
 
+def test_rows_tile_keeps_four_steps_per_lane_when_a_backward_follows():
+    from dasslib.scans.triton_backend import TritonConfig, _Launch
+    cfg = TritonConfig(bwd_rows=2)
+    B = torch.zeros(1, 1, 1, 1024)
+
+    def launch(dtype, training, **kw):
+        u = torch.zeros(1, 8, 1024, dtype=dtype)
+        return _Launch(u, B, B, 1, TritonConfig(**{**cfg.__dict__, **kw}), training=training)
+    # inference: one 16-byte vector per lane (128 fp32 / 256 bf16 steps)
+    assert launch(torch.float32, False).rows_block == 128
+    assert launch(torch.bfloat16, False).rows_block == 256
+    # with a backward: 128 steps for both, the same tile in the forward that stores the states
+    # and in the backward, and bwd_rows as given
+    for dtype in (torch.float32, torch.bfloat16):
+        lc = launch(dtype, True)
+        assert (lc.rows_block, lc.state_block, lc.n_tiles, lc.bwd_BD) == (128, 128, 8, 2)
+    # an explicit rows_block is kept; with 2-byte inputs it counts twice for bwd_rows
+    lc = launch(torch.bfloat16, True, rows_block=256)
+    assert (lc.rows_block, lc.bwd_BD) == (256, 1)
+    assert launch(torch.float32, True, rows_block=256).bwd_BD == 2
+
+
 def test_rows_per_program_respects_groups():
     assert rows_per_program(4, 768, 4, 4) == 4
     assert rows_per_program(8, 768, 0, 0) == 8

@@ -26,7 +26,8 @@ class TritonConfig:
     tiles of u/delta/z the "seq" (4-step tiles) and "rows" (rows_block tiles) kernels load ahead.
     rows: rows per program of the "rows" forward (reduced to a power of two dividing the rows of
     one B/C group); rows_block: the tile of the "rows" kernels (0: one 16-byte vector per lane,
-    128 fp32 / 256 bf16 steps; at most block_l with the "scan" backward); rows_warps: its warps
+    128 fp32 / 256 bf16 steps, but 128 for 2-byte inputs too when a backward follows; at most
+    block_l with the "scan" backward); rows_warps: its warps
     (<= rows keeps the scan inside a warp);
     rows_chunks: chunks per row, chained in ticket order (short programs, no idle last wave).
     bwd: "rows" (row-block backward, bwd_rows rows (half for 2-byte inputs) in bwd_warps warps,
@@ -139,7 +140,7 @@ def rows_per_program(want, dim, G_B, G_C):
 class _Launch:
     """Sizes and flags shared by the forward and backward launches of one call."""
 
-    def __init__(self, u, B, C, N, cfg, shape=None, layout=""):
+    def __init__(self, u, B, C, N, cfg, shape=None, layout="", training=False):
         # shape: (batch, dim, L) of the scan when u is a source of another shape (layout "ss2d")
         self.batch, self.dim, self.L = u.shape if shape is None else shape
         # layout "ss2d": SS2D's direction layout; "ss2d_rm<H>": the same with the columns'
@@ -158,9 +159,15 @@ class _Launch:
         gB, gC = (self.G_B if self.B_var else 0), (self.G_C if self.C_var else 0)
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
         # tile of the "rows" kernels: rows_vec 16-byte vectors per lane (under the interpreter,
-        # at most the padded length)
-        rb = triton.next_power_of_2(cfg.rows_block
-                                    or 32 * cfg.rows_vec * max(1, 16 // u.element_size()))
+        # at most the padded length). With a backward to follow (``training``: the forward that
+        # stores states, and the backward) 2-byte inputs keep the 4-byte tile (4 steps per lane
+        # and vector): the rows backward holds every tile in registers, and 8 steps per lane
+        # double them (offline sm_90: N=1 232 registers instead of 123, half the warps per SM;
+        # N=16 1084 bytes of spills per thread instead of 608)
+        steps = 16 // u.element_size()
+        if training:
+            steps = min(steps, 4)
+        rb = triton.next_power_of_2(cfg.rows_block or 32 * cfg.rows_vec * max(1, steps))
         if u.device.type != "cuda":
             rb = min(rb, max(16, triton.next_power_of_2(self.L)))
         if self.bwd == "scan":
@@ -176,8 +183,10 @@ class _Launch:
         # direction layouts run every row in one chunk (chained chunks follow ticket order)
         self.chunk_tiles = triton.cdiv(self.rows_tiles, 1 if layout else cfg.rows_chunks)
         self.rows_chunks = triton.cdiv(self.rows_tiles, self.chunk_tiles)
-        # bwd_rows is meant for 4-byte inputs; 2-byte ones have twice the tile, so half the rows
-        self.bwd_BD = rows_per_program(max(1, cfg.bwd_rows * min(4, u.element_size()) // 4),
+        # bwd_rows is meant for 4-step tiles per lane; a given rows_block with 2-byte inputs is
+        # taken as twice the tile, so half the rows
+        wide = cfg.rows_block and u.element_size() < 4
+        self.bwd_BD = rows_per_program(max(1, cfg.bwd_rows // 2 if wide else cfg.bwd_rows),
                                        self.dim, gB, gC)
         self.bwd_chunk_tiles = triton.cdiv(self.rows_tiles, 1 if layout else cfg.bwd_chunks)
         self.bwd_chunks = triton.cdiv(self.rows_tiles, self.bwd_chunk_tiles)
@@ -356,10 +365,12 @@ def _states_shape(lc):
     return (lc.batch, lc.dim, lc.n_tiles, lc.NP)
 
 
-def _launch_of(u, delta, A, B, C, config, layout):
-    """(config, _Launch) of one call; the scan's shape is delta's ((batch, dim, L))."""
+def _launch_of(u, delta, A, B, C, config, layout, training):
+    """(config, _Launch) of one call; the scan's shape is delta's ((batch, dim, L));
+    ``training``: a forward that stores states for the backward, or the backward."""
     cfg = _config_of(config, delta, A)
-    lc = _Launch(u, B, C, A.shape[1], cfg, shape=tuple(delta.shape), layout=layout)
+    lc = _Launch(u, B, C, A.shape[1], cfg, shape=tuple(delta.shape), layout=layout,
+                 training=training)
     return cfg, lc
 
 
@@ -372,7 +383,7 @@ def _scan_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Te
     """-> (y (batch, dim, L) in u's dtype (float32 if ``y_fp32``), states fp32
     (batch, dim, n_tiles, NP): the state after every state tile, for the backward; shape (0,)
     when not stored). layout "ss2d": u is (batch, 2, dim // 4, L), see :func:`ss2d_scan_triton`."""
-    cfg, lc = _launch_of(u, delta, A, B, C, config, layout)
+    cfg, lc = _launch_of(u, delta, A, B, C, config, layout, store_states)
     u, delta, B, C, z = (_contig(t) for t in (u, delta, B, C, z))
     A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
     store = _stores(cfg, store_states)
@@ -384,7 +395,7 @@ def _scan_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Te
 @_scan_fwd.register_fake
 def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, softplus, store_states, config,
                    y_fp32=False, layout=""):
-    cfg, lc = _launch_of(u, delta, A, B, C, config, layout)
+    cfg, lc = _launch_of(u, delta, A, B, C, config, layout, store_states)
     shape = _states_shape(lc) if _stores(cfg, store_states) else (0,)
     return (torch.empty(delta.shape, dtype=torch.float32 if y_fp32 else u.dtype, device=u.device),
             torch.empty(shape, dtype=torch.float32, device=u.device))
@@ -398,7 +409,7 @@ def _scan_bwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Te
               softplus: bool, config: str, layout: str = "") -> List[torch.Tensor]:
     """-> [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0], each like its input ((0,) where
     the input is None)."""
-    cfg, lc = _launch_of(u, delta, A, B, C, config, layout)
+    cfg, lc = _launch_of(u, delta, A, B, C, config, layout, True)
     dtypes = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
     u, delta, B, C, z, dy, dlast = (_contig(t) for t in (u, delta, B, C, z, dy, dlast))
     A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
