@@ -96,6 +96,9 @@ ROWS_CASES = [
     (dict(rows=4, bwd_rows=4), dict(b=2, d=5, L=20, N=2, G=1, z=True)),    # 1 row per program
     (dict(bwd_rows=4, bwd_warps=4), dict(b=2, d=8, L=70, N=3, G=2, z=True)),  # rows over warps, gate
     (dict(rows_block=16, bwd_chunks=2), dict(b=1, d=4, L=45, N=6, G=1, z=True, h0=True)),  # N > 4
+    (dict(rows_block=16, bwd_rows=2), dict(b=2, d=4, L=40, N=5, G=1, tinv=True)),   # N > 4, B/C per channel
+    (dict(rows_block=16, rows_chunks=2, bwd_chunks=3, bwd_rows=4, bwd_warps=2),         # N > 4, chunks,
+     dict(b=1, d=8, L=100, N=7, G=2, z=True)),                                          # rows over warps
     (dict(rows_vec=4, rows=2, rows_warps=2, prefetch=1, bwd="scan", block_l=1024),  # few-rows
      dict(b=1, d=4, L=1100, N=1, G=4, h0=True)),                    # default: 512-step tiles
 ]
@@ -369,7 +372,8 @@ def test_dass_fused_inference_matches_the_materialised_path():
 
 
 @needs_fresh
-@pytest.mark.parametrize("b,d,h,w,N", [(2, 4, 5, 7, 1), (1, 8, 12, 23, 2)])
+@pytest.mark.parametrize("b,d,h,w,N", [(2, 4, 5, 7, 1), (1, 8, 12, 23, 2),
+                                       (1, 4, 6, 9, 5)])    # N > 4: the backward loops over states
 def test_ss2d_fused_scan_gradients_match_the_reference(b, d, h, w, N):
     """Gradients of every input through the in-place SS2D scan (rows backward with the
     direction layout) against the float64 reference on the cross-scan copies."""

@@ -314,11 +314,13 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     if rows_bwd:
         nq = lc.bwd_chunks
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
+        # the adjoint carry per row and state when the kernel loops over states (N > 4)
+        nl = torch.empty(lc.rows * lc.NP if lc.N > 4 else 1, **f32)
         fl = torch.zeros(lc.rows // lc.bwd_BD * nq if nq > 1 else 1, dtype=torch.int32,
                          device=dev)
         ticket = torch.zeros(1, dtype=torch.int32, device=dev)
         _rows_bwd_kernel[(lc.rows // lc.bwd_BD * nq,)](
-            u, delta, A32, B, C, *opt, cstate, fl, ticket,
+            u, delta, A32, B, C, *opt, cstate, nl, fl, ticket,
             lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
             N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
             C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),

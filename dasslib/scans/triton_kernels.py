@@ -896,12 +896,55 @@ def _rows_states(dt, du, Bn, An, h_in_n, is_first, rev, REV_UPPER: tl.constexpr)
     return dA, x, _tile_states(dA, xf, rev, REV_UPPER)
 
 
+@triton.jit
+def _state_before(states_ptr, h0_ptr, r, k, n, n_tiles, N: tl.constexpr, NP: tl.constexpr,
+                  HAS_H0: tl.constexpr):
+    """State n (BD,) of rows r before tile k: stored by the forward after tile k - 1, else h0 (or 0)."""
+    if k > 0:
+        hn = tl.load(states_ptr + (r * n_tiles + k - 1) * NP + n)
+    else:
+        hn = tl.zeros(r.shape, dtype=tl.float32)
+        if HAS_H0:
+            hn = tl.load(h0_ptr + r * N + n)
+    return hn
+
+
+@triton.jit
+def _bwd_state(dt, du, dy, Bn, Cn, An, hn, nl_n, is_first, is_last, flip, ones, rev,
+               REV_UPPER: tl.constexpr):
+    """One state's part of a tile's backward: the recomputed states h and inputs x, and the
+    adjoint lam (each (BD, BLOCK)); the carry nl_n (BD,) (dA * lam at the first step of the tile
+    on the right) enters at the last step in scan order; c (BD,) = dA * lam at the first step
+    is what crosses to the tile on the left."""
+    dA, x, h = _rows_states(dt, du, Bn, An, hn, is_first, rev, REV_UPPER)
+    g = Cn * dy
+    g = tl.where(is_last, g + nl_n[:, None], g)
+    # right-to-left scan as a left-to-right one over the tile reversed in the warp (one shuffle
+    # per register; Triton's reverse=True scan costs five per register); a reversed row's adjoint
+    # already runs left to right in memory
+    if REV_UPPER:
+        if rev != 0:
+            lam, _, _ = tl.associative_scan((g, ones, dA), axis=1, combine_fn=_adj_combine)
+        else:
+            lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
+                                             tl.gather(dA, flip, axis=1)), axis=1,
+                                            combine_fn=_adj_combine)
+            lam = tl.gather(lam, flip, axis=1)
+    else:
+        lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
+                                         tl.gather(dA, flip, axis=1)), axis=1,
+                                        combine_fn=_adj_combine)
+        lam = tl.gather(lam, flip, axis=1)
+    c = tl.sum(tl.where(is_first, dA * lam, 0.0), axis=1)
+    return h, x, lam, c
+
+
 @triton.jit(do_not_specialize=_ROWS_GENERIC)
 def _rows_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, states_ptr,
     dy_ptr, dlast_ptr,
     du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, ddtb_ptr, dh0_ptr,
-    cstate_ptr, flags_ptr, ticket_ptr,
+    cstate_ptr, nl_ptr, flags_ptr, ticket_ptr,
     dim, L, n_tiles, chunk_tiles, n_chunks, G_B, G_C,
     N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BLOCK_L: tl.constexpr,
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
@@ -936,6 +979,11 @@ def _rows_bwd_kernel(
         if q < n_chunks - 1:   # spin until the chunk on the right published its carry
             slot = rb * n_chunks + q + 1
             _wait_flag(flags_ptr, slot)
+    # N > 4: the states are a loop (not unrolled), so only one state's tiles are live at a time
+    # (offline sm_90, N = 16 unrolled: 255 registers and 600+ bytes of spills per thread). Its
+    # carries go through memory: nl in the scratch nl_ptr (rows, NP), the per-row sums (dA,
+    # time-invariant dB / dC) atomically into their zeroed outputs once per tile
+    STATE_LOOP: tl.constexpr = N > 4
     nl = ()     # dA * lam at the first step of the tile on the right (dlast past the end)
     for n in tl.static_range(N):
         c0 = tl.zeros((BD,), dtype=tl.float32)
@@ -945,7 +993,10 @@ def _rows_bwd_kernel(
         if CHUNKED:
             if q < n_chunks - 1:
                 c0 = tl.load(cstate_ptr + (r * n_chunks + q + 1) * NP + n, volatile=True)
-        nl = nl + (c0,)
+        if STATE_LOOP:
+            tl.store(nl_ptr + r * NP + n, c0)
+        else:
+            nl = nl + (c0,)
     zero2 = tl.zeros((BD, BLOCK_L), dtype=tl.float32)
     zero1 = tl.zeros((BD,), dtype=tl.float32)
     # per-state sums: elementwise over the tiles (summed once at the end) for small N, per tile
@@ -957,12 +1008,13 @@ def _rows_bwd_kernel(
     acc0 = zero1
     if ELEM:
         acc0 = zero2
-    for n in tl.static_range(N):
-        dA_acc = dA_acc + (acc0,)
-        if not B_VARYING:
-            dBi_acc = dBi_acc + (acc0,)
-        if not C_VARYING:
-            dCi_acc = dCi_acc + (acc0,)
+    if not STATE_LOOP:
+        for n in tl.static_range(N):
+            dA_acc = dA_acc + (acc0,)
+            if not B_VARYING:
+                dBi_acc = dBi_acc + (acc0,)
+            if not C_VARYING:
+                dCi_acc = dCi_acc + (acc0,)
     dD_acc = zero2
     ddtb_acc = zero2
     ones = zero2 + 1.0
@@ -995,14 +1047,9 @@ def _rows_bwd_kernel(
         dt = tl.where(m2, dt, 0.0)
         du = dt * u
         h_in = ()
-        for n in tl.static_range(N):
-            if k > 0:
-                hn = tl.load(states_ptr + (r * n_tiles + k - 1) * NP + n)
-            else:
-                hn = tl.zeros((BD,), dtype=tl.float32)
-                if HAS_H0:
-                    hn = tl.load(h0_ptr + r * N + n)
-            h_in = h_in + (hn,)
+        if not STATE_LOOP:
+            for n in tl.static_range(N):
+                h_in = h_in + (_state_before(states_ptr, h0_ptr, r, k, n, n_tiles, N, NP, HAS_H0),)
         # the gate: the adjoint needs dy * silu(z) only; dz needs y before the gate, which the
         # state loop below sums on the way (h * C over the states), so dz is stored after it
         dy_out = dy
@@ -1017,58 +1064,76 @@ def _rows_bwd_kernel(
             dD_acc += dy * u
         lamB = zero2
         ddt = zero2
-        new_nl = ()
-        new_dA = ()
-        new_dBi = ()
-        new_dCi = ()
-        for n in tl.static_range(N):
-            Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
-            Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
-            dA, x, h = _rows_states(dt, du, Bn, A[n], h_in[n], is_first, rev, REV_UPPER)
-            if HAS_Z:
-                y += h * Cn
-            g = Cn * dy
-            g = tl.where(is_last, g + nl[n][:, None], g)
-            # right-to-left scan as a left-to-right one over the tile reversed in the warp (one
-            # shuffle per register; Triton's reverse=True scan costs five per register); a
-            # reversed row's adjoint already runs left to right in memory
-            if REV_UPPER:
-                if rev != 0:
-                    lam, _, _ = tl.associative_scan((g, ones, dA), axis=1, combine_fn=_adj_combine)
+        if STATE_LOOP:
+            for ns in range(N):   # a loop variable apart from the unrolled loops' n
+                An = tl.load(A_ptr + di * N + ns)
+                if B_VARYING:
+                    Bn = tl.load(B_ptr + bB + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
                 else:
-                    lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
-                                                     tl.gather(dA, flip, axis=1)), axis=1,
-                                                    combine_fn=_adj_combine)
-                    lam = tl.gather(lam, flip, axis=1)
-            else:
-                lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
-                                                 tl.gather(dA, flip, axis=1)), axis=1,
-                                                combine_fn=_adj_combine)
-                lam = tl.gather(lam, flip, axis=1)
-            c = tl.sum(tl.where(is_first, dA * lam, 0.0), axis=1)
-            new_nl = new_nl + (c,)
-            if k == 0:
-                tl.store(dh0_ptr + r * N + n, c)
-            ga = lam * (h - x)                # lam_t dA_t h_{t-1}
-            lamB += lam * Bn
-            ddt += ga * A[n][:, None]
-            new_dA = new_dA + (dA_acc[n] + _acc_term(ga * dt, ELEM),)
-            dBx = lam * du
-            dCx = h * dy
-            if B_VARYING:
-                tl.atomic_add(dB_ptr + bB + n * L + t, tl.sum(dBx, axis=0), mask=t < L,
-                              sem="relaxed")
-            else:
-                new_dBi = new_dBi + (dBi_acc[n] + _acc_term(dBx, ELEM),)
-            if C_VARYING:
-                tl.atomic_add(dC_ptr + bC + n * L + t, tl.sum(dCx, axis=0), mask=t < L,
-                              sem="relaxed")
-            else:
-                new_dCi = new_dCi + (dCi_acc[n] + _acc_term(dCx, ELEM),)
-        nl = new_nl
-        dA_acc = new_dA
-        dBi_acc = new_dBi
-        dCi_acc = new_dCi
+                    Bn = tl.load(B_ptr + di * N + ns).to(tl.float32)[:, None]
+                if C_VARYING:
+                    Cn = tl.load(C_ptr + bC + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
+                else:
+                    Cn = tl.load(C_ptr + di * N + ns).to(tl.float32)[:, None]
+                hn = _state_before(states_ptr, h0_ptr, r, k, ns, n_tiles, N, NP, HAS_H0)
+                h, x, lam, c = _bwd_state(dt, du, dy, Bn, Cn, An, hn, tl.load(nl_ptr + r * NP + ns),
+                                          is_first, is_last, flip, ones, rev, REV_UPPER)
+                tl.store(nl_ptr + r * NP + ns, c)
+                if k == 0:
+                    tl.store(dh0_ptr + r * N + ns, c)
+                if HAS_Z:
+                    y += h * Cn
+                ga = lam * (h - x)                # lam_t dA_t h_{t-1}
+                lamB += lam * Bn
+                ddt += ga * An[:, None]
+                tl.atomic_add(dA_ptr + r * N + ns, tl.sum(ga * dt, axis=1), sem="relaxed")
+                dBx = lam * du
+                dCx = h * dy
+                if B_VARYING:
+                    tl.atomic_add(dB_ptr + bB + ns * L + t, tl.sum(dBx, axis=0), mask=t < L,
+                                  sem="relaxed")
+                else:
+                    tl.atomic_add(dB_ptr + r * N + ns, tl.sum(dBx, axis=1), sem="relaxed")
+                if C_VARYING:
+                    tl.atomic_add(dC_ptr + bC + ns * L + t, tl.sum(dCx, axis=0), mask=t < L,
+                                  sem="relaxed")
+                else:
+                    tl.atomic_add(dC_ptr + r * N + ns, tl.sum(dCx, axis=1), sem="relaxed")
+        else:
+            new_nl = ()
+            new_dA = ()
+            new_dBi = ()
+            new_dCi = ()
+            for n in tl.static_range(N):
+                Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
+                Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
+                h, x, lam, c = _bwd_state(dt, du, dy, Bn, Cn, A[n], h_in[n], nl[n], is_first,
+                                          is_last, flip, ones, rev, REV_UPPER)
+                new_nl = new_nl + (c,)
+                if k == 0:
+                    tl.store(dh0_ptr + r * N + n, c)
+                if HAS_Z:
+                    y += h * Cn
+                ga = lam * (h - x)                # lam_t dA_t h_{t-1}
+                lamB += lam * Bn
+                ddt += ga * A[n][:, None]
+                new_dA = new_dA + (dA_acc[n] + _acc_term(ga * dt, ELEM),)
+                dBx = lam * du
+                dCx = h * dy
+                if B_VARYING:
+                    tl.atomic_add(dB_ptr + bB + n * L + t, tl.sum(dBx, axis=0), mask=t < L,
+                                  sem="relaxed")
+                else:
+                    new_dBi = new_dBi + (dBi_acc[n] + _acc_term(dBx, ELEM),)
+                if C_VARYING:
+                    tl.atomic_add(dC_ptr + bC + n * L + t, tl.sum(dCx, axis=0), mask=t < L,
+                                  sem="relaxed")
+                else:
+                    new_dCi = new_dCi + (dCi_acc[n] + _acc_term(dCx, ELEM),)
+            nl = new_nl
+            dA_acc = new_dA
+            dBi_acc = new_dBi
+            dCi_acc = new_dCi
         if HAS_Z:
             if HAS_D:
                 y += Dv[:, None] * u
@@ -1083,13 +1148,14 @@ def _rows_bwd_kernel(
         ddtb_acc += ddt
         tl.store(du_ptr + off, dxu, mask=m2)
         tl.store(ddt_ptr + off, ddt, mask=m2)
-    # per-row sums; chunked programs add theirs atomically
-    for n in tl.static_range(N):
-        _put_sum(dA_ptr + r * N + n, _acc_total(dA_acc[n], ELEM), CHUNKED)
-        if not B_VARYING:
-            _put_sum(dB_ptr + r * N + n, _acc_total(dBi_acc[n], ELEM), CHUNKED)
-        if not C_VARYING:
-            _put_sum(dC_ptr + r * N + n, _acc_total(dCi_acc[n], ELEM), CHUNKED)
+    # per-row sums; chunked programs add theirs atomically (the state loop added them per tile)
+    if not STATE_LOOP:
+        for n in tl.static_range(N):
+            _put_sum(dA_ptr + r * N + n, _acc_total(dA_acc[n], ELEM), CHUNKED)
+            if not B_VARYING:
+                _put_sum(dB_ptr + r * N + n, _acc_total(dBi_acc[n], ELEM), CHUNKED)
+            if not C_VARYING:
+                _put_sum(dC_ptr + r * N + n, _acc_total(dCi_acc[n], ELEM), CHUNKED)
     if HAS_D:
         _put_sum(dD_ptr + r, tl.sum(dD_acc, axis=1), CHUNKED)
     if HAS_DTB:
@@ -1097,5 +1163,8 @@ def _rows_bwd_kernel(
     if CHUNKED:
         if q > 0:
             for n in tl.static_range(N):
-                tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, nl[n])
+                if STATE_LOOP:
+                    tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, tl.load(nl_ptr + r * NP + n))
+                else:
+                    tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, nl[n])
             _raise_flag(flags_ptr, rb * n_chunks + q)
