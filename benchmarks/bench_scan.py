@@ -57,17 +57,24 @@ SHAPES = {
     "aum": dict(batch=12, dim=1536, L=513, N=16, G=1, z=True),
     "dass_long": dict(batch=1, dim=768, L=524288, N=1, G=4, z=False),
     "dass_long_s1": dict(batch=1, dim=384, L=2097152, N=1, G=4, z=False),
+    # the scans of the models as they call them: AuM-Base Fo-Bi at B=32 (both directions folded
+    # into the channels, B/C one group each) and SSAM-Base at B=32 (1000 x 80 input)
+    "aum_model": dict(batch=32, dim=3072, L=513, N=16, G=2, z=True),
+    "ssam_model": dict(batch=32, dim=2304, L=801, N=24, G=1, z=True),
 }
 # the correctness check runs the timed config on these (smaller) sizes; lengths keep the
 # divisibility of the timed ones, so the compiled kernels are shared with the timings
 CHECK_SIZES = {"dass": dict(batch=2), "long": dict(L=65536), "aum": dict(batch=2),
-               "dass_long": dict(L=65536), "dass_long_s1": dict(L=65536)}
+               "dass_long": dict(L=65536), "dass_long_s1": dict(L=65536), "aum_model": dict(batch=2),
+               "ssam_model": dict(batch=2)}
 SMOKE_SHAPES = {
     "dass": dict(batch=2, dim=16, L=40, N=1, G=4, z=False),
     "long": dict(batch=1, dim=8, L=300, N=3, G=1, z=False),
     "aum": dict(batch=2, dim=16, L=13, N=4, G=1, z=True),
     "dass_long": dict(batch=1, dim=8, L=300, N=1, G=4, z=False),
     "dass_long_s1": dict(batch=1, dim=4, L=600, N=1, G=4, z=False),
+    "aum_model": dict(batch=2, dim=16, L=13, N=5, G=2, z=True),
+    "ssam_model": dict(batch=2, dim=8, L=21, N=6, G=1, z=True),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # torch backend: skipped when one forward call would process more than this many state
@@ -224,7 +231,7 @@ def describe(cfg):
 
 def describe_bwd(cfg):
     if cfg["fwd"] != "scan" and cfg["bwd"] == "rows":
-        return (f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
+        return (("fwd seq " if cfg["fwd"] == "seq" else "") + f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
                 f"c{cfg['bwd_chunks']}" + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
     return f"bwd scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 

@@ -112,6 +112,7 @@ def test_rows_forward_matches_reference(cfg, shape):
 
 OTHER_CASES = [
     (dict(fwd="seq", n_chunks=1, prefetch=1), dict(b=1, d=8, L=37, N=2, G=1, z=True)),
+    (dict(fwd="seq", n_chunks=1, prefetch=1), dict(b=2, d=8, L=150, N=5, G=2, z=True)),  # + state loop bwd
     (dict(fwd="seq", n_chunks=3, prefetch=3, block_l=16, bwd="scan"),
      dict(b=2, d=4, L=70, N=1, G=2, h0=True)),
     (dict(fwd="seq", n_chunks=2, block_l=32, bwd="scan", chained=True),
