@@ -231,7 +231,8 @@ def describe(cfg):
 
 def describe_bwd(cfg):
     if cfg["fwd"] != "scan" and cfg["bwd"] == "rows":
-        return (("fwd seq " if cfg["fwd"] == "seq" else "") + f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
+        seq = "fwd seq " if cfg["fwd"] == "seq" else ""
+        return (seq + f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
                 f"c{cfg['bwd_chunks']}" + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
     return f"bwd scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
