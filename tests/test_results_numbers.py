@@ -99,3 +99,28 @@ def test_readme_number_is_the_files(result, value, source):
     file, column, where = parse_source(source)
     actual = lookup(file, column, where)
     assert matches(printed.group(), actual), f"{result}: README {printed.group()}, {file} {column} {actual}"
+
+
+def long_input_rows(text: str) -> list[list[str]]:
+    """Cells of the README's "Long inputs in one pass" table (model, path, hours, seconds, peak, per hour)."""
+    section = text.split("### Long inputs in one pass", 1)[1].split("\n#", 1)[0]
+    return [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in section.splitlines()
+            if line.startswith("| dass")]
+
+
+def test_the_long_input_table_is_the_files():
+    text = (ROOT / "README.md").read_text()
+    source = re.search(r"`(results/gpu/long_input_[^`]+\.csv)`", text.split("### Long inputs in one pass", 1)[1])
+    table = pd.read_csv(ROOT / source.group(1))
+    rows = long_input_rows(text)
+    assert len(rows) == len(table)
+    for model, path, hours, seconds, peak, per_hour in rows:
+        row = table[(table.model == model) & (table.path == path) & (table.length_s == float(hours) * 3600)]
+        assert len(row) == 1, (model, path, hours)
+        row = row.iloc[0]
+        if seconds.startswith("does not fit"):
+            assert not row.fits and str(round(row.max_fit_s)) in seconds
+            continue
+        assert row.fits
+        for printed, column in ((seconds, "seconds"), (peak, "peak_mem_gib"), (per_hour, "gib_per_hour")):
+            assert matches(printed, row[column]), (model, path, hours, column, printed, row[column])
