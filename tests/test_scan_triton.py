@@ -124,7 +124,7 @@ OTHER_CASES = [
 
 @needs_fresh
 @pytest.mark.parametrize("cfg,shape", OTHER_CASES,
-                         ids=["seq", "seq_chunks", "seq_chained_bwd", "scan", "scan_chained"])
+                         ids=["seq", "seq_state_loop_bwd", "seq_chunks", "seq_chained_bwd", "scan", "scan_chained"])
 def test_seq_and_scan_forward_match_reference(cfg, shape):
     compare(make(**shape), cfg)
 
@@ -161,10 +161,14 @@ def test_pick_config_regimes():
     c = pick_config(12 * 768, 8192, 1, cpu, sms=132)
     assert c.fwd == "rows" and c.rows == 4 and c.prefetch == 2 and c.rows_chunks == 1
     assert c.bwd == "rows" and c.bwd_rows == 1 and c.bwd_warps == 1 and c.bwd_chunks == 4
-    # AuM-like: many short rows, N=16 -> rows kernels, prefetch 1, one row per backward program
+    # AuM-like: many short rows, N=16 -> the sequential forward in one chunk, the rows backward
+    # with one row per program
     c = pick_config(12 * 1536, 513, 16, cpu, sms=132)
-    assert c.fwd == "rows" and c.prefetch == 1 and c.rows_chunks == 1
+    assert c.fwd == "seq" and c.n_chunks == 1 and c.seq_warps == 1 and c.prefetch == 1
     assert c.bwd == "rows" and c.bwd_rows == 1 and c.bwd_chunks == 1
+    # N = 24 (SSAM): the rows kernels (the sequential one spills its 24 states offline)
+    c = pick_config(32 * 2304, 801, 24, cpu, sms=132)
+    assert c.fwd == "rows" and c.bwd == "rows"
     # DASS at long inputs, batch 1, N=1: rows in one chunk, 4 vectors per lane, >= 2 programs
     # per SM (768 rows: 2 per program; 384 rows: 1)
     c = pick_config(768, 524288, 1, cpu, sms=132)
@@ -185,22 +189,24 @@ def test_pick_config_regimes():
     assert pick_config(16, 40, 1, cpu).block_l == 64      # the interpreter keeps short tiles
 
 
-def test_rows_tile_keeps_four_steps_per_lane_when_a_backward_follows():
+def test_rows_tile_keeps_four_steps_per_lane_when_a_backward_follows_at_large_N():
     from dasslib.scans.triton_backend import TritonConfig, _Launch
     cfg = TritonConfig(bwd_rows=2)
     B = torch.zeros(1, 1, 1, 1024)
 
-    def launch(dtype, training, **kw):
+    def launch(dtype, training, N=1, **kw):
         u = torch.zeros(1, 8, 1024, dtype=dtype)
-        return _Launch(u, B, B, 1, TritonConfig(**{**cfg.__dict__, **kw}), training=training)
+        return _Launch(u, B, B, N, TritonConfig(**{**cfg.__dict__, **kw}), training=training)
     # inference: one 16-byte vector per lane (128 fp32 / 256 bf16 steps)
     assert launch(torch.float32, False).rows_block == 128
     assert launch(torch.bfloat16, False).rows_block == 256
-    # with a backward: 128 steps for both, the same tile in the forward that stores the states
-    # and in the backward, and bwd_rows as given
+    # with a backward and N > 4: 128 steps for both, the same tile in the forward that stores
+    # the states and in the backward, and bwd_rows as given
     for dtype in (torch.float32, torch.bfloat16):
-        lc = launch(dtype, True)
+        lc = launch(dtype, True, N=5)
         assert (lc.rows_block, lc.state_block, lc.n_tiles, lc.bwd_BD) == (128, 128, 8, 2)
+    for dtype in (torch.float32, torch.bfloat16):   # N <= 4: 8 steps per lane
+        assert launch(dtype, True).rows_block == 256
     # an explicit rows_block is kept; with 2-byte inputs it counts twice for bwd_rows
     lc = launch(torch.bfloat16, True, rows_block=256)
     assert (lc.rows_block, lc.bwd_BD) == (256, 1)

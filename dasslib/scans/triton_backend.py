@@ -26,7 +26,7 @@ class TritonConfig:
     tiles of u/delta/z the "seq" (4-step tiles) and "rows" (rows_block tiles) kernels load ahead.
     rows: rows per program of the "rows" forward (reduced to a power of two dividing the rows of
     one B/C group); rows_block: the tile of the "rows" kernels (0: one 16-byte vector per lane,
-    128 fp32 / 256 bf16 steps, but 128 for 2-byte inputs too when a backward follows; at most
+    128 fp32 / 256 bf16 steps; when a backward follows 128 for N > 4 and 256 for N <= 4; at most
     block_l with the "scan" backward); rows_warps: its warps
     (<= rows keeps the scan inside a warp);
     rows_chunks: chunks per row, chained in ticket order (short programs, no idle last wave).
@@ -70,15 +70,17 @@ def pick_config(rows, L, N, device, sms=None):
     - many rows (>= 16 per SM, e.g. DASS 12x768 or AuM 12x1536): "rows", 4 rows per program
       (a warp each; they share the B/C loads), tiles of one 16-byte vector per lane, the next
       tiles prefetched (2 ahead for N <= 2, 1 for larger N to keep registers low), one chunk
-      per row (chained chunks, ``rows_chunks``, measured no faster on the H100).
+      per row (chained chunks, ``rows_chunks``, measured no faster on the H100); but for
+      4 < N <= 16 (AuM, Mamba) "seq" in one chunk, a thread per row (2.5x faster at AuM-Base's
+      B=32 scan on the H100).
     - few rows, N <= 2 (DASS at long inputs, batch 1): "rows" in one chunk with tiles of 4
       vectors per lane, fewer rows per program until >= 2 programs per SM.
     - few rows, larger N (batch 1 x 768 channels, N 16): "seq" (a thread per row, all N states
       in registers) with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass
       computes the chunk end states, the output pass starts each chunk from the folded ones.
 
-    Backward: "rows" (one row per one-warp program, chained chunks) with the "rows" forward
-    for many rows; the "scan" tile kernel for few rows (chained over tiles when rows < 8 x SMs).
+    Backward: "rows" (one row per one-warp program, chained chunks) for many rows; the "scan"
+    tile kernel for few rows (chained over tiles when rows < 8 x SMs).
     ``sms`` (streaming multiprocessors) is read from the device; pass it to get the CUDA
     choice on another device (tests). On the CPU (interpreter) without ``sms``: plain "rows".
     On CUDA the tile lengths do not depend on L (short inputs run masked tiles), so a model's
@@ -96,6 +98,14 @@ def pick_config(rows, L, N, device, sms=None):
         if device.type != "cuda":
             return TritonConfig(**base, prefetch=2 if N <= 2 else 1, bwd_rows=bwd_rows)
         sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if rows >= 16 * sms and 4 < N <= 16:
+        # large state, many rows (AuM, SSAM-like N 16): the sequential forward, a thread per row
+        # with its states in registers (~8 instructions per state-step against ~31 for the rows
+        # tile scan), one chunk; the rows backward (states stored every rows tile). H100, AuM-Base
+        # Fo-Bi at B=32 (32 x 3072 x 513, N 16): forward 0.92 ms against 2.31 ms for "rows" (bf16),
+        # 1.06 vs 2.50 (fp32); forward+backward 8.48 vs 10.05 ms (results/gpu/scan_state_loop)
+        return TritonConfig(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="rows",
+                            bwd_rows=bwd_rows, bwd_warps=1, bwd_chunks=1, **base)
     if rows >= 16 * sms:
         # forward: ~8 programs of 4 warps per SM at a time, >= 8 waves of them; backward: up to
         # 32 one-warp programs per SM, >= 8 waves
@@ -160,13 +170,14 @@ class _Launch:
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
         # tile of the "rows" kernels: rows_vec 16-byte vectors per lane (under the interpreter,
         # at most the padded length). With a backward to follow (``training``: the forward that
-        # stores states, and the backward) 2-byte inputs keep the 4-byte tile (4 steps per lane
-        # and vector): the rows backward holds every tile in registers, and 8 steps per lane
-        # double them (offline sm_90: N=1 232 registers instead of 123, half the warps per SM;
-        # N=16 1084 bytes of spills per thread instead of 608)
+        # stores states, and the backward) the tile is 4 steps per lane for N > 4 and 8 for
+        # N <= 4, whatever the dtype. N > 4: the rows backward holds a state's tiles in registers
+        # (offline sm_90, unrolled states: N=16 1084 bytes of spills per thread at 8 steps per
+        # lane, 608 at 4). N <= 4: H100, DASS 12 x 768 x 8192 forward+backward at 256-step tiles
+        # 1.20 ms fp32 / 1.59 ms bf16, at 128 1.50 / 1.68 ms (results/gpu/scan_state_loop)
         steps = 16 // u.element_size()
         if training:
-            steps = min(steps, 4)
+            steps = min(steps, 4) if N > 4 else max(steps, 8)
         rb = triton.next_power_of_2(cfg.rows_block or 32 * cfg.rows_vec * max(1, steps))
         if u.device.type != "cuda":
             rb = min(rb, max(16, triton.next_power_of_2(self.L)))
