@@ -245,8 +245,11 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, dtype=torch.float32, device=dev)
         fl = torch.zeros(lc.rows // lc.BD * nq if nq > 1 else 1, dtype=torch.int32, device=dev)
         ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        # the carry per row and state when the kernel loops over states (N > 4)
+        carry = torch.empty(lc.rows * lc.NP if lc.N > 4 else 1, dtype=torch.float32, device=dev)
         _rows_fwd_kernel[(lc.rows // lc.BD * nq,)](
-            u, delta, A32, B, C, y_ptr=y, states_ptr=states, cstate_ptr=cstate, flags_ptr=fl,
+            u, delta, A32, B, C, y_ptr=y, states_ptr=states, cstate_ptr=cstate, carry_ptr=carry,
+            flags_ptr=fl,
             ticket_ptr=ticket, dim=lc.dim, L=lc.L, n_tiles=lc.rows_tiles, n_state_tiles=lc.n_tiles,
             chunk_tiles=lc.chunk_tiles, n_chunks=nq, G_B=lc.G_B, G_C=lc.G_C,
             store_states=int(store_states), N=lc.N, NP=lc.NP,

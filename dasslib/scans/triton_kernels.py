@@ -675,10 +675,22 @@ def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, z
     return ut, dtr, zt, bt, ct
 
 
+@triton.jit
+def _fwd_state(dt, du, Bn, A2n, carry_n, is_first, is_last, rev, REV_UPPER: tl.constexpr):
+    """One state's tile of the forward: states h (BD, BLOCK) from decays exp2(dt * A2n) and inputs
+    du * Bn, the carry (BD,) entering at the first step in scan order; and the carry leaving
+    from the last (BD,)."""
+    dA = tl.exp2(dt * A2n[:, None])
+    x = du * Bn
+    x = tl.where(is_first, x + dA * carry_n[:, None], x)
+    h = _tile_states(dA, x, rev, REV_UPPER)
+    return h, tl.sum(tl.where(is_last, h, 0.0), axis=1)
+
+
 @triton.jit(do_not_specialize=_ROWS_GENERIC + ["n_state_tiles", "store_states"])
 def _rows_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
-    y_ptr, states_ptr, cstate_ptr, flags_ptr, ticket_ptr,
+    y_ptr, states_ptr, cstate_ptr, carry_ptr, flags_ptr, ticket_ptr,
     dim, L, n_tiles, n_state_tiles, chunk_tiles, n_chunks, G_B, G_C, store_states,
     N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BLOCK_L: tl.constexpr,
     STATE_EVERY: tl.constexpr,
@@ -729,6 +741,10 @@ def _rows_fwd_kernel(
         if q > 0:   # spin until the previous chunk of these rows published its end state
             slot = rb * n_chunks + q - 1
             _wait_flag(flags_ptr, slot)
+    # N > 4: the states are a loop (not unrolled), their carries in the scratch carry_ptr (rows,
+    # NP): only one state's tiles are live at a time (offline sm_90, N = 24 unrolled: 255
+    # registers and 276 bytes of spills per thread)
+    STATE_LOOP: tl.constexpr = N > 4
     carry = ()
     for n in tl.static_range(N):
         c0 = tl.zeros((BD,), dtype=tl.float32)
@@ -738,7 +754,10 @@ def _rows_fwd_kernel(
         if CHUNKED:
             if q > 0:
                 c0 = tl.load(cstate_ptr + (r * n_chunks + q - 1) * NP + n, volatile=True)
-        carry = carry + (c0,)
+        if STATE_LOOP:
+            tl.store(carry_ptr + r * NP + n, c0)
+        else:
+            carry = carry + (c0,)
     for k in range(k_first, k_end):
         kp = _phys_tile(k, rev, n_tiles)   # the tile's place in memory
         t = kp * BLOCK_L + t0
@@ -767,31 +786,46 @@ def _rows_fwd_kernel(
         y = tl.zeros((BD, BLOCK_L), dtype=tl.float32)
         if HAS_D:
             y = Dv[:, None] * u
-        new_carry = ()
-        for n in tl.static_range(N):
-            if BC:
-                Bn = bt.to(tl.float32)
-            elif B_VARYING:
-                Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-            else:
-                Bn = Binv[n][:, None]
-            dA = tl.exp2(dt * A2[n][:, None])
-            x = du * Bn
-            x = tl.where(is_first, x + dA * carry[n][:, None], x)
-            h = _tile_states(dA, x, rev, REV_UPPER)
-            c = tl.sum(tl.where(is_last, h, 0.0), axis=1)
-            new_carry = new_carry + (c,)
-            if store_states != 0:
-                if ((k + 1) % STATE_EVERY == 0) | (k == n_tiles - 1):
-                    tl.store(st_ptr + ((k // STATE_EVERY) * NP + n), c[:, None])
-            if BC:
-                Cn = ct.to(tl.float32)
-            elif C_VARYING:
-                Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-            else:
-                Cn = Cinv[n][:, None]
-            y += h * Cn
-        carry = new_carry
+        if STATE_LOOP:
+            for ns in range(N):   # a loop variable apart from the unrolled loops' n
+                if B_VARYING:
+                    Bn = tl.load(B_ptr + bB + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
+                else:
+                    Bn = tl.load(B_ptr + di * N + ns).to(tl.float32)[:, None]
+                A2n = tl.load(A_ptr + di * N + ns) * 1.4426950408889634
+                h, c = _fwd_state(dt, du, Bn, A2n, tl.load(carry_ptr + r * NP + ns), is_first,
+                                  is_last, rev, REV_UPPER)
+                tl.store(carry_ptr + r * NP + ns, c)
+                if store_states != 0:
+                    if ((k + 1) % STATE_EVERY == 0) | (k == n_tiles - 1):
+                        tl.store(st_ptr + ((k // STATE_EVERY) * NP + ns), c[:, None])
+                if C_VARYING:
+                    Cn = tl.load(C_ptr + bC + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
+                else:
+                    Cn = tl.load(C_ptr + di * N + ns).to(tl.float32)[:, None]
+                y += h * Cn
+        else:
+            new_carry = ()
+            for n in tl.static_range(N):
+                if BC:
+                    Bn = bt.to(tl.float32)
+                elif B_VARYING:
+                    Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+                else:
+                    Bn = Binv[n][:, None]
+                h, c = _fwd_state(dt, du, Bn, A2[n], carry[n], is_first, is_last, rev, REV_UPPER)
+                new_carry = new_carry + (c,)
+                if store_states != 0:
+                    if ((k + 1) % STATE_EVERY == 0) | (k == n_tiles - 1):
+                        tl.store(st_ptr + ((k // STATE_EVERY) * NP + n), c[:, None])
+                if BC:
+                    Cn = ct.to(tl.float32)
+                elif C_VARYING:
+                    Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+                else:
+                    Cn = Cinv[n][:, None]
+                y += h * Cn
+            carry = new_carry
         if HAS_Z:
             z = zt.to(tl.float32)
             y = y * (z * tl.sigmoid(z))
@@ -806,7 +840,10 @@ def _rows_fwd_kernel(
     if CHUNKED:
         if q < n_chunks - 1:
             for n in tl.static_range(N):
-                tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, carry[n])
+                if STATE_LOOP:
+                    tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, tl.load(carry_ptr + r * NP + n))
+                else:
+                    tl.store(cstate_ptr + (r * n_chunks + q) * NP + n, carry[n])
             _raise_flag(flags_ptr, rb * n_chunks + q)
 
 
