@@ -57,6 +57,9 @@ def run_group(name: str, module: str, tests: list[str], workdir: Path, children:
     """Mutate ``module`` against ``tests`` in a copy under ``workdir``; per-status counts and survivor diffs."""
     copy = workdir / name
     _copy_tree(copy)
+    untracked = [path for path in [module, *tests] if not (copy / path).is_file()]
+    if untracked:   # mutmut would report every mutant "no tests" and say nothing of why
+        raise SystemExit(f"{name}: {untracked} not tracked by git (only tracked files are copied): git add them")
     # the whole package is copied into mutmut's tree (a lone module would leave its parents namespace
     # packages); every other module is excluded from mutation
     others = sorted(name for name in (str(p.relative_to(copy)) for p in (copy / "dasslib").rglob("*.py"))
