@@ -31,7 +31,7 @@ GROUPS = {
     "datafile": ("dasslib/data/datafile.py", ["tests/test_datafile.py"]),
     "synth": ("dasslib/data/synth.py", ["tests/test_synth.py"]),
     "niah_data": ("dasslib/data/niah.py", ["tests/test_niah.py"]),
-    "checkpoints": ("dasslib/models/checkpoints.py", ["tests/test_models_common.py"]),
+    "checkpoints": ("dasslib/models/checkpoints.py", ["tests/test_models_common.py", "tests/test_checkpoints.py"]),
     "scans_api": ("dasslib/scans/api.py", ["tests/test_scans.py"]),
     "scans_torch": ("dasslib/scans/torch_backend.py", ["tests/test_scans.py"]),
     "objectives": ("dasslib/train/objectives.py", ["tests/test_train.py", "tests/test_losses.py"]),
