@@ -64,8 +64,12 @@ def run_group(name: str, module: str, tests: list[str], workdir: Path, children:
     # packages); every other module is excluded from mutation
     others = sorted(name for name in (str(p.relative_to(copy)) for p in (copy / "dasslib").rglob("*.py"))
                     if name != module)
+    # mutmut runs the tests inside its own tree (mutants/), which holds only dasslib/ and tests/: the rest
+    # (docs/, params/, ...) goes there too, for the tests that read the repository's files (test_scans reads
+    # docs/scans.md; without it the stats run fails and every mutant is reported "no tests")
+    also = sorted({p.name for p in copy.iterdir()} - {"dasslib", "tests", "pyproject.toml"})
     with open(copy / "pyproject.toml", "a") as f:
-        f.write(f'\n[tool.mutmut]\nsource_paths = ["dasslib"]\ndo_not_mutate = {others!r}\n'
+        f.write(f'\n[tool.mutmut]\nsource_paths = ["dasslib"]\ndo_not_mutate = {others!r}\nalso_copy = {also!r}\n'
                 f"pytest_add_cli_args_test_selection = {tests!r}\n"
                 f"timeout_multiplier = {multiplier}\n".replace("'", '"'))
     mutmut = [str(Path(sys.executable).with_name("mutmut"))]
@@ -113,6 +117,9 @@ def main(argv=None):
             rows.append(row)
             print(f"{name}: {row['killed']} killed, {row['survived']} survived, {row['timeout']} timeouts, "
                   f"{row['no_tests']} untested of {row['mutants']} (score {row['score']})", flush=True)
+            if row["mutants"] and row["no_tests"] == row["mutants"]:
+                print(f"{name}: no mutant was tested: mutmut's first run of the tests (with -x) probably failed; "
+                      "rerun with --keep and run `mutmut run` in the printed copy to see the error", flush=True)
             _write(rows, out)   # after every group: a long run cut short keeps what it finished
     finally:
         if a.keep:
