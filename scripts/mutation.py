@@ -37,7 +37,8 @@ GROUPS = {   # test files, or pytest node ids (file::test)
                                            "tests/test_scan_triton.py::test_selective_scan_dispatches_to_triton_"
                                            "with_every_argument"]),
     "scans_torch": ("dasslib/scans/torch_backend.py", ["tests/test_scans.py"]),
-    "objectives": ("dasslib/train/objectives.py", ["tests/test_train.py", "tests/test_losses.py"]),
+    "objectives": ("dasslib/train/objectives.py", ["tests/test_train.py", "tests/test_losses.py",
+                                                   "tests/test_objectives.py"]),
     "train_checkpoint": ("dasslib/train/checkpoint.py", ["tests/test_train.py", "tests/test_reliability.py"]),
     "train_resume": ("dasslib/train/resume.py", ["tests/test_train.py", "tests/test_plateau.py"]),
     "plateau": ("dasslib/train/plateau.py", ["tests/test_plateau.py"]),
