@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dasslib.data import Entry, read_datafile, read_label_csv, validate_datafile, write_datafile, write_label_csv
+from dasslib.data import (
+    Entry,
+    LabelSet,
+    read_datafile,
+    read_label_csv,
+    validate_datafile,
+    write_datafile,
+    write_label_csv,
+)
 
 
 def write_json(path, obj):
@@ -169,3 +177,147 @@ def test_validate_good_datafile_and_options(toy):
     assert validate_datafile(toy["json"], toy["csv"], check_audio=False) == []
     with pytest.raises(ValueError, match="check_audio"):
         validate_datafile(toy["json"], toy["csv"], check_audio="full")
+
+
+# --- every message word for word, and the edges the messages describe ---------------------------------------
+
+@pytest.mark.parametrize("text, message", [
+    ("idx,mid,display_name\n0,/m/a,A\n",
+     "label csv {} lacks column(s) ['index']; header must be index,mid,display_name"),
+    ("index,mid,display_name\n0,/m/a,A\nzero,/m/b,B\n", "label csv {} line 3: index 'zero' is not an integer"),
+    ("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n2, ,C\n", "label csv {} line 4: empty mid"),
+    ("index,mid,display_name\n0,/m/a,A\n0,/m/b,B\n", "label csv {} line 3: duplicate index 0"),
+    ("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n3,/m/c,C\n", "label csv {}: indices must be 0..2 without gaps"),
+    ("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n2,/m/a,C\n3,/m/b,D\n",
+     "label csv {}: duplicate mid(s) ['/m/a', '/m/b']"),
+    ("index,mid,display_name\n", "label csv {} has no classes"),
+])
+def test_label_csv_messages(tmp_path, text, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        read_label_csv(path)
+    assert str(err.value) == message.format(path)
+
+
+def test_label_csv_keeps_its_path_and_reads_a_row_without_a_name(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("index,mid,display_name\n0,/m/a\n1,/m/b,  Beta  \n")
+    labels = read_label_csv(path)
+    assert labels.path == str(path)
+    assert labels.names == ("", "Beta")
+
+
+def test_label_csv_round_trips_a_name_with_a_line_break(tmp_path):
+    """A quoted field may hold CR LF: the csv is read and written without newline translation."""
+    path = tmp_path / "labels.csv"
+    write_label_csv(path, ["/m/a", "/m/b"], ["two\r\nlines", "one\nline"])
+    assert path.read_bytes() == b'index,mid,display_name\r\n0,/m/a,"two\r\nlines"\r\n1,/m/b,"one\nline"\r\n'
+    assert read_label_csv(path).names == ("two\r\nlines", "one\nline")
+
+
+def test_multi_hot_messages(toy):
+    labels = read_label_csv(toy["csv"])
+    with pytest.raises(ValueError) as err:
+        labels.multi_hot(["/m/zz"])
+    assert str(err.value) == f"unknown label '/m/zz': not in {toy['csv']}"
+    with pytest.raises(ValueError) as err:
+        labels.multi_hot(["/m/a", "/m/zz"], source="clip.wav")
+    assert str(err.value) == f"unknown label '/m/zz' (used by clip.wav): not in {toy['csv']}"
+    unnamed = LabelSet(("/m/a",), ("A",))               # built by hand: no csv path
+    with pytest.raises(ValueError) as err:
+        unnamed.multi_hot(["/m/b"])
+    assert str(err.value) == "unknown label '/m/b': not in the label csv"
+
+
+def test_malformed_entries_message_in_order(tmp_path):
+    """Each bad entry is reported and parsing goes on with the next one."""
+    path = write_json(tmp_path / "bad.json", {"data": [
+        {"labels": "/m/a"}, {"wav": "b.wav", "labels": " ,"}, {"wav": "c.wav", "labels": 5}, 7,
+        {"wav": "", "labels": "/m/a"}]})
+    with pytest.raises(ValueError) as err:
+        read_datafile(path)
+    assert str(err.value) == (
+        f"datafile {path} entry 0: 'wav' must be a non-empty string, got None\n"
+        f"datafile {path} entry 1 (b.wav): no labels\n"
+        f"datafile {path} entry 2 (c.wav): 'labels' must be a comma-separated string, got 5\n"
+        f"datafile {path} entry 3: must be an object, got int\n"
+        f"datafile {path} entry 4: 'wav' must be a non-empty string, got ''")
+
+
+def test_validate_keeps_checking_after_a_bad_entry(toy, tmp_path):
+    good = os.path.join(toy["dir"], "clips", "0.wav")
+    path = write_json(tmp_path / "d.json", {"data": [
+        {"wav": 3, "labels": "/m/a"}, {"wav": good, "labels": "/m/zz"},
+        {"wav": "x.wav", "labels": ""}, {"wav": good, "labels": "/m/yy"}]})
+    assert validate_datafile(path, toy["csv"], raise_on_error=False) == [
+        f"datafile {path} entry 0: 'wav' must be a non-empty string, got 3",
+        f"datafile {path} entry 2 (x.wav): no labels",
+        f"{good}: unknown label(s) ['/m/zz'] (not in {toy['csv']})",
+        f"{good}: unknown label(s) ['/m/yy'] (not in {toy['csv']})"]
+    with pytest.raises(ValueError) as err:
+        validate_datafile(path, toy["csv"])
+    assert str(err.value) == (
+        f"4 problem(s) in {path}:\n"
+        f"datafile {path} entry 0: 'wav' must be a non-empty string, got 3\n"
+        f"datafile {path} entry 2 (x.wav): no labels\n"
+        f"{good}: unknown label(s) ['/m/zz'] (not in {toy['csv']})\n"
+        f"{good}: unknown label(s) ['/m/yy'] (not in {toy['csv']})")
+
+
+def test_validate_empty_datafile_and_one_without_a_good_entry(toy, tmp_path):
+    empty = write_json(tmp_path / "empty.json", {"data": []})
+    assert validate_datafile(empty, toy["csv"], raise_on_error=False) == [f"datafile {empty} lists no clips"]
+    assert validate_datafile(pathlib.Path(empty), toy["csv"], raise_on_error=False) == [
+        f"datafile {empty} lists no clips"]
+    # every entry malformed: those problems, and no "lists no clips" on top
+    bad = write_json(tmp_path / "bad.json", {"data": [{"wav": "a.wav"}]})
+    assert validate_datafile(bad, toy["csv"], raise_on_error=False) == [
+        f"datafile {bad} entry 0 (a.wav): 'labels' must be a comma-separated string, got None"]
+
+
+def test_validate_check_audio_message(toy):
+    with pytest.raises(ValueError) as err:
+        validate_datafile(toy["json"], toy["csv"], check_audio=True)
+    assert str(err.value) == "check_audio must be 'header', 'decode' or False, got True"
+
+
+@pytest.mark.parametrize("check_audio, expected", [
+    ("header", ["audio file too short: 399 samples at 16000 Hz (24.9 ms), less than one 25 ms fbank frame: {a}",
+                "audio file too short: 199 samples at 8000 Hz (24.9 ms), less than one 25 ms fbank frame: {b}"]),
+    # decoding resamples to 16 kHz: 199 samples at 8 kHz are 398 at 16 kHz
+    ("decode", ["audio file too short: 399 samples at 16000 Hz (24.9 ms), less than one 25 ms fbank frame: {a}",
+                "audio file too short: 398 samples at 16000 Hz (24.9 ms), less than one 25 ms fbank frame: {b}"]),
+])
+def test_validate_reports_clips_shorter_than_one_fbank_frame(toy, tmp_path, wav_writer, check_audio, expected):
+    """25 ms is 400 samples at 16 kHz, 200 at 8 kHz: one sample less is too short, exactly one frame is fine."""
+    rng = np.random.default_rng(0)
+    clips = {"a": wav_writer("a.wav", 0.1 * rng.standard_normal(399)),
+             "ok16": wav_writer("ok16.wav", 0.1 * rng.standard_normal(400)),
+             "b": wav_writer("b.wav", 0.1 * rng.standard_normal(199), sr=8000),
+             "ok8": wav_writer("ok8.wav", 0.1 * rng.standard_normal(200), sr=8000)}
+    path = write_json(tmp_path / "short.json", {"data": [{"wav": w, "labels": "/m/a"} for w in clips.values()]})
+    problems = validate_datafile(path, toy["csv"], check_audio=check_audio, raise_on_error=False)
+    assert problems == [e.format(**clips) for e in expected]
+
+
+@pytest.fixture
+def ascii_locale():
+    """The C locale's ASCII as the default text encoding for the test (where Python is not in UTF-8 mode,
+    as under a non-UTF-8 locale such as Windows' cp1252): files must be read as UTF-8 explicitly."""
+    import locale
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+
+
+def test_label_csv_and_datafile_are_read_as_utf8_whatever_the_locale(tmp_path, ascii_locale):
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_bytes("index,mid,display_name\n0,/m/a,Café crème\n".encode())
+    assert read_label_csv(csv_path).names == ("Café crème",)
+    json_path = tmp_path / "d.json"
+    json_path.write_bytes('{"data": [{"wav": "clips/café.wav", "labels": "/m/a"}]}'.encode())
+    assert read_datafile(json_path) == [Entry(str(tmp_path / "clips" / "café.wav"), ("/m/a",))]

@@ -155,6 +155,64 @@ def test_bad_shapes_raise_clear_errors():
         selective_scan(**dict(args, A=args["A"][:, :2]), backend="torch")
 
 
+def test_selective_scan_defaults_are_auto_backend_and_no_softplus():
+    args = make(L=12, seed=4)
+    args["delta"] = args["delta"].abs()                  # without softplus delta must stay positive
+    y = selective_scan(**args)
+    ref = selective_scan_ref(**{k: (v.double() if v is not None else None) for k, v in args.items()},
+                             delta_softplus=False)
+    assert torch.is_tensor(y) and rel(y, ref) < 1e-5     # one tensor: no last state by default
+
+
+def test_selective_scan_logs_each_backend_choice_once(caplog, monkeypatch):
+    import dasslib.scans.api as api
+    monkeypatch.setattr(api, "_logged", set())
+    args = make(L=5)
+    with caplog.at_level(logging.DEBUG, logger="dasslib.scans"):
+        selective_scan(**args)
+        selective_scan(**args)                                                   # the same choice again
+        selective_scan(**{k: (v.double() if v is not None else None) for k, v in args.items()})
+        selective_scan(**args, backend="torch")
+    assert [r.getMessage() for r in caplog.records] == [
+        "selective_scan backend=auto -> torch on cpu (torch.float32)",
+        "selective_scan backend=auto -> torch on cpu (torch.float64)",
+        "selective_scan backend=torch -> torch on cpu (torch.float32)"]
+
+
+@pytest.mark.parametrize("name, bad, message", [
+    ("D", torch.zeros(5), "D must have shape (6,), got (5,)"),
+    ("z", torch.zeros(2, 6, 7), "z must have shape (2, 6, 8), got (2, 6, 7)"),
+    ("delta_bias", torch.zeros(6, 1), "delta_bias must have shape (6,), got (6, 1)"),
+    ("initial_state", torch.zeros(2, 6, 3), "initial_state must have shape (2, 6, 4), got (2, 6, 3)"),
+])
+@pytest.mark.parametrize("backend", ["torch", "mamba_ssm"])
+def test_selective_scan_checks_its_optional_arguments(name, bad, message, backend):
+    """selective_scan checks the arguments before any backend runs: also for mamba-ssm, whose wrapper checks
+    none (on the CPU it would otherwise say that it needs CUDA, or refuse the initial state)."""
+    args = make(L=8)                                     # b=2, d=6, L=8, N=4
+    with pytest.raises(ValueError) as err:
+        selective_scan(**dict(args, **{name: bad}), backend=backend)
+    assert str(err.value) == message
+
+
+def test_selective_scan_out_dtype():
+    args = make(L=16, dtype=torch.bfloat16)
+    y = selective_scan(**args, delta_softplus=True, out_dtype=torch.float32)
+    ref = selective_scan_ref(**{k: (v.double() if v is not None else None) for k, v in args.items()},
+                             delta_softplus=True)
+    assert y.dtype == torch.float32 and rel(y, ref) < 1e-5    # a float32 result, not bf16 rounded
+    with pytest.raises(ValueError) as err:
+        selective_scan(**args, out_dtype=torch.float16)
+    assert str(err.value) == "out_dtype must be None, u's dtype or torch.float32, got torch.float16"
+
+
+def test_mamba_backend_refuses_an_initial_state():
+    args = make(L=5)
+    with pytest.raises(ValueError) as err:
+        selective_scan(**args, initial_state=torch.zeros(2, 6, 4), backend="mamba_ssm")
+    assert str(err.value) == "backend 'mamba_ssm' does not support initial_state; use 'triton' or 'torch'"
+
+
 # ------------------------------------------------------------------------------ layouts
 
 def test_cross_scan_orders_and_merge_inverts_them():
