@@ -626,12 +626,10 @@ def _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD: tl.constexpr, REV_UPPER: tl.c
 
 
 @triton.jit
-def _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr,
-                B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
+def _row_params(A_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr, HAS_D: tl.constexpr,
                 HAS_DTB: tl.constexpr):
-    """Per-channel constants of the rows ``di`` (BD,): tuples of N (BD,) vectors A * a_scale and,
-    where time-invariant, B and C (empty tuples when time-varying); D and delta_bias (zeros
-    when absent)."""
+    """Per-channel constants of the rows ``di`` (BD,): a tuple of N (BD,) vectors A * a_scale; D
+    and delta_bias (zeros when absent)."""
     dtb = tl.zeros(di.shape, dtype=tl.float32)
     if HAS_DTB:
         dtb = tl.load(dtb_ptr + di)
@@ -639,15 +637,19 @@ def _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexp
     if HAS_D:
         Dv = tl.load(D_ptr + di)
     A = ()
-    Binv = ()
-    Cinv = ()
     for n in tl.static_range(N):
         A = A + (tl.load(A_ptr + di * N + n) * a_scale,)
-        if not B_VARYING:
-            Binv = Binv + (tl.load(B_ptr + di * N + n).to(tl.float32),)
-        if not C_VARYING:
-            Cinv = Cinv + (tl.load(C_ptr + di * N + n).to(tl.float32),)
-    return A, Binv, Cinv, Dv, dtb
+    return A, Dv, dtb
+
+
+@triton.jit
+def _rows_bc(ptr, base, di, n, L, t2, m2, N: tl.constexpr, VARYING: tl.constexpr):
+    """(BD, BLOCK) tile of state n's B or C: loaded at ``base + n * L + t2`` when time-varying
+    (``base``: the rows' group), else the rows' per-channel values (di, n) as a column."""
+    if VARYING:
+        return tl.load(ptr + base + n * L + t2, mask=m2, other=0.0).to(tl.float32)
+    else:
+        return tl.load(ptr + di * N + n).to(tl.float32)[:, None]
 
 
 @triton.jit
@@ -673,6 +675,15 @@ def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, z
         bt = tl.load(B_ptr + bB + t[None, :] + zr, mask=m, other=0.0)
         ct = tl.load(C_ptr + bC + t[None, :] + zr, mask=m, other=0.0)
     return ut, dtr, zt, bt, ct
+
+
+@triton.jit
+def _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY: tl.constexpr, NP: tl.constexpr):
+    """Store state n's carry c after tile k where the backward reads it (every STATE_EVERY tiles
+    and after the last), when ``store_states``."""
+    if store_states != 0:
+        if ((k + 1) % STATE_EVERY == 0) | (k == n_tiles - 1):
+            tl.store(st_ptr + ((k // STATE_EVERY) * NP + n), c[:, None])
 
 
 @triton.jit
@@ -735,8 +746,7 @@ def _rows_fwd_kernel(
     for i in tl.static_range(PREFETCH):
         ring = ring + (_rows_load(k_first + i, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
                                   bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev, n_tiles),)
-    A2, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.4426950408889634, N,
-                                          B_VARYING, C_VARYING, HAS_D, HAS_DTB)
+    A2, Dv, dtb = _row_params(A_ptr, D_ptr, dtb_ptr, di, 1.4426950408889634, N, HAS_D, HAS_DTB)
     if CHUNKED:
         if q > 0:   # spin until the previous chunk of these rows published its end state
             slot = rb * n_chunks + q - 1
@@ -788,42 +798,24 @@ def _rows_fwd_kernel(
             y = Dv[:, None] * u
         if STATE_LOOP:
             for ns in range(N):   # a loop variable apart from the unrolled loops' n
-                if B_VARYING:
-                    Bn = tl.load(B_ptr + bB + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Bn = tl.load(B_ptr + di * N + ns).to(tl.float32)[:, None]
                 A2n = tl.load(A_ptr + di * N + ns) * 1.4426950408889634
-                h, c = _fwd_state(dt, du, Bn, A2n, tl.load(carry_ptr + r * NP + ns), is_first,
-                                  is_last, rev, REV_UPPER)
+                h, c = _fwd_state(dt, du, _rows_bc(B_ptr, bB, di, ns, L, t2, m2, N, B_VARYING), A2n,
+                                  tl.load(carry_ptr + r * NP + ns), is_first, is_last, rev, REV_UPPER)
                 tl.store(carry_ptr + r * NP + ns, c)
-                if store_states != 0:
-                    if ((k + 1) % STATE_EVERY == 0) | (k == n_tiles - 1):
-                        tl.store(st_ptr + ((k // STATE_EVERY) * NP + ns), c[:, None])
-                if C_VARYING:
-                    Cn = tl.load(C_ptr + bC + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Cn = tl.load(C_ptr + di * N + ns).to(tl.float32)[:, None]
-                y += h * Cn
+                _keep_state(st_ptr, k, ns, c, n_tiles, store_states, STATE_EVERY, NP)
+                y += h * _rows_bc(C_ptr, bC, di, ns, L, t2, m2, N, C_VARYING)
         else:
             new_carry = ()
             for n in tl.static_range(N):
-                if BC:
-                    Bn = bt.to(tl.float32)
-                elif B_VARYING:
-                    Bn = tl.load(B_ptr + bB + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Bn = Binv[n][:, None]
+                Bn = bt.to(tl.float32)   # BC: the ring's tile of the only state
+                if not BC:
+                    Bn = _rows_bc(B_ptr, bB, di, n, L, t2, m2, N, B_VARYING)
                 h, c = _fwd_state(dt, du, Bn, A2[n], carry[n], is_first, is_last, rev, REV_UPPER)
                 new_carry = new_carry + (c,)
-                if store_states != 0:
-                    if ((k + 1) % STATE_EVERY == 0) | (k == n_tiles - 1):
-                        tl.store(st_ptr + ((k // STATE_EVERY) * NP + n), c[:, None])
-                if BC:
-                    Cn = ct.to(tl.float32)
-                elif C_VARYING:
-                    Cn = tl.load(C_ptr + bC + n * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Cn = Cinv[n][:, None]
+                _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY, NP)
+                Cn = ct.to(tl.float32)
+                if not BC:
+                    Cn = _rows_bc(C_ptr, bC, di, n, L, t2, m2, N, C_VARYING)
                 y += h * Cn
             carry = new_carry
         if HAS_Z:
@@ -913,16 +905,6 @@ def _put_sum(ptr, value, ATOMIC: tl.constexpr):
 
 
 @triton.jit
-def _rows_bc(ptr, base, t2, m2, inv, n: tl.constexpr, VARYING: tl.constexpr):
-    """(BD, BLOCK) tile of state n's B or C: loaded at ``base + t2`` when time-varying, else the
-    rows' per-channel values ``inv[n]`` (a tuple of (BD,), empty when varying) as a column."""
-    if VARYING:
-        return tl.load(ptr + base + t2, mask=m2, other=0.0).to(tl.float32)
-    else:
-        return inv[n][:, None]
-
-
-@triton.jit
 def _rows_states(dt, du, Bn, An, h_in_n, is_first, rev, REV_UPPER: tl.constexpr):
     """One state's recomputed tile: decay dA = exp(dt A), input x = dt u B and states h (the
     carry h_in_n enters through the first step in scan order: the tile's last for a reversed
@@ -947,12 +929,14 @@ def _state_before(states_ptr, h0_ptr, r, k, n, n_tiles, N: tl.constexpr, NP: tl.
 
 
 @triton.jit
-def _bwd_state(dt, du, dy, Bn, Cn, An, hn, nl_n, is_first, is_last, flip, ones, rev,
-               REV_UPPER: tl.constexpr):
-    """One state's part of a tile's backward: the recomputed states h and inputs x, and the
-    adjoint lam (each (BD, BLOCK)); the carry nl_n (BD,) (dA * lam at the first step of the tile
-    on the right) enters at the last step in scan order; c (BD,) = dA * lam at the first step
-    is what crosses to the tile on the left."""
+def _bwd_state(dt, du, dy, Bn, Cn, An, hn, nl_n, is_first, is_last, flip, ones, rev, k, n, r, t, L,
+               bB, bC, dh0_ptr, dB_ptr, dC_ptr, N: tl.constexpr, B_VARYING: tl.constexpr,
+               C_VARYING: tl.constexpr, REV_UPPER: tl.constexpr):
+    """State n's part of a tile's backward. The carry nl_n (BD,) (dA * lam at the first step of
+    the tile on the right) enters at the last step in scan order. Adds the time-varying dB / dC
+    of the tile atomically and stores dh0 at the first tile. Returns the recomputed states h, the
+    adjoint lam, ga = lam_t dA_t h_{t-1}, the dB / dC terms lam * du and h * dy (each (BD,
+    BLOCK)) and c (BD,) = dA * lam at the first step, what crosses to the tile on the left."""
     dA, x, h = _rows_states(dt, du, Bn, An, hn, is_first, rev, REV_UPPER)
     g = Cn * dy
     g = tl.where(is_last, g + nl_n[:, None], g)
@@ -973,7 +957,15 @@ def _bwd_state(dt, du, dy, Bn, Cn, An, hn, nl_n, is_first, is_last, flip, ones, 
                                         combine_fn=_adj_combine)
         lam = tl.gather(lam, flip, axis=1)
     c = tl.sum(tl.where(is_first, dA * lam, 0.0), axis=1)
-    return h, x, lam, c
+    if k == 0:
+        tl.store(dh0_ptr + r * N + n, c)
+    dBx = lam * du
+    dCx = h * dy
+    if B_VARYING:
+        tl.atomic_add(dB_ptr + bB + n * L + t, tl.sum(dBx, axis=0), mask=t < L, sem="relaxed")
+    if C_VARYING:
+        tl.atomic_add(dC_ptr + bC + n * L + t, tl.sum(dCx, axis=0), mask=t < L, sem="relaxed")
+    return h, lam, lam * (h - x), dBx, dCx, c
 
 
 @triton.jit(do_not_specialize=_ROWS_GENERIC)
@@ -1010,8 +1002,7 @@ def _rows_bwd_kernel(
     rev, offu0, _src = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]        # first / last step in scan order
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
-    A, Binv, Cinv, Dv, dtb = _row_params(A_ptr, B_ptr, C_ptr, D_ptr, dtb_ptr, di, 1.0, N,
-                                         B_VARYING, C_VARYING, HAS_D, HAS_DTB)
+    A, Dv, dtb = _row_params(A_ptr, D_ptr, dtb_ptr, di, 1.0, N, HAS_D, HAS_DTB)
     if CHUNKED:
         if q < n_chunks - 1:   # spin until the chunk on the right published its carry
             slot = rb * n_chunks + q + 1
@@ -1104,37 +1095,22 @@ def _rows_bwd_kernel(
         if STATE_LOOP:
             for ns in range(N):   # a loop variable apart from the unrolled loops' n
                 An = tl.load(A_ptr + di * N + ns)
-                if B_VARYING:
-                    Bn = tl.load(B_ptr + bB + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Bn = tl.load(B_ptr + di * N + ns).to(tl.float32)[:, None]
-                if C_VARYING:
-                    Cn = tl.load(C_ptr + bC + ns * L + t2, mask=m2, other=0.0).to(tl.float32)
-                else:
-                    Cn = tl.load(C_ptr + di * N + ns).to(tl.float32)[:, None]
+                Bn = _rows_bc(B_ptr, bB, di, ns, L, t2, m2, N, B_VARYING)
+                Cn = _rows_bc(C_ptr, bC, di, ns, L, t2, m2, N, C_VARYING)
                 hn = _state_before(states_ptr, h0_ptr, r, k, ns, n_tiles, N, NP, HAS_H0)
-                h, x, lam, c = _bwd_state(dt, du, dy, Bn, Cn, An, hn, tl.load(nl_ptr + r * NP + ns),
-                                          is_first, is_last, flip, ones, rev, REV_UPPER)
+                h, lam, ga, dBx, dCx, c = _bwd_state(
+                    dt, du, dy, Bn, Cn, An, hn, tl.load(nl_ptr + r * NP + ns), is_first, is_last, flip,
+                    ones, rev, k, ns, r, t, L, bB, bC, dh0_ptr, dB_ptr, dC_ptr, N, B_VARYING, C_VARYING,
+                    REV_UPPER)
                 tl.store(nl_ptr + r * NP + ns, c)
-                if k == 0:
-                    tl.store(dh0_ptr + r * N + ns, c)
                 if HAS_Z:
                     y += h * Cn
-                ga = lam * (h - x)                # lam_t dA_t h_{t-1}
                 lamB += lam * Bn
                 ddt += ga * An[:, None]
                 tl.atomic_add(dA_ptr + r * N + ns, tl.sum(ga * dt, axis=1), sem="relaxed")
-                dBx = lam * du
-                dCx = h * dy
-                if B_VARYING:
-                    tl.atomic_add(dB_ptr + bB + ns * L + t, tl.sum(dBx, axis=0), mask=t < L,
-                                  sem="relaxed")
-                else:
+                if not B_VARYING:
                     tl.atomic_add(dB_ptr + r * N + ns, tl.sum(dBx, axis=1), sem="relaxed")
-                if C_VARYING:
-                    tl.atomic_add(dC_ptr + bC + ns * L + t, tl.sum(dCx, axis=0), mask=t < L,
-                                  sem="relaxed")
-                else:
+                if not C_VARYING:
                     tl.atomic_add(dC_ptr + r * N + ns, tl.sum(dCx, axis=1), sem="relaxed")
         else:
             new_nl = ()
@@ -1142,30 +1118,20 @@ def _rows_bwd_kernel(
             new_dBi = ()
             new_dCi = ()
             for n in tl.static_range(N):
-                Bn = _rows_bc(B_ptr, bB + n * L, t2, m2, Binv, n, B_VARYING)
-                Cn = _rows_bc(C_ptr, bC + n * L, t2, m2, Cinv, n, C_VARYING)
-                h, x, lam, c = _bwd_state(dt, du, dy, Bn, Cn, A[n], h_in[n], nl[n], is_first,
-                                          is_last, flip, ones, rev, REV_UPPER)
+                Bn = _rows_bc(B_ptr, bB, di, n, L, t2, m2, N, B_VARYING)
+                Cn = _rows_bc(C_ptr, bC, di, n, L, t2, m2, N, C_VARYING)
+                h, lam, ga, dBx, dCx, c = _bwd_state(
+                    dt, du, dy, Bn, Cn, A[n], h_in[n], nl[n], is_first, is_last, flip, ones, rev, k, n,
+                    r, t, L, bB, bC, dh0_ptr, dB_ptr, dC_ptr, N, B_VARYING, C_VARYING, REV_UPPER)
                 new_nl = new_nl + (c,)
-                if k == 0:
-                    tl.store(dh0_ptr + r * N + n, c)
                 if HAS_Z:
                     y += h * Cn
-                ga = lam * (h - x)                # lam_t dA_t h_{t-1}
                 lamB += lam * Bn
                 ddt += ga * A[n][:, None]
                 new_dA = new_dA + (dA_acc[n] + _acc_term(ga * dt, ELEM),)
-                dBx = lam * du
-                dCx = h * dy
-                if B_VARYING:
-                    tl.atomic_add(dB_ptr + bB + n * L + t, tl.sum(dBx, axis=0), mask=t < L,
-                                  sem="relaxed")
-                else:
+                if not B_VARYING:
                     new_dBi = new_dBi + (dBi_acc[n] + _acc_term(dBx, ELEM),)
-                if C_VARYING:
-                    tl.atomic_add(dC_ptr + bC + n * L + t, tl.sum(dCx, axis=0), mask=t < L,
-                                  sem="relaxed")
-                else:
+                if not C_VARYING:
                     new_dCi = new_dCi + (dCi_acc[n] + _acc_term(dCx, ELEM),)
             nl = new_nl
             dA_acc = new_dA
