@@ -1,0 +1,109 @@
+"""Registers, spills and SASS instruction counts of the Triton scan kernels, compiled offline for sm_90.
+
+No GPU is needed: Triton compiles for a target given by hand (``GPUTarget("cuda", 90, 32)``) and the
+``ptxas`` / ``nvdisasm`` that ship with Triton report registers, spill stores and the instructions. This is
+how docs/scans.md and docs/speed.md count before timing (registers per thread set how many warps an SM
+keeps resident; spill stores go to local memory in the inner loop).
+
+    python -m scripts.kernel_stats rows_bwd N=16 dtype=bf16        # AuM-like backward
+    python -m scripts.kernel_stats rows_fwd N=24                   # SSAM-like forward
+    python -m scripts.kernel_stats seq N=16 rows_bwd N=1 z=0       # several, each with its keywords
+
+Each kernel is compiled with time-varying B/C, D, delta_bias, softplus and (unless ``z=0``) the gate, as
+the models call it; keywords: N, dtype (fp32, bf16), BD (rows per program), warps, block (tile steps),
+prefetch. Counts differ between Triton versions (the GPU machine's may not be this one's).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from dasslib.scans import triton_kernels as K
+
+BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+INPUTS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "y_ptr", "du_ptr", "ddt_ptr", "dz_ptr")
+COMMON = dict(B_VARYING=True, C_VARYING=True, HAS_D=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=False,
+              FAST_LOG=True)
+
+
+def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int):
+    """``fn`` compiled for sm_90: pointers of the inputs/outputs in ``dtype``, the rest fp32, ints i32."""
+    ptr = "*fp32" if dtype == "fp32" else "*bf16"
+    sig = {p.name: "constexpr" if p.is_constexpr else (ptr if p.name in INPUTS else "*fp32")
+           if p.name.endswith("_ptr") else "i32" for p in fn.params}
+    src = ASTSource(fn, sig, constexprs=constexprs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+
+
+def stats(kernel) -> dict:
+    """Registers and spill-store bytes (ptxas -v), SASS instruction count and the most frequent opcodes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
+        ptx.write_text(kernel.asm["ptx"])
+        cubin.write_bytes(kernel.asm["cubin"])
+        report = subprocess.run([str(BIN / "ptxas"), "--gpu-name", "sm_90a", "-v", str(ptx), "-o",
+                                 str(Path(tmp) / "out.cubin")], capture_output=True, text=True)
+        sass = subprocess.run([str(BIN / "nvdisasm"), "-c", str(cubin)], capture_output=True, text=True).stdout
+    text = report.stdout + report.stderr
+    lines = [ln for ln in sass.splitlines() if re.match(r"\s+/\*[0-9a-f]{4,}\*/", ln)]
+    ops: dict[str, int] = {}
+    for ln in lines:
+        m = re.search(r"\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", ln)
+        if m:
+            op = m.group(1).split(".")[0]
+            ops[op] = ops.get(op, 0) + 1
+    regs = re.findall(r"Used (\d+) registers", text)
+    spills = re.findall(r"(\d+) bytes spill stores", text)
+    return dict(registers=int(regs[0]) if regs else None, spill_store_bytes=int(spills[0]) if spills else None,
+                instructions=len(lines), top_ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12]))
+
+
+def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1):
+    """(kernel, constexprs, num_warps) of one of the scan kernels as the models launch it."""
+    NP = triton.next_power_of_2(N)
+    if name == "rows_bwd":
+        BD = BD or 1
+        consts = dict(N=N, NP=NP, BD=BD, BLOCK_L=block, HAS_Z=bool(z), HAS_DLAST=False, CHUNKED=False,
+                      PREFETCH=bool(prefetch), REV_UPPER=False, U_SRC=0, **COMMON)
+        return K._rows_bwd_kernel, consts, warps or 1
+    if name == "rows_fwd":
+        BD = BD or 4
+        consts = dict(N=N, NP=NP, BD=BD, BLOCK_L=block, STATE_EVERY=1, HAS_Z=bool(z), PREFETCH=prefetch,
+                      CHUNKED=False, REV_UPPER=False, U_SRC=0, Y_GRID_H=0, **COMMON)
+        return K._rows_fwd_kernel, consts, warps or BD
+    if name == "seq":
+        consts = dict(N=N, NP=NP, BD=32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch, **COMMON)
+        return K._seq_fwd_kernel, consts, warps or 1
+    raise ValueError(f"unknown kernel {name!r}; choose rows_bwd, rows_fwd or seq")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("spec", nargs="+", help="kernel names (rows_bwd, rows_fwd, seq), each followed by key=value")
+    args = ap.parse_args(argv)
+    jobs, current = [], None
+    for item in args.spec:
+        if "=" in item:
+            if current is None:
+                ap.error(f"{item!r} before a kernel name")
+            key, value = item.split("=", 1)
+            current[1][key] = value if key == "dtype" else int(value)
+        else:
+            current = (item, {})
+            jobs.append(current)
+    for name, kw in jobs:
+        fn, consts, warps = kernel_config(name, **kw)
+        print(name, json.dumps(kw), json.dumps(stats(compile_sm90(fn, consts, kw.get("dtype", "fp32"), warps))),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
