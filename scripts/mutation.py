@@ -36,7 +36,7 @@ GROUPS = {   # test files, or pytest node ids (file::test)
     "scans_api": ("dasslib/scans/api.py", ["tests/test_scans.py",
                                            "tests/test_scan_triton.py::test_selective_scan_dispatches_to_triton_"
                                            "with_every_argument"]),
-    "scans_torch": ("dasslib/scans/torch_backend.py", ["tests/test_scans.py"]),
+    "scans_torch": ("dasslib/scans/torch_backend.py", ["tests/test_scans.py", "tests/test_scans_torch.py"]),
     "objectives": ("dasslib/train/objectives.py", ["tests/test_train.py", "tests/test_losses.py",
                                                    "tests/test_objectives.py"]),
     "train_checkpoint": ("dasslib/train/checkpoint.py", ["tests/test_train.py", "tests/test_reliability.py",

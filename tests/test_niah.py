@@ -294,3 +294,213 @@ def test_bad_needle_and_dataset_arguments(needle):
         haystack_noise("white", 0, wave, 0.0)
     with pytest.raises(ValueError, match="no noise"):
         haystack_noise("zeros", 100, wave, None)
+
+
+# ------------------------------------------------------------------------------ waveforms and noise sources
+
+def test_haystack_waveform_zeros_is_silence_around_the_needle_cut_to_its_hops(needle):
+    """3.21 s = 321 frames, needle 150 frames = 24 000 samples at 160 samples a hop; position 0.37 puts it at
+    frame round(0.37 * 171) = 63, sample 10 080. The 1.6 s needle waveform (25 600 samples) is cut."""
+    _, wave = needle
+    out, first = niah.haystack_waveform(wave, 3.21, position=0.37, needle_frames=NEEDLE_FRAMES)
+    assert out.shape == (1, 321 * 160) and out.dtype == torch.float32 and first == 10_080
+    assert torch.count_nonzero(out[0, :10_080]) == 0 and torch.count_nonzero(out[0, 34_080:]) == 0
+    assert torch.equal(out[0, 10_080:34_080], wave[0, :24_000])
+    # a needle shorter than its frames is padded with silence; the defaults: position 0.5, 1024 frames
+    short = torch.arange(1, 1001, dtype=torch.float32) / 1000
+    out, first = niah.haystack_waveform(short, 12.0)
+    assert out.shape == (1, 1200 * 160) and first == 88 * 160
+    assert torch.equal(out[0, first:first + 1000], short) and torch.count_nonzero(out) == 1000
+
+
+@pytest.mark.parametrize("kind", NOISE_KINDS)
+def test_haystack_waveform_noise_is_haystack_noise_split_at_the_needle(needle, babble, kind):
+    _, wave = needle
+    out, first = niah.haystack_waveform(wave, 3.21, 0.37, kind, 4.0, seed=5, babble_wav=babble,
+                                        needle_frames=NEEDLE_FRAMES)
+    hay = (321 - NEEDLE_FRAMES) * 160
+    noise = haystack_noise(kind, noise_num_samples(321 - NEEDLE_FRAMES), wave, 4.0, seed=5, babble_wav=babble)[0]
+    assert first == 10_080 and out.shape == (1, 321 * 160)
+    assert torch.equal(out[0, :first], noise[:first]) and torch.equal(out[0, first + 24_000:], noise[first:hay])
+    assert torch.equal(out[0, first:first + 24_000], wave[0, :24_000])
+    # needle as long as the input: no noise at all, whatever the kind
+    out, first = niah.haystack_waveform(wave, NEEDLE_FRAMES / 100, 0.5, kind, 4.0, babble_wav=babble,
+                                        needle_frames=NEEDLE_FRAMES)
+    assert first == 0 and torch.equal(out[0], wave[0, :24_000])
+
+
+def test_white_noise_blocks_read_the_same_however_cut():
+    """1 s blocks from streams (*seed, 0, block): any range is the slice of one long read."""
+    noise = niah._WhiteNoise((3, 1), 100)
+    whole = noise.read(0, 350)
+    assert whole.shape == (350,) and whole.dtype == np.float32
+    np.testing.assert_array_equal(whole[100:200], np.random.default_rng((3, 1, 0, 1)).standard_normal(
+        100, dtype=np.float32))
+    for start, stop in ((0, 1), (99, 101), (50, 230), (230, 350), (100, 200), (349, 350)):
+        np.testing.assert_array_equal(noise.read(start, stop), whole[start:stop])
+    assert abs(float(whole.std()) - 1) < 0.15 and not np.array_equal(niah._WhiteNoise((3, 2), 100).read(0, 50),
+                                                                     whole[:50])
+
+
+def test_loop_noise_tiles_the_loop_from_its_offset():
+    loop = np.arange(10, dtype=np.float32)
+    noise = niah._LoopNoise(loop, (4,))
+    off = noise.offset
+    assert off == int(np.random.default_rng((4, 1)).integers(10))
+    expected = np.array([(off + i) % 10 for i in range(37)], dtype=np.float32)
+    np.testing.assert_array_equal(noise.read(0, 37), expected)
+    for start, stop in ((0, 1), (3, 12), (9, 31), (20, 37)):
+        np.testing.assert_array_equal(noise.read(start, stop), expected[start:stop])
+    offsets = {niah._LoopNoise(loop, (s,)).offset for s in range(30)}
+    assert len(offsets) > 5 and offsets <= set(range(10))
+
+
+def test_make_needle_defaults_and_its_normalization():
+    """AST's input by default: 1024 frames of 128 mel bins, (fbank - mean) / (2 std) with AudioSet's stats."""
+    from dasslib.data.fbank import AUDIOSET_MEAN, AUDIOSET_STD
+    wave = _wave(1)
+    raw = wav2fbank(wave, SR, 128, 1024)
+    x, w = make_needle(wave)
+    assert x.shape == (1024, 128) and w is wave
+    torch.testing.assert_close(x, (raw - AUDIOSET_MEAN) / (2 * AUDIOSET_STD))
+    x, _ = make_needle(wave, SR, num_mel_bins=32, target_length=100, mean=-2.0, std=1.5)
+    torch.testing.assert_close(x, (wav2fbank(wave, SR, 32, 100) + 2.0) / 3.0)
+
+
+def test_scaled_noise_statistics_by_hand():
+    """A loop of known samples, read in chunks of 3: (raw - mean) / rms * rms_needle / 10^(snr/20)."""
+    loop = np.array([1.0, 4.0, 2.0, 8.0, 5.0], dtype=np.float32)
+    source = niah._LoopNoise(loop, (2,))
+    raw = np.array([loop[(source.offset + i) % 5] for i in range(11)], dtype=np.float64)
+    scaled = niah._ScaledNoise(source, 11, 0.7, 6.0, chunk=3)
+    expected = (raw - raw.mean()) / raw.std() * 0.7 / 10 ** (6.0 / 20)
+    assert abs(scaled.mean - raw.mean()) < 1e-12
+    out = scaled.read(0, 11)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_babble_noise_is_the_loop_from_the_default_seed_s_offset(needle):
+    """haystack_noise with the default seed 0: the loop tiled from offset rng((0, 1)), mean-removed and scaled
+    to the SNR, float32; measured to float rounding on a short noise."""
+    _, wave = needle
+    loop = torch.from_numpy(synth_talker(0.05, SR, seed=1).astype(np.float32))
+    n, off = 2000, int(np.random.default_rng((0, 1)).integers(len(loop)))
+    raw = np.tile(loop.numpy().astype(np.float64), 4)[off:off + n]
+    expected = (raw - raw.mean()) / raw.std() * _rms(wave) / 10 ** (3.0 / 20)
+    noise = haystack_noise("babble", n, wave, 3.0, babble_wav=loop)
+    assert noise.dtype == torch.float32 and noise.shape == (1, n)
+    np.testing.assert_allclose(noise[0].numpy(), expected, rtol=1e-5, atol=1e-7)
+    assert abs(20 * math.log10(_rms(wave) / _rms(noise)) - 3.0) < 1e-4
+    white = haystack_noise("white", 500, wave, -2.0)
+    assert white.dtype == torch.float32 and abs(20 * math.log10(_rms(wave) / _rms(white)) + 2.0) < 1e-4
+
+
+def test_build_haystack_default_seed_and_sample_rate(needle):
+    """build_haystack's default seed is haystack_noise's seed 0; at 8 kHz the noise has the 8 kHz frame grid
+    (200-sample window, 80-sample hop)."""
+    fbank, wave = needle
+    x, start = build_haystack(fbank, wave, 3.0, 1.0, "white", 2.0)
+    noise = haystack_noise("white", noise_num_samples(150), wave, 2.0, seed=0)
+    torch.testing.assert_close(x[:start], normalize_fbank(wav2fbank(noise, SR, 64, target_length=None)),
+                               atol=1e-4, rtol=0)
+    wave8 = wave[:, ::2]
+    x, start = build_haystack(fbank, wave8, 3.0, 1.0, "white", 2.0, seed=4, sr=8000)
+    assert noise_num_samples(150, 8000) == 200 + 80 * 149
+    noise = haystack_noise("white", noise_num_samples(150, 8000), wave8, 2.0, seed=4, sr=8000)
+    torch.testing.assert_close(x[:start], normalize_fbank(wav2fbank(noise, 8000, 64, target_length=None)),
+                               atol=1e-4, rtol=0)
+    ds = NiahDataset([(fbank, wave8, None)], 3.0, position=1.0, kind="white", snr_db=2.0, seed=4, sr=8000)
+    assert torch.equal(ds[0][0], build_haystack(fbank, wave8, 3.0, 1.0, "white", 2.0, seed=(4, 0), sr=8000)[0])
+    ds = NiahDataset([(fbank, wave, None)], 3.0)                           # default position 0.5, zeros
+    x, start = ds[0][0], insert_index(0.5, 300, NEEDLE_FRAMES)
+    assert start == 75 and torch.equal(x[75:225], fbank) and torch.count_nonzero(x[:75]) == 0
+
+
+def test_zeros_haystack_needs_no_needle_wave(needle):
+    fbank, _ = needle
+    for length_s in (NEEDLE_FRAMES / 100, 3.0):
+        x, start = build_haystack(fbank, None, length_s, 0.0, "zeros")
+        assert start == 0 and torch.equal(x[:NEEDLE_FRAMES], fbank) and torch.count_nonzero(x[NEEDLE_FRAMES:]) == 0
+    with pytest.raises(ValueError) as err:       # a noise kind checks it even when no noise frame is left
+        build_haystack(fbank, None, NEEDLE_FRAMES / 100, 0.0, "white", 5.0)
+    assert str(err.value) == "noise haystacks need needle_wave (the needle's waveform) to set the SNR"
+
+
+def _messages_cases():
+    fbank = torch.zeros(150, 64)
+    wave = _wave(0)
+    flat = torch.ones(1, 1000)
+    return [
+        (lambda: build_haystack(fbank, torch.zeros(0), 3.0, 0.5, "white", 1.0), "needle_wave is empty"),
+        (lambda: build_haystack(fbank, torch.ones(1), 3.0, 0.5, "white", 1.0),
+         "needle_wave is silent: the SNR is undefined"),
+        (lambda: build_haystack(fbank, flat, 3.0, 0.5, "white", 1.0), "needle_wave is silent: the SNR is undefined"),
+        (lambda: haystack_noise("babble", 100, wave, 1.0, babble_wav=torch.full((1, 50), 0.3)),
+         "the haystack noise is silent: cannot scale it to an SNR"),
+        (lambda: haystack_noise("babble", 100, wave, 1.0, babble_wav=torch.ones(1)),
+         "the haystack noise is silent: cannot scale it to an SNR"),
+        (lambda: haystack_noise("white", 1, wave, 1.0), "the haystack noise is silent: cannot scale it to an SNR"),
+        (lambda: haystack_noise("white", True, wave, 1.0), "num_samples must be a positive int, got True"),
+        (lambda: haystack_noise("zeros", 100, wave, None), "kind='zeros' has no noise waveform"),
+        (lambda: haystack_noise("babble", 100, wave, 1.0, babble_wav=torch.ones(2, 50)),
+         "babble_wav waveform must be (samples,) or (1, samples), got (2, 50)"),
+        (lambda: haystack_noise("babble", 100, wave, 1.0, babble_wav=torch.ones(0)),
+         "babble_wav waveform must be (samples,) or (1, samples), got (0,)"),
+        (lambda: build_haystack(fbank, wave, 3.0, 0.5, "zeros", 5.0),
+         "snr_db only applies to noise haystacks, not kind='zeros'"),
+        (lambda: build_haystack(fbank, wave, 3.0, 0.5, "white", True),
+         "kind='white' needs a finite snr_db (dB), got True"),
+        (lambda: build_haystack(fbank, wave, 3.0, 0.5, "white", "5"),
+         "kind='white' needs a finite snr_db (dB), got '5'"),
+        (lambda: build_haystack(fbank, wave, True, 0.5),
+         "length_s must be a positive number of seconds, got True"),
+        (lambda: build_haystack(fbank, wave, 3.0, True), "position must be a number in [0, 1], got True"),
+        (lambda: build_haystack(fbank, wave, 3.0, 0.5, "white", 1.0, seed=True),
+         "seed must be an int >= 0 or a tuple of them, got True"),
+        (lambda: build_haystack("abc", wave, 3.0, 0.5), "needle_fbank must be a (frames, mel_bins) tensor, got str"),
+        (lambda: build_haystack(fbank[None], wave, 3.0, 0.5),
+         "needle_fbank must be a (frames, mel_bins) tensor, got torch.Size([1, 150, 64])"),
+        (lambda: insert_index(0.5, 120, 150), "the input (120 frames, 1.2 s) is shorter than the needle (150 frames)"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(19))
+def test_error_messages_word_for_word(index):
+    call, message = _messages_cases()[index]
+    with pytest.raises(ValueError) as err:
+        call()
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("conf, message", [
+    (dict(train=True), "needles must come from an evaluation dataset (conf.train=False): augmentation would "
+                       "modify the needle"),
+    (dict(mean=None), "needles must be normalized fbanks: the dataset's conf has no mean/std"),
+    (dict(std=None), "needles must be normalized fbanks: the dataset's conf has no mean/std"),
+    (dict(frame_shift=20.0), "NIAH inputs have 100 frames/s: the dataset's frame_shift must be 10 ms, got 20.0"),
+])
+def test_dataset_needles_refuses_datasets_whose_fbanks_are_no_needles(conf, message):
+    from types import SimpleNamespace
+    fields = dict(dict(train=False, mean=-4.0, std=4.0, frame_shift=10.0), **conf)
+    with pytest.raises(ValueError) as err:
+        niah.DatasetNeedles(SimpleNamespace(conf=SimpleNamespace(**fields)))
+    assert str(err.value) == message
+
+
+def test_niah_dataset_from_an_8_khz_audio_dataset(tmp_path):
+    """Needles read at the dataset's own rate (8 kHz here, not the 16 kHz default), the haystack built at it."""
+    from dasslib.data.audio import load_audio
+    t = torch.arange(9600) / 8000
+    path = tmp_path / "clip.wav"
+    sf.write(path, (0.3 * torch.sin(2 * math.pi * 440 * t)).numpy(), 8000)
+    write_label_csv(tmp_path / "labels.csv", ["/m/a"], ["a"])
+    write_datafile(tmp_path / "eval.json", [(path, ["/m/a"])])
+    base = AudioDataset(tmp_path / "eval.json", tmp_path / "labels.csv",
+                        AudioConf(target_length=128, num_mel_bins=32, sample_rate=8000))
+    fbank, wave, labels = niah.DatasetNeedles(base)[0]
+    assert wave.shape == (1, 9600) and torch.equal(wave, load_audio(path, 8000))
+    ds = NiahDataset.from_audio_dataset(base, 3.0, position=0.0, kind="white", snr_db=5.0)
+    x, _ = ds[0]
+    expected, start = build_haystack(fbank, wave, 3.0, 0.0, "white", 5.0, seed=(0, 0), sr=8000)
+    assert start == 0 and torch.equal(x, expected) and torch.equal(x[:128], fbank)
