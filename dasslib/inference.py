@@ -32,7 +32,7 @@ import torch
 from .bench.capacity import LengthFit, fit_and_verify, fit_memory_model
 from .bench.memory import call_or_oom, free_memory, is_oom, reset_peak
 from .bench.timing import time_step
-from .data.frames import FRAMES_PER_SECOND
+from .data.frames import FRAMES_PER_SECOND, frames_text
 from .fast import check_fast, fast_forward, resolve_fast
 from .runtime import eval_mode, inference_autocast, model_device
 
@@ -85,8 +85,7 @@ class InputTooLongError(MemoryError):
         self.requested_frames = requested_frames
         self.fit = fit
         where = f" on {device}" if device is not None else ""
-        text = (f"an input of {requested_frames} frames ({requested_frames / FRAMES_PER_SECOND:.1f} s) "
-                f"does not fit in memory{where}")
+        text = f"an input of {frames_text(requested_frames)} does not fit in memory{where}"
         super().__init__(text + (f"; {fit}" if fit is not None else ""))
 
 

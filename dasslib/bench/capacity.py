@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.frames import FRAMES_PER_SECOND
+from ..data.frames import FRAMES_PER_SECOND, frames_text
 from .memory import call_or_oom, free_memory
 from .pool import ModelPool
 from .specs import as_spec
@@ -414,10 +414,6 @@ def _gib(n_bytes):
     return f"{n_bytes / 2**30:.2f} GiB"
 
 
-def _span(frames):
-    return f"{frames} frames ({frames / FRAMES_PER_SECOND:.1f} s)"
-
-
 @dataclass(frozen=True)
 class LengthFit:
     """Largest input length predicted to fit, from a memory model fitted to probes.
@@ -445,12 +441,12 @@ class LengthFit:
     def __str__(self):
         if self.max_frames == 0:
             tried = min(f for f, _ in self.probes) if self.probes else 0
-            return f"nothing fits: even {_span(tried)} at batch size {self.batch_size} ran out of memory"
+            return f"nothing fits: even {frames_text(tried)} at batch size {self.batch_size} ran out of memory"
         text = (f"largest length {'measured' if self.confirmed else 'predicted'} to fit at batch size "
                 f"{self.batch_size}: "
-                f"{_span(self.max_frames)} in the {_gib(self.budget_bytes)} available now")
+                f"{frames_text(self.max_frames)} in the {_gib(self.budget_bytes)} available now")
         if self.max_frames_total is not None:
-            text += (f"; {_span(self.max_frames_total)} if all {_gib(self.total_bytes)} "
+            text += (f"; {frames_text(self.max_frames_total)} if all {_gib(self.total_bytes)} "
                      "of the device were free")
         fitted = ", ".join(str(f) for f, peak in self.probes if peak is not None)
         if self.coeffs is None:   # found by running lengths: the probes' peaks did not grow

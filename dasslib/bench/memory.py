@@ -43,15 +43,12 @@ def call_or_oom(call, device, oom=is_oom, *, model=None):
     after :func:`free_memory` (of ``device``, and the gradients of ``model`` when given), which runs outside
     the ``except`` block: its traceback would keep the failed call's tensors alive. Any other error
     propagates."""
-    failed = False
     try:
         return call(), False
     except Exception as err:
         if not oom(err):
             raise
-        failed = True
-    if failed:
-        free_memory(device, model)
+    free_memory(device, model)
     return None, True
 
 

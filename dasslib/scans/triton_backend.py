@@ -9,7 +9,14 @@ import torch
 import triton
 
 from .args import check_scan_args
-from .triton_kernels import _bwd_kernel, _fwd_kernel, _rows_bwd_kernel, _rows_fwd_kernel, _seq_fwd_kernel
+from .triton_kernels import (
+    UNROLL_MAX_N,
+    _bwd_kernel,
+    _fwd_kernel,
+    _rows_bwd_kernel,
+    _rows_fwd_kernel,
+    _seq_fwd_kernel,
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,8 @@ class TritonConfig:
     block_l with the "scan" backward); rows_warps: its warps
     (<= rows keeps the scan inside a warp);
     rows_chunks: chunks per row, chained in ticket order (short programs, no idle last wave).
-    bwd: "rows" (row-block backward, bwd_rows rows (half for 2-byte inputs) in bwd_warps warps,
+    bwd: "rows" (row-block backward, bwd_rows rows (half for 2-byte inputs with a given
+    rows_block) in bwd_warps warps,
     bwd_chunks chained chunks, states stored every rows_block steps) or "scan" (one-row
     tile-scan backward, states every block_l steps; always used after the "scan" forward);
     bwd_prefetch: 1 loads the next tile of the rows backward while one is computed, 0 not.
@@ -175,9 +183,10 @@ class _Launch:
         # (offline sm_90, unrolled states: N=16 1084 bytes of spills per thread at 8 steps per
         # lane, 608 at 4). N <= 4: H100, DASS 12 x 768 x 8192 forward+backward at 256-step tiles
         # 1.20 ms fp32 / 1.59 ms bf16, at 128 1.50 / 1.68 ms (results/gpu/scan_state_loop)
+        self.state_loop = N > UNROLL_MAX_N.value   # the rows kernels loop over the states (scratch carries)
         steps = 16 // u.element_size()
         if training:
-            steps = min(steps, 4) if N > 4 else max(steps, 8)
+            steps = min(steps, 4) if self.state_loop else max(steps, 8)
         rb = triton.next_power_of_2(cfg.rows_block or 32 * cfg.rows_vec * max(1, steps))
         if u.device.type != "cuda":
             rb = min(rb, max(16, triton.next_power_of_2(self.L)))
@@ -245,8 +254,8 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, dtype=torch.float32, device=dev)
         fl = torch.zeros(lc.rows // lc.BD * nq if nq > 1 else 1, dtype=torch.int32, device=dev)
         ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-        # the carry per row and state when the kernel loops over states (N > 4)
-        carry = torch.empty(lc.rows * lc.NP if lc.N > 4 else 1, dtype=torch.float32, device=dev)
+        # the carry per row and state when the kernel loops over states
+        carry = torch.empty(lc.rows * lc.NP if lc.state_loop else 1, dtype=torch.float32, device=dev)
         _rows_fwd_kernel[(lc.rows // lc.BD * nq,)](
             u, delta, A32, B, C, y_ptr=y, states_ptr=states, cstate_ptr=cstate, carry_ptr=carry,
             flags_ptr=fl,
@@ -328,8 +337,8 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     if rows_bwd:
         nq = lc.bwd_chunks
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
-        # the adjoint carry per row and state when the kernel loops over states (N > 4)
-        nl = torch.empty(lc.rows * lc.NP if lc.N > 4 else 1, **f32)
+        # the adjoint carry per row and state when the kernel loops over states
+        nl = torch.empty(lc.rows * lc.NP if lc.state_loop else 1, **f32)
         fl = torch.zeros(lc.rows // lc.bwd_BD * nq if nq > 1 else 1, dtype=torch.int32,
                          device=dev)
         ticket = torch.zeros(1, dtype=torch.int32, device=dev)

@@ -35,6 +35,10 @@ from triton.language.extra import libdevice
 _ROWS_GENERIC = ["n_tiles", "chunk_tiles", "n_chunks", "G_B", "G_C"]
 _TILE_GENERIC = ["n_tiles", "G_B", "G_C"]
 _SEQ_GENERIC = ["rows", "n_chunks", "n_state_tiles", "G_B", "G_C", "store_states"]
+# The rows kernels unroll the states up to this N (tuples of per-state carries in registers); above
+# it they loop over the states with the carries in a scratch buffer (unrolled, N = 16 / 24 spilled:
+# docs/speed.md). The launcher sizes the scratch and the tiles by the same rule.
+UNROLL_MAX_N = tl.constexpr(4)
 
 
 @triton.jit
@@ -751,10 +755,10 @@ def _rows_fwd_kernel(
         if q > 0:   # spin until the previous chunk of these rows published its end state
             slot = rb * n_chunks + q - 1
             _wait_flag(flags_ptr, slot)
-    # N > 4: the states are a loop (not unrolled), their carries in the scratch carry_ptr (rows,
+    # N > UNROLL_MAX_N: the states are a loop (not unrolled), their carries in the scratch carry_ptr (rows,
     # NP): only one state's tiles are live at a time (offline sm_90, N = 24 unrolled: 255
     # registers and 276 bytes of spills per thread)
-    STATE_LOOP: tl.constexpr = N > 4
+    STATE_LOOP: tl.constexpr = N > UNROLL_MAX_N
     carry = ()
     for n in tl.static_range(N):
         c0 = tl.zeros((BD,), dtype=tl.float32)
@@ -807,14 +811,16 @@ def _rows_fwd_kernel(
         else:
             new_carry = ()
             for n in tl.static_range(N):
-                Bn = bt.to(tl.float32)   # BC: the ring's tile of the only state
-                if not BC:
+                if BC:   # the ring's tile of the only state
+                    Bn = bt.to(tl.float32)
+                else:
                     Bn = _rows_bc(B_ptr, bB, di, n, L, t2, m2, N, B_VARYING)
                 h, c = _fwd_state(dt, du, Bn, A2[n], carry[n], is_first, is_last, rev, REV_UPPER)
                 new_carry = new_carry + (c,)
                 _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY, NP)
-                Cn = ct.to(tl.float32)
-                if not BC:
+                if BC:
+                    Cn = ct.to(tl.float32)
+                else:
                     Cn = _rows_bc(C_ptr, bC, di, n, L, t2, m2, N, C_VARYING)
                 y += h * Cn
             carry = new_carry
@@ -876,23 +882,6 @@ def _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_
     if HAS_Z:
         zt = tl.load(z_ptr + off, mask=m, other=0.0)
     return ut, rawt, dyt, zt
-
-
-@triton.jit
-def _acc_term(x, ELEM: tl.constexpr):
-    """What a (BD, BLOCK_L) term adds to a per-row accumulator: itself (ELEM) or its row sums."""
-    if ELEM:
-        return x
-    else:
-        return tl.sum(x, axis=1)
-
-
-@triton.jit
-def _acc_total(acc, ELEM: tl.constexpr):
-    if ELEM:
-        return tl.sum(acc, axis=1)
-    else:
-        return acc
 
 
 @triton.jit
@@ -1007,11 +996,11 @@ def _rows_bwd_kernel(
         if q < n_chunks - 1:   # spin until the chunk on the right published its carry
             slot = rb * n_chunks + q + 1
             _wait_flag(flags_ptr, slot)
-    # N > 4: the states are a loop (not unrolled), so only one state's tiles are live at a time
+    # N > UNROLL_MAX_N: the states are a loop (not unrolled), so only one state's tiles are live at a time
     # (offline sm_90, N = 16 unrolled: 255 registers and 600+ bytes of spills per thread). Its
     # carries go through memory: nl in the scratch nl_ptr (rows, NP), the per-row sums (dA,
     # time-invariant dB / dC) atomically into their zeroed outputs once per tile
-    STATE_LOOP: tl.constexpr = N > 4
+    STATE_LOOP: tl.constexpr = N > UNROLL_MAX_N
     nl = ()     # dA * lam at the first step of the tile on the right (dlast past the end)
     for n in tl.static_range(N):
         c0 = tl.zeros((BD,), dtype=tl.float32)
@@ -1026,23 +1015,17 @@ def _rows_bwd_kernel(
         else:
             nl = nl + (c0,)
     zero2 = tl.zeros((BD, BLOCK_L), dtype=tl.float32)
-    zero1 = tl.zeros((BD,), dtype=tl.float32)
-    # per-state sums: elementwise over the tiles (summed once at the end) for small N, per tile
-    # for large N (registers)
-    ELEM: tl.constexpr = N <= 4
+    # unrolled states: per-state sums elementwise over the tiles, summed once at the end
     dA_acc = ()
     dBi_acc = ()
     dCi_acc = ()
-    acc0 = zero1
-    if ELEM:
-        acc0 = zero2
     if not STATE_LOOP:
         for n in tl.static_range(N):
-            dA_acc = dA_acc + (acc0,)
+            dA_acc = dA_acc + (zero2,)
             if not B_VARYING:
-                dBi_acc = dBi_acc + (acc0,)
+                dBi_acc = dBi_acc + (zero2,)
             if not C_VARYING:
-                dCi_acc = dCi_acc + (acc0,)
+                dCi_acc = dCi_acc + (zero2,)
     dD_acc = zero2
     ddtb_acc = zero2
     ones = zero2 + 1.0
@@ -1128,11 +1111,11 @@ def _rows_bwd_kernel(
                     y += h * Cn
                 lamB += lam * Bn
                 ddt += ga * A[n][:, None]
-                new_dA = new_dA + (dA_acc[n] + _acc_term(ga * dt, ELEM),)
+                new_dA = new_dA + (dA_acc[n] + ga * dt,)
                 if not B_VARYING:
-                    new_dBi = new_dBi + (dBi_acc[n] + _acc_term(dBx, ELEM),)
+                    new_dBi = new_dBi + (dBi_acc[n] + dBx,)
                 if not C_VARYING:
-                    new_dCi = new_dCi + (dCi_acc[n] + _acc_term(dCx, ELEM),)
+                    new_dCi = new_dCi + (dCi_acc[n] + dCx,)
             nl = new_nl
             dA_acc = new_dA
             dBi_acc = new_dBi
@@ -1154,11 +1137,11 @@ def _rows_bwd_kernel(
     # per-row sums; chunked programs add theirs atomically (the state loop added them per tile)
     if not STATE_LOOP:
         for n in tl.static_range(N):
-            _put_sum(dA_ptr + r * N + n, _acc_total(dA_acc[n], ELEM), CHUNKED)
+            _put_sum(dA_ptr + r * N + n, tl.sum(dA_acc[n], axis=1), CHUNKED)
             if not B_VARYING:
-                _put_sum(dB_ptr + r * N + n, _acc_total(dBi_acc[n], ELEM), CHUNKED)
+                _put_sum(dB_ptr + r * N + n, tl.sum(dBi_acc[n], axis=1), CHUNKED)
             if not C_VARYING:
-                _put_sum(dC_ptr + r * N + n, _acc_total(dCi_acc[n], ELEM), CHUNKED)
+                _put_sum(dC_ptr + r * N + n, tl.sum(dCi_acc[n], axis=1), CHUNKED)
     if HAS_D:
         _put_sum(dD_ptr + r, tl.sum(dD_acc, axis=1), CHUNKED)
     if HAS_DTB:

@@ -152,4 +152,3 @@ def run_passes(model, fbank, *, frames=True, device="cpu", dtype=torch.bfloat16,
             raise MemoryError(f"a pass of {MIN_PASS_FRAMES} frames does not fit in memory on {device}")
         max_frames //= 2
         overlap = min(overlap, max_frames // 4)
-
