@@ -241,3 +241,22 @@ def test_the_search_is_the_bench_one_and_inference_stays_light():
     code = "import sys, dasslib.inference; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_confirming_bisects_an_overstated_prediction_with_the_capacity_search():
+    """confirm=True: a prediction that does not fit is bisected down (by the search of
+    largest_fitting_length, to within its tolerance) to a length that does; one that fits is kept."""
+    from dasslib.bench import capacity
+
+    # peaks 1e9 + 3e5 * frames predict (4e9 - 1e9) / 3e5 = 10000 frames; the real limit is 7000
+    probe = _linear_probe(limit=7000)
+    fit = capacity.fit_and_verify(probe, int(4e9), start_frames=2048, confirm=True)
+    tol = max(capacity.ABS_TOL_FRAMES, capacity.REL_TOL * 7000)
+    assert fit.confirmed and 7000 - tol <= fit.max_frames <= 7000
+    assert probe.calls[:3] == [2048, 1024, 10000] and all(f <= 10000 for f in probe.calls)
+    kept = capacity.fit_and_verify(_linear_probe(limit=20000), int(4e9), start_frames=2048, confirm=True)
+    assert kept.confirmed and kept.max_frames == 10000
+    # peaks that do not grow: the lengths are tried from the largest probe up to upper_frames
+    flat = capacity.fit_and_verify(lambda f: None if f > 5000 else int(1e9), int(4e9), start_frames=1024,
+                                   confirm=True, upper_frames=9000)
+    assert flat.coeffs is None and 5000 - capacity.ABS_TOL_FRAMES <= flat.max_frames <= 5000

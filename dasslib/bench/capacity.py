@@ -1,17 +1,17 @@
-"""Largest input that fits: two searches over the length in frames, sharing one out-of-memory
-answer (:func:`~dasslib.bench.memory.call_or_oom`: the failed step's memory is freed outside the
+"""Largest input that fits: one search over the length in frames (doubling, then bisection), with
+an optional prediction from peak memory to start it, and one out-of-memory answer
+(:func:`~dasslib.bench.memory.call_or_oom`: the failed step's memory is freed outside the
 ``except`` block).
 
-Why two. :func:`largest_fitting_length` (doubling, then bisection) runs the lengths themselves: it
-needs nothing but a monotone ``fits(frames)`` and finds the boundary to a tolerance, at the price of
-running steps at and near it (the benchmarks and notebook 05 tabulate that, per model and mode,
-within a time budget). :func:`fit_and_verify` (used by :func:`dasslib.inference.max_length_that_fits`)
-runs only a few short lengths, fits a polynomial to their peak memory (:func:`fit_memory_model`) and
-solves it for the memory available: a quick estimate, also for lengths far too long to try (the lean
-DASS path, hours of audio) and for a whole device when only part of it is free; only where a failed
-allocation is cheap and clean (the CPU under an address-space limit) is the prediction then run and
-bisected down to a length that fits (``confirm``). The two answer different questions (a measured
-boundary vs. a prediction from free memory) and stay separate.
+Two entry points. :func:`largest_fitting_length` runs the lengths themselves: it needs nothing but a
+monotone ``fits(frames)`` and finds the boundary to a tolerance, at the price of running steps at and
+near it (the benchmarks and notebook 05 tabulate that, per model and mode, within a time budget).
+:func:`fit_and_verify` (used by :func:`dasslib.inference.max_length_that_fits`) runs only a few short
+lengths, fits a polynomial to their peak memory (:func:`fit_memory_model`) and solves it for the
+memory available: a quick estimate, also for lengths far too long to try (the lean DASS path, hours of
+audio) and for a whole device when only part of it is free. Only where a failed allocation is cheap
+and clean (the CPU under an address-space limit) is the prediction then run and, when it does not
+fit, bisected down by the same search (``confirm``).
 
 Doubling and bisection (:func:`largest_fitting_length`).
 The search only assumes that ``fits(frames)`` is monotone (true up to a boundary, false after).
@@ -500,8 +500,9 @@ def fit_and_verify(probe, budget_bytes, total_bytes=None, *, batch_size=1, start
     ValueError when the peaks do not grow with the length, unless ``confirm``: then the lengths
     themselves are tried from the largest probe up to ``upper_frames`` (a length known not to fit;
     default 16x that probe), and the fit has no coefficients.
-    confirm: the predicted length is run and, when it does not fit, bisected (6 steps) down from it to
-    one that does (``confirmed=True``); only where a failed allocation is cheap and clean.
+    confirm: the predicted length is run and, when it does not fit, bisected down from it to one that
+    does (``confirmed=True``), by the same search as :func:`largest_fitting_length` (to within
+    max(ABS_TOL_FRAMES, REL_TOL * frames)); only where a failed allocation is cheap and clean.
     batch_size is recorded in the result (``probe`` runs at it). See the module docstring for when to
     use :func:`largest_fitting_length` instead.
     """
@@ -530,20 +531,16 @@ def fit_and_verify(probe, budget_bytes, total_bytes=None, *, batch_size=1, start
         # address-space limit the lengths themselves can be tried, up to one known not to fit
         max_frames, coeffs, max_total = upper_frames or 16 * max(f for f, _ in fitted), None, None
     if confirm:
-        max_frames = _bisect_fit(probe, max(f for f, _ in fitted), max_frames)
+        max_frames = _confirm_fit(probe, max(f for f, _ in fitted), max_frames)
     return LengthFit(max_frames, max_total, budget_bytes, total_bytes, batch_size, coeffs, tuple(tried), confirm)
 
 
-def _bisect_fit(probe, fits, guess, steps=6):
+def _confirm_fit(probe, fits, guess):
     """The largest length found to fit (``probe`` not None) between ``fits`` (known to fit) and
-    ``guess``: ``guess`` itself when it fits, else bisected ``steps`` times."""
+    ``guess``: ``guess`` itself when it fits, else the gap bisected by the search engine of
+    :func:`largest_fitting_length` (to within its default tolerance)."""
     if guess <= fits or probe(guess) is not None:
         return max(guess, fits)
-    lo, hi = fits, guess
-    for _ in range(steps):
-        mid = (lo + hi) // 2
-        if probe(mid) is not None:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    frames, _, _, _ = _search(lambda f: probe(f) is not None, fits, guess, ABS_TOL_FRAMES, REL_TOL, None,
+                              known_fit=fits, known_fail=guess)
+    return frames
