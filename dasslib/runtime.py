@@ -38,7 +38,8 @@ def autocast(device: str | torch.device, dtype: torch.dtype | None):
 
 
 def inference_autocast(device: torch.device, dtype: torch.dtype | None):
-    """Inference autocasts on CUDA only: ``dtype`` is ignored on other devices (the CPU runs float32)."""
+    """Autocast on CUDA only, as inference (and ssLALM training) use it: ``dtype`` is ignored on other
+    devices (the CPU runs float32)."""
     return autocast(device, dtype if torch.device(device).type == "cuda" else None)
 
 
