@@ -41,9 +41,20 @@ GROUPS = {   # test files, or pytest node ids (file::test)
                                                    "tests/test_objectives.py"]),
     "train_checkpoint": ("dasslib/train/checkpoint.py", ["tests/test_train.py", "tests/test_reliability.py",
                                                          "tests/test_train_checkpoint.py"]),
-    "train_resume": ("dasslib/train/resume.py", ["tests/test_train.py", "tests/test_plateau.py"]),
+    # with the tests of test_reliability that stop a run and resume it (the rest of that file trains too, slowly)
+    "train_resume": ("dasslib/train/resume.py", ["tests/test_train.py", "tests/test_plateau.py",
+                                                 "tests/test_train_resume.py"] + [
+        f"tests/test_reliability.py::{t}" for t in (
+            "test_an_exception_mid_epoch_saves_a_resumable_checkpoint",
+            "test_resume_false_restarts_an_unfinished_run_of_the_same_settings",
+            "test_skipped_clips_are_counted_across_workers_and_resumption",
+            "test_overwritten_checkpoint_bytes_are_reported_with_the_file")]),
     "plateau": ("dasslib/train/plateau.py", ["tests/test_plateau.py"]),
-    "niah_experiment": ("dasslib/experiments/niah.py", ["tests/test_niah.py"]),
+    # tests/test_niah.py tests dasslib/data/niah.py (niah_data) and imports nothing of this module
+    "niah_experiment": ("dasslib/experiments/niah.py", ["tests/test_niah_experiment.py",
+                                                        "tests/test_results_views.py"] + [
+        f"tests/test_reliability.py::{t}" for t in (
+            "test_length_scaling_keeps_every_row_on_cpu", "test_niah_sweep_keeps_the_lengths_that_fit")]),
 }
 STATUS = re.compile(r"^\s*(\S+): (.+)$")
 

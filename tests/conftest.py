@@ -2,12 +2,27 @@
 few-step training loop."""
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+
+
+@pytest.fixture(autouse=True)
+def _tqdm_lock_of_its_own(monkeypatch):
+    """Progress bars (even disabled ones) take tqdm's class lock, which holds a multiprocessing lock shared
+    with forked processes and is taken every 10 s by tqdm's monitor thread. Mutation testing runs the tests
+    in forks of one process: a fork killed (timed out) while holding it, or made while the monitor held it,
+    stalled every later fork's first progress bar. Each test gets a fresh lock and no monitor thread."""
+    import tqdm.auto
+    import tqdm.std
+
+    for cls in {tqdm.std.tqdm, tqdm.auto.tqdm}:
+        monkeypatch.setattr(cls, "_lock", threading.RLock(), raising=False)
+        monkeypatch.setattr(cls, "monitor_interval", 0)
 
 
 def write_wav(path, data, sr=16000, subtype="PCM_16"):
