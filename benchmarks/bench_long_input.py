@@ -25,7 +25,7 @@ import torch
 from dasslib.data.frames import FRAMES_PER_SECOND
 from dasslib.inference import InputTooLongError, max_length_that_fits, measure
 from dasslib.models import create
-from dasslib.runtime import inference_autocast
+from dasslib.runtime import cuda_autocast
 
 DEFAULT_LENGTHS = (3600, 14400, 28800, 86400)   # 1 h, 4 h, 8 h, 24 h
 SMOKE_LENGTHS = (20, 40)
@@ -53,7 +53,7 @@ def _cpu_peak(model, frames, lean):
 def _check(model, frames, device, dtype):
     """Largest |lean - plain| of the logits and of the frame logits on one random input."""
     x = torch.randn(1, frames, MEL, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode(), inference_autocast(device, dtype):
+    with torch.inference_mode(), cuda_autocast(device, dtype):
         xd = x.to(device)
         plain = model.forward_features(xd)
         out_plain = (model.forward_head(plain).float().cpu(), model.frame_head(plain, x.shape).float().cpu())

@@ -39,7 +39,7 @@ from dasslib import models
 from dasslib.bench import make_step, peak_memory_mb, reset_peak, time_step
 from dasslib.fast import compile_for_training, fast_forward, resolve_fast
 from dasslib.inference import predict
-from dasslib.runtime import inference_autocast
+from dasslib.runtime import cuda_autocast
 
 MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "ast_base_sdpa": ("ast_base", dict(attn="sdpa"), (1024, 128)),
@@ -140,7 +140,7 @@ def count_flops_bytes(model, x):
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)     # the flop counter's module hooks trip over leaf outputs
     try:
-        with torch.inference_mode(), inference_autocast(x.device, torch.bfloat16):
+        with torch.inference_mode(), cuda_autocast(x.device, torch.bfloat16):
             with FlopCounterMode(display=False) as fc:
                 model(x)
             bc = ByteCounter()
@@ -264,7 +264,7 @@ def time_inference(m, x, path, repeats):
     m.eval()
 
     def step():
-        with torch.inference_mode(), inference_autocast(x.device, torch.bfloat16):
+        with torch.inference_mode(), cuda_autocast(x.device, torch.bfloat16):
             fwd(x)
     return _timed(step, x.device, 3, repeats)
 
@@ -372,7 +372,7 @@ def main():
             f"{bytes32 / big / 1e6:.1f} MB/clip, B={big} floor {floor_ms:.2f} ms")
         # bf16 fast vs eager at B=32 (same compiled graph as timed)
         m.eval()
-        with torch.inference_mode(), inference_autocast(device, torch.bfloat16):
+        with torch.inference_mode(), cuda_autocast(device, torch.bfloat16):
             e = m(x32).float()
             fz = fast_forward(m, "auto", x32)(x32).float()
         bf16_err = rel(fz, e)

@@ -34,7 +34,7 @@ from .bench.memory import call_or_oom, free_memory, is_oom, reset_peak
 from .bench.timing import time_step
 from .data.frames import FRAMES_PER_SECOND, frames_text
 from .fast import check_fast, fast_forward, resolve_fast
-from .runtime import eval_mode, inference_autocast, model_device
+from .runtime import cuda_autocast, eval_mode, model_device
 
 __all__ = ["FRAMES_PER_SECOND", "LEAN_AUTO_FRAMES", "LEAN_PROBE_FRAMES", "MAX_MEL_BINS", "InputTooLongError",
            "LengthFit", "expected_mel_bins", "fit_memory_model", "has_lean", "max_length_that_fits", "measure",
@@ -97,7 +97,7 @@ def _check_dtype(dtype):
 def _forward(model, x, device, dtype, fast, lean=False):
     """Logits of one batch: x moved to ``device`` here (lean: chunk by chunk), freed on return;
     float32 host result."""
-    with torch.inference_mode(), inference_autocast(device, dtype):
+    with torch.inference_mode(), cuda_autocast(device, dtype):
         if lean:
             logits = model.forward_lean(x)
         else:
@@ -113,7 +113,7 @@ def _cuda_probe(model, num_mel_bins, device, batch_size, dtype, lean=False):
     def run(frames):
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        with torch.inference_mode(), inference_autocast(device, dtype):
+        with torch.inference_mode(), cuda_autocast(device, dtype):
             _call(model, torch.randn(batch_size, frames, num_mel_bins, device=device), lean)
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
@@ -379,7 +379,7 @@ def _timed_calls(model, shape, device, dtype, warmup, repeats, fast="off", lean=
     forward = model.forward_lean if lean else fast_forward(model, fast, x)
 
     def call():
-        with torch.inference_mode(), inference_autocast(device, dtype):
+        with torch.inference_mode(), cuda_autocast(device, dtype):
             forward(x)
 
     for _ in range(warmup):

@@ -4,7 +4,7 @@
   where there is none is a clear error.
 - :func:`autocast`: mixed precision for a device and a compute dtype, or nothing for float32 /
   None (the callers decide which dtype a device gets: inference and training use bf16 on CUDA
-  and plain float32 on the CPU unless told otherwise); :func:`inference_autocast`: inference's rule
+  and plain float32 on the CPU unless told otherwise); :func:`cuda_autocast`: inference's rule
   (autocast on CUDA only);
 - :func:`model_device`: the device a model's call runs on (its parameters'), checked against a request;
   :func:`training_device`: a training process's device (its local rank's GPU under DDP);
@@ -16,7 +16,7 @@ import contextlib
 
 import torch
 
-__all__ = ["resolve_device", "model_device", "training_device", "autocast", "inference_autocast", "eval_mode"]
+__all__ = ["resolve_device", "model_device", "training_device", "autocast", "cuda_autocast", "eval_mode"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -37,8 +37,8 @@ def autocast(device: str | torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def inference_autocast(device: torch.device, dtype: torch.dtype | None):
-    """Autocast on CUDA only, as inference (and ssLALM training) use it: ``dtype`` is ignored on other
+def cuda_autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast on CUDA only (inference, ssLALM training, the benchmarks): ``dtype`` is ignored on other
     devices (the CPU runs float32)."""
     return autocast(device, dtype if torch.device(device).type == "cuda" else None)
 

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from ..hear import standardize, wrap
 from ..metrics import evaluate
 from ..models import count_parameters
-from ..runtime import inference_autocast
+from ..runtime import cuda_autocast
 
 VARIANTS = {"mamba": "none", "vim": "bi_bi"}  # Table 4: SSM type -> SSAMConfig.bimamba
 SSM_TYPE = {"mamba": "Mamba", "vim": "Vim"}
@@ -171,7 +171,7 @@ def embed_clips(model: nn.Module, clips: Dataset, chunk_frames: int = 200, pool:
     feats, targets = [], []
     workers = 0 if isinstance(clips, TensorDataset) else num_workers  # in memory: nothing to load
     for x, y in DataLoader(clips, batch_size=batch_size, num_workers=workers):
-        with inference_autocast(device, torch.bfloat16):
+        with cuda_autocast(device, torch.bfloat16):
             h, _ = hear_model.frame_embeddings(standardize(x).to(device))   # (b, steps, f_dim * D)
         h = h.float().mean(dim=1)                                  # the HEAR scene embedding
         b = h.shape[0]

@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..runtime import inference_autocast
+from ..runtime import cuda_autocast
 from .model import STAGES
 
 __all__ = ["train_stage", "pretrain_lm", "run_stages"]
@@ -56,7 +56,7 @@ def train_stage(model, items, fbank_of, stage: int, lr: float | None = None, epo
             for b in group:
                 batch = [items[i] for i in b]
                 fb = torch.stack([fbank_of(it.audio) for it in batch]).to(device)
-                with inference_autocast(device, torch.bfloat16 if amp else None):
+                with cuda_autocast(device, torch.bfloat16 if amp else None):
                     loss = model(fb, [it.question for it in batch], [it.answer for it in batch])["loss"]
                 (loss / len(group)).backward()
                 total += loss.item() / len(group)
@@ -107,7 +107,7 @@ def pretrain_lm(lm, tokenizer, texts, epochs: int = 1, lr: float = 1e-3, batch_s
             ids, labels = ids.to(device), labels.to(device)
             _warmup(opt, lr, warmup_steps, step)
             opt.zero_grad(set_to_none=True)
-            with inference_autocast(device, torch.bfloat16 if amp else None):
+            with cuda_autocast(device, torch.bfloat16 if amp else None):
                 logits = lm(input_ids=ids)
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                    ignore_index=-100)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..bench.memory import call_or_oom
 from ..inference import _is_oom, has_lean, max_length_that_fits, resolve_lean
-from ..runtime import eval_mode, inference_autocast
+from ..runtime import cuda_autocast, eval_mode
 
 __all__ = ["Passes", "plan_chunks", "run_passes", "pass_limit", "CPU_MAX_PASS_SECONDS", "PROBE_FRAMES"]
 
@@ -63,7 +63,7 @@ def _one(model, x, frames, device, dtype, lean=False):
     """(clip logits (C,), frame logits (T', C) or None) of fbank x (T, F) (or, lean, a frame source
     such as :class:`dasslib.data.fbank.ChunkedFbank`), float32 on the CPU; ``lean``: through the
     lean DASS path (x read chunk by chunk)."""
-    with torch.inference_mode(), inference_autocast(device, dtype):
+    with torch.inference_mode(), cuda_autocast(device, dtype):
         if not torch.is_tensor(x):
             shape = (1, x.num_frames, x.num_mel_bins)
             features = model.forward_features_lean(x)
