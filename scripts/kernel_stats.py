@@ -11,7 +11,8 @@ keeps resident; spill stores go to local memory in the inner loop).
 
 Each kernel is compiled with time-varying B/C, D, delta_bias, softplus and (unless ``z=0``) the gate, as
 the models call it; keywords: N, dtype (fp32, bf16), BD (rows per program), warps, block (tile steps),
-prefetch. Counts differ between Triton versions (the GPU machine's may not be this one's).
+prefetch, L (sequence length: alignment only; 8192 as DASS's, 513 as AuM's unaligned rows).
+Counts differ between Triton versions (the GPU machine's may not be this one's).
 """
 from __future__ import annotations
 
@@ -34,12 +35,21 @@ COMMON = dict(B_VARYING=True, C_VARYING=True, HAS_D=True, HAS_DTB=True, SOFTPLUS
               FAST_LOG=True)
 
 
-def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int):
-    """``fn`` compiled for sm_90: pointers of the inputs/outputs in ``dtype``, the rest fp32, ints i32."""
+def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int, L: int = 8192):
+    """``fn`` compiled for sm_90: pointers of the inputs/outputs in ``dtype``, the rest fp32, ints i32.
+
+    Specialized as a launch specializes it: pointers (torch allocations) and the ints that are not
+    ``do_not_specialize`` and divisible by 16 at that launch (``dim``, and ``L`` when ``L % 16 == 0``)
+    carry ``tt.divisibility = 16``. Without it Triton cannot prove alignment and loads 2-byte bf16
+    elements one by one (1-element layouts) instead of 16-byte vectors: the counts would not be the
+    launched kernel's."""
     ptr = "*fp32" if dtype == "fp32" else "*bf16"
     sig = {p.name: "constexpr" if p.is_constexpr else (ptr if p.name in INPUTS else "*fp32")
            if p.name.endswith("_ptr") else "i32" for p in fn.params}
-    src = ASTSource(fn, sig, constexprs=constexprs)
+    aligned = {"dim"} | ({"L"} if L % 16 == 0 else set())
+    attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(fn.params)
+             if not p.is_constexpr and (p.name.endswith("_ptr") or p.name in aligned)}
+    src = ASTSource(fn, sig, constexprs=constexprs, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
 
 
@@ -60,13 +70,19 @@ def stats(kernel) -> dict:
         if m:
             op = m.group(1).split(".")[0]
             ops[op] = ops.get(op, 0) + 1
+    widths: dict[str, int] = {}    # global loads / stores by width (LDG.E.128: 16-byte vectors)
+    for ln in lines:
+        m = re.search(r"\b((?:LDG|STG)\.E(?:\.\w+)*)", ln)
+        if m:
+            widths[m.group(1)] = widths.get(m.group(1), 0) + 1
     regs = re.findall(r"Used (\d+) registers", text)
     spills = re.findall(r"(\d+) bytes spill stores", text)
     return dict(registers=int(regs[0]) if regs else None, spill_store_bytes=int(spills[0]) if spills else None,
-                instructions=len(lines), top_ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12]))
+                instructions=len(lines), global_memory=dict(sorted(widths.items())),
+                top_ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12]))
 
 
-def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1):
+def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1, L=8192):
     """(kernel, constexprs, num_warps) of one of the scan kernels as the models launch it."""
     NP = triton.next_power_of_2(N)
     if name == "rows_bwd":
@@ -101,7 +117,8 @@ def main(argv=None):
             jobs.append(current)
     for name, kw in jobs:
         fn, consts, warps = kernel_config(name, **kw)
-        print(name, json.dumps(kw), json.dumps(stats(compile_sm90(fn, consts, kw.get("dtype", "fp32"), warps))),
+        kernel = compile_sm90(fn, consts, kw.get("dtype", "fp32"), warps, kw.get("L", 8192))
+        print(name, json.dumps(kw), json.dumps(stats(kernel)),
               flush=True)
 
 

@@ -1,0 +1,41 @@
+"""scripts/kernel_stats.py compiles the scan kernels offline for sm_90 as a launch specializes them."""
+import shutil
+
+import pytest
+
+ks = pytest.importorskip("scripts.kernel_stats")
+
+
+def _have_tools():
+    return (ks.BIN / "ptxas").is_file() and (ks.BIN / "nvdisasm").is_file() or shutil.which("ptxas")
+
+
+pytestmark = pytest.mark.skipif(not _have_tools(), reason="Triton's bundled ptxas / nvdisasm not found")
+
+
+def _stats(**kw):
+    fn, consts, warps = ks.kernel_config("rows_bwd", N=1, z=0, block=256, **kw)
+    return ks.stats(ks.compile_sm90(fn, consts, kw.get("dtype", "fp32"), warps, kw.get("L", 8192)))
+
+
+def test_aligned_rows_load_16_byte_vectors():
+    """L % 16 == 0 (DASS's 8192): pointers and L carry divisibility 16 as at launch, so bf16 tiles are
+    read as 16-byte vectors (8 steps per lane) and no 2-byte element loads remain."""
+    s = _stats(dtype="bf16", L=8192)
+    assert s["global_memory"].get("LDG.E.128", 0) >= 3      # u, delta, dy (and B, C) tiles
+    assert "LDG.E.U16" not in s["global_memory"]
+    assert s["spill_store_bytes"] == 0 and s["registers"] <= 255
+
+
+def test_unaligned_rows_load_elements():
+    """L = 513 (AuM): a row's start is not 16-byte aligned, so the same kernel reads bf16 element by
+    element: what an unaligned row stride costs (docs/speed.md)."""
+    s = _stats(dtype="bf16", L=513)
+    assert s["global_memory"].get("LDG.E.U16", 0) > 0
+    assert "LDG.E.128" not in s["global_memory"]
+
+
+def test_cli_prints_one_line_per_kernel(capsys):
+    ks.main(["rows_fwd", "N=1", "dtype=bf16", "block=256", "BD=4", "z=0"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("rows_fwd ") and '"registers"' in out[0]
