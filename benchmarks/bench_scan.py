@@ -233,7 +233,8 @@ def describe_bwd(cfg):
     if cfg["fwd"] != "scan" and cfg["bwd"] == "rows":
         seq = "fwd seq " if cfg["fwd"] == "seq" else ""
         return (seq + f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
-                f"c{cfg['bwd_chunks']}" + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else ""))
+                f"c{cfg['bwd_chunks']}" + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else "")
+                + (f" mr{cfg['bwd_maxnreg']}" if cfg.get("bwd_maxnreg") else ""))
     return f"bwd scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -244,7 +245,7 @@ def tune_bwd_variants(name, cfg):
         return describe_bwd(c), c
     out = []
     if name == "dass":
-        out = [v(bwd_rows=2), v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
+        out = [v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
     elif name == "aum":
         out = [v(bwd="scan")]
     return [(label, c) for label, c in out if label != describe_bwd(cfg)]

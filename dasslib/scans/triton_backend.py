@@ -48,6 +48,9 @@ class TritonConfig:
     pass needs ~210 registers uncapped, which allows only 8 one-warp programs per SM.
     rows_vec: 16-byte vectors per lane in a tile of the "rows" kernels when rows_block is 0
     (1: 128 fp32 / 256 bf16 steps; 4 keeps four times the bytes in flight per warp).
+    bwd_maxnreg: register cap of the "rows" backward (ptxas ``maxnreg``; 0: no cap). Offline
+    (sm_90, DASS's N = 1, 256-step tiles) it takes 162 registers in bf16 uncapped (12 one-warp
+    programs per SM) and fits 128 without spills (16 per SM).
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -68,6 +71,7 @@ class TritonConfig:
     seq_stages: int = 0
     seq_maxnreg: int = 0
     rows_vec: int = 1
+    bwd_maxnreg: int = 0
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -348,7 +352,8 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
             N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
             C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
             REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
-            num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_)
+            num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_,
+            **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not _interpreted() else {}))
     else:
         lam = torch.empty(lc.rows * lc.n_tiles * lc.NP, **f32) if lc.cfg.chained else dA
         flags, ticket = lc.sync_buffers(dev)
@@ -503,7 +508,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"config.bwd must be 'rows' or 'scan', got {cfg.bwd!r}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
            cfg.bwd_warps, cfg.bwd_chunks, cfg.rows_vec) < 1 or min(cfg.prefetch, cfg.rows_block,
-                                                     cfg.bwd_prefetch, cfg.seq_maxnreg) < 0:
+                                                     cfg.bwd_prefetch, cfg.seq_maxnreg,
+                                                     cfg.bwd_maxnreg) < 0:
         raise ValueError(f"bad counts in {cfg}")
     need_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))

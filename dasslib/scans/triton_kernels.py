@@ -1019,15 +1019,16 @@ def _rows_bwd_kernel(
     dA_acc = ()
     dBi_acc = ()
     dCi_acc = ()
+    zero1 = tl.zeros((BD,), dtype=tl.float32)
     if not STATE_LOOP:
         for n in tl.static_range(N):
-            dA_acc = dA_acc + (zero2,)
+            dA_acc = dA_acc + (zero1,)
             if not B_VARYING:
-                dBi_acc = dBi_acc + (zero2,)
+                dBi_acc = dBi_acc + (zero1,)
             if not C_VARYING:
-                dCi_acc = dCi_acc + (zero2,)
-    dD_acc = zero2
-    ddtb_acc = zero2
+                dCi_acc = dCi_acc + (zero1,)
+    dD_acc = zero1
+    ddtb_acc = zero1
     ones = zero2 + 1.0
     flip = (BLOCK_L - 1 - t0)[None, :] + (rr * 0)[:, None]   # reversal of the tile
     # the raw tiles of the next (left) tile are loaded while this one is computed (PREFETCH)
@@ -1072,7 +1073,7 @@ def _rows_bwd_kernel(
             sz = tl.sigmoid(z)
             dy = dy * z * sz
         if HAS_D:
-            dD_acc += dy * u
+            dD_acc += tl.sum(dy * u, axis=1)
         lamB = zero2
         ddt = zero2
         if STATE_LOOP:
@@ -1111,11 +1112,11 @@ def _rows_bwd_kernel(
                     y += h * Cn
                 lamB += lam * Bn
                 ddt += ga * A[n][:, None]
-                new_dA = new_dA + (dA_acc[n] + ga * dt,)
+                new_dA = new_dA + (dA_acc[n] + tl.sum(ga * dt, axis=1),)
                 if not B_VARYING:
-                    new_dBi = new_dBi + (dBi_acc[n] + dBx,)
+                    new_dBi = new_dBi + (dBi_acc[n] + tl.sum(dBx, axis=1),)
                 if not C_VARYING:
-                    new_dCi = new_dCi + (dCi_acc[n] + dCx,)
+                    new_dCi = new_dCi + (dCi_acc[n] + tl.sum(dCx, axis=1),)
             nl = new_nl
             dA_acc = new_dA
             dBi_acc = new_dBi
@@ -1131,21 +1132,21 @@ def _rows_bwd_kernel(
         if SOFTPLUS:
             ddt = ddt * tl.sigmoid(raw)
         ddt = tl.where(m2, ddt, 0.0)
-        ddtb_acc += ddt
+        ddtb_acc += tl.sum(ddt, axis=1)
         tl.store(du_ptr + off, dxu, mask=m2)
         tl.store(ddt_ptr + off, ddt, mask=m2)
     # per-row sums; chunked programs add theirs atomically (the state loop added them per tile)
     if not STATE_LOOP:
         for n in tl.static_range(N):
-            _put_sum(dA_ptr + r * N + n, tl.sum(dA_acc[n], axis=1), CHUNKED)
+            _put_sum(dA_ptr + r * N + n, dA_acc[n], CHUNKED)
             if not B_VARYING:
-                _put_sum(dB_ptr + r * N + n, tl.sum(dBi_acc[n], axis=1), CHUNKED)
+                _put_sum(dB_ptr + r * N + n, dBi_acc[n], CHUNKED)
             if not C_VARYING:
-                _put_sum(dC_ptr + r * N + n, tl.sum(dCi_acc[n], axis=1), CHUNKED)
+                _put_sum(dC_ptr + r * N + n, dCi_acc[n], CHUNKED)
     if HAS_D:
-        _put_sum(dD_ptr + r, tl.sum(dD_acc, axis=1), CHUNKED)
+        _put_sum(dD_ptr + r, dD_acc, CHUNKED)
     if HAS_DTB:
-        _put_sum(ddtb_ptr + r, tl.sum(ddtb_acc, axis=1), CHUNKED)
+        _put_sum(ddtb_ptr + r, ddtb_acc, CHUNKED)
     if CHUNKED:
         if q > 0:
             for n in tl.static_range(N):
