@@ -201,3 +201,55 @@ def test_load_official_logs_its_report_when_verbose(caplog):
         report = load_official(m, sd, verbose=True)
     assert report.ok and len(report.loaded) == len(sd)
     assert any("loaded" in r.getMessage() for r in caplog.records)
+
+
+# --- tap convolutions (the compiled form of one-input-channel and depthwise convolutions) ---------
+
+@pytest.mark.parametrize("cls,shape,channels,k,stride,pad,bias", [
+    ("TapConv2d", (2, 6, 9, 11), 6, 3, 1, 1, True),          # SS2D's depthwise 3x3
+    ("TapConv2d", (1, 4, 8, 7), 4, 3, 2, 1, False),
+    ("TapConv2d", (1, 1, 9, 10), 5, 3, 2, 1, True),          # DASS's stem: one input channel
+    ("TapConv1d", (2, 6, 13), 6, 4, 1, 3, True),             # Mamba's causal depthwise conv (k 4, pad 3)
+    ("TapConv1d", (1, 3, 5), 3, 4, 1, 3, False),
+])
+def test_tap_conv_equals_the_convolution(cls, shape, channels, k, stride, pad, bias):
+    """tap_conv (a sum of kernel taps) is F.conv1d / F.conv2d in float64, for one input channel and for
+    depthwise convolutions; the modules keep nn.Conv's parameter names."""
+    from dasslib.models import layers
+    torch.manual_seed(0)
+    c_in = shape[1]
+    conv = getattr(layers, cls)(c_in, channels, k, stride=stride, padding=pad, bias=bias,
+                                groups=1 if c_in == 1 else c_in).double()
+    assert layers._tap_form(conv)
+    x = torch.randn(*shape, dtype=torch.float64)
+    ref = conv(x)                                   # eager: the convolution itself
+    out = layers.tap_conv(x, conv.weight, conv.bias, conv.stride, conv.padding)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() < 1e-12
+    assert set(conv.state_dict()) == ({"weight", "bias"} if bias else {"weight"})
+
+
+def test_tap_form_only_for_one_input_channel_per_output():
+    from dasslib.models import layers
+    assert not layers._tap_form(layers.TapConv2d(4, 8, 3, padding=1))              # dense
+    assert not layers._tap_form(layers.TapConv2d(4, 4, 3, padding="same", groups=4))
+    assert not layers._tap_form(layers.TapConv1d(4, 4, 3, padding=2, dilation=2, groups=4))
+    assert layers._tap_form(layers.TapConv1d(4, 4, 4, padding=3, groups=4))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_tap_conv_compiled_matches_eager(autocast):
+    """Traced by torch.compile (aot_eager on the CPU) the modules take the tap form; the result equals
+    the eager convolution (fp32), and under autocast it has the convolution's output dtype."""
+    from dasslib.models.layers import TapConv1d, TapConv2d
+    torch.manual_seed(0)
+    for conv, x in ((TapConv2d(6, 6, 3, padding=1, groups=6), torch.randn(2, 6, 9, 11)),
+                    (TapConv1d(6, 6, 4, padding=3, groups=6), torch.randn(2, 6, 13)),
+                    (TapConv2d(1, 4, 3, stride=2, padding=1), torch.randn(2, 1, 12, 10))):
+        torch._dynamo.reset()
+        compiled = torch.compile(conv, backend="aot_eager", fullgraph=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            ref, out = conv(x), compiled(x)
+        assert out.dtype == ref.dtype
+        tol = 2e-2 if autocast else 1e-5
+        torch.testing.assert_close(out.float(), ref.float(), rtol=tol, atol=tol)

@@ -234,13 +234,13 @@ def test_mlp_chunking_is_exact():
 @pytest.mark.parametrize("shape,k,stride,pad", [((2, 1, 13, 22), 3, 2, 1), ((1, 1, 8, 9), 4, 1, 0),
                                                 ((1, 1, 7, 5), 3, (1, 2), (0, 1))])
 def test_stem_taps_equal_the_convolution(shape, k, stride, pad):
-    """The stem's compiled form (a sum of kernel taps, StemConv2d) is F.conv2d."""
-    from dasslib.models.layers import StemConv2d, tap_conv2d
+    """The stem's compiled form (a sum of kernel taps, TapConv2d) is F.conv2d."""
+    from dasslib.models.layers import TapConv2d, tap_conv
     torch.manual_seed(0)
-    conv = StemConv2d(1, 5, k, stride=stride, padding=pad).double()
+    conv = TapConv2d(1, 5, k, stride=stride, padding=pad).double()
     x = torch.randn(*shape, dtype=torch.float64)
     ref = conv(x)                                   # eager: the convolution itself
-    out = tap_conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)
+    out = tap_conv(x, conv.weight, conv.bias, conv.stride, conv.padding)
     assert out.shape == ref.shape
     assert (out - ref).abs().max() < 1e-12
     keys = create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64)).state_dict()

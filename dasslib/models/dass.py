@@ -17,7 +17,7 @@ import torch.nn as nn
 from dasslib.scans import BACKENDS
 
 from .interface import AudioClassifier
-from .layers import DropPath, LayerNorm2d, Mlp2d, StemConv2d, pad_sequential, vit_init
+from .layers import DropPath, LayerNorm2d, Mlp2d, TapConv2d, pad_sequential, vit_init
 from .pooling import check_pooling, pool_grid
 from .registry import check_choice, register
 from .ss2d import SS2D
@@ -94,7 +94,7 @@ class Classifier(nn.Module):
 
 def _stem(in_chans, dim):
     # official "v2" patch embed: conv s2 -> LN -> GELU -> conv s2 -> LN (indices as saved)
-    return pad_sequential({0: StemConv2d(in_chans, dim // 2, 3, stride=2, padding=1),
+    return pad_sequential({0: TapConv2d(in_chans, dim // 2, 3, stride=2, padding=1),
                            2: LayerNorm2d(dim // 2), 4: nn.GELU(),
                            5: nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
                            7: LayerNorm2d(dim)}, 8)

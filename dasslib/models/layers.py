@@ -4,13 +4,15 @@
   as VMamba uses them (Linear2d keeps ``nn.Linear``'s (out, in) weight so keys and shapes
   match the official checkpoints).
 - :class:`PatchEmbed`: strided Conv2d patchifier returning tokens and their grid.
-- :class:`StemConv2d`: nn.Conv2d whose one-input-channel case compiles as fusable taps.
+- :class:`TapConv1d`, :class:`TapConv2d`: convolutions with one input channel per output channel
+  (DASS's stem, SS2D's and Mamba's depthwise convolutions) that compile as fusable kernel taps.
 - :func:`sinusoid_table_1d` (AST's fixed table), :func:`sincos_table_2d` (MAE / SSAM table),
   :func:`resize_pos_grid` (learned grid embeddings resized to another grid).
 - ``DropPath``, ``LayerNorm2d``, ``trunc_normal_``, ``lecun_normal_`` and the bilinear
   :func:`resize_pos_grid` modes are timm's (``timm.layers``), reached through functions that import timm on
   first use: importing timm (and torchvision under it) takes seconds, ``import dasslib.models`` need not.
 """
+import itertools
 import math
 
 import torch
@@ -18,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["DropPath", "trunc_normal_", "vit_init", "lecun_normal_", "LayerNorm2d", "Linear2d", "Mlp2d",
-           "StemConv2d", "tap_conv2d",
+           "TapConv1d", "TapConv2d", "tap_conv",
            "PatchEmbed", "sinusoid_table_1d", "sincos_table_2d", "resize_pos_grid",
            "pad_sequential", "conv_out_size", "POS_RESIZES"]
 
@@ -60,40 +62,64 @@ class Linear2d(nn.Linear):
         return F.conv2d(x, self.weight[:, :, None, None], self.bias)
 
 
-class StemConv2d(nn.Conv2d):
-    """nn.Conv2d (same parameters and keys) whose single-input-channel case, when traced by
-    ``torch.compile``, is written as a sum of kernel taps over strided slices: inductor then
-    fuses it with what follows (DASS's stem: bias, LayerNorm2d, GELU) instead of calling cuDNN's
-    generic kernel for C_in = 1 (a visible share of a compiled DASS-Small forward, docs/speed.md) and
-    writing its output. Eager calls keep ``F.conv2d``. The taps are elementwise products, which
-    autocast leaves in fp32: under bf16 autocast the compiled stem computes in fp32 where the
-    convolution rounds input, weight and output to bf16 (a difference of bf16 rounding; the
-    LayerNorm that follows works in fp32 either way)."""
+def _tap_form(conv) -> bool:
+    """Whether ``conv`` (nn.Conv1d / nn.Conv2d) has a tap form: one input channel per output
+    channel (one input channel overall, or depthwise), zero padding given as numbers, no dilation."""
+    one_in = conv.in_channels == 1 or (conv.groups == conv.in_channels == conv.out_channels)
+    return (one_in and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and all(d == 1 for d in conv.dilation))
+
+
+class TapConvMixin:
+    """An ``nn.Conv1d`` / ``nn.Conv2d`` (same parameters and keys) that, when traced by
+    ``torch.compile`` and of tap form (one input channel, or depthwise), is written as a sum of
+    its kernel taps over strided slices (:func:`tap_conv`): inductor then fuses it with what
+    follows (bias, norm, activation) into one kernel, and its backward into a few fused
+    reductions, instead of calling cuDNN (a generic kernel for C_in = 1; depthwise kernels whose
+    weight gradient is slow). Eager calls keep the convolution. Under autocast the output takes
+    the autocast dtype, as the convolution's does (the taps themselves are summed in the
+    promoted dtype, fp32 for a bf16 input and fp32 weights: a difference of rounding)."""
 
     def forward(self, x):
-        if (not torch.compiler.is_compiling() or self.in_channels != 1 or self.groups != 1
-                or self.padding_mode != "zeros" or isinstance(self.padding, str)
-                or self.dilation != (1, 1)):
+        if not torch.compiler.is_compiling() or not _tap_form(self):
             return super().forward(x)
-        return tap_conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        out = tap_conv(x, self.weight, self.bias, self.stride, self.padding)
+        dev = x.device.type
+        if torch.is_autocast_enabled(dev):
+            out = out.to(torch.get_autocast_dtype(dev))
+        return out
 
 
-def tap_conv2d(x, weight, bias, stride, padding):
-    """F.conv2d for one input channel, (B, 1, H, W) -> (B, C_out, H', W'), as a weighted sum of
-    the kernel's kh * kw strided slices (see :class:`StemConv2d`)."""
-    (sh, sw), (ph, pw) = stride, padding
-    c, _, kh, kw = weight.shape
-    xp = F.pad(x, (pw, pw, ph, ph))
-    ho = (xp.shape[2] - kh) // sh + 1
-    wo = (xp.shape[3] - kw) // sw + 1
+class TapConv1d(TapConvMixin, nn.Conv1d):
+    """nn.Conv1d with a fusable compiled form (see :class:`TapConvMixin`): Mamba's depthwise
+    causal convolution."""
+
+
+class TapConv2d(TapConvMixin, nn.Conv2d):
+    """nn.Conv2d with a fusable compiled form (see :class:`TapConvMixin`): DASS's stem (one input
+    channel) and SS2D's depthwise convolution."""
+
+
+def tap_conv(x, weight, bias, stride, padding):
+    """F.conv1d / F.conv2d of a convolution with one input channel per output channel, as a
+    weighted sum of the kernel's strided slices: x (B, 1 or C, *S) with weight (C, 1, *k) ->
+    (B, C, *S'). ``stride`` and ``padding`` are tuples of one int per spatial axis."""
+    nd = weight.dim() - 2
+    c, k = weight.shape[0], weight.shape[2:]
+    pad = []
+    for p in reversed(padding):
+        pad += [p, p]
+    xp = F.pad(x, pad)
+    size = [(xp.shape[2 + i] - k[i]) // stride[i] + 1 for i in range(nd)]
+    shape = (1, c) + (1,) * nd
     out = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = weight[:, 0, i, j].view(1, c, 1, 1) * xp[:, :, i:i + sh * (ho - 1) + 1:sh,
-                                                            j:j + sw * (wo - 1) + 1:sw]
-            out = tap if out is None else out + tap
+    for taps in itertools.product(*(range(ki) for ki in k)):
+        idx = (slice(None), slice(None)) + tuple(
+            slice(t, t + stride[i] * (size[i] - 1) + 1, stride[i]) for i, t in enumerate(taps))
+        tap = weight[(slice(None), 0) + taps].view(shape) * xp[idx]
+        out = tap if out is None else out + tap
     if bias is not None:
-        out = out + bias.view(1, c, 1, 1)
+        out = out + bias.view(shape)
     return out
 
 

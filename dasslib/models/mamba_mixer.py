@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from dasslib.scans import selective_scan
 from dasslib.scans.layouts import bidirectional_selective_scan
 
+from .layers import TapConv1d
+
 BIMAMBA = ("none", "fo_bi", "bi_bi")
 
 
@@ -74,7 +76,7 @@ class MambaMixer(nn.Module):
 
     def _ssm_inputs(self, conv_bias, init_dt):
         d, r, n = self.d_inner, self.dt_rank, self.d_state
-        conv = nn.Conv1d(d, d, self.d_conv, groups=d, padding=self.d_conv - 1, bias=conv_bias)
+        conv = TapConv1d(d, d, self.d_conv, groups=d, padding=self.d_conv - 1, bias=conv_bias)
         x_proj = nn.Linear(d, r + 2 * n, bias=False)
         dt_proj = nn.Linear(r, d, bias=True)
         if init_dt:

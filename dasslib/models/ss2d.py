@@ -21,7 +21,7 @@ try:   # triton ships with CUDA builds of torch; without it the fused path is si
 except ImportError:  # pragma: no cover
     ss2d_scan_supported = ss2d_scan_triton = None
 
-from .layers import LayerNorm2d, Linear2d
+from .layers import LayerNorm2d, Linear2d, TapConv2d
 from .mamba_mixer import dt_bias_init, s4d_real_log
 
 K = 4  # scan directions
@@ -51,8 +51,8 @@ class SS2D(nn.Module):
         self.scan_backend, self.scan_fp32 = scan_backend, scan_fp32
         self.in_proj = Linear2d(dim, d_inner, bias=False)
         self.act = nn.SiLU()
-        self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2,
-                                groups=d_inner, bias=conv_bias)
+        self.conv2d = TapConv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2,
+                                 groups=d_inner, bias=conv_bias)
         r, n = self.dt_rank, d_state
         # per-direction x_proj (nn.Linear default init), stacked: (K, R + 2N, d_inner)
         xb, db = d_inner ** -0.5, r ** -0.5
