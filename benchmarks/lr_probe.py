@@ -6,7 +6,8 @@ one CSV and its learning curves to one PNG.
         --csv results/gpu/lr_sweep/dass_small.csv --png results/gpu/lr_sweep/dass_small.png
 
 Columns: model, lr (the peak lr), warmup_steps, epoch, train_loss, eval_loss, mAP, mAUC, ... (`history.csv` of
-each run, its own lr column renamed lr_at_epoch_end),
+each run, its own lr column renamed lr_at_epoch_end; with the per-stage gradient norms and activation
+statistics of `dasslib.train.diagnostics`),
 plus collapsed (eval mAUC within 0.01 of 0.5 at the last epoch: constant outputs). ``--smoke`` runs a tiny
 model on the small ``ci`` set on the CPU (what the test suite runs).
 """
@@ -16,7 +17,10 @@ import json
 import multiprocessing as mp
 from pathlib import Path
 
-TRAIN = dict(epochs=4, warmup_every=1, wa=False, progress=False, lrscheduler_start=10, lrscheduler_step=5)
+# diagnostics_every: per-stage gradient norms every 25 steps and activation statistics (logit_std: collapse)
+# at each epoch end, as history columns (dasslib.train.diagnostics), to see why a setting collapses
+TRAIN = dict(epochs=4, warmup_every=1, wa=False, progress=False, lrscheduler_start=10, lrscheduler_step=5,
+             diagnostics_every=25)
 SMOKE = dict(model="dass_small", overrides=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]), size="ci",
              train=dict(epochs=1, device="cpu"), batch=8, workers=0, lrs=[1e-3], warmups=[2])
 

@@ -17,7 +17,7 @@ _DECAY_EXEMPT = ("auto", "none", "standard")
 
 # Fields that may change between a run and its resumption (they do not change the result).
 RESUMABLE_CHANGES = frozenset({"progress", "log_every", "checkpoint_every_steps", "checkpoint_every_minutes", "device",
-                               "fast"})
+                               "fast", "diagnostics_every"})
 _FAST = ("auto", "off", "compile", "graphs")
 
 
@@ -80,6 +80,9 @@ class TrainConfig:
     checkpoint_every_minutes: float = 0.0
     log_every: int = 50  # steps between progress-bar loss updates (and divergence checks)
     progress: bool = True
+    # gradient norms per stage every k steps and activation statistics at epoch ends, as history columns
+    # (dasslib.train.diagnostics); 0: off. Observations only: a run's identity ignores it
+    diagnostics_every: int = 0
 
     def __post_init__(self):
         self._check_types()
@@ -168,6 +171,7 @@ _NUMBERS = {
     "checkpoint_every_steps": (int, (0, True), None, False),
     "checkpoint_every_minutes": (float, (0.0, True), None, False),
     "log_every": (int, (1, True), None, False),
+    "diagnostics_every": (int, (0, True), None, False),
 }
 _BOOLS = ("wa", "norm_target", "deterministic", "find_unused_parameters", "progress")
 

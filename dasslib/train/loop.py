@@ -29,6 +29,7 @@ from . import distributed
 from .averaging import WeightAverager
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
+from .diagnostics import EpochDiagnostics, activation_stats, grad_norms
 from .evaluation import Evaluation
 from .interrupt import StopRequest
 from .objectives import build_objective, split_batch
@@ -152,6 +153,8 @@ class _Trainer(ResumableState, RunRecords, Evaluation):
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_lr_scheduler(self.optimizer, cfg, self.n_batches)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.diagnostics = EpochDiagnostics(cfg.diagnostics_every)
+        self._diag_x = None     # the evaluation batch the activation statistics are taken on
         self.net = self.objective.module(self.model)
         self.eval_net = self.net
         if self.dist.enabled:
@@ -296,6 +299,10 @@ class _Trainer(ResumableState, RunRecords, Evaluation):
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
+        if self.diagnostics.due(self.global_step + 1):
+            unscaled = self.cfg.grad_clip is not None or not self.scaler.is_enabled()
+            self.diagnostics.add(grad_norms(self.model, 1.0 if unscaled else self.scaler.get_scale()))
+        if self.cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         lr = self.optimizer.param_groups[0]["lr"]
         self.scaler.step(self.optimizer)
@@ -307,6 +314,22 @@ class _Trainer(ResumableState, RunRecords, Evaluation):
         self.batch += 1
         self.global_step += 1
         return lr
+
+    def _diagnostics_row(self) -> dict:
+        """The epoch's gradient norms and the activation statistics of a fixed evaluation batch
+        (``TrainConfig.diagnostics_every``; empty when off); resets the gradient-norm averages."""
+        if not self.cfg.diagnostics_every:
+            return {}
+        row = self.diagnostics.row()
+        self.diagnostics.reset()
+        if self.eval_loader is not None and self.cfg.objective == "classify":
+            if self._diag_x is None:
+                with torch.random.fork_rng(devices=[]):    # a new loader iterator draws a seed: keep
+                    x, _ = split_batch(next(iter(self.eval_loader)))   # training's random stream as it was
+                self._diag_x = x[:16].to(self.device)
+            row.update(activation_stats(self.model, self._diag_x,
+                                        lambda: autocast(self.device, self.amp_dtype)))
+        return row
 
     def _train_means(self) -> dict:
         """Mean training loss (and its parts) over the epoch's steps and over ranks."""
@@ -328,7 +351,7 @@ class _Trainer(ResumableState, RunRecords, Evaluation):
         skipped = self._skipped_items()
         row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": last_lr, **self._train_means(),
                **metrics, **({} if skipped is None else {"skipped_clips": len(skipped)}),
-               "time_s": self.epoch_time + time.monotonic() - started}
+               **self._diagnostics_row(), "time_s": self.epoch_time + time.monotonic() - started}
         if metrics and cfg.main_metric not in metrics:
             raise ValueError(f"main_metric {cfg.main_metric!r} is not among the evaluation metrics "
                              f"({', '.join(sorted(metrics))})")
