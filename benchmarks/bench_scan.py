@@ -260,7 +260,9 @@ def tune_variants(name, cfg):
         c = dict(cfg, **kw)
         return describe(c), c
     if name == "dass":
-        out = [v(rows_vec=2, prefetch=1), v(rows=8), v(prefetch=1),
+        # rows 8 / 2 and prefetch 1 were slower than the default on the H100 (results/gpu/scan_recheck):
+        # deeper prefetch keeps more bytes in flight per warp
+        out = [v(prefetch=3), v(prefetch=4), v(rows_vec=2, prefetch=1), v(rows=8),
                v(fwd="scan", block_l=512, num_warps=4, chained=False)]   # best of the old ones
     elif name == "long":
         c = cfg.get("n_chunks", 88)
