@@ -88,15 +88,16 @@ def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128,
     if name == "rows_bwd":
         BD = BD or 1
         consts = dict(N=N, NP=NP, BD=BD, BLOCK_L=block, HAS_Z=bool(z), HAS_DLAST=False, CHUNKED=False,
-                      PREFETCH=bool(prefetch), REV_UPPER=False, U_SRC=0, **COMMON)
+                      PREFETCH=bool(prefetch), REV_UPPER=False, U_SRC=0, SHARED=False, **COMMON)
         return K._rows_bwd_kernel, consts, warps or 1
     if name == "rows_fwd":
         BD = BD or 4
         consts = dict(N=N, NP=NP, BD=BD, BLOCK_L=block, STATE_EVERY=1, HAS_Z=bool(z), PREFETCH=prefetch,
-                      CHUNKED=False, REV_UPPER=False, U_SRC=0, Y_GRID_H=0, **COMMON)
+                      CHUNKED=False, REV_UPPER=False, U_SRC=0, Y_GRID_H=0, SHARED=False, **COMMON)
         return K._rows_fwd_kernel, consts, warps or BD
     if name == "seq":
-        consts = dict(N=N, NP=NP, BD=32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch, **COMMON)
+        consts = dict(N=N, NP=NP, BD=32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch,
+                      REV_UPPER=False, U_SRC=0, SHARED=False, **COMMON)
         return K._seq_fwd_kernel, consts, warps or 1
     raise ValueError(f"unknown kernel {name!r}; choose rows_bwd, rows_fwd or seq")
 

@@ -6,11 +6,13 @@
   and :func:`cross_selective_scan_2d` (scan of the four directions in one call).
 
 Several directions are always folded into the channel axis of ONE selective-scan
-call (B/C as groups), so each layout launches a single scan kernel.
+call (B/C as groups), so each layout launches a single scan kernel. On the Triton backend,
+Fo-Bi runs without flipped copies: the kernels scan the upper half of the channels right to
+left over the same u, delta, z, B and C (``fobi_scan_triton``, layout "fobi").
 """
 import torch
 
-from .api import selective_scan
+from .api import resolve_backend, selective_scan
 
 __all__ = ["selective_scan", "cross_scan_2d", "cross_merge_2d", "cross_selective_scan_2d",
            "bidirectional_selective_scan"]
@@ -101,6 +103,7 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
     """
     if A_b is None:
         raise ValueError("A_b (the backward scan's A) is required")
+    fo_bi = all(t is None for t in (u_b, delta_b, B_b, C_b, D_b, delta_bias_b))
     u_b = u if u_b is None else u_b
     delta_b = delta if delta_b is None else delta_b
     B_b = B if B_b is None else B_b
@@ -112,6 +115,12 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
     if u_b.shape != u.shape or delta_b.shape != delta.shape or A_b.shape != A.shape:
         raise ValueError("backward tensors u_b, delta_b, A_b must match u, delta, A in shape")
     dim = u.shape[1]
+    if fo_bi and B.dim() == 4 and C.dim() == 4 and resolve_backend(backend, u.device) == "triton":
+        # the backward direction by index arithmetic in the kernels (no flipped copies)
+        y = _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, delta_softplus)
+        if y is not None:
+            out = y[:, :dim] + y[:, dim:]
+            return out / 2 if divide_out else out
 
     def both(f, b, time_axis=True):
         return torch.cat([f, b.flip(-1) if time_axis else b], dim=0 if f.dim() == 1 else 1)
@@ -132,3 +141,18 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
         delta_softplus=delta_softplus, backend=backend)
     out = y[:, :dim] + y[:, dim:].flip(-1)
     return out / 2 if divide_out else out
+
+
+def _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, softplus):
+    """Fo-Bi with the backward direction by index arithmetic in the Triton kernels (layout "fobi":
+    no flipped copies): (batch, 2 d, L), or None where that path does not run (no triton, or a
+    kernel choice without it, e.g. few rows in training)."""
+    try:
+        from .triton_backend import fobi_scan_supported, fobi_scan_triton
+    except ImportError:      # triton missing
+        return None
+    need_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, A_b, B, C, D, z, delta_bias))
+    if not fobi_scan_supported(A.shape[1], 2 * u.shape[0] * u.shape[1], u.device, need_grad):
+        return None
+    return fobi_scan_triton(u, delta, A, A_b, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=softplus)

@@ -167,17 +167,25 @@ class _Launch:
         self.batch, self.dim, self.L = u.shape if shape is None else shape
         # layout "ss2d": SS2D's direction layout; "ss2d_rm<H>": the same with the columns'
         # outputs written at row-major positions of an H-row grid (forward only)
+        # layout "fobi": AuM's Fo-Bi, the scan of (batch, 2 d, L) whose upper half scans the same
+        # u, delta, z, B, C (sources of (batch, d, L) / (batch, G, N, L)) right to left
         self.layout = layout
         ss2d = layout == "ss2d" or layout.startswith("ss2d_rm")
-        if layout and not ss2d:
+        self.shared = layout == "fobi"
+        if layout and not (ss2d or self.shared):
             raise ValueError(f"unknown scan layout {layout!r}")
-        self.rev_upper, self.u_src = ss2d, 2 if ss2d else 0
+        self.rev_upper = ss2d or self.shared
         self.y_grid_h = int(layout[len("ss2d_rm"):]) if layout.startswith("ss2d_rm") else 0
         self.rows = self.batch * self.dim
         self.N, self.NP, self.cfg = N, triton.next_power_of_2(N), cfg
         self.B_var, self.C_var = B.dim() == 4, C.dim() == 4
-        self.G_B = B.shape[1] if self.B_var else 1
-        self.G_C = C.shape[1] if self.C_var else 1
+        if self.shared and not (self.B_var and self.C_var):
+            raise ValueError("the 'fobi' layout needs time-varying B and C (batch, G, N, L)")
+        # u sources: ss2d's rows and columns; fobi's G groups of (batch, d, L), which both
+        # directions' groups g and g + G read
+        self.u_src = 2 if ss2d else (B.shape[1] if self.shared else 0)
+        self.G_B = B.shape[1] * (2 if self.shared else 1) if self.B_var else 1
+        self.G_C = C.shape[1] * (2 if self.shared else 1) if self.C_var else 1
         gB, gC = (self.G_B if self.B_var else 0), (self.G_C if self.C_var else 0)
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
         # tile of the "rows" kernels: rows_vec 16-byte vectors per lane (under the interpreter,
@@ -268,7 +276,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
             store_states=int(store_states), N=lc.N, NP=lc.NP,
             BD=lc.BD, BLOCK_L=lc.rows_block, STATE_EVERY=lc.state_block // lc.rows_block,
             B_VARYING=lc.B_var, C_VARYING=lc.C_var, PREFETCH=lc.cfg.prefetch, CHUNKED=nq > 1,
-            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, Y_GRID_H=lc.y_grid_h,
+            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, Y_GRID_H=lc.y_grid_h, SHARED=lc.shared,
             num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
         return y, states
     if lc.cfg.fwd == "scan":
@@ -285,7 +293,8 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
     common = dict(rows=lc.rows, dim=lc.dim, L=lc.L, chunk_len=lc.chunk_len, n_chunks=lc.n_chunks,
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
-                  PREFETCH=max(1, lc.cfg.prefetch), num_warps=lc.cfg.seq_warps)
+                  PREFETCH=max(1, lc.cfg.prefetch), REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
+                  SHARED=lc.shared, num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
     if lc.cfg.seq_maxnreg and not _interpreted():
@@ -321,9 +330,10 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     shape = (lc.batch, lc.dim, lc.L)
     # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32;
     # a direction layout's du (per row, summed over the rows sharing a source below) in fp32
+    # ("fobi": delta and z are shared sources too, their rows summed the same way)
     du = torch.empty(shape, dtype=ut if rows_bwd and not lc.layout else torch.float32, device=dev)
-    ddt = torch.empty(shape, dtype=dtt if rows_bwd else torch.float32, device=dev)
-    dz = (torch.empty(shape, dtype=z.dtype if rows_bwd else torch.float32, device=dev)
+    ddt = torch.empty(shape, dtype=dtt if rows_bwd and not lc.shared else torch.float32, device=dev)
+    dz = (torch.empty(shape, dtype=z.dtype if rows_bwd and not lc.shared else torch.float32, device=dev)
           if z is not None else du)
     dB = torch.zeros(B.shape if lc.B_var else (lc.rows, lc.N), **f32)
     dC = torch.zeros(C.shape if lc.C_var else (lc.rows, lc.N), **f32)
@@ -351,7 +361,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
             lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
             N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
             C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
-            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
+            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
             num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_,
             **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not _interpreted() else {}))
     else:
@@ -360,7 +370,14 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
         _bwd_kernel[lc.tile_grid()](
             u, delta, A32, B, C, *opt, lam, flags, ticket,
             lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C, **flags_, **lc.tile_meta())
-    if lc.layout:   # ss2d: directions k and k + 2 read the same source k
+    if lc.shared:   # fobi: both directions read the same u, delta, z
+        def halves(g):
+            g = g.view(lc.batch, 2, lc.dim // 2, lc.L)
+            return g[:, 0] + g[:, 1]
+        du, ddt = halves(du), halves(ddt)
+        if z is not None:
+            dz = halves(dz)
+    elif lc.layout:   # ss2d: directions k and k + 2 read the same source k
         du = du.view(lc.batch, 4, lc.dim // 4, lc.L)
         du = du[:, :2] + du[:, 2:]
     def per_channel(g):
@@ -381,10 +398,11 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
 # default of :func:`pick_config` for the shapes and device); absent optional tensors come back
 # from the backward op as empty tensors.
 
-def _config_of(config, u, A):
+def _config_of(config, shape, A, device):
+    """The call's TritonConfig: ``config`` (JSON) or the default for a (batch, dim, L) scan."""
     if config:
         return TritonConfig(**json.loads(config))
-    return pick_config(u.shape[0] * u.shape[1], u.shape[2], A.shape[1], u.device)
+    return pick_config(shape[0] * shape[1], shape[2], A.shape[1], device)
 
 
 def _stores(cfg, store_states):
@@ -398,9 +416,11 @@ def _states_shape(lc):
 def _launch_of(u, delta, A, B, C, config, layout, training):
     """(config, _Launch) of one call; the scan's shape is delta's ((batch, dim, L));
     ``training``: a forward that stores states for the backward, or the backward."""
-    cfg = _config_of(config, delta, A)
-    lc = _Launch(u, B, C, A.shape[1], cfg, shape=tuple(delta.shape), layout=layout,
-                 training=training)
+    shape = tuple(delta.shape)
+    if layout == "fobi":       # A (2 d, N): both directions' channels over (batch, d, L) sources
+        shape = (shape[0], A.shape[0], shape[2])
+    cfg = _config_of(config, shape, A, delta.device)
+    lc = _Launch(u, B, C, A.shape[1], cfg, shape=shape, layout=layout, training=training)
     return cfg, lc
 
 
@@ -427,7 +447,8 @@ def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, h0, softplus, store_stat
                    y_fp32=False, layout=""):
     cfg, lc = _launch_of(u, delta, A, B, C, config, layout, store_states)
     shape = _states_shape(lc) if _stores(cfg, store_states) else (0,)
-    return (torch.empty(delta.shape, dtype=torch.float32 if y_fp32 else u.dtype, device=u.device),
+    return (torch.empty((lc.batch, lc.dim, lc.L), dtype=torch.float32 if y_fp32 else u.dtype,
+                        device=u.device),
             torch.empty(shape, dtype=torch.float32, device=u.device))
 
 
@@ -469,8 +490,8 @@ def _scan_grad(ctx, dy, dstates):
                            "(gradients were off when it ran)")
     N = A.shape[1]
     dlast = None if dstates is None else dstates[:, :, -1, :N]
-    if dy is None:
-        dy = torch.zeros_like(u)
+    if dy is None:      # y of (batch, dim, L): the states' first two axes (u may be a source)
+        dy = u.new_zeros(states.shape[0], states.shape[1], delta.shape[-1])
     g = torch.ops.dasslib.selective_scan_bwd(u, delta, A, B, C, D, z, delta_bias, h0, states, dy,
                                              dlast, ctx.softplus, ctx.config, ctx.layout)
     given = (D, z, delta_bias, h0)
@@ -577,3 +598,46 @@ def ss2d_scan_supported(N, rows, device, backward=False):
 def _ss2d_runs(cfg, backward):
     """The direction layout exists in the rows kernels only."""
     return cfg.fwd == "rows" and (not backward or cfg.bwd == "rows")
+
+
+def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                     out_dtype=None):
+    """AuM's Fo-Bi scan (Vim ``bimamba_type="v1"``) without flipped copies.
+
+    u, delta, z: (batch, d, L); B, C: (batch, G, N, L); A, A_b: (d, N); D, delta_bias: (d,), shared
+    by both directions. One launch scans 2 d rows: rows [:d] forwards with A, rows [d:] the same
+    inputs right to left with A_b (index arithmetic in the kernels, layout "fobi"). Returns y
+    (batch, 2 d, L), both halves at the natural positions (each gated by silu(z)), in u's dtype
+    (float32 with ``out_dtype=torch.float32``): Fo-Bi's output is ``y[:, :d] + y[:, d:]``, equal
+    to ``y_f + flip(scan(flip(inputs)))`` of :func:`dasslib.scans.bidirectional_selective_scan`.
+    Differentiable where the rows backward runs (:func:`fobi_scan_supported`)."""
+    s = check_scan_args(u, delta, A, B, C, D, z, delta_bias)
+    if A_b.shape != A.shape:
+        raise ValueError(f"A_b must match A's shape {tuple(A.shape)}, got {tuple(A_b.shape)}")
+    if B.dim() != 4 or C.dim() != 4:
+        raise ValueError("fobi_scan_triton needs time-varying B and C (batch, G, N, L)")
+    if u.device.type != "cuda" and not _interpreted():
+        raise ValueError(f"fobi_scan_triton needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
+    A2 = torch.cat([A, A_b])
+    D2 = None if D is None else torch.cat([D, D])
+    dtb2 = None if delta_bias is None else torch.cat([delta_bias, delta_bias])
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                for t in (u, delta, A, A_b, B, C, D, z, delta_bias))
+    cfg = pick_config(s.batch * 2 * s.dim, s.L, s.N, u.device)
+    if not _fobi_runs(cfg, need_grad):
+        raise ValueError(f"fobi_scan_triton runs on the 'rows' / 'seq' forward and the 'rows' backward; "
+                         f"N={s.N} at {2 * s.batch * s.dim} rows picks forward {cfg.fwd!r}, "
+                         f"backward {cfg.bwd!r}")
+    y, _ = torch.ops.dasslib.selective_scan_fwd(u, delta, A2, B, C, D2, z, dtb2, None,
+                                                bool(delta_softplus), need_grad, "",
+                                                _y_fp32(u, out_dtype), "fobi")
+    return y
+
+
+def fobi_scan_supported(N, rows, device, backward=False):
+    """Whether :func:`fobi_scan_triton` runs for state size N and batch * 2 d rows on device."""
+    return _fobi_runs(pick_config(rows, 1024, N, device), backward)
+
+
+def _fobi_runs(cfg, backward):
+    return cfg.fwd in ("rows", "seq") and (not backward or cfg.bwd == "rows")

@@ -375,16 +375,29 @@ def _join4(c0, c1, c2, c3):
 
 
 @triton.jit
-def _seq_load(t0, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z: tl.constexpr):
-    """Raw (delta, u, z) tiles (BD, 4) of steps t0..t0+3 (zeros past L)."""
-    cols = t0 + tl.arange(0, 4)
-    off = row_off[:, None] + cols[None, :]
-    m = (cols < L)[None, :]
-    dtr = tl.load(dt_ptr + off, mask=m, other=0.0).to(tl.float32)
-    ut = tl.load(u_ptr + off, mask=m, other=0.0).to(tl.float32)
+def _seq_pos(t0, rev, Lr, L, REV: tl.constexpr):
+    """Positions (BD, 4) of scan steps t0..t0+3 of each row and their mask (position < L): the
+    steps themselves, or Lr - 1 - step for a reversed row (rev = 1; Lr: L rounded up to 4, so a
+    reversed row's tiles of 4 steps are the same aligned 4-position groups as a forward row's,
+    the first one partly masked)."""
+    steps = (t0 + tl.arange(0, 4))[None, :]
+    pos = steps                  # (1, 4): the same positions for every row (contiguous)
+    if REV:
+        pos = tl.where(rev[:, None] != 0, Lr - 1 - steps, steps)
+    return pos, pos < L
+
+
+@triton.jit
+def _seq_load(t0, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z: tl.constexpr,
+              REV: tl.constexpr):
+    """Raw (delta, u, z) tiles (BD, 4) of scan steps t0..t0+3 (zeros past L); u read at the
+    rows' source offsets urow, delta and z at drow."""
+    pos, m = _seq_pos(t0, rev, Lr, L, REV)
+    dtr = tl.load(dt_ptr + drow[:, None] + pos, mask=m, other=0.0).to(tl.float32)
+    ut = tl.load(u_ptr + urow[:, None] + pos, mask=m, other=0.0).to(tl.float32)
     zt = ut
     if HAS_Z:
-        zt = tl.load(z_ptr + off, mask=m, other=0.0).to(tl.float32)
+        zt = tl.load(z_ptr + drow[:, None] + pos, mask=m, other=0.0).to(tl.float32)
     return dtr, ut, zt
 
 
@@ -393,14 +406,14 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
               A2, Binv, Cinv, dtb, Dv, L, N: tl.constexpr,
               B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
               HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
-              FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, MASKED: tl.constexpr):
-    """Advance the states h (tuple of N (BD,) vectors) over steps t0..t0+3 from the raw
-    tiles (dtr, ut, zt) and, if OUTPUT, store y there. Only the tail tile is MASKED; rows past
-    the end were clamped to a real row by the caller and are masked at the store."""
-    cols = t0 + tl.arange(0, 4)
-    off = row_off[:, None] + cols[None, :]
-    if MASKED:
-        m = (cols < L)[None, :]
+              FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, MASKED: tl.constexpr, rev, Lr,
+              REV: tl.constexpr):
+    """Advance the states h (tuple of N (BD,) vectors) over scan steps t0..t0+3 (positions from
+    :func:`_seq_pos`) from the raw tiles (dtr, ut, zt) and, if OUTPUT, store y at the rows' own
+    positions. Rows past the end were clamped to a real row by the caller and are masked at the
+    store."""
+    cols, m = _seq_pos(t0, rev, Lr, L, REV)
+    off = row_off[:, None] + cols
     if HAS_DTB:
         dtr = dtr + dtb[:, None]
     if SOFTPLUS:
@@ -416,7 +429,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
     new_h = ()
     for n in tl.static_range(N):
         if B_VARYING:
-            bp = B_ptr + bB[:, None] + n * L + cols[None, :]
+            bp = B_ptr + bB[:, None] + n * L + cols
             if MASKED:
                 bt = tl.load(bp, mask=m, other=0.0)
             else:
@@ -435,7 +448,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
         new_h = new_h + (hn3,)
         if OUTPUT:
             if C_VARYING:
-                cp = C_ptr + bC[:, None] + n * L + cols[None, :]
+                cp = C_ptr + bC[:, None] + n * L + cols
                 if MASKED:
                     ct = tl.load(cp, mask=m, other=0.0)
                 else:
@@ -480,11 +493,16 @@ def _seq_fwd_kernel(
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     PASS: tl.constexpr, FAST_LOG: tl.constexpr,
-    PREFETCH: tl.constexpr,
+    PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr = False, U_SRC: tl.constexpr = 0,
+    SHARED: tl.constexpr = False,
 ):
     """Sequential forward, one thread per row, BD rows per program, chunk q = program_id(1).
     PASS 1: chunk summaries only (end state from zero, chunkS; decay product, chunkP);
-    PASS 2: output pass, chunk q starts from h0 folded through the summaries of chunks < q."""
+    PASS 2: output pass, chunk q starts from h0 folded through the summaries of chunks < q.
+    Direction layouts as the rows kernels': REV_UPPER scans the rows of the upper half of the B
+    groups right to left (y at the positions read; states stored by tiles in scan order, the
+    first tile being the last in memory), U_SRC > 0 reads u from (batch, U_SRC, dim // G_B, L),
+    SHARED ("fobi") also delta and z there and B / C from (batch, G / 2, N, L)."""
     q = tl.program_id(1)
     r = tl.program_id(0) * BD + tl.arange(0, BD)
     rmask = r < rows
@@ -494,6 +512,23 @@ def _seq_fwd_kernel(
     row_off = rc.to(tl.int64) * L
     bB = (bi * G_B + di // (dim // G_B)).to(tl.int64) * N * L
     bC = (bi * G_C + di // (dim // G_C)).to(tl.int64) * N * L
+    rev = tl.zeros((BD,), dtype=tl.int32)
+    urow = row_off
+    drow = row_off
+    Lr = L
+    if REV_UPPER or U_SRC > 0:
+        per = dim // G_B
+        g = di // per
+        if REV_UPPER:
+            rev = (g >= G_B // 2).to(tl.int32)
+            Lr = (L + 3) // 4 * 4
+        if U_SRC > 0:
+            urow = ((bi * U_SRC + g % U_SRC) * per + di % per).to(tl.int64) * L
+        if SHARED:
+            drow = urow
+            bB = (bi * (G_B // 2) + g % (G_B // 2)).to(tl.int64) * N * L
+            gC = di // (dim // G_C)
+            bC = (bi * (G_C // 2) + gC % (G_C // 2)).to(tl.int64) * N * L
     dtb = tl.zeros((BD,), dtype=tl.float32)
     if HAS_DTB:
         dtb = tl.load(dtb_ptr + di)
@@ -524,12 +559,13 @@ def _seq_fwd_kernel(
             h = new_h
     dtsum = tl.zeros((BD,), dtype=tl.float32)
     t_start = q * chunk_len
-    t_end = tl.minimum(L, t_start + chunk_len)
+    t_end = tl.minimum(Lr, t_start + chunk_len)
     # software pipelining: the loads of the next PREFETCH tiles are in flight while tile t0 is
     # computed (a ring of raw tiles; reads past the chunk stay inside the row or are masked)
     ring = ()
     for i in tl.static_range(PREFETCH):
-        ring = ring + (_seq_load(t_start + 4 * i, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
+        ring = ring + (_seq_load(t_start + 4 * i, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z,
+                                 REV_UPPER),)
     # every tile masked (one instance of the tile code: compiles much faster for large N; the
     # masks are predicates, past L delta is 0 so the states pass through)
     for t0 in range(t_start, t_end, 4):
@@ -537,12 +573,21 @@ def _seq_fwd_kernel(
         rest = ()
         for i in tl.static_range(1, PREFETCH):
             rest = rest + (ring[i],)
-        ring = rest + (_seq_load(t0 + 4 * PREFETCH, u_ptr, dt_ptr, z_ptr, row_off, L, HAS_Z),)
+        ring = rest + (_seq_load(t0 + 4 * PREFETCH, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z,
+                                 REV_UPPER),)
         h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
                              bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING, HAS_D,
-                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True)
+                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True, rev, Lr, REV_UPPER)
         if store_states != 0:
-            if ((t0 + 4) % STATE_EVERY == 0) | (t0 + 4 >= L):
+            if REV_UPPER:
+                # a reversed row keeps the state after the 4-position group whose lowest position
+                # starts a state tile, at that tile's place in scan order
+                lo = Lr - 4 - t0
+                keep = tl.where(rev != 0, lo % STATE_EVERY == 0,
+                                ((t0 + 4) % STATE_EVERY == 0) | (t0 + 4 >= L))
+                idx = tl.where(rev != 0, n_state_tiles - 1 - lo // STATE_EVERY, t0 // STATE_EVERY)
+                _store_states(states_ptr, rc, rmask & keep, idx, n_state_tiles, h, N, NP)
+            elif ((t0 + 4) % STATE_EVERY == 0) | (t0 + 4 >= L):
                 _store_states(states_ptr, rc, rmask, t0 // STATE_EVERY, n_state_tiles, h, N, NP)
     if PASS == 1:
         for n in tl.static_range(N):
@@ -630,6 +675,23 @@ def _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD: tl.constexpr, REV_UPPER: tl.c
 
 
 @triton.jit
+def _shared_sources(rb, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr, bB, bC, off0, offu0,
+                    SHARED: tl.constexpr):
+    """(bB, bC, offd0) of row block rb: with SHARED (the "fobi" layout: the upper half of the
+    groups scans the same sources as the lower half, reversed), the B / C bases of source group
+    g % (G / 2) of (batch, G / 2, N, L) tensors and delta / z read at the u-source offsets;
+    otherwise unchanged (delta / z at the rows' own offsets off0)."""
+    if SHARED:
+        bi = (rb * BD) // dim
+        gB = (rb * BD) % dim // (dim // G_B)
+        gC = (rb * BD) % dim // (dim // G_C)
+        bB = (bi * (G_B // 2) + gB % (G_B // 2)).to(tl.int64) * N * L
+        bC = (bi * (G_C // 2) + gC % (G_C // 2)).to(tl.int64) * N * L
+        return bB, bC, offu0
+    return bB, bC, off0
+
+
+@triton.jit
 def _row_params(A_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr, HAS_D: tl.constexpr,
                 HAS_DTB: tl.constexpr):
     """Per-channel constants of the rows ``di`` (BD,): a tuple of N (BD,) vectors A * a_scale; D
@@ -713,6 +775,7 @@ def _rows_fwd_kernel(
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     FAST_LOG: tl.constexpr, PREFETCH: tl.constexpr, CHUNKED: tl.constexpr,
     REV_UPPER: tl.constexpr, U_SRC: tl.constexpr, Y_GRID_H: tl.constexpr = 0,
+    SHARED: tl.constexpr = False,
 ):
     """Forward of BD rows per program over one chunk of tiles (see the comment above).
     Direction layouts (SS2D without materialised cross-scan copies; one chunk only):
@@ -740,6 +803,9 @@ def _rows_fwd_kernel(
     zr = (rr * 0)[:, None]
     off0 = row_off[:, None] + t0[None, :]
     rev, offu0, src = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    # SHARED: delta and z read where u is, B / C from the shared source group (offd0 is what
+    # _rows_load reads delta and z at; y is stored at the rows' own offsets off0)
+    bB, bC, offd0 = _shared_sources(rb, dim, L, G_B, G_C, N, BD, bB, bC, off0, offu0, SHARED)
     # the carry enters at the tile's first step in scan order and leaves from its last
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
@@ -748,7 +814,7 @@ def _rows_fwd_kernel(
     # computed (a ring of raw tiles; tiles past the end are fully masked)
     ring = ()
     for i in tl.static_range(PREFETCH):
-        ring = ring + (_rows_load(k_first + i, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
+        ring = ring + (_rows_load(k_first + i, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, offd0,
                                   bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev, n_tiles),)
     A2, Dv, dtb = _row_params(A_ptr, D_ptr, dtb_ptr, di, 1.4426950408889634, N, HAS_D, HAS_DTB)
     if CHUNKED:
@@ -783,10 +849,10 @@ def _rows_fwd_kernel(
             for i in tl.static_range(1, PREFETCH):
                 rest = rest + (ring[i],)
             ring = rest + (_rows_load(k + PREFETCH, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
-                                      off0, bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev,
+                                      offd0, bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev,
                                       n_tiles),)
         else:
-            ut, dtr, zt, bt, ct = _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0,
+            ut, dtr, zt, bt, ct = _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, offd0,
                                              bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev,
                                              n_tiles)
         u = ut.to(tl.float32)
@@ -868,19 +934,21 @@ def _adj_combine(G2, M2, F2, G1, M1, F1):
 
 @triton.jit
 def _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_L: tl.constexpr,
-                   HAS_Z: tl.constexpr, offu0, rev, n_tiles):
+                   HAS_Z: tl.constexpr, offu0, rev, n_tiles, offd0):
     """Raw tiles (u, delta, dy, z) of tile k (in scan order: reversed rows read tile
-    n_tiles - 1 - k); nothing is read for k < k_first (past the chunk)."""
+    n_tiles - 1 - k); nothing is read for k < k_first (past the chunk). u is read at offu0,
+    delta and z at offd0 (the u sources in the "fobi" layout), dy at the rows' own off0."""
     kp = _phys_tile(k, rev, n_tiles)
     t = kp * BLOCK_L + t0
     m = ((t < L) & (k >= k_first))[None, :]
     off = off0 + kp * BLOCK_L
+    offd = offd0 + kp * BLOCK_L
     ut = tl.load(u_ptr + offu0 + kp * BLOCK_L, mask=m, other=0.0)
-    rawt = tl.load(dt_ptr + off, mask=m, other=0.0)
+    rawt = tl.load(dt_ptr + offd, mask=m, other=0.0)
     dyt = tl.load(dy_ptr + off, mask=m, other=0.0)
     zt = ut
     if HAS_Z:
-        zt = tl.load(z_ptr + off, mask=m, other=0.0)
+        zt = tl.load(z_ptr + offd, mask=m, other=0.0)
     return ut, rawt, dyt, zt
 
 
@@ -969,6 +1037,7 @@ def _rows_bwd_kernel(
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     HAS_DLAST: tl.constexpr, FAST_LOG: tl.constexpr, CHUNKED: tl.constexpr,
     PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
+    SHARED: tl.constexpr = False,
 ):
     """Gradients of BD rows over one chunk of tiles (see the comment above). states: the
     forward state after every tile, (rows, n_tiles, NP). Per-row sums go to dA (rows, N),
@@ -989,6 +1058,7 @@ def _rows_bwd_kernel(
     t0 = tl.arange(0, BLOCK_L)
     off0 = row_off[:, None] + t0[None, :]
     rev, offu0, _src = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    bB, bC, offd0 = _shared_sources(rb, dim, L, G_B, G_C, N, BD, bB, bC, off0, offu0, SHARED)
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]        # first / last step in scan order
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
     A, Dv, dtb = _row_params(A_ptr, D_ptr, dtb_ptr, di, 1.0, N, HAS_D, HAS_DTB)
@@ -1033,7 +1103,7 @@ def _rows_bwd_kernel(
     flip = (BLOCK_L - 1 - t0)[None, :] + (rr * 0)[:, None]   # reversal of the tile
     # the raw tiles of the next (left) tile are loaded while this one is computed (PREFETCH)
     nxt = _rows_bwd_load(k_end - 1, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_L,
-                         HAS_Z, offu0, rev, n_tiles)
+                         HAS_Z, offu0, rev, n_tiles, offd0)
     for j in range(0, k_end - k_first):
         k = k_end - 1 - j
         kp = _phys_tile(k, rev, n_tiles)   # the tile's place in memory
@@ -1044,10 +1114,10 @@ def _rows_bwd_kernel(
         if PREFETCH:
             ut, rawt, dyt, zt = nxt
             nxt = _rows_bwd_load(k - 1, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L,
-                                 BLOCK_L, HAS_Z, offu0, rev, n_tiles)
+                                 BLOCK_L, HAS_Z, offu0, rev, n_tiles, offd0)
         else:
             ut, rawt, dyt, zt = _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0,
-                                               L, BLOCK_L, HAS_Z, offu0, rev, n_tiles)
+                                               L, BLOCK_L, HAS_Z, offu0, rev, n_tiles, offd0)
         u = ut.to(tl.float32)
         raw = rawt.to(tl.float32)
         dy = dyt.to(tl.float32)

@@ -99,6 +99,30 @@ def test_ss2d_in_place_scan_matches_the_copies_in_inference_and_training():
     assert worst < 1e-4, worst
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("b", [2, 32], ids=["rows-bwd", "many-rows"])
+def test_fobi_scan_matches_the_flipped_copies(b, dtype):
+    """AuM's Fo-Bi by index arithmetic (fobi_scan_triton) against the torch scan of flipped copies in
+    float64, forward and gradients, at AuM's length (513, unaligned rows) and N = 16; b = 32 is
+    enough rows (2 x 32 x 96) for the kernel choice of the models: the sequential forward."""
+    from dasslib.scans.layouts import bidirectional_selective_scan
+
+    args = scan_inputs(b, 96, 513, 16, 1, dtype, z=True)
+    A_b = -torch.exp(torch.randn(96, 16, device=CUDA, generator=torch.Generator(device="cuda").manual_seed(3)))
+    tri = {k: None if v is None else v.clone().requires_grad_(True) for k, v in args.items()}
+    ref = {k: None if v is None else v.detach().double().requires_grad_(True) for k, v in args.items()}
+    y = bidirectional_selective_scan(**tri, A_b=A_b, delta_softplus=True, backend="triton")
+    yr = bidirectional_selective_scan(**ref, A_b=A_b.double(), delta_softplus=True, backend="torch")
+    gy = torch.randn(yr.shape, generator=torch.Generator(device="cuda").manual_seed(5), device="cuda",
+                     dtype=torch.float64)
+    (yr * gy).sum().backward()
+    (y.double() * gy).sum().backward()
+    tol_y, tol_g = (2e-6, 5e-5) if dtype == torch.float32 else (1e-2, 3e-2)
+    errs = {"y": rel(y, yr), **{k: rel(tri[k].grad, ref[k].grad) for k, v in args.items() if v is not None}}
+    bad = {k: e for k, e in errs.items() if not e < (tol_y if k == "y" else tol_g)}
+    assert not bad, errs
+
+
 @pytest.mark.parametrize("name", ["dass_small", "aum_tiny", "ssam_tiny", "ast_tiny"])
 @pytest.mark.parametrize("mode", ["compile", "graphs"])
 def test_fast_forward_matches_eager_in_fp32(name, mode):
