@@ -249,14 +249,26 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+PROFILE = {}   # --profile-dir: {"dir": folder, "name": file stem of the case being timed}
+
+
 def _timed(step, device, warmup, repeats):
-    """(Timing, peak MiB over the timed calls, seconds of the first call: compiles included)."""
+    """(Timing, peak MiB over the timed calls, seconds of the first call: compiles included). With
+    --profile-dir, the timed step's kernel table is written there too (same compiled step)."""
     t0 = time.perf_counter()
     step()
     _sync(device)
     first = time.perf_counter() - t0
     reset_peak(device)
-    return time_step(step, device, warmup=warmup, repeats=repeats), peak_memory_mb(device), first
+    timing = time_step(step, device, warmup=warmup, repeats=repeats)
+    peak = peak_memory_mb(device)
+    if PROFILE.get("name") and device.type == "cuda":
+        from benchmarks.profile_model import kernel_table
+
+        path = os.path.join(PROFILE["dir"], PROFILE["name"] + ".txt")
+        with open(path, "w") as f:
+            f.write(kernel_table(step, 5, 60, PROFILE["name"]) + "\n")
+    return timing, peak, first
 
 
 def time_inference(m, x, path, repeats):
@@ -301,6 +313,9 @@ def main():
                          "script, not a benchmark)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--commit", default=None, help="commit to record (default: git rev-parse)")
+    ap.add_argument("--profile-dir", default=None,
+                    help="also write the kernel table (torch.profiler) of every fast-path case timed "
+                         "here, profile_<model>_<mode>_b<batch>.txt (the compiled step just timed)")
     ap.add_argument("--baseline-csv", default=None,
                     help="take AST-Base-SDPA's rows from this CSV when it is not in --models "
                          "(same device and run only)")
@@ -387,6 +402,10 @@ def main():
             if mode == "train":
                 paths = [("eager", "off")] + [("fast", t) for t in train_fast]
             for path, fpath in paths:
+                PROFILE.clear()
+                if args.profile_dir and path == "fast" and mode != "predict":
+                    os.makedirs(args.profile_dir, exist_ok=True)
+                    PROFILE.update(dir=args.profile_dir, name=f"profile_{label}_{mode}_b{batch}")
                 if mode == "train":
                     t, peak, first = time_train(m, x, fpath, args.repeats)
                 elif mode == "predict":

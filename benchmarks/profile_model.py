@@ -16,6 +16,26 @@ from benchmarks.bench_models import MODELS, build
 from dasslib.bench import make_step
 
 
+def kernel_table(step, iters=5, top=40, title=""):
+    """torch.profiler table of ``iters`` calls of ``step`` (warmed up by the caller): CUDA kernels by
+    total device time, with their share, ms per call and launches per call."""
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.device_time_total for e in events)
+    events.sort(key=lambda e: -e.device_time_total)
+    lines = [f"{title}: {total / iters / 1e3:.3f} ms of kernels per call "
+             f"({sum(e.count for e in events) / iters:.0f} launches)",
+             f"{'share':>6} {'ms/call':>8} {'calls':>6}  kernel"]
+    for e in events[:top]:
+        lines.append(f"{100 * e.device_time_total / total:5.1f}% {e.device_time_total / iters / 1e3:8.3f} "
+                     f"{e.count // iters:6d}  {e.key[:150]}")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="dass_small", choices=sorted(MODELS))
@@ -34,20 +54,7 @@ def main():
     for _ in range(3):
         step()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(args.iters):
-            step()
-        torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.device_time_total > 0]
-    total = sum(e.device_time_total for e in events)
-    events.sort(key=lambda e: -e.device_time_total)
-    lines = [f"{args.model} {args.mode} B={args.batch} fast={fast}: {total / args.iters / 1e3:.3f} ms "
-             f"of kernels per call ({sum(e.count for e in events) / args.iters:.0f} launches)",
-             f"{'share':>6} {'ms/call':>8} {'calls':>6}  kernel"]
-    for e in events[:args.top]:
-        lines.append(f"{100 * e.device_time_total / total:5.1f}% {e.device_time_total / args.iters / 1e3:8.3f} "
-                     f"{e.count // args.iters:6d}  {e.key[:150]}")
-    text = "\n".join(lines)
+    text = kernel_table(step, args.iters, args.top, f"{args.model} {args.mode} B={args.batch} fast={fast}")
     print(text)
     if args.out:
         with open(args.out, "w") as f:
