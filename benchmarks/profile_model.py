@@ -36,6 +36,14 @@ def kernel_table(step, iters=5, top=40, title=""):
     return "\n".join(lines)
 
 
+def report(text, out=None):
+    """Print a table and, with ``out``, write it there too."""
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="dass_small", choices=sorted(MODELS))
@@ -54,11 +62,8 @@ def main():
     for _ in range(3):
         step()
     torch.cuda.synchronize()
-    text = kernel_table(step, args.iters, args.top, f"{args.model} {args.mode} B={args.batch} fast={fast}")
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    report(kernel_table(step, args.iters, args.top, f"{args.model} {args.mode} B={args.batch} fast={fast}"),
+           args.out)
 
 
 if __name__ == "__main__":

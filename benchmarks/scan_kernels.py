@@ -10,28 +10,9 @@ per call, so that a gap between two backends can be put on a kernel before it is
 import argparse
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from benchmarks import bench_scan as bs
-
-
-def kernel_table(fn, iters):
-    """[(kernel name, us per call, launches per call)] of fn(), sorted by time."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(iters):
-            fn()
-        torch.cuda.synchronize()
-    rows = []
-    for e in prof.key_averages():
-        t = getattr(e, "device_time_total", None)
-        if t is None:
-            t = e.cuda_time_total
-        if t > 0 and e.count > 0:
-            rows.append((e.key, t / iters, e.count / iters))
-    return sorted(rows, key=lambda r: -r[1])
+from benchmarks.profile_model import kernel_table, report
 
 
 def main():
@@ -63,18 +44,13 @@ def main():
                     bs.scan_call(backend, ins).backward(dy)
 
                 for mode, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
-                    rows = kernel_table(fn, args.iters)
-                    total = sum(r[1] for r in rows)
-                    lines.append(f"\n{name} {dname} {backend} {mode}: {total:.1f} us of kernels per call")
-                    lines += [f"  {us:9.1f} us  x{n:4.1f}  {k[:110]}" for k, us, n in rows[:12]]
+                    for _ in range(3):          # compiles and warm-up
+                        fn()
+                    lines.append("\n" + kernel_table(fn, args.iters, 12, f"{name} {dname} {backend} {mode}"))
                 for t in ins:
                     if t is not None:
                         t.grad = None
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

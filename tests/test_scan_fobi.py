@@ -3,14 +3,7 @@ interpreter): both directions in one launch, the backward one scanning the same 
 right to left, against the float64 reference of the flipped-copy formulation, forward and
 gradients, on the "rows" and "seq" forwards (one and two chunks), odd lengths and both state
 regimes (unrolled N <= 4, looped N > 4); and bidirectional_selective_scan taking it."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-FRESH = os.environ.get("TRITON_INTERPRET") == "1" or "triton" not in sys.modules
-if FRESH:
-    os.environ["TRITON_INTERPRET"] = "1"
+from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_fresh_process  # noqa: I001
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -20,19 +13,10 @@ triton = pytest.importorskip("triton")
 import dasslib.scans.triton_backend as tb  # noqa: E402
 from dasslib.scans.reference import selective_scan_ref  # noqa: E402
 
-needs_fresh = pytest.mark.skipif(not FRESH, reason="triton was imported without the interpreter; "
-                                                   "these run in test_in_fresh_process")
 
-
-@pytest.mark.skipif(FRESH, reason="runs only where triton was imported without the interpreter")
+@only_in_a_shared_process
 def test_in_fresh_process():
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, TRITON_INTERPRET="1",
-               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(Path(__file__).resolve())], env=env, cwd=root,
-                         capture_output=True, text=True, timeout=1800)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    run_in_fresh_process(__file__)
 
 
 def _case(b, d, L, N, G, z=True, seed=0):

@@ -3,17 +3,7 @@ and without chunk chaining, prefetch depths, rows per program; "seq" with chunks
 and chained) and the backward against the float64 step-by-step reference, on odd lengths, L=1,
 tile and chunk boundaries, groups > 1, time-invariant B/C, the z gate, an initial state,
 return_last_state and bf16 inputs; plus pick_config's choices per regime."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-# The interpreter must be on before triton is first imported (torch imports it too, e.g. through
-# dasslib.models). In a process where that already happened without it (a full test run), the
-# tests of this file run in a fresh subprocess instead (test_in_fresh_process).
-FRESH = os.environ.get("TRITON_INTERPRET") == "1" or "triton" not in sys.modules
-if FRESH:
-    os.environ["TRITON_INTERPRET"] = "1"
+from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_fresh_process  # noqa: I001
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -23,19 +13,10 @@ triton = pytest.importorskip("triton")
 from dasslib.scans.reference import selective_scan_ref  # noqa: E402
 from dasslib.scans.triton_backend import TritonConfig, pick_config, rows_per_program, selective_scan_triton  # noqa: E402
 
-needs_fresh = pytest.mark.skipif(not FRESH, reason="triton was imported without the interpreter; "
-                                                   "these run in test_in_fresh_process")
 
-
-@pytest.mark.skipif(FRESH, reason="runs only where triton was imported without the interpreter")
+@only_in_a_shared_process
 def test_in_fresh_process():
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, TRITON_INTERPRET="1",
-               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(Path(__file__).resolve())], env=env, cwd=root,
-                         capture_output=True, text=True, timeout=1800)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    run_in_fresh_process(__file__)
 
 
 def make(b, d, L, N, G, z=False, h0=False, tinv=False, dtype=torch.float32, seed=0):
