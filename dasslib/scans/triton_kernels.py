@@ -639,6 +639,19 @@ def _phys_tile(k, rev, n_tiles):
 
 
 @triton.jit
+def _tile_scan(dA, x, rev, REV_UPPER: tl.constexpr):
+    """(cumulative decays, states from a zero carry) of a (BD, BLOCK) tile, in scan order."""
+    if REV_UPPER:
+        if rev != 0:
+            a, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine, reverse=True)
+        else:
+            a, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+    else:
+        a, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+    return a, h
+
+
+@triton.jit
 def _tile_states(dA, x, rev, REV_UPPER: tl.constexpr):
     """States h of a (BD, BLOCK) tile from decays dA and inputs x (the carry already in x's first
     step in scan order): a scan along the tile, right to left for a reversed row (rev = 1)."""
@@ -753,15 +766,20 @@ def _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY: tl.constexp
 
 
 @triton.jit
-def _fwd_state(dt, du, Bn, A2n, carry_n, is_first, is_last, rev, REV_UPPER: tl.constexpr):
+def _fwd_state(dt, du, Bn, A2n, carry_n, rev, REV_UPPER: tl.constexpr):
     """One state's tile of the forward: states h (BD, BLOCK) from decays exp2(dt * A2n) and inputs
-    du * Bn, the carry (BD,) entering at the first step in scan order; and the carry leaving
-    from the last (BD,)."""
+    du * Bn, the carry (BD,) entering before the first step in scan order; and the carry leaving
+    from the last (BD,). The tile is scanned from a zero carry and the carry added after, times the
+    cumulative decay (the scan does not wait for the carry); the last step's state is read with
+    one warp shuffle (a gather), not a masked sum over the tile (offline sm_90, DASS's N = 1:
+    632 instead of 656 instructions in bf16, 440 instead of 456 in fp32)."""
     dA = tl.exp2(dt * A2n[:, None])
     x = du * Bn
-    x = tl.where(is_first, x + dA * carry_n[:, None], x)
-    h = _tile_states(dA, x, rev, REV_UPPER)
-    return h, tl.sum(tl.where(is_last, h, 0.0), axis=1)
+    decay, h = _tile_scan(dA, x, rev, REV_UPPER)
+    h = h + decay * carry_n[:, None]
+    last = (1 - rev) * (h.shape[1] - 1)                     # the last step in scan order
+    out = tl.gather(h, tl.zeros((h.shape[0], 1), dtype=tl.int32) + last, axis=1)
+    return h, tl.reshape(out, (h.shape[0],))
 
 
 @triton.jit(do_not_specialize=_ROWS_GENERIC + ["n_state_tiles", "store_states"])
@@ -806,9 +824,6 @@ def _rows_fwd_kernel(
     # SHARED: delta and z read where u is, B / C from the shared source group (offd0 is what
     # _rows_load reads delta and z at; y is stored at the rows' own offsets off0)
     bB, bC, offd0 = _shared_sources(rb, dim, L, G_B, G_C, N, BD, bB, bC, off0, offu0, SHARED)
-    # the carry enters at the tile's first step in scan order and leaves from its last
-    is_first = (t0 == rev * (BLOCK_L - 1))[None, :]
-    is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
     st_ptr = states_ptr + (r.to(tl.int64) * n_state_tiles * NP)[:, None] + zr
     # software pipelining: the loads of the next PREFETCH tiles are in flight while tile k is
     # computed (a ring of raw tiles; tiles past the end are fully masked)
@@ -870,7 +885,7 @@ def _rows_fwd_kernel(
             for ns in range(N):   # a loop variable apart from the unrolled loops' n
                 A2n = tl.load(A_ptr + di * N + ns) * 1.4426950408889634
                 h, c = _fwd_state(dt, du, _rows_bc(B_ptr, bB, di, ns, L, t2, m2, N, B_VARYING), A2n,
-                                  tl.load(carry_ptr + r * NP + ns), is_first, is_last, rev, REV_UPPER)
+                                  tl.load(carry_ptr + r * NP + ns), rev, REV_UPPER)
                 tl.store(carry_ptr + r * NP + ns, c)
                 _keep_state(st_ptr, k, ns, c, n_tiles, store_states, STATE_EVERY, NP)
                 y += h * _rows_bc(C_ptr, bC, di, ns, L, t2, m2, N, C_VARYING)
@@ -881,7 +896,7 @@ def _rows_fwd_kernel(
                     Bn = bt.to(tl.float32)
                 else:
                     Bn = _rows_bc(B_ptr, bB, di, n, L, t2, m2, N, B_VARYING)
-                h, c = _fwd_state(dt, du, Bn, A2[n], carry[n], is_first, is_last, rev, REV_UPPER)
+                h, c = _fwd_state(dt, du, Bn, A2[n], carry[n], rev, REV_UPPER)
                 new_carry = new_carry + (c,)
                 _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY, NP)
                 if BC:
