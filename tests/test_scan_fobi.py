@@ -94,11 +94,17 @@ def test_bidirectional_scan_takes_the_fobi_layout_and_matches_the_copies(monkeyp
     c = _case(2, 8, 13, 2, 1)
     kw = dict(D=c["D"], z=c["z"], delta_bias=c["delta_bias"], delta_softplus=True, A_b=c["A_b"])
     calls = []
-    real = tb.fobi_scan_triton
-    monkeypatch.setattr(tb, "fobi_scan_triton", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = layouts.fobi_scan_triton
+    monkeypatch.setattr(layouts, "fobi_scan_triton", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = layouts.bidirectional_selective_scan(c["u"], c["delta"], c["A"], c["B"], c["C"], backend="triton", **kw)
     ref = layouts.bidirectional_selective_scan(c["u"], c["delta"], c["A"], c["B"], c["C"], backend="torch", **kw)
     assert calls and _rel(out, ref) < 2e-6
+    monkeypatch.setattr(layouts, "fobi_scan_triton", real)
+    # as the AuM mixer calls it inside torch.compile: one graph, no break
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda *a: layouts.bidirectional_selective_scan(*a, backend="triton", **kw),
+                             backend="aot_eager", fullgraph=True)
+    assert _rel(compiled(c["u"], c["delta"], c["A"], c["B"], c["C"]), ref) < 2e-6
 
 
 @needs_fresh
@@ -131,3 +137,27 @@ def test_fobi_custom_op_passes_opcheck_and_compiles_without_graph_break():
     torch.compile(f, backend="aot_eager", fullgraph=True)(**got).backward()
     for k in ref:
         assert _rel(got[k].grad, ref[k].grad) < 1e-6, k
+
+
+@needs_fresh
+def test_aum_fo_bi_model_on_the_triton_scan_matches_the_torch_scan():
+    """A small AuM (Fo-Bi; N = 5 to keep the interpreter quick, the state-loop regime of N = 16) on the
+    Triton scan (the fobi layout) against the same weights on the torch scan (flipped copies): logits
+    and every gradient."""
+    from dasslib.models import create
+
+    torch.manual_seed(0)
+    kw = dict(depth=1, embed_dim=16, num_classes=5, d_state=5)
+    tri = create("aum_tiny", scan_backend="triton", **kw)
+    ref = create("aum_tiny", scan_backend="torch", **kw)
+    ref.load_state_dict(tri.state_dict())
+    x = torch.randn(1, 64, 32)
+    for m in (tri, ref):
+        m.train()
+        for mod in m.modules():
+            if hasattr(mod, "drop_prob"):
+                mod.drop_prob = 0.0
+    ref(x).square().mean().backward()
+    tri(x).square().mean().backward()
+    worst = max(_rel(a.grad, b.grad) for a, b in zip(tri.parameters(), ref.parameters()) if b.grad is not None)
+    assert worst < 1e-4, worst

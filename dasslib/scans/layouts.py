@@ -14,6 +14,11 @@ import torch
 
 from .api import resolve_backend, selective_scan
 
+try:    # the Triton kernels (absent without triton)
+    from .triton_backend import fobi_scan_supported, fobi_scan_triton
+except ImportError:
+    fobi_scan_supported = fobi_scan_triton = None
+
 __all__ = ["selective_scan", "cross_scan_2d", "cross_merge_2d", "cross_selective_scan_2d",
            "bidirectional_selective_scan"]
 
@@ -147,9 +152,7 @@ def _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, softplus):
     """Fo-Bi with the backward direction by index arithmetic in the Triton kernels (layout "fobi":
     no flipped copies): (batch, 2 d, L), or None where that path does not run (no triton, or a
     kernel choice without it, e.g. few rows in training)."""
-    try:
-        from .triton_backend import fobi_scan_supported, fobi_scan_triton
-    except ImportError:      # triton missing
+    if fobi_scan_triton is None:
         return None
     need_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, A_b, B, C, D, z, delta_bias))
