@@ -39,14 +39,15 @@ def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int, L: int = 8192
     """``fn`` compiled for sm_90: pointers of the inputs/outputs in ``dtype``, the rest fp32, ints i32.
 
     Specialized as a launch specializes it: pointers (torch allocations) and the ints that are not
-    ``do_not_specialize`` and divisible by 16 at that launch (``dim``, and ``L`` when ``L % 16 == 0``)
+    ``do_not_specialize`` and divisible by 16 at that launch (``dim``, the sequential kernel's
+    ``chunk_len``, and ``L`` when ``L % 16 == 0``)
     carry ``tt.divisibility = 16``. Without it Triton cannot prove alignment and loads 2-byte bf16
     elements one by one (1-element layouts) instead of 16-byte vectors: the counts would not be the
     launched kernel's."""
     ptr = "*fp32" if dtype == "fp32" else "*bf16"
     sig = {p.name: "constexpr" if p.is_constexpr else (ptr if p.name in INPUTS else "*fp32")
            if p.name.endswith("_ptr") else "i32" for p in fn.params}
-    aligned = {"dim"} | ({"L"} if L % 16 == 0 else set())
+    aligned = {"dim", "chunk_len"} | ({"L"} if L % 16 == 0 else set())   # chunk_len: a multiple of the tile
     attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(fn.params)
              if not p.is_constexpr and (p.name.endswith("_ptr") or p.name in aligned)}
     src = ASTSource(fn, sig, constexprs=constexprs, attrs=attrs)
