@@ -50,12 +50,19 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_copies_train": ("dass_small", dict(fused_scan_train=False), (1024, 128)),
     # the scan's output in the compute dtype (bf16 under autocast) instead of the official fp32
     "dass_small_bf16_scan": ("dass_small", dict(scan_fp32=False), (1024, 128)),
+    # the depthwise / one-input-channel convolutions as cuDNN calls in the compiled forward (no taps)
+    "dass_small_cudnn_conv": ("dass_small", {}, (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
+    # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
+    "aum_base_copies": ("aum_base", {}, (1024, 128)),
     "aum_small": ("aum_small", {}, (1024, 128)),
     "ssam_base": ("ssam_base", {}, (1000, 80)),
     "ssam_small": ("ssam_small", {}, (1000, 80)),
 }
+# module attributes a label sets after building (variants of the same weights and keys)
+ATTRS = {"dass_small_cudnn_conv": dict(tap_form=False),
+         "aum_base_copies": dict(tap_form=False, fobi_in_place=False)}
 BASELINE = "ast_base_sdpa"
 FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "path", "mode",
           "batch", "frames", "mel_bins", "ms", "ms_p10", "ms_p90", "clips_per_s", "peak_MiB",
@@ -115,6 +122,10 @@ def build(label, device):
     if _smoke:
         kw, frames = {**kw, **SMOKE[name.split("_")[0]]}, 128
     m = models.create(name, num_classes=527, **kw).to(device)
+    for attr, value in ATTRS.get(label, {}).items():
+        for mod in m.modules():
+            if hasattr(mod, attr):
+                setattr(mod, attr, value)
     return m, frames, mel
 
 

@@ -253,3 +253,18 @@ def test_tap_conv_compiled_matches_eager(autocast):
         assert out.dtype == ref.dtype
         tol = 2e-2 if autocast else 1e-5
         torch.testing.assert_close(out.float(), ref.float(), rtol=tol, atol=tol)
+
+
+def test_tap_form_can_be_switched_off(monkeypatch):
+    """``tap_form = False`` keeps the convolution in the compiled form too (benchmark comparisons)."""
+    from dasslib.models import layers
+
+    def no_taps(*a, **k):
+        raise AssertionError("tap form used")
+
+    monkeypatch.setattr(layers, "tap_conv", no_taps)
+    conv = layers.TapConv2d(4, 4, 3, padding=1, groups=4)
+    conv.tap_form = False
+    torch._dynamo.reset()
+    x = torch.randn(1, 4, 6, 6)
+    torch.testing.assert_close(torch.compile(conv, backend="aot_eager", fullgraph=True)(x), conv(x))

@@ -99,6 +99,10 @@ def test_bidirectional_scan_takes_the_fobi_layout_and_matches_the_copies(monkeyp
     out = layouts.bidirectional_selective_scan(c["u"], c["delta"], c["A"], c["B"], c["C"], backend="triton", **kw)
     ref = layouts.bidirectional_selective_scan(c["u"], c["delta"], c["A"], c["B"], c["C"], backend="torch", **kw)
     assert calls and _rel(out, ref) < 2e-6
+    n = len(calls)                      # in_place=False keeps the flipped copies
+    out2 = layouts.bidirectional_selective_scan(c["u"], c["delta"], c["A"], c["B"], c["C"], backend="triton",
+                                                in_place=False, **kw)
+    assert len(calls) == n and _rel(out2, ref) < 2e-6
     monkeypatch.setattr(layouts, "fobi_scan_triton", real)
     # as the AuM mixer calls it inside torch.compile: one graph, no break
     torch._dynamo.reset()

@@ -80,8 +80,10 @@ class TapConvMixin:
     the autocast dtype, as the convolution's does (the taps themselves are summed in the
     promoted dtype, fp32 for a bf16 input and fp32 weights: a difference of rounding)."""
 
+    tap_form = True      # False: the compiled form keeps the convolution too (benchmark comparisons)
+
     def forward(self, x):
-        if not torch.compiler.is_compiling() or not _tap_form(self):
+        if not torch.compiler.is_compiling() or not self.tap_form or not _tap_form(self):
             return super().forward(x)
         out = tap_conv(x, self.weight, self.bias, self.stride, self.padding)
         dev = x.device.type

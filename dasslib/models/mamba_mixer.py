@@ -44,8 +44,12 @@ def dt_bias_init(d, dt_min=1e-3, dt_max=0.1, floor=1e-4):
 class MambaMixer(nn.Module):
     """Mamba mixer (B, L, d_model) -> (B, L, d_model).
 
-    d_inner = expand * d_model; dt_rank "auto" = ceil(d_model / 16).
+    d_inner = expand * d_model; dt_rank "auto" = ceil(d_model / 16). ``fobi_in_place`` (attribute,
+    default True): Fo-Bi's backward direction by index arithmetic on the Triton scan; False keeps
+    the flipped copies (benchmark comparisons).
     """
+
+    fobi_in_place = True
 
     def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_rank="auto", bimamba="none",
                  divide_out=True, conv_bias=True, bias=False, scan_backend="auto"):
@@ -137,7 +141,7 @@ class MambaMixer(nn.Module):
                 state = (conv_state, ssm_state)
         elif self.bimamba == "fo_bi":
             y = bidirectional_selective_scan(u, dt, A, Bm, Cm, A_b=-torch.exp(self.A_b_log.float()),
-                                             **kw)
+                                             in_place=self.fobi_in_place, **kw)
         else:
             u_b, dt_b, B_b, C_b = self._branch(x, self.conv1d_b, self.x_proj_b, self.dt_proj_b,
                                                reverse=True)

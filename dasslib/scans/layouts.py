@@ -82,7 +82,7 @@ def cross_selective_scan_2d(x, delta, A, B, C, D=None, delta_bias=None, delta_so
 def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                                  delta_softplus=False, *, A_b, u_b=None, delta_b=None, B_b=None,
                                  C_b=None, D_b=None, delta_bias_b=None, divide_out=False,
-                                 backend="auto"):
+                                 backend="auto", in_place=True):
     """Forward scan plus a backward scan over the flipped sequence, summed (AuM / Vim).
 
     All tensors use the forward (natural) time order; the backward stream is flipped here,
@@ -105,6 +105,8 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
     In both the gate z is shared, flipped with x and applied to each direction before the
     sum: ``silu(z) * y_f + silu(z) * y_b``. ``*_b`` tensors left as None fall back to the
     forward ones. Both directions are folded into the channel axis of one scan call.
+    ``in_place`` (Fo-Bi on the Triton backend): the backward direction by index arithmetic in the
+    kernels (:func:`fobi_scan_triton`) instead of flipped copies; False keeps the copies.
     """
     if A_b is None:
         raise ValueError("A_b (the backward scan's A) is required")
@@ -120,7 +122,8 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
     if u_b.shape != u.shape or delta_b.shape != delta.shape or A_b.shape != A.shape:
         raise ValueError("backward tensors u_b, delta_b, A_b must match u, delta, A in shape")
     dim = u.shape[1]
-    if fo_bi and B.dim() == 4 and C.dim() == 4 and resolve_backend(backend, u.device) == "triton":
+    if (in_place and fo_bi and B.dim() == 4 and C.dim() == 4
+            and resolve_backend(backend, u.device) == "triton"):
         # the backward direction by index arithmetic in the kernels (no flipped copies)
         y = _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, delta_softplus)
         if y is not None:
