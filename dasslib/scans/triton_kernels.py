@@ -655,13 +655,7 @@ def _tile_scan(dA, x, rev, REV_UPPER: tl.constexpr):
 def _tile_states(dA, x, rev, REV_UPPER: tl.constexpr):
     """States h of a (BD, BLOCK) tile from decays dA and inputs x (the carry already in x's first
     step in scan order): a scan along the tile, right to left for a reversed row (rev = 1)."""
-    if REV_UPPER:
-        if rev != 0:
-            _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine, reverse=True)
-        else:
-            _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
-    else:
-        _, h = tl.associative_scan((dA, x), axis=1, combine_fn=_combine)
+    _, h = _tile_scan(dA, x, rev, REV_UPPER)
     return h
 
 
