@@ -39,15 +39,14 @@ def stages(model: nn.Module) -> dict[str, nn.Module]:
 def grad_norms(model: nn.Module, scale: float = 1.0) -> dict[str, float]:
     """``{"grad_norm": whole model, "grad_norm/<stage>": ...}`` of the current ``.grad``s divided by
     ``scale`` (a GradScaler's scale); stages without gradients are left out."""
-    out, total = {}, 0.0
+    names, sums = [], []
     for name, module in stages(model).items():
         grads = [p.grad for p in module.parameters() if p.grad is not None]
-        if not grads:
-            continue
-        sq = float(torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum()) / scale ** 2
-        out[f"grad_norm/{name}"] = math.sqrt(sq)
-        total += sq
-    return {"grad_norm": math.sqrt(total), **out}
+        if grads:
+            names.append(name)
+            sums.append(torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum())
+    sq = [v / scale ** 2 for v in torch.stack(sums).tolist()] if sums else []   # one device sync
+    return {"grad_norm": math.sqrt(sum(sq)), **{f"grad_norm/{n}": math.sqrt(v) for n, v in zip(names, sq)}}
 
 
 def activation_stats(model: nn.Module, x: torch.Tensor, autocast_ctx) -> dict[str, float]:
