@@ -580,7 +580,7 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
             raise ValueError(f"grid_h must divide L = {L}, got {grid_h}")
         layout = f"ss2d_rm{int(grid_h)}"
     cfg = pick_config(s.batch * s.dim, s.L, s.N, u2.device)
-    if not _ss2d_runs(cfg, need_grad):
+    if not _layout_runs("ss2d", cfg, need_grad):
         raise ValueError(f"ss2d_scan_triton runs on the 'rows' kernels; N={s.N} at "
                          f"{s.batch * s.dim} rows picks forward {cfg.fwd!r}, backward {cfg.bwd!r}")
     y, _ = torch.ops.dasslib.selective_scan_fwd(u2, delta, A, B, C, D, None, delta_bias, None,
@@ -592,12 +592,16 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
 def ss2d_scan_supported(N, rows, device, backward=False):
     """Whether :func:`ss2d_scan_triton` runs for state size N and batch*4*d rows on device
     (with ``backward``: also its gradients, which need the rows backward: many rows)."""
-    return _ss2d_runs(pick_config(rows, 1024, N, device), backward)
+    return _layout_runs("ss2d", pick_config(rows, 1024, N, device), backward)
 
 
-def _ss2d_runs(cfg, backward):
-    """The direction layout exists in the rows kernels only."""
-    return cfg.fwd == "rows" and (not backward or cfg.bwd == "rows")
+# the forward kernels that have each direction layout (every layout's backward is the rows one)
+_LAYOUT_FORWARDS = {"ss2d": ("rows",), "fobi": ("rows", "seq")}
+
+
+def _layout_runs(layout, cfg, backward):
+    """Whether config cfg runs direction layout "ss2d" / "fobi" (with ``backward``: also its gradients)."""
+    return cfg.fwd in _LAYOUT_FORWARDS[layout] and (not backward or cfg.bwd == "rows")
 
 
 def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -624,7 +628,7 @@ def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, de
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                                 for t in (u, delta, A, A_b, B, C, D, z, delta_bias))
     cfg = pick_config(s.batch * 2 * s.dim, s.L, s.N, u.device)
-    if not _fobi_runs(cfg, need_grad):
+    if not _layout_runs("fobi", cfg, need_grad):
         raise ValueError(f"fobi_scan_triton runs on the 'rows' / 'seq' forward and the 'rows' backward; "
                          f"N={s.N} at {2 * s.batch * s.dim} rows picks forward {cfg.fwd!r}, "
                          f"backward {cfg.bwd!r}")
@@ -636,8 +640,4 @@ def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, de
 
 def fobi_scan_supported(N, rows, device, backward=False):
     """Whether :func:`fobi_scan_triton` runs for state size N and batch * 2 d rows on device."""
-    return _fobi_runs(pick_config(rows, 1024, N, device), backward)
-
-
-def _fobi_runs(cfg, backward):
-    return cfg.fwd in ("rows", "seq") and (not backward or cfg.bwd == "rows")
+    return _layout_runs("fobi", pick_config(rows, 1024, N, device), backward)
