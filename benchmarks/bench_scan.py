@@ -245,7 +245,10 @@ def tune_bwd_variants(name, cfg):
         return describe_bwd(c), c
     out = []
     if name == "dass":
-        out = [v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
+        # more rows per program: fewer same-address atomics on dB / dC (a B/C group's 192 channels add
+        # into one row of them), more bytes in flight per program
+        out = [v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4), v(bwd_rows=2, bwd_maxnreg=128),
+               v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
     elif name == "aum":
         out = [v(bwd="scan")]
     return [(label, c) for label, c in out if label != describe_bwd(cfg)]
