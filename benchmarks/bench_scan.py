@@ -225,7 +225,8 @@ def describe(cfg):
                 + (f" v{cfg['rows_vec']}" if cfg["rows_vec"] != 1 and not cfg["rows_block"] else ""))
     if cfg["fwd"] == "seq":
         return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
-                + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else ""))
+                + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else "")
+                + (" bc" if cfg.get("seq_bc_prefetch") else ""))
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -280,7 +281,10 @@ def tune_variants(name, cfg):
                v(fwd="seq", n_chunks=88, prefetch=2)]
     else:
         out = [v(rows=2, rows_warps=2), v(prefetch=2), v(rows=8, rows_warps=4),
-               v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2)]        # best of the old ones
+               v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2),         # best of the old ones
+               # the sequential kernel with B / C loaded a tile ahead (its stalls were on those loads)
+               v(fwd="seq", n_chunks=1, seq_bc_prefetch=True), v(fwd="seq", n_chunks=1, prefetch=1,
+                                                                  seq_bc_prefetch=True)]
     seen, res = {describe(cfg)}, []
     for label, c in out:
         if label not in seen:

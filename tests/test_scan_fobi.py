@@ -52,6 +52,7 @@ SEQ = dict(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="rows", bwd_rows=
     (2, 8, 22, 2, 2, False, None),         # two B/C groups per direction, no gate
     (2, 8, 13, 5, 1, True, SEQ),           # AuM's forward kernel ("seq"), rows backward
     (1, 8, 38, 2, 1, True, SEQ),           # L % 4 = 2, several state tiles
+    (1, 8, 21, 3, 1, True, dict(SEQ, prefetch=2, seq_bc_prefetch=True)),   # B / C loaded a tile ahead
 ])
 def test_fobi_matches_the_flipped_copies(b, d, L, N, G, z, cfg, monkeypatch):
     if cfg is not None:

@@ -111,6 +111,8 @@ OTHER_CASES = [
      dict(b=2, d=4, L=70, N=1, G=2, h0=True)),
     (dict(fwd="seq", n_chunks=2, block_l=32, bwd="scan", chained=True),
      dict(b=1, d=4, L=100, N=2, G=1)),
+    (dict(fwd="seq", n_chunks=2, prefetch=2, block_l=16, bwd="scan", seq_bc_prefetch=True),   # B / C ahead
+     dict(b=1, d=8, L=45, N=3, G=2, z=True, h0=True)),
     (dict(fwd="scan", block_l=16), dict(b=1, d=4, L=45, N=2, G=2, tinv=True)),
     (dict(fwd="scan", block_l=16, chained=True), dict(b=1, d=4, L=50, N=3, G=1, z=True, h0=True)),
 ]
@@ -118,7 +120,8 @@ OTHER_CASES = [
 
 @needs_fresh
 @pytest.mark.parametrize("cfg,shape", OTHER_CASES,
-                         ids=["seq", "seq_state_loop_bwd", "seq_chunks", "seq_chained_bwd", "scan", "scan_chained"])
+                         ids=["seq", "seq_state_loop_bwd", "seq_chunks", "seq_chained_bwd", "seq_bc_prefetch", "scan",
+                              "scan_chained"])
 def test_seq_and_scan_forward_match_reference(cfg, shape):
     compare(make(**shape), cfg)
 

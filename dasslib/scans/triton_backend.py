@@ -51,6 +51,9 @@ class TritonConfig:
     bwd_maxnreg: register cap of the "rows" backward (ptxas ``maxnreg``; 0: no cap). Offline
     (sm_90, DASS's N = 1, 256-step tiles) it takes 162 registers in bf16 uncapped (12 one-warp
     programs per SM) and fits 128 without spills (16 per SM).
+    seq_bc_prefetch: the "seq" kernel loads the next tile's time-varying B / C while one is
+    computed (Nsight Compute put the output pass's stalls on those loads; offline, N = 16 bf16,
+    it takes 255 registers: 8 one-warp programs per SM instead of 12).
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -72,6 +75,7 @@ class TritonConfig:
     seq_maxnreg: int = 0
     rows_vec: int = 1
     bwd_maxnreg: int = 0
+    seq_bc_prefetch: bool = False
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -294,7 +298,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
                   PREFETCH=max(1, lc.cfg.prefetch), REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
-                  SHARED=lc.shared, num_warps=lc.cfg.seq_warps)
+                  SHARED=lc.shared, BC_PREFETCH=bool(lc.cfg.seq_bc_prefetch), num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
     if lc.cfg.seq_maxnreg and not _interpreted():

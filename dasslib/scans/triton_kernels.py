@@ -384,6 +384,8 @@ def _seq_pos(t0, rev, Lr, L, REV: tl.constexpr):
     pos = steps                  # (1, 4): the same positions for every row (contiguous)
     if REV:
         pos = tl.where(rev[:, None] != 0, Lr - 1 - steps, steps)
+        # a prefetch past the last tile of a reversed row would read before the row
+        return pos, (pos < L) & (pos >= 0)
     return pos, pos < L
 
 
@@ -402,16 +404,33 @@ def _seq_load(t0, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z: tl.conste
 
 
 @triton.jit
+def _seq_load_bc(t0, B_ptr, C_ptr, bB, bC, rev, Lr, L, N: tl.constexpr, B_VARYING: tl.constexpr,
+                 C_VARYING: tl.constexpr, OUTPUT: tl.constexpr, REV: tl.constexpr):
+    """Raw (un-converted) B and C tiles (BD, 4) of scan steps t0..t0+3 for each state: two tuples
+    of N tiles (empty where B / C is time-invariant, C also without OUTPUT); zeros past L."""
+    cols, m = _seq_pos(t0, rev, Lr, L, REV)
+    bts = ()
+    cts = ()
+    for n in tl.static_range(N):
+        if B_VARYING:
+            bts = bts + (tl.load(B_ptr + bB[:, None] + n * L + cols, mask=m, other=0.0),)
+        if C_VARYING:
+            if OUTPUT:
+                cts = cts + (tl.load(C_ptr + bC[:, None] + n * L + cols, mask=m, other=0.0),)
+    return bts, cts
+
+
+@triton.jit
 def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB, bC,
               A2, Binv, Cinv, dtb, Dv, L, N: tl.constexpr,
               B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
               HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
               FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, MASKED: tl.constexpr, rev, Lr,
-              REV: tl.constexpr):
+              REV: tl.constexpr, bts=(), cts=(), PRE_BC: tl.constexpr = False):
     """Advance the states h (tuple of N (BD,) vectors) over scan steps t0..t0+3 (positions from
     :func:`_seq_pos`) from the raw tiles (dtr, ut, zt) and, if OUTPUT, store y at the rows' own
     positions. Rows past the end were clamped to a real row by the caller and are masked at the
-    store."""
+    store. PRE_BC: the B / C tiles were loaded ahead (``bts``, ``cts`` of :func:`_seq_load_bc`)."""
     cols, m = _seq_pos(t0, rev, Lr, L, REV)
     off = row_off[:, None] + cols
     if HAS_DTB:
@@ -429,11 +448,14 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
     new_h = ()
     for n in tl.static_range(N):
         if B_VARYING:
-            bp = B_ptr + bB[:, None] + n * L + cols
-            if MASKED:
-                bt = tl.load(bp, mask=m, other=0.0)
+            if PRE_BC:
+                bt = bts[n]
             else:
-                bt = tl.load(bp)
+                bp = B_ptr + bB[:, None] + n * L + cols
+                if MASKED:
+                    bt = tl.load(bp, mask=m, other=0.0)
+                else:
+                    bt = tl.load(bp)
             b0, b1, b2, b3 = _cols4(bt.to(tl.float32))
         else:
             b0 = Binv[n]
@@ -448,11 +470,14 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
         new_h = new_h + (hn3,)
         if OUTPUT:
             if C_VARYING:
-                cp = C_ptr + bC[:, None] + n * L + cols
-                if MASKED:
-                    ct = tl.load(cp, mask=m, other=0.0)
+                if PRE_BC:
+                    ct = cts[n]
                 else:
-                    ct = tl.load(cp)
+                    cp = C_ptr + bC[:, None] + n * L + cols
+                    if MASKED:
+                        ct = tl.load(cp, mask=m, other=0.0)
+                    else:
+                        ct = tl.load(cp)
                 c0, c1, c2, c3 = _cols4(ct.to(tl.float32))
             else:
                 c0 = Cinv[n]
@@ -494,7 +519,7 @@ def _seq_fwd_kernel(
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     PASS: tl.constexpr, FAST_LOG: tl.constexpr,
     PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr = False, U_SRC: tl.constexpr = 0,
-    SHARED: tl.constexpr = False,
+    SHARED: tl.constexpr = False, BC_PREFETCH: tl.constexpr = False,
 ):
     """Sequential forward, one thread per row, BD rows per program, chunk q = program_id(1).
     PASS 1: chunk summaries only (end state from zero, chunkS; decay product, chunkP);
@@ -502,7 +527,9 @@ def _seq_fwd_kernel(
     Direction layouts as the rows kernels': REV_UPPER scans the rows of the upper half of the B
     groups right to left (y at the positions read; states stored by tiles in scan order, the
     first tile being the last in memory), U_SRC > 0 reads u from (batch, U_SRC, dim // G_B, L),
-    SHARED ("fobi") also delta and z there and B / C from (batch, G / 2, N, L)."""
+    SHARED ("fobi") also delta and z there and B / C from (batch, G / 2, N, L). BC_PREFETCH: the
+    time-varying B / C tiles of the next 4 steps are loaded while a tile is computed (their load
+    latency was the output pass's main stall; costs 2 N registers per array in bf16)."""
     q = tl.program_id(1)
     r = tl.program_id(0) * BD + tl.arange(0, BD)
     rmask = r < rows
@@ -568,6 +595,10 @@ def _seq_fwd_kernel(
                                  REV_UPPER),)
     # every tile masked (one instance of the tile code: compiles much faster for large N; the
     # masks are predicates, past L delta is 0 so the states pass through)
+    bc = ((), ())
+    if BC_PREFETCH:
+        bc = _seq_load_bc(t_start, B_ptr, C_ptr, bB, bC, rev, Lr, L, N, B_VARYING, C_VARYING,
+                          PASS != 1, REV_UPPER)
     for t0 in range(t_start, t_end, 4):
         dtr, ut, zt = ring[0]
         rest = ()
@@ -575,9 +606,14 @@ def _seq_fwd_kernel(
             rest = rest + (ring[i],)
         ring = rest + (_seq_load(t0 + 4 * PREFETCH, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z,
                                  REV_UPPER),)
+        bts, cts = bc
+        if BC_PREFETCH:
+            bc = _seq_load_bc(t0 + 4, B_ptr, C_ptr, bB, bC, rev, Lr, L, N, B_VARYING, C_VARYING,
+                              PASS != 1, REV_UPPER)
         h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
                              bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING, HAS_D,
-                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True, rev, Lr, REV_UPPER)
+                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True, rev, Lr, REV_UPPER,
+                             bts, cts, BC_PREFETCH)
         if store_states != 0:
             if REV_UPPER:
                 # a reversed row keeps the state after the 4-position group whose lowest position
