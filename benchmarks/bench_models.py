@@ -56,13 +56,16 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "aum_base": ("aum_base", {}, (1024, 128)),
     # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
     "aum_base_copies": ("aum_base", {}, (1024, 128)),
+    # the scan over AuM's 513 steps as they are (no zero padding to 528: element-wise bf16 loads)
+    "aum_base_unpadded": ("aum_base", {}, (1024, 128)),
     "aum_small": ("aum_small", {}, (1024, 128)),
     "ssam_base": ("ssam_base", {}, (1000, 80)),
     "ssam_small": ("ssam_small", {}, (1000, 80)),
 }
 # module attributes a label sets after building (variants of the same weights and keys)
 ATTRS = {"dass_small_cudnn_conv": dict(tap_form=False),
-         "aum_base_copies": dict(tap_form=False, fobi_in_place=False)}
+         "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
+         "aum_base_unpadded": dict(scan_pad="never")}
 BASELINE = "ast_base_sdpa"
 FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "path", "mode",
           "batch", "frames", "mel_bins", "ms", "ms_p10", "ms_p90", "clips_per_s", "peak_MiB",

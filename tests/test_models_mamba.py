@@ -56,6 +56,36 @@ def test_mixer_matches_official_formulas(bimamba):
     torch.testing.assert_close(m(h), mixer_reference(m, h), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("bimamba", ["none", "fo_bi", "bi_bi"])
+def test_scan_padding_to_an_aligned_length_changes_nothing(bimamba):
+    """``scan_pad = "always"`` scans 9 -> 16 steps with zeros past the end: the same outputs and
+    gradients (the forward rows never see the padding, a reversed row's state stays zero in it)."""
+    torch.manual_seed(0)
+    m = MambaMixer(8, d_state=4, d_conv=4, expand=2, bimamba=bimamba, scan_backend="torch")
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    h = torch.randn(2, 9, 8, dtype=torch.float64)
+    m.double()
+    outs, grads = [], []
+    for mode in ("never", "always"):
+        m.scan_pad = mode
+        m.zero_grad()
+        hh = h.clone().requires_grad_(True)
+        y = m(hh)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        outs.append(y.detach())
+        grads.append([hh.grad] + [p.grad for p in m.parameters()])
+    assert m._scan_padding(9, None, False) == 7 and m._scan_padding(16, None, False) == 0
+    assert m._scan_padding(9, torch.ones(2, 9), False) == 0 and m._scan_padding(9, None, True) == 0
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    m.scan_pad = "sometimes"
+    with pytest.raises(ValueError, match="scan_pad"):
+        m(h)
+
+
 def official_aum_shapes(bimamba, d=768, depth=24, n_patches=512, num_classes=527):
     """AudioMamba state dict (base, 16x16 patches, 128 x 1024, middle CLS)."""
     e, r, n = 2 * d, math.ceil(d / 16), 16

@@ -145,17 +145,23 @@ def test_fobi_custom_op_passes_opcheck_and_compiles_without_graph_break():
 
 
 @needs_fresh
-def test_aum_fo_bi_model_on_the_triton_scan_matches_the_torch_scan():
+@pytest.mark.parametrize("scan_pad", ["never", "always"])
+def test_aum_fo_bi_model_on_the_triton_scan_matches_the_torch_scan(scan_pad):
     """A small AuM (Fo-Bi; N = 5 to keep the interpreter quick, the state-loop regime of N = 16) on the
     Triton scan (the fobi layout) against the same weights on the torch scan (flipped copies): logits
-    and every gradient."""
+    and every gradient; "always": the Triton model scans 9 -> 16 steps (zeros past the end)."""
     from dasslib.models import create
+    from dasslib.models.mamba_mixer import MambaMixer
 
     torch.manual_seed(0)
     kw = dict(depth=1, embed_dim=16, num_classes=5, d_state=5)
     tri = create("aum_tiny", scan_backend="triton", **kw)
     ref = create("aum_tiny", scan_backend="torch", **kw)
     ref.load_state_dict(tri.state_dict())
+    mixers = [mod for mod in tri.modules() if isinstance(mod, MambaMixer)]
+    assert mixers
+    for mod in mixers:
+        mod.scan_pad = scan_pad
     x = torch.randn(1, 64, 32)
     for m in (tri, ref):
         m.train()
