@@ -2,6 +2,7 @@
 
     python -m scripts.tagging_demo --out results/gpu/tagging --minutes 30          # GPU
     python -m scripts.tagging_demo --smoke --out /tmp/tagging_smoke                # CPU, tiny, ~1 min
+    python -m scripts.tagging_demo --render-only --minutes 120 &                     # render while training
 
 1. The model: ``--checkpoint`` (with ``--labels`` and the fbank ``--norm-mean/--norm-std`` it was
    trained with), or else DASS-Small trained here from scratch on the embedded "gpu" dataset with
@@ -63,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--min-duration", type=float, default=1.0, help="shortest event in seconds")
     p.add_argument("--min-overlap", type=float, default=0.5, help="matching: overlap / shorter event")
     p.add_argument("--device", default="auto")
+    p.add_argument("--render-only", action="store_true",
+                   help="only render the recording and its ground truth into --work (a later run reuses them)")
     p.add_argument("--smoke", action="store_true",
                    help="CPU-sized run: tiny DASS, 1 epoch, embedded ci data, --minutes 0.5 unless given")
     args = p.parse_args(argv)
@@ -95,8 +98,27 @@ def train_model(args, device):
     return (best if best.is_file() else run_dir / "model_final.pt"), paths["label_csv"], stats, metrics
 
 
+def recording(args, work):
+    """(wav path, ground-truth events) of the --minutes recording: rendered into ``work`` once (the wav and
+    its truth csv, each written atomically, the truth last); an earlier render of the same length and seed
+    is reused."""
+    stem = f"recording_{args.minutes:g}min_seed{args.seed}"      # "0.5min": no with_suffix
+    wav, truth_csv = work / f"{stem}.wav", work / f"{stem}.truth.csv"
+    if wav.is_file() and truth_csv.is_file():
+        return wav, pd.read_csv(truth_csv)
+    audio, truth = render_event_recording(args.minutes * 60, seed=args.seed)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write(wav, lambda f: sf.write(f, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    atomic_write_csv(truth, truth_csv, index=False)
+    return wav, truth
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.render_only:
+        wav, truth = recording(args, Path(args.work))
+        print(f"{wav}: {len(truth)} events")
+        return None
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     out, work = Path(args.out), Path(args.work)
@@ -113,13 +135,9 @@ def main(argv=None):
     times["model_s"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    audio, truth = render_event_recording(args.minutes * 60, seed=args.seed)
-    wav = work / f"recording_{args.minutes:g}min_seed{args.seed}.wav"
-    wav.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(wav, lambda f: sf.write(f, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    wav, truth = recording(args, work)
     atomic_write_csv(truth, out / "truth_events.csv", index=False)
     times["render_s"] = time.perf_counter() - begin
-    del audio
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

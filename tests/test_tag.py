@@ -162,8 +162,11 @@ def test_tagging_demo_smoke(tmp_path, embedded):
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     data = shutil.copytree(embedded["root"], tmp_path / "data")   # the demo caches fbank stats beside train.json
-    out = tmp_path / "out"
-    summary = demo.main(["--smoke", "--minutes", "0.5", "--out", str(out), "--work", str(tmp_path / "work"),
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert demo.main(["--render-only", "--minutes", "0.5", "--work", str(work)]) is None   # rendered ahead
+    wav = work / "recording_0.5min_seed0.wav"
+    rendered = wav.stat().st_mtime_ns
+    summary = demo.main(["--smoke", "--minutes", "0.5", "--out", str(out), "--work", str(work),
                          "--train-json", str(data / "train.json"), "--eval-json", str(data / "eval.json"),
                          "--label-csv", str(data / "class_labels_indices.csv"), "--device", "cpu"])
     assert summary["mode"] == "one pass" and summary["reference_events"] > 0
@@ -172,6 +175,9 @@ def test_tagging_demo_smoke(tmp_path, embedded):
             "summary.json"} <= set(os.listdir(out))
     assert any(p.endswith(".png") for p in os.listdir(out)) and not any(p.endswith(".wav") for p in os.listdir(out))
     assert json.loads((out / "summary.json").read_text())["git_commit"]
+    assert wav.stat().st_mtime_ns == rendered                            # the render was reused
+    truth = pd.read_csv(out / "truth_events.csv")
+    assert len(truth) == summary["reference_events"] and list(truth.columns) == ["mid", "label", "start_s", "end_s"]
 
 
 def test_api_on_a_datafile_returns_dataframes(toy, tiny):
