@@ -196,7 +196,8 @@ def _cpu_name() -> str:
 
 
 def run_metadata(dtype=None, device=None) -> dict:
-    """Facts to store next to results: date (UTC), versions, device name, dtype, git commit.
+    """Facts to store next to results: date (UTC), versions, device name, dtype, git commit (outside a
+    git checkout: the ``DASSLIB_COMMIT`` environment variable, when set).
 
     ``device``: a ``torch.device`` or string (default: the first CUDA device when available, else the CPU);
     ``dtype``: the compute dtype of the run (a ``torch.dtype`` or string), recorded as e.g. ``"bfloat16"``.
@@ -213,6 +214,8 @@ def run_metadata(dtype=None, device=None) -> dict:
         name = _cpu_name()
     commit = _git("rev-parse", "HEAD")
     dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no"))
+    if commit is None and os.environ.get("DASSLIB_COMMIT"):     # a copy of the tree without .git
+        commit = os.environ["DASSLIB_COMMIT"]
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device_type": device.type,

@@ -121,6 +121,16 @@ def test_run_metadata():
     assert meta["git_commit"] is None or len(meta["git_commit"]) == 40
 
 
+def test_run_metadata_outside_git_takes_the_commit_from_the_environment(monkeypatch):
+    import dasslib.notebook as nb
+
+    monkeypatch.setattr(nb, "_git", lambda *args: None)          # a copy of the tree without .git
+    monkeypatch.setenv("DASSLIB_COMMIT", "abc1234")
+    assert nb.run_metadata(device="cpu")["git_commit"] == "abc1234"
+    monkeypatch.delenv("DASSLIB_COMMIT")
+    assert nb.run_metadata(device="cpu")["git_commit"] is None
+
+
 def test_save_run_metadata_writes_json(tmp_path):
     import json
 
