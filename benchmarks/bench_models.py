@@ -52,6 +52,8 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_bf16_scan": ("dass_small", dict(scan_fp32=False), (1024, 128)),
     # the depthwise / one-input-channel convolutions as cuDNN calls in the compiled forward (no taps)
     "dass_small_cudnn_conv": ("dass_small", {}, (1024, 128)),
+    # inference: the scan writes the column directions' outputs at row-major positions (scattered stores)
+    "dass_small_rowmajor": ("dass_small", {}, (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
@@ -64,6 +66,7 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
 }
 # module attributes a label sets after building (variants of the same weights and keys)
 ATTRS = {"dass_small_cudnn_conv": dict(tap_form=False),
+         "dass_small_rowmajor": dict(rowmajor_columns=True),
          "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
          "aum_base_unpadded": dict(scan_pad="never")}
 BASELINE = "ast_base_sdpa"

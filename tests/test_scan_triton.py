@@ -365,6 +365,10 @@ def test_dass_fused_inference_matches_the_materialised_path():
     with torch.no_grad():
         fused = m(x)
         for mod in m.modules():
+            if hasattr(mod, "rowmajor_columns"):
+                mod.rowmajor_columns = True       # the columns' outputs stored at row-major positions
+        fused_rm = m(x)
+        for mod in m.modules():
             if hasattr(mod, "fused_scan"):
                 mod.fused_scan = False
         plain = m(x)
@@ -372,7 +376,7 @@ def test_dass_fused_inference_matches_the_materialised_path():
                              num_classes=5, scan_backend="torch")
         torch_ref.load_state_dict(m.state_dict())
         ref = torch_ref.eval()(x)
-    assert rel(fused, plain) < 1e-5 and rel(fused, ref) < 1e-5
+    assert rel(fused, plain) < 1e-5 and rel(fused, ref) < 1e-5 and rel(fused_rm, fused) < 1e-6
 
 
 @needs_fresh

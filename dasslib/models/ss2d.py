@@ -39,7 +39,14 @@ class SS2D(nn.Module):
     ``fused_scan_train``: the same when gradients are needed (rows backward with the direction
     layout; tested against the float64 reference and the materialised path; faster and lighter
     than the copies in the measured training step, docs/speed.md).
+    ``rowmajor_columns`` (attribute, default False): in inference on the fused path the scan writes
+    the column directions' outputs at row-major positions, so the merge reads one layout; but
+    those stores are scattered (one element per lane and sector: 8 two-byte stores instead of one
+    16-byte vector, offline), and DASS-Small's B=32 inference measured 15.1 ms with it against
+    11.4 ms before it (H100, docs/speed.md), so the merge reads the columns through a transpose.
     """
+
+    rowmajor_columns = False
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
                  scan_backend="auto", scan_fp32=True, fused_scan=True, fused_scan_train=True):
@@ -125,9 +132,9 @@ class SS2D(nn.Module):
             wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
             dts, Bs, Cs = self._projections(
                 torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L))
-            # without gradients the columns' outputs come back at row-major positions already
-            rowmajor = not (torch.is_grad_enabled()
-                            and any(t.requires_grad for t in (u2, dts, A, Bs, Cs)))
+            # rowmajor_columns (no gradients): the columns' outputs come back at row-major positions
+            rowmajor = self.rowmajor_columns and not (
+                torch.is_grad_enabled() and any(t.requires_grad for t in (u2, dts, A, Bs, Cs)))
             ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, grid_h=h if rowmajor else None, **kw)
             del u2, dts, Bs, Cs
             ys = ys.view(b, K, d, L)
