@@ -54,6 +54,9 @@ class TritonConfig:
     seq_bc_prefetch: the "seq" kernel loads the next tile's time-varying B / C while one is
     computed (Nsight Compute put the output pass's stalls on those loads; offline, N = 16 bf16,
     it takes 255 registers: 8 one-warp programs per SM instead of 12).
+    rows_carry_in_scan: the "rows" forward's carry enters each tile's scan at its first step and
+    leaves as a masked sum (the form before 78f5022), instead of being added after the scan times
+    the cumulative decay and read with a gather (same values; kept to time the two in one run).
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -76,6 +79,7 @@ class TritonConfig:
     rows_vec: int = 1
     bwd_maxnreg: int = 0
     seq_bc_prefetch: bool = False
+    rows_carry_in_scan: bool = False
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -281,7 +285,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
             BD=lc.BD, BLOCK_L=lc.rows_block, STATE_EVERY=lc.state_block // lc.rows_block,
             B_VARYING=lc.B_var, C_VARYING=lc.C_var, PREFETCH=lc.cfg.prefetch, CHUNKED=nq > 1,
             REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, Y_GRID_H=lc.y_grid_h, SHARED=lc.shared,
-            num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
+            CARRY_IN_SCAN=bool(lc.cfg.rows_carry_in_scan), num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
         return y, states
     if lc.cfg.fwd == "scan":
         fl, ticket = lc.sync_buffers(dev)

@@ -796,15 +796,22 @@ def _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY: tl.constexp
 
 
 @triton.jit
-def _fwd_state(dt, du, Bn, A2n, carry_n, rev, REV_UPPER: tl.constexpr):
+def _fwd_state(dt, du, Bn, A2n, carry_n, rev, REV_UPPER: tl.constexpr, CARRY_IN_SCAN: tl.constexpr = False):
     """One state's tile of the forward: states h (BD, BLOCK) from decays exp2(dt * A2n) and inputs
     du * Bn, the carry (BD,) entering before the first step in scan order; and the carry leaving
     from the last (BD,). The tile is scanned from a zero carry and the carry added after, times the
     cumulative decay (the scan does not wait for the carry); the last step's state is read with
     one warp shuffle (a gather), not a masked sum over the tile (offline sm_90, DASS's N = 1:
-    632 instead of 656 instructions in bf16, 440 instead of 456 in fp32)."""
+    632 instead of 656 instructions in bf16, 440 instead of 456 in fp32). CARRY_IN_SCAN: the form
+    before that change (the carry enters the scan at the first step, the carry-out is a masked sum),
+    kept to time the two in one run."""
     dA = tl.exp2(dt * A2n[:, None])
     x = du * Bn
+    if CARRY_IN_SCAN:
+        t = tl.arange(0, x.shape[1])[None, :]
+        x = tl.where(t == rev * (x.shape[1] - 1), x + dA * carry_n[:, None], x)
+        h = _tile_states(dA, x, rev, REV_UPPER)
+        return h, tl.sum(tl.where(t == (1 - rev) * (x.shape[1] - 1), h, 0.0), axis=1)
     decay, h = _tile_scan(dA, x, rev, REV_UPPER)
     h = h + decay * carry_n[:, None]
     last = (1 - rev) * (h.shape[1] - 1)                     # the last step in scan order
@@ -823,7 +830,7 @@ def _rows_fwd_kernel(
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     FAST_LOG: tl.constexpr, PREFETCH: tl.constexpr, CHUNKED: tl.constexpr,
     REV_UPPER: tl.constexpr, U_SRC: tl.constexpr, Y_GRID_H: tl.constexpr = 0,
-    SHARED: tl.constexpr = False,
+    SHARED: tl.constexpr = False, CARRY_IN_SCAN: tl.constexpr = False,
 ):
     """Forward of BD rows per program over one chunk of tiles (see the comment above).
     Direction layouts (SS2D without materialised cross-scan copies; one chunk only):
@@ -915,7 +922,7 @@ def _rows_fwd_kernel(
             for ns in range(N):   # a loop variable apart from the unrolled loops' n
                 A2n = tl.load(A_ptr + di * N + ns) * 1.4426950408889634
                 h, c = _fwd_state(dt, du, _rows_bc(B_ptr, bB, di, ns, L, t2, m2, N, B_VARYING), A2n,
-                                  tl.load(carry_ptr + r * NP + ns), rev, REV_UPPER)
+                                  tl.load(carry_ptr + r * NP + ns), rev, REV_UPPER, CARRY_IN_SCAN)
                 tl.store(carry_ptr + r * NP + ns, c)
                 _keep_state(st_ptr, k, ns, c, n_tiles, store_states, STATE_EVERY, NP)
                 y += h * _rows_bc(C_ptr, bC, di, ns, L, t2, m2, N, C_VARYING)
@@ -926,7 +933,7 @@ def _rows_fwd_kernel(
                     Bn = bt.to(tl.float32)
                 else:
                     Bn = _rows_bc(B_ptr, bB, di, n, L, t2, m2, N, B_VARYING)
-                h, c = _fwd_state(dt, du, Bn, A2[n], carry[n], rev, REV_UPPER)
+                h, c = _fwd_state(dt, du, Bn, A2[n], carry[n], rev, REV_UPPER, CARRY_IN_SCAN)
                 new_carry = new_carry + (c,)
                 _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY, NP)
                 if BC:
