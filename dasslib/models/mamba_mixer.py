@@ -102,12 +102,12 @@ class MambaMixer(nn.Module):
 
     def _scan_padding(self, L, attention_mask, return_state):
         """Zeros to append to the scan's sequence of length L (see ``scan_pad``)."""
+        if self.scan_pad not in ("compile", "always", "never"):
+            raise ValueError(f"scan_pad must be 'compile', 'always' or 'never', got {self.scan_pad!r}")
         if self.scan_pad == "never" or attention_mask is not None or return_state:
             return 0
         if self.scan_pad == "compile" and not torch.compiler.is_compiling():
             return 0
-        if self.scan_pad not in ("compile", "always", "never"):
-            raise ValueError(f"scan_pad must be 'compile', 'always' or 'never', got {self.scan_pad!r}")
         return -L % self.scan_align
 
     def _branch(self, x, conv, x_proj, dt_proj, reverse=False, mask=None, pad=0):

@@ -404,6 +404,15 @@ def _seq_load(t0, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z: tl.conste
 
 
 @triton.jit
+def _seq_bc_tile(ptr, base, n, L, cols, m, MASKED: tl.constexpr):
+    """Raw B or C tile (BD, 4) of state n at positions cols (rows' group offsets ``base``)."""
+    p = ptr + base[:, None] + n * L + cols
+    if MASKED:
+        return tl.load(p, mask=m, other=0.0)
+    return tl.load(p)
+
+
+@triton.jit
 def _seq_load_bc(t0, B_ptr, C_ptr, bB, bC, rev, Lr, L, N: tl.constexpr, B_VARYING: tl.constexpr,
                  C_VARYING: tl.constexpr, OUTPUT: tl.constexpr, REV: tl.constexpr):
     """Raw (un-converted) B and C tiles (BD, 4) of scan steps t0..t0+3 for each state: two tuples
@@ -413,10 +422,10 @@ def _seq_load_bc(t0, B_ptr, C_ptr, bB, bC, rev, Lr, L, N: tl.constexpr, B_VARYIN
     cts = ()
     for n in tl.static_range(N):
         if B_VARYING:
-            bts = bts + (tl.load(B_ptr + bB[:, None] + n * L + cols, mask=m, other=0.0),)
+            bts = bts + (_seq_bc_tile(B_ptr, bB, n, L, cols, m, True),)
         if C_VARYING:
             if OUTPUT:
-                cts = cts + (tl.load(C_ptr + bC[:, None] + n * L + cols, mask=m, other=0.0),)
+                cts = cts + (_seq_bc_tile(C_ptr, bC, n, L, cols, m, True),)
     return bts, cts
 
 
@@ -451,11 +460,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
             if PRE_BC:
                 bt = bts[n]
             else:
-                bp = B_ptr + bB[:, None] + n * L + cols
-                if MASKED:
-                    bt = tl.load(bp, mask=m, other=0.0)
-                else:
-                    bt = tl.load(bp)
+                bt = _seq_bc_tile(B_ptr, bB, n, L, cols, m, MASKED)
             b0, b1, b2, b3 = _cols4(bt.to(tl.float32))
         else:
             b0 = Binv[n]
@@ -473,11 +478,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
                 if PRE_BC:
                     ct = cts[n]
                 else:
-                    cp = C_ptr + bC[:, None] + n * L + cols
-                    if MASKED:
-                        ct = tl.load(cp, mask=m, other=0.0)
-                    else:
-                        ct = tl.load(cp)
+                    ct = _seq_bc_tile(C_ptr, bC, n, L, cols, m, MASKED)
                 c0, c1, c2, c3 = _cols4(ct.to(tl.float32))
             else:
                 c0 = Cinv[n]
