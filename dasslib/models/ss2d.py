@@ -17,9 +17,10 @@ from dasslib.scans.api import resolve_backend
 from dasslib.scans.layouts import cross_merge_2d, cross_scan_2d
 
 try:   # triton ships with CUDA builds of torch; without it the fused path is simply off
+    from dasslib.scans.ss2d_merge import ss2d_merge_norm
     from dasslib.scans.triton_backend import ss2d_scan_supported, ss2d_scan_triton
 except ImportError:  # pragma: no cover
-    ss2d_scan_supported = ss2d_scan_triton = None
+    ss2d_scan_supported = ss2d_scan_triton = ss2d_merge_norm = None
 
 from .layers import LayerNorm2d, Linear2d, TapConv2d
 from .mamba_mixer import dt_bias_init, s4d_real_log
@@ -44,9 +45,13 @@ class SS2D(nn.Module):
     those stores are scattered (one element per lane and sector: 8 two-byte stores instead of one
     16-byte vector, offline), and DASS-Small's B=32 inference measured 15.1 ms with it against
     11.4 ms before it (H100, docs/speed.md), so the merge reads the columns through a transpose.
+    ``merge_kernel`` (attribute, default True): in inference on the fused path, the cross-merge
+    and out_norm run as one Triton kernel (:func:`dasslib.scans.ss2d_merge.ss2d_merge_norm`)
+    that reads each direction along its own fast axis; False leaves them to torch / inductor.
     """
 
     rowmajor_columns = False
+    merge_kernel = True
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
                  scan_backend="auto", scan_fp32=True, fused_scan=True, fused_scan_train=True):
@@ -138,6 +143,9 @@ class SS2D(nn.Module):
             ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, grid_h=h if rowmajor else None, **kw)
             del u2, dts, Bs, Cs
             ys = ys.view(b, K, d, L)
+            if self.merge_kernel and not rowmajor and not (torch.is_grad_enabled() and ys.requires_grad):
+                n = self.out_norm
+                return self.out_proj(ss2d_merge_norm(ys, n.weight, n.bias, n.eps, h, w, dtype))
             cols = ys[:, 1] + ys[:, 3]
             if not rowmajor:
                 cols = cols.view(b, d, w, h).transpose(2, 3).reshape(b, d, L)

@@ -1,0 +1,114 @@
+"""SS2D's cross-merge and out-norm in one Triton kernel (inference).
+
+The in-place scan (:func:`dasslib.scans.triton_backend.ss2d_scan_triton`) leaves four
+direction outputs ys (B, 4, D, L) at their source positions: k = 0, 2 row-major (index
+h*W + w), k = 1, 3 column-major (index w*H + h). SS2D then needs
+``LayerNorm over D of (ys0 + ys2) + columns-to-rows(ys1 + ys3)``, cast to the compute dtype.
+Written in torch, inductor makes it a reduction over D at each position whose column loads run
+across the tile's fast axis: 46-55% of copy bandwidth on the H100 (docs/speed.md). Here a program
+owns a (BH x BW) block of grid positions and every channel: the row tensors load along w, the
+column tensors along h (each coalesced; Triton converts the layouts in shared memory), the sum
+and its mean / variance stay in registers, and the output is written once.
+Written by hand because no library fuses a transposed sum into a channel LayerNorm.
+"""
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["ss2d_merge_norm", "ss2d_merge_norm_reference", "merge_tiles"]
+
+
+@triton.jit
+def _merge_norm_kernel(ys, weight, bias, out, D, H, W, eps,
+                       BLOCK_D: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+    tile = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    n_w = tl.cdiv(W, BW)
+    h0 = (tile // n_w) * BH
+    w0 = (tile % n_w) * BW
+    L = H * W
+    d = tl.arange(0, BLOCK_D)[:, None, None]
+    hh = h0 + tl.arange(0, BH)[None, :, None]
+    ww = w0 + tl.arange(0, BW)[None, None, :]
+    m = (d < D) & (hh < H) & (ww < W)
+    chan = d.to(tl.int64) * L
+    rows = chan + hh * W + ww                       # row-major source positions (k = 0, 2)
+    cols = chan + ww * H + hh                       # column-major source positions (k = 1, 3)
+    base = ys + b * 4 * D * L
+    # the eager order: (ys0 + ys2) + (ys1 + ys3)
+    y = tl.load(base + rows, mask=m, other=0.0) + tl.load(base + 2 * D * L + rows, mask=m, other=0.0)
+    y += tl.load(base + D * L + cols, mask=m, other=0.0) + tl.load(base + 3 * D * L + cols, mask=m, other=0.0)
+    mean = tl.sum(y, axis=0) / D
+    yc = tl.where(m, y - mean[None], 0.0)
+    var = tl.sum(yc * yc, axis=0) / D
+    rstd = 1.0 / tl.sqrt(var + eps)
+    dm = d < D
+    wv = tl.load(weight + d, mask=dm, other=0.0).to(y.dtype)
+    bv = tl.load(bias + d, mask=dm, other=0.0).to(y.dtype)
+    o = yc * rstd[None] * wv + bv
+    tl.store(out + b * D * L + rows, o.to(out.dtype.element_ty), mask=m)
+
+
+def merge_tiles(D, H, W, elements=8192):
+    """(BLOCK_D, BH, BW): every channel (D padded to a power of two) times a block of about
+    ``elements // BLOCK_D`` grid positions, at most 8 wide along w (one 32-byte sector of fp32)
+    and the rest along h (the column tensors' fast axis)."""
+    block_d = triton.next_power_of_2(D)
+    pos = max(4, elements // block_d)
+    bw = min(triton.next_power_of_2(W), 8, pos)
+    bh = min(triton.next_power_of_2(H), max(1, pos // bw))
+    return block_d, bh, bw
+
+
+def _check(ys, weight, bias, h, w):
+    if ys.dim() != 4 or ys.shape[1] != 4:
+        raise ValueError(f"ys must be (batch, 4, d, L), got {tuple(ys.shape)}")
+    b, _, d, L = ys.shape
+    if h < 1 or w < 1 or h * w != L:
+        raise ValueError(f"grid {h} x {w} does not hold L = {L} positions")
+    if weight.shape != (d,) or bias.shape != (d,):
+        raise ValueError(f"weight and bias must be ({d},), got {tuple(weight.shape)}, {tuple(bias.shape)}")
+
+
+@torch.library.custom_op("dasslib::ss2d_merge_norm", mutates_args=())
+def _merge_norm(ys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
+    _check(ys, weight, bias, h, w)
+    b, _, d, L = ys.shape
+    ys = ys.contiguous()
+    out = torch.empty((b, d, h, w), dtype=out_dtype, device=ys.device)
+    block_d, bh, bw = merge_tiles(d, h, w)
+    # about 32 fp32 per thread and tensor; offline (sm_90, DASS-Small's four stages) 102-123
+    # registers, no spills (4 warps at D = 384 spill 5 KB)
+    warps = 4 if block_d * bh * bw < 4096 else 8 if block_d <= 256 else 16
+    grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b)
+    _merge_norm_kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
+                             BLOCK_D=block_d, BH=bh, BW=bw, num_warps=warps)
+    return out
+
+
+@_merge_norm.register_fake
+def _merge_norm_fake(ys, weight, bias, eps, h, w, out_dtype):
+    _check(ys, weight, bias, h, w)
+    return ys.new_empty((ys.shape[0], ys.shape[2], h, w), dtype=out_dtype)
+
+
+def ss2d_merge_norm(ys, weight, bias, eps, h, w, out_dtype=None):
+    """LayerNorm over channels of the cross-merged scan outputs, no gradients.
+
+    ys: (B, 4, D, L = h*w) float32 / float64 from ``ss2d_scan_triton`` (directions 0, 2 at
+    row-major, 1, 3 at column-major positions); weight, bias: (D,) -> (B, D, h, w) in
+    ``out_dtype`` (default ys's dtype): ``LayerNorm2d(cross_merge(ys)).to(out_dtype)``.
+    """
+    return torch.ops.dasslib.ss2d_merge_norm(ys, weight, bias, float(eps), int(h), int(w),
+                                             out_dtype or ys.dtype)
+
+
+def ss2d_merge_norm_reference(ys, weight, bias, eps, h, w, out_dtype=None):
+    """The same in torch (what SS2D computes without the kernel)."""
+    b, _, d, L = ys.shape
+    cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
+    y = (ys[:, 0] + ys[:, 2] + cols).view(b, d, h, w)
+    y = torch.nn.functional.layer_norm(y.permute(0, 2, 3, 1), (d,), weight.to(y.dtype),
+                                       bias.to(y.dtype), eps).permute(0, 3, 1, 2)
+    return y.to(out_dtype or ys.dtype)

@@ -1,0 +1,79 @@
+"""SS2D's cross-merge + out-norm kernel (dasslib.scans.ss2d_merge) on the CPU (Triton interpreter):
+against the torch formulation in float64 and float32, grids whose sides are not tile multiples, the
+compute-dtype output, the tile choice, bad input, and SS2D taking it in inference."""
+from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_fresh_process  # noqa: I001
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+triton = pytest.importorskip("triton")
+
+from dasslib.scans.ss2d_merge import merge_tiles, ss2d_merge_norm, ss2d_merge_norm_reference  # noqa: E402
+
+
+@only_in_a_shared_process
+def test_in_fresh_process():
+    run_in_fresh_process(__file__)
+
+
+def _case(b, d, h, w, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ys = torch.randn(b, 4, d, h * w, generator=g, dtype=dtype) * 3 + 1
+    return ys, torch.randn(d, generator=g, dtype=dtype), torch.randn(d, generator=g, dtype=dtype)
+
+
+@needs_fresh
+@pytest.mark.parametrize("b,d,h,w", [(2, 6, 5, 3), (1, 20, 16, 8), (1, 9, 3, 12)])
+def test_matches_torch_float64(b, d, h, w):
+    ys, wt, bs = _case(b, d, h, w)
+    got = ss2d_merge_norm(ys, wt, bs, 1e-5, h, w)
+    want = ss2d_merge_norm_reference(ys, wt, bs, 1e-5, h, w)
+    assert got.shape == (b, d, h, w) and got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@needs_fresh
+def test_float32_in_bfloat16_out():
+    ys, wt, bs = _case(2, 12, 8, 4, dtype=torch.float32)
+    got = ss2d_merge_norm(ys, wt, bs, 1e-5, 8, 4, out_dtype=torch.bfloat16)
+    want = ss2d_merge_norm_reference(ys, wt, bs, 1e-5, 8, 4)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=8e-3, atol=8e-3)
+    f32 = ss2d_merge_norm(ys, wt, bs, 1e-5, 8, 4)
+    torch.testing.assert_close(f32, want, rtol=2e-6, atol=2e-6)
+
+
+@needs_fresh
+def test_ss2d_takes_the_kernel_in_inference():
+    from dasslib.models.ss2d import SS2D
+
+    torch.manual_seed(0)
+    m = SS2D(8, d_state=1, scan_backend="triton").eval()
+    x = torch.randn(2, 8, 6, 4)
+    with torch.no_grad():
+        fused = m(x)
+        m.merge_kernel = False
+        plain = m(x)
+        m.fused_scan = False
+        copies = m(x)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused, copies, rtol=1e-5, atol=1e-6)
+
+
+def test_tiles_hold_every_channel():
+    # DASS-Small's four stages at 10 s (D, H, W): d_inner 96..768 on grids 256x32 .. 32x4
+    for d, h, w in [(96, 256, 32), (192, 128, 16), (384, 64, 8), (768, 32, 4), (5, 3, 1)]:
+        bd, bh, bw = merge_tiles(d, h, w)
+        assert bd >= d and bd & (bd - 1) == 0
+        assert 1 <= bw <= 8 and bw <= triton.next_power_of_2(w) and bh <= triton.next_power_of_2(h)
+        assert bd * bh * bw <= max(8192, 4 * bd)
+
+
+def test_bad_input_is_refused():
+    ys, wt, bs = _case(1, 4, 3, 2)
+    with pytest.raises(ValueError, match="does not hold"):
+        ss2d_merge_norm(ys, wt, bs, 1e-5, 4, 2)
+    with pytest.raises(ValueError, match=r"\(batch, 4, d, L\)"):
+        ss2d_merge_norm(ys[:, :3], wt, bs, 1e-5, 3, 2)
+    with pytest.raises(ValueError, match="weight and bias"):
+        ss2d_merge_norm(ys, wt[:3], bs, 1e-5, 3, 2)
