@@ -77,3 +77,9 @@ def test_bad_input_is_refused():
         ss2d_merge_norm(ys[:, :3], wt, bs, 1e-5, 3, 2)
     with pytest.raises(ValueError, match="weight and bias"):
         ss2d_merge_norm(ys, wt[:3], bs, 1e-5, 3, 2)
+
+
+@needs_fresh
+def test_opcheck():
+    ys, wt, bs = _case(1, 5, 4, 3)
+    torch.library.opcheck(torch.ops.dasslib.ss2d_merge_norm.default, (ys, wt, bs, 1e-5, 4, 3, torch.float32))

@@ -99,6 +99,19 @@ def test_ss2d_in_place_scan_matches_the_copies_in_inference_and_training():
     assert worst < 1e-4, worst
 
 
+@pytest.mark.parametrize("d,h,w", [(96, 256, 32), (192, 128, 16), (384, 64, 8), (768, 32, 4), (100, 30, 7)])
+def test_ss2d_merge_kernel_matches_torch(d, h, w):
+    """The cross-merge + out-norm kernel at DASS-Small's four stages (and a grid of no tile multiple)."""
+    from dasslib.scans.ss2d_merge import ss2d_merge_norm, ss2d_merge_norm_reference
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ys = torch.randn(3, 4, d, h * w, generator=g, device=CUDA) * 2 + 0.5
+    wt, bs = torch.randn(d, generator=g, device=CUDA), torch.randn(d, generator=g, device=CUDA)
+    want = ss2d_merge_norm_reference(ys.double(), wt.double(), bs.double(), 1e-5, h, w)
+    assert rel(ss2d_merge_norm(ys, wt, bs, 1e-5, h, w), want) < 1e-6
+    assert rel(ss2d_merge_norm(ys, wt, bs, 1e-5, h, w, torch.bfloat16), want) < 5e-3
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("b", [2, 32], ids=["rows-bwd", "many-rows"])
 def test_fobi_scan_matches_the_flipped_copies(b, dtype):
