@@ -56,6 +56,8 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_rowmajor": ("dass_small", {}, (1024, 128)),
     # inference: cross-merge + out_norm left to inductor instead of the merge kernel
     "dass_small_inductor_merge": ("dass_small", {}, (1024, 128)),
+    # inference: the MLP half-blocks as separate layers instead of the fused MLP kernel
+    "dass_small_unfused_mlp": ("dass_small", {}, (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
@@ -70,6 +72,7 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
 ATTRS = {"dass_small_cudnn_conv": dict(tap_form=False),
          "dass_small_rowmajor": dict(rowmajor_columns=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
+         "dass_small_unfused_mlp": dict(fused_mlp=False),
          "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
          "aum_base_unpadded": dict(scan_pad="never")}
 BASELINE = "ast_base_sdpa"
