@@ -50,14 +50,12 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_copies_train": ("dass_small", dict(fused_scan_train=False), (1024, 128)),
     # the scan's output in the compute dtype (bf16 under autocast) instead of the official fp32
     "dass_small_bf16_scan": ("dass_small", dict(scan_fp32=False), (1024, 128)),
-    # the depthwise / one-input-channel convolutions as cuDNN calls in the compiled forward (no taps)
-    "dass_small_cudnn_conv": ("dass_small", {}, (1024, 128)),
+    # the stem's and SS2D's convolutions as tap sums in the compiled forward (default: cuDNN's)
+    "dass_small_taps": ("dass_small", {}, (1024, 128)),
     # inference: the scan writes the column directions' outputs at row-major positions (scattered stores)
     "dass_small_rowmajor": ("dass_small", {}, (1024, 128)),
     # inference: cross-merge + out_norm left to inductor instead of the merge kernel
     "dass_small_inductor_merge": ("dass_small", {}, (1024, 128)),
-    # inference: the MLP half-blocks as separate layers instead of the fused MLP kernel
-    "dass_small_unfused_mlp": ("dass_small", {}, (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
@@ -69,10 +67,9 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "ssam_small": ("ssam_small", {}, (1000, 80)),
 }
 # module attributes a label sets after building (variants of the same weights and keys)
-ATTRS = {"dass_small_cudnn_conv": dict(tap_form=False),
+ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_rowmajor": dict(rowmajor_columns=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
-         "dass_small_unfused_mlp": dict(fused_mlp=False),
          "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
          "aum_base_unpadded": dict(scan_pad="never")}
 BASELINE = "ast_base_sdpa"

@@ -196,8 +196,9 @@ def _cpu_name() -> str:
 
 
 def run_metadata(dtype=None, device=None) -> dict:
-    """Facts to store next to results: date (UTC), versions, device name, dtype, git commit (outside a
-    git checkout: the ``DASSLIB_COMMIT`` environment variable, when set).
+    """Facts to store next to results: date (UTC), versions, device name, dtype, git commit (the
+    ``DASSLIB_COMMIT`` environment variable when set: a copy of the tree run on another machine, whose
+    ``.git``, if any, may be older than its files; else ``git rev-parse HEAD``).
 
     ``device``: a ``torch.device`` or string (default: the first CUDA device when available, else the CPU);
     ``dtype``: the compute dtype of the run (a ``torch.dtype`` or string), recorded as e.g. ``"bfloat16"``.
@@ -212,10 +213,10 @@ def run_metadata(dtype=None, device=None) -> dict:
         name = torch.cuda.get_device_name(device)
     else:
         name = _cpu_name()
-    commit = _git("rev-parse", "HEAD")
-    dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no"))
-    if commit is None and os.environ.get("DASSLIB_COMMIT"):     # a copy of the tree without .git
-        commit = os.environ["DASSLIB_COMMIT"]
+    commit, dirty = os.environ.get("DASSLIB_COMMIT") or None, None
+    if commit is None:
+        commit = _git("rev-parse", "HEAD")
+        dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no"))
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device_type": device.type,

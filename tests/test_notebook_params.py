@@ -131,6 +131,16 @@ def test_run_metadata_outside_git_takes_the_commit_from_the_environment(monkeypa
     assert nb.run_metadata(device="cpu")["git_commit"] is None
 
 
+def test_the_environment_commit_wins_over_a_stale_git(monkeypatch):
+    """A tree copied to another machine may carry an older .git: DASSLIB_COMMIT names the files' commit."""
+    import dasslib.notebook as nb
+
+    monkeypatch.setattr(nb, "_git", lambda *args: "0" * 40)
+    monkeypatch.setenv("DASSLIB_COMMIT", "abc1234")
+    meta = nb.run_metadata(device="cpu")
+    assert meta["git_commit"] == "abc1234" and meta["git_dirty"] is None
+
+
 def test_save_run_metadata_writes_json(tmp_path):
     import json
 

@@ -8,7 +8,6 @@ State-dict keys equal the official checkpoint keys minus their ``module.v.`` pre
 (``patch_embed.{0,2,5,7}``, ``layers.i.blocks.j.*``, ``layers.i.downsample.{1,3}``,
 ``classifier.{norm,head}``); :func:`dasslib.models.load_official` strips the prefix.
 """
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -57,22 +56,8 @@ class DASSConfig:
                              f"channels), got {self.dims[0]}")
 
 
-try:   # triton ships with CUDA builds of torch; without it the fused MLP is simply off
-    from .mlp_kernel import fused_mlp, mlp_kernel_supported
-except ImportError:  # pragma: no cover
-    fused_mlp = mlp_kernel_supported = None
-
-
 class VSSBlock(nn.Module):
-    """x + DropPath(SS2D(LN(x))), then x + DropPath(MLP(LN(x))), on (B, C, H, W).
-
-    ``fused_mlp`` (attribute, default True): in inference under bf16 / fp16 autocast on CUDA, narrow
-    blocks (C <= 256: DASS's first two stages) run the MLP half as one Triton kernel
-    (:mod:`dasslib.models.mlp_kernel`: norm, fc1, GELU, fc2 and the residual, the hidden activation
-    kept on chip); False keeps the separate layers.
-    """
-
-    fused_mlp = True
+    """x + DropPath(SS2D(LN(x))), then x + DropPath(MLP(LN(x))), on (B, C, H, W)."""
 
     def __init__(self, dim, drop_path, cfg):
         super().__init__()
@@ -85,25 +70,8 @@ class VSSBlock(nn.Module):
         self.norm2 = LayerNorm2d(dim)
         self.mlp = Mlp2d(dim, int(dim * cfg.mlp_ratio), chunk_elems=cfg.mlp_chunk_elems)
 
-    def _mlp_kernel_dtype(self, x):
-        """The autocast dtype when the MLP half runs as one kernel here, else None."""
-        dev = x.device.type
-        if not self.fused_mlp or fused_mlp is None or x.dim() != 4 or not torch.is_autocast_enabled(dev):
-            return None
-        if dev != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
-            return None
-        if torch.is_grad_enabled() and (x.requires_grad or self.mlp.fc1.weight.requires_grad):
-            return None
-        if self.training and getattr(self.drop_path, "drop_prob", 0.0) > 0:
-            return None
-        dtype = torch.get_autocast_dtype(dev)
-        return dtype if mlp_kernel_supported(x.shape[1], dtype) else None
-
     def forward(self, x):
         x = x + self.drop_path(self.op(self.norm(x)))
-        dtype = self._mlp_kernel_dtype(x)
-        if dtype is not None:
-            return fused_mlp(x, self.norm2, self.mlp.fc1, self.mlp.fc2, dtype)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

@@ -99,7 +99,12 @@ class TapConv1d(TapConvMixin, nn.Conv1d):
 
 class TapConv2d(TapConvMixin, nn.Conv2d):
     """nn.Conv2d with a fusable compiled form (see :class:`TapConvMixin`): DASS's stem (one input
-    channel) and SS2D's depthwise convolution."""
+    channel) and SS2D's depthwise convolution. The tap form is off by default here: in DASS-Small's
+    compiled B=32 inference (H100, 2026-12-07) the stem's taps took 0.61 ms in one fused kernel
+    against cuDNN's 0.25 ms, SS2D's 3x3 taps 0.74 ms against 0.29 ms, and the whole forward ran
+    13.39 ms with cuDNN against 13.96 ms with taps (docs/speed.md); ``tap_form = True`` turns it on."""
+
+    tap_form = False
 
 
 def tap_conv(x, weight, bias, stride, padding):

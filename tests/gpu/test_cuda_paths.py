@@ -112,33 +112,6 @@ def test_ss2d_merge_kernel_matches_torch(d, h, w):
     assert rel(ss2d_merge_norm(ys, wt, bs, 1e-5, h, w, torch.bfloat16), want) < 5e-3
 
 
-@pytest.mark.parametrize("C,h,w", [(96, 256, 32), (192, 128, 16), (40, 30, 7)])
-def test_mlp_kernel_matches_the_composite(C, h, w):
-    """The fused MLP half-block at DASS-Small's first two stages in bf16, against the same casts in torch
-    (round-to-nearest here: the interpreter truncates), and a DASS model taking it under autocast."""
-    from dasslib.models.mlp_kernel import fused_mlp_reference
-
-    g = torch.Generator(device="cuda").manual_seed(0)
-    r = lambda *s: torch.randn(*s, generator=g, device=CUDA)   # noqa: E731
-    x = r(2, C, h, w)
-    p = (r(C), r(C), 1e-5, (r(4 * C, C) / C ** 0.5).bfloat16(), r(4 * C).bfloat16(),
-         (r(C, 4 * C) / (4 * C) ** 0.5).bfloat16(), r(C).bfloat16())
-    got, want = torch.ops.dasslib.vss_mlp(x, *p) - x, fused_mlp_reference(x, *p) - x
-    assert rel(got, want) < 3e-3
-
-
-def test_dass_with_the_fused_mlp_matches_the_layers_under_autocast():
-    m = _dass(scan_backend="triton").eval()
-    x = torch.randn(2, 256, 128, device=CUDA)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        fused = m(x)
-        for mod in m.modules():
-            if hasattr(mod, "fused_mlp"):
-                mod.fused_mlp = False
-        plain = m(x)
-    assert rel(fused, plain) < 2e-2
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("b", [2, 32], ids=["rows-bwd", "many-rows"])
 def test_fobi_scan_matches_the_flipped_copies(b, dtype):
