@@ -2,7 +2,8 @@
 
 A row is ``| result | value | source |``; the source names a file in backticks, a column in backticks and,
 after ``where``, ``key=value`` pairs that select exactly one row (numbers compared as numbers). For an
-executed notebook the column is a dotted path into its metadata (``papermill.duration``). The value's first
+executed notebook the column is a dotted path into its metadata (``papermill.duration``), for a json file into
+the file. The value's first
 number must equal the file's value rounded to the decimals the README prints.
 """
 import json
@@ -50,12 +51,14 @@ def _same(cell, wanted: str) -> bool:
 def lookup(file: str, column: str, where: dict) -> float:
     """The one value the source names."""
     path = ROOT / file
-    if path.suffix == ".ipynb":
-        node = json.loads(path.read_text())["metadata"]
+    if path.suffix in (".ipynb", ".json"):      # a dotted path into a notebook's metadata / a json file
+        node = json.loads(path.read_text())
+        node = node["metadata"] if path.suffix == ".ipynb" else node
         for part in column.split("."):
             node = node[part]
         return float(node)
-    table = pd.read_csv(path)
+    header = path.read_text().split("\n", 1)[0]
+    table = pd.read_csv(path, skiprows=1 if header.startswith("#") else 0)   # a "# device=..." first line
     rows = table
     for key, value in where.items():
         rows = rows[[_same(cell, value) for cell in rows[key]]]
