@@ -76,7 +76,10 @@ def _merge_norm(ys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps:
     _check(ys, weight, bias, h, w)
     b, _, d, L = ys.shape
     ys = ys.contiguous()
-    out = torch.empty((b, d, h, w), dtype=out_dtype, device=ys.device)
+    # Triton's interpreter rounds fp32 -> bf16 toward zero; off CUDA the kernel writes ys's dtype and torch
+    # casts (to nearest, as the GPU's store does)
+    kdt = out_dtype if ys.device.type == "cuda" else ys.dtype
+    out = torch.empty((b, d, h, w), dtype=kdt, device=ys.device)
     block_d, bh, bw = merge_tiles(d, h, w)
     # about 32 fp32 per thread and tensor; offline (sm_90, DASS-Small's four stages) 102-123
     # registers, no spills (4 warps at D = 384 spill 5 KB)
@@ -84,7 +87,7 @@ def _merge_norm(ys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps:
     grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b)
     _merge_norm_kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
                              BLOCK_D=block_d, BH=bh, BW=bw, num_warps=warps)
-    return out
+    return out.to(out_dtype)
 
 
 @_merge_norm.register_fake
