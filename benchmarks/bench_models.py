@@ -52,8 +52,6 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_bf16_scan": ("dass_small", dict(scan_fp32=False), (1024, 128)),
     # the stem's and SS2D's convolutions as tap sums in the compiled forward (default: cuDNN's)
     "dass_small_taps": ("dass_small", {}, (1024, 128)),
-    # inference: the scan writes the column directions' outputs at row-major positions (scattered stores)
-    "dass_small_rowmajor": ("dass_small", {}, (1024, 128)),
     # inference: cross-merge + out_norm left to inductor instead of the merge kernel
     "dass_small_inductor_merge": ("dass_small", {}, (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
@@ -68,7 +66,6 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
 }
 # module attributes a label sets after building (variants of the same weights and keys)
 ATTRS = {"dass_small_taps": dict(tap_form=True),
-         "dass_small_rowmajor": dict(rowmajor_columns=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
          "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
          "aum_base_unpadded": dict(scan_pad="never")}

@@ -40,17 +40,11 @@ class SS2D(nn.Module):
     ``fused_scan_train``: the same when gradients are needed (rows backward with the direction
     layout; tested against the float64 reference and the materialised path; faster and lighter
     than the copies in the measured training step, docs/speed.md).
-    ``rowmajor_columns`` (attribute, default False): in inference on the fused path the scan writes
-    the column directions' outputs at row-major positions, so the merge reads one layout; but
-    those stores are scattered (one element per lane and sector: 8 two-byte stores instead of one
-    16-byte vector, offline), and DASS-Small's B=32 inference measured 15.1 ms with it against
-    11.4 ms before it (H100, docs/speed.md), so the merge reads the columns through a transpose.
     ``merge_kernel`` (attribute, default True): in inference on the fused path, the cross-merge
     and out_norm run as one Triton kernel (:func:`dasslib.scans.ss2d_merge.ss2d_merge_norm`)
     that reads each direction along its own fast axis; False leaves them to torch / inductor.
     """
 
-    rowmajor_columns = False
     merge_kernel = True
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
@@ -137,18 +131,13 @@ class SS2D(nn.Module):
             wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
             dts, Bs, Cs = self._projections(
                 torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L))
-            # rowmajor_columns (no gradients): the columns' outputs come back at row-major positions
-            rowmajor = self.rowmajor_columns and not (
-                torch.is_grad_enabled() and any(t.requires_grad for t in (u2, dts, A, Bs, Cs)))
-            ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, grid_h=h if rowmajor else None, **kw)
+            ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, **kw)
             del u2, dts, Bs, Cs
             ys = ys.view(b, K, d, L)
-            if self.merge_kernel and not rowmajor and not (torch.is_grad_enabled() and ys.requires_grad):
+            if self.merge_kernel and not (torch.is_grad_enabled() and ys.requires_grad):
                 n = self.out_norm
                 return self.out_proj(ss2d_merge_norm(ys, n.weight, n.bias, n.eps, h, w, dtype))
-            cols = ys[:, 1] + ys[:, 3]
-            if not rowmajor:
-                cols = cols.view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
+            cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
             y = ys[:, 0] + ys[:, 2] + cols                        # (B, D, L) row-major
             del ys
         else:

@@ -173,17 +173,15 @@ class _Launch:
     def __init__(self, u, B, C, N, cfg, shape=None, layout="", training=False):
         # shape: (batch, dim, L) of the scan when u is a source of another shape (layout "ss2d")
         self.batch, self.dim, self.L = u.shape if shape is None else shape
-        # layout "ss2d": SS2D's direction layout; "ss2d_rm<H>": the same with the columns'
-        # outputs written at row-major positions of an H-row grid (forward only)
+        # layout "ss2d": SS2D's direction layout
         # layout "fobi": AuM's Fo-Bi, the scan of (batch, 2 d, L) whose upper half scans the same
         # u, delta, z, B, C (sources of (batch, d, L) / (batch, G, N, L)) right to left
         self.layout = layout
-        ss2d = layout == "ss2d" or layout.startswith("ss2d_rm")
+        ss2d = layout == "ss2d"
         self.shared = layout == "fobi"
         if layout and not (ss2d or self.shared):
             raise ValueError(f"unknown scan layout {layout!r}")
         self.rev_upper = ss2d or self.shared
-        self.y_grid_h = int(layout[len("ss2d_rm"):]) if layout.startswith("ss2d_rm") else 0
         self.rows = self.batch * self.dim
         self.N, self.NP, self.cfg = N, triton.next_power_of_2(N), cfg
         self.B_var, self.C_var = B.dim() == 4, C.dim() == 4
@@ -284,7 +282,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
             store_states=int(store_states), N=lc.N, NP=lc.NP,
             BD=lc.BD, BLOCK_L=lc.rows_block, STATE_EVERY=lc.state_block // lc.rows_block,
             B_VARYING=lc.B_var, C_VARYING=lc.C_var, PREFETCH=lc.cfg.prefetch, CHUNKED=nq > 1,
-            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, Y_GRID_H=lc.y_grid_h, SHARED=lc.shared,
+            REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
             CARRY_IN_SCAN=bool(lc.cfg.rows_carry_in_scan), num_warps=min(lc.cfg.rows_warps, lc.BD), **opt, **flags)
         return y, states
     if lc.cfg.fwd == "scan":
@@ -329,9 +327,6 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     f32 = dict(dtype=torch.float32, device=dev)
     ut, dtt, At, Bt, Ct = dtypes
     rows_bwd = lc.bwd == "rows"
-    if lc.y_grid_h:
-        raise ValueError(f"the {lc.layout!r} layout has no backward (its column outputs are "
-                         "written in another layout than the gradients are read)")
     if lc.layout and not rows_bwd:
         raise ValueError(f"the {lc.layout!r} layout's backward runs on the rows kernel, not "
                          f"{lc.bwd!r}")
@@ -552,7 +547,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
 
 
 def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True,
-                     out_dtype=None, grid_h=None):
+                     out_dtype=None):
     """The four SS2D scans without materialised cross-scan copies.
 
     u2: (batch, 2, d, L): the grid's rows (source 0, index h*W + w) and columns (source 1,
@@ -563,9 +558,6 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
     Returns y (batch, 4*d, L) at the source positions, in u2's dtype (float32 with
     ``out_dtype=torch.float32``): cross-merge is then y0 + y2 + columns-to-rows(y1 + y3).
     Differentiable where the rows backward runs (many rows; :func:`ss2d_scan_supported`).
-    grid_h (the grid's H, L = H * W; no gradients): the column directions' y (k = 1, 3) are
-    written at row-major positions instead (index h*W + w), so cross-merge is y0 + y2 + (y1 +
-    y3) with no transpose; the values are the same.
     """
     if u2.dim() != 4 or u2.shape[1] != 2:
         raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
@@ -580,13 +572,6 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                                 for t in (u2, delta, A, B, C, D, delta_bias))
     layout = "ss2d"
-    if grid_h is not None:
-        if need_grad:
-            raise ValueError("ss2d_scan_triton(grid_h=...) has no backward: call it without "
-                             "gradients (torch.no_grad / inference_mode)")
-        if grid_h < 1 or L % grid_h:
-            raise ValueError(f"grid_h must divide L = {L}, got {grid_h}")
-        layout = f"ss2d_rm{int(grid_h)}"
     cfg = pick_config(s.batch * s.dim, s.L, s.N, u2.device)
     if not _layout_runs("ss2d", cfg, need_grad):
         raise ValueError(f"ss2d_scan_triton runs on the 'rows' kernels; N={s.N} at "

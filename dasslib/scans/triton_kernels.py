@@ -830,18 +830,14 @@ def _rows_fwd_kernel(
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     FAST_LOG: tl.constexpr, PREFETCH: tl.constexpr, CHUNKED: tl.constexpr,
-    REV_UPPER: tl.constexpr, U_SRC: tl.constexpr, Y_GRID_H: tl.constexpr = 0,
+    REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
     SHARED: tl.constexpr = False, CARRY_IN_SCAN: tl.constexpr = False,
 ):
     """Forward of BD rows per program over one chunk of tiles (see the comment above).
     Direction layouts (SS2D without materialised cross-scan copies; one chunk only):
     REV_UPPER scans the rows of the upper half of the B groups right to left (tiles walked
     from the last, each scanned in reverse; y written at the positions read); U_SRC > 0 reads
-    u from (batch, U_SRC, dim // G_B, L): row (b, g, d) takes source g % U_SRC; Y_GRID_H > 0
-    writes the y of rows reading source 1 (the columns of a Y_GRID_H x L / Y_GRID_H grid) at
-    the row-major position of each step (a tile of BLOCK_L steps lands as Y_GRID_H runs of
-    BLOCK_L / Y_GRID_H consecutive positions), so the cross-merge reads every direction in one
-    layout.
+    u from (batch, U_SRC, dim // G_B, L): row (b, g, d) takes source g % U_SRC.
     store_states (runtime, one compiled kernel for inference and training) writes the state
     after every STATE_EVERY tiles and after the last one:
     (rows, n_state_tiles, NP), the layout the backward reads (its tiles are STATE_EVERY *
@@ -946,14 +942,7 @@ def _rows_fwd_kernel(
         if HAS_Z:
             z = zt.to(tl.float32)
             y = y * (z * tl.sigmoid(z))
-        if Y_GRID_H > 0:
-            if src != 0:   # a column source: y to the row-major position h * W + w of t = w * H + h
-                pos = (t % Y_GRID_H) * (L // Y_GRID_H) + t // Y_GRID_H
-                tl.store(y_ptr + row_off[:, None] + pos[None, :], y, mask=m2)
-            else:
-                tl.store(y_ptr + off0 + kp * BLOCK_L, y, mask=m2)
-        else:
-            tl.store(y_ptr + off0 + kp * BLOCK_L, y, mask=m2)
+        tl.store(y_ptr + off0 + kp * BLOCK_L, y, mask=m2)
     if CHUNKED:
         if q < n_chunks - 1:
             for n in tl.static_range(N):
