@@ -63,10 +63,11 @@ def test_ss2d_takes_the_kernel_in_inference():
 def test_tiles_hold_every_channel():
     # DASS-Small's four stages at 10 s (D, H, W): d_inner 96..768 on grids 256x32 .. 32x4
     for d, h, w in [(96, 256, 32), (192, 128, 16), (384, 64, 8), (768, 32, 4), (5, 3, 1)]:
-        bd, bh, bw = merge_tiles(d, h, w)
+        bd, bh, bw, warps = merge_tiles(d, h, w)
         assert bd >= d and bd & (bd - 1) == 0
         assert 1 <= bw <= 8 and bw <= triton.next_power_of_2(w) and bh <= triton.next_power_of_2(h)
-        assert bd * bh * bw <= max(8192, 4 * bd)
+        assert bd * bh * bw <= max(8192, 4 * bd) and warps in (4, 8, 16)
+        assert bd * bh * bw <= 32 * 32 * warps          # about 32 fp32 per thread and tensor
 
 
 def test_bad_input_is_refused():

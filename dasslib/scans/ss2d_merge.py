@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["ss2d_merge_norm", "ss2d_merge_norm_reference", "merge_tiles"]
+__all__ = ["ss2d_merge_norm", "ss2d_merge_norm_reference", "merge_tiles", "launch_merge_norm"]
 
 
 @triton.jit
@@ -49,15 +49,30 @@ def _merge_norm_kernel(ys, weight, bias, out, D, H, W, eps,
     tl.store(out + b * D * L + rows, o.to(out.dtype.element_ty), mask=m)
 
 
-def merge_tiles(D, H, W, elements=8192):
-    """(BLOCK_D, BH, BW): every channel (D padded to a power of two) times a block of about
-    ``elements // BLOCK_D`` grid positions, at most 8 wide along w (one 32-byte sector of fp32)
-    and the rest along h (the column tensors' fast axis)."""
+def merge_tiles(D, H, W, elements=8192, max_bw=8):
+    """(BLOCK_D, BH, BW, warps): every channel (D padded to a power of two) times a block of about
+    ``elements // BLOCK_D`` grid positions, at most ``max_bw`` wide along w (8: one 32-byte sector of
+    fp32) and the rest along h (the column tensors' fast axis); warps for about 32 fp32 per thread
+    and tensor (offline, sm_90, DASS-Small's four stages: 102-123 registers, no spills; 4 warps at
+    D = 384 spill 5 KB)."""
     block_d = triton.next_power_of_2(D)
     pos = max(4, elements // block_d)
-    bw = min(triton.next_power_of_2(W), 8, pos)
+    bw = min(triton.next_power_of_2(W), max_bw, pos)
     bh = min(triton.next_power_of_2(H), max(1, pos // bw))
-    return block_d, bh, bw
+    n = block_d * bh * bw
+    warps = 4 if n < 4096 else 8 if block_d <= 256 and n <= 8192 else 16
+    return block_d, bh, bw, warps
+
+
+def launch_merge_norm(ys, weight, bias, eps, h, w, out, tiles=None):
+    """Run the kernel into ``out`` (B, D, h, w); ``tiles``: (BLOCK_D, BH, BW, warps), default
+    :func:`merge_tiles` (benchmarks time others)."""
+    b, _, d, L = ys.shape
+    block_d, bh, bw, warps = tiles or merge_tiles(d, h, w)
+    grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b)
+    _merge_norm_kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
+                             BLOCK_D=block_d, BH=bh, BW=bw, num_warps=warps)
+    return out
 
 
 def _check(ys, weight, bias, h, w):
@@ -80,14 +95,7 @@ def _merge_norm(ys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps:
     # casts (to nearest, as the GPU's store does)
     kdt = out_dtype if ys.device.type == "cuda" else ys.dtype
     out = torch.empty((b, d, h, w), dtype=kdt, device=ys.device)
-    block_d, bh, bw = merge_tiles(d, h, w)
-    # about 32 fp32 per thread and tensor; offline (sm_90, DASS-Small's four stages) 102-123
-    # registers, no spills (4 warps at D = 384 spill 5 KB)
-    warps = 4 if block_d * bh * bw < 4096 else 8 if block_d <= 256 else 16
-    grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b)
-    _merge_norm_kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
-                             BLOCK_D=block_d, BH=bh, BW=bw, num_warps=warps)
-    return out.to(out_dtype)
+    return launch_merge_norm(ys, weight, bias, eps, h, w, out).to(out_dtype)
 
 
 @_merge_norm.register_fake
