@@ -90,7 +90,7 @@ ROWS_CASES = [
     (dict(rows=4, bwd_rows=4), dict(b=2, d=5, L=20, N=2, G=1, z=True)),    # 1 row per program
     (dict(bwd_rows=4, bwd_warps=4), dict(b=2, d=8, L=70, N=3, G=2, z=True)),  # rows over warps, gate
     (dict(rows_block=16, bwd_chunks=2), dict(b=1, d=4, L=45, N=6, G=1, z=True, h0=True)),  # N > 4
-    (dict(rows_block=16, rows_carry_in_scan=True), dict(b=2, d=4, L=45, N=2, G=2, z=True, h0=True)),
+    (dict(rows_block=16, rows_carry_in_scan=False), dict(b=2, d=4, L=45, N=2, G=2, z=True, h0=True)),
     (dict(rows_block=16, bwd_rows=2), dict(b=2, d=4, L=40, N=5, G=1, tinv=True)),   # N > 4, B/C per channel
     (dict(rows_block=16, rows_chunks=2, bwd_chunks=3, bwd_rows=4, bwd_warps=2),         # N > 4, chunks,
      dict(b=1, d=8, L=100, N=7, G=2, z=True)),                                          # rows over warps
@@ -324,14 +324,14 @@ def test_ss2d_fused_scan_matches_the_cross_scan_copies(b, d, h, w, N, dtype):
 
 
 @needs_fresh
-def test_ss2d_fused_scan_with_the_carry_in_the_scan(monkeypatch):
-    """The rows forward's earlier carry form (TritonConfig.rows_carry_in_scan), reversed rows included,
-    gives the default's values (several tiles, the last partial)."""
+def test_ss2d_fused_scan_with_the_carry_after_the_scan(monkeypatch):
+    """The rows forward's other carry form (TritonConfig.rows_carry_in_scan=False: added after the scan),
+    reversed rows included, gives the default's values (several tiles, the last partial)."""
     import dasslib.scans.triton_backend as tb
     fused, _, D, dtb = _ss2d_case(1, 8, 12, 23, 2, torch.float32)
     y = tb.ss2d_scan_triton(*fused, D=D, delta_bias=dtb, out_dtype=torch.float32)
     base = tb.pick_config
-    monkeypatch.setattr(tb, "pick_config", lambda *a, **k: tb.replace(base(*a, **k), rows_carry_in_scan=True))
+    monkeypatch.setattr(tb, "pick_config", lambda *a, **k: tb.replace(base(*a, **k), rows_carry_in_scan=False))
     y_in = tb.ss2d_scan_triton(*fused, D=D, delta_bias=dtb, out_dtype=torch.float32)
     assert rel(y_in, y) < 1e-6
 

@@ -55,8 +55,12 @@ class TritonConfig:
     computed (Nsight Compute put the output pass's stalls on those loads; offline, N = 16 bf16,
     it takes 255 registers: 8 one-warp programs per SM instead of 12).
     rows_carry_in_scan: the "rows" forward's carry enters each tile's scan at its first step and
-    leaves as a masked sum (the form before 78f5022), instead of being added after the scan times
-    the cumulative decay and read with a gather (same values; kept to time the two in one run).
+    leaves as a masked sum (default), instead of being added after the scan times the cumulative
+    decay and read with a gather (False; same values). The second form (78f5022) saved 24 of 656
+    instructions in the plain layout offline but adds 96 to the 976 of SS2D's direction layout
+    (sm_90, N = 1, bf16); on the H100 (2026-12-07) the plain layout timed even (0.339 / 0.340 ms
+    fp32, 0.191 / 0.197 ms bf16 at the dass shape) and DASS-Small's rows forward took 1.95 ms per
+    B=32 forward with it against 1.78 ms before it.
     """
     fwd: str = "rows"
     block_l: int = 64
@@ -79,7 +83,7 @@ class TritonConfig:
     rows_vec: int = 1
     bwd_maxnreg: int = 0
     seq_bc_prefetch: bool = False
-    rows_carry_in_scan: bool = False
+    rows_carry_in_scan: bool = True
 
 
 def pick_config(rows, L, N, device, sms=None):

@@ -800,12 +800,12 @@ def _keep_state(st_ptr, k, n, c, n_tiles, store_states, STATE_EVERY: tl.constexp
 def _fwd_state(dt, du, Bn, A2n, carry_n, rev, REV_UPPER: tl.constexpr, CARRY_IN_SCAN: tl.constexpr = False):
     """One state's tile of the forward: states h (BD, BLOCK) from decays exp2(dt * A2n) and inputs
     du * Bn, the carry (BD,) entering before the first step in scan order; and the carry leaving
-    from the last (BD,). The tile is scanned from a zero carry and the carry added after, times the
-    cumulative decay (the scan does not wait for the carry); the last step's state is read with
-    one warp shuffle (a gather), not a masked sum over the tile (offline sm_90, DASS's N = 1:
-    632 instead of 656 instructions in bf16, 440 instead of 456 in fp32). CARRY_IN_SCAN: the form
-    before that change (the carry enters the scan at the first step, the carry-out is a masked sum),
-    kept to time the two in one run."""
+    from the last (BD,). CARRY_IN_SCAN (the launcher's default): the carry enters the scan at the
+    first step and the carry-out is a masked sum over the tile. Otherwise the tile is scanned from a
+    zero carry and the carry added after, times the cumulative decay, and the last step's state is
+    read with one warp shuffle: fewer instructions in the plain layout (offline sm_90, DASS's N = 1:
+    632 instead of 656 in bf16) but more in SS2D's direction layout (1072 instead of 976), where
+    the model measured slower (TritonConfig.rows_carry_in_scan)."""
     dA = tl.exp2(dt * A2n[:, None])
     x = du * Bn
     if CARRY_IN_SCAN:
