@@ -18,9 +18,9 @@ from dasslib.scans.layouts import cross_merge_2d, cross_scan_2d
 
 try:   # triton ships with CUDA builds of torch; without it the fused path is simply off
     from dasslib.scans.ss2d_merge import ss2d_merge_norm
-    from dasslib.scans.triton_backend import ss2d_scan_supported, ss2d_scan_triton
+    from dasslib.scans.triton_backend import ss2d_scan_dtproj, ss2d_scan_supported, ss2d_scan_triton
 except ImportError:  # pragma: no cover
-    ss2d_scan_supported = ss2d_scan_triton = ss2d_merge_norm = None
+    ss2d_scan_supported = ss2d_scan_triton = ss2d_scan_dtproj = ss2d_merge_norm = None
 
 from .layers import LayerNorm2d, Linear2d, TapConv2d
 from .mamba_mixer import dt_bias_init, s4d_real_log
@@ -43,9 +43,19 @@ class SS2D(nn.Module):
     ``merge_kernel`` (attribute, default True): in inference on the fused path, the cross-merge
     and out_norm run as one Triton kernel (:func:`dasslib.scans.ss2d_merge.ss2d_merge_norm`)
     that reads each direction along its own fast axis; False leaves them to torch / inductor.
+    ``dtproj_in_scan`` (attribute, default False until timed on a GPU): in inference on the fused
+    path the scan computes delta from x_proj's low-rank rows itself
+    (:func:`dasslib.scans.triton_backend.ss2d_scan_dtproj`), so the (B, 4D, L) delta is neither
+    written by the dt_proj GEMM nor read back (about 2.1 GB per DASS-Small B=32 forward); delta
+    is then summed in fp32 instead of rounded to the compute dtype. Only for dt_rank <=
+    ``dtproj_max_rank`` (12: DASS's first two stages, where delta's bytes are largest): offline
+    (sm_90, bf16, N = 1) the rows forward grows from 976 SASS instructions to 1112 at rank 6, 1280 at
+    12, 1632 at 24 and 2208 (255 registers) at 48.
     """
 
     merge_kernel = True
+    dtproj_in_scan = False
+    dtproj_max_rank = 12
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,
                  scan_backend="auto", scan_fp32=True, fused_scan=True, fused_scan_train=True):
@@ -129,10 +139,17 @@ class SS2D(nn.Module):
             u2 = torch.stack([u.flatten(2), u.transpose(2, 3).flatten(2)], dim=1)  # (B, 2, D, L)
             del u
             wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
-            dts, Bs, Cs = self._projections(
-                torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L))
-            ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, **kw)
-            del u2, dts, Bs, Cs
+            x_dbl = torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L)
+            grad = torch.is_grad_enabled() and (u2.requires_grad or self.dt_projs_weight.requires_grad)
+            if self.dtproj_in_scan and self.dt_rank <= self.dtproj_max_rank and not grad:
+                r, n = self.dt_rank, self.d_state
+                Bs, Cs = x_dbl[:, :, r:r + n].contiguous(), x_dbl[:, :, r + n:].contiguous()
+                ys = ss2d_scan_dtproj(u2, x_dbl, self.dt_projs_weight.to(u2.dtype), A, Bs, Cs, **kw)
+            else:
+                dts, Bs, Cs = self._projections(x_dbl)
+                ys = ss2d_scan_triton(u2, dts, A, Bs, Cs, **kw)
+                del dts
+            del u2, x_dbl, Bs, Cs
             ys = ys.view(b, K, d, L)
             if self.merge_kernel and not (torch.is_grad_enabled() and ys.requires_grad):
                 n = self.out_norm

@@ -258,9 +258,11 @@ def _contig(t, dtype=None):
     return t if dtype is None else t.to(dtype)
 
 
-def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_states, y_dtype):
+def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_states, y_dtype, dt_proj=None):
     """Launch the forward; returns y (batch, dim, L) in ``y_dtype`` and the
-    (rows * n_tiles * NP) state buffer (or None)."""
+    (rows * n_tiles * NP) state buffer (or None). ``dt_proj`` (rows forward only): (weight
+    (dim, R), R, rows per group of ``delta``), delta then being x_dbl (batch, G_B, rows, L)
+    whose first R rows per group the kernel projects (:func:`ss2d_scan_dtproj`)."""
     dev = u.device
     y = torch.empty((lc.batch, lc.dim, lc.L), dtype=y_dtype, device=dev)
     states = torch.empty(lc.rows * lc.n_tiles * lc.NP if store_states else 1,
@@ -278,8 +280,10 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
         ticket = torch.zeros(1, dtype=torch.int32, device=dev)
         # the carry per row and state when the kernel loops over states
         carry = torch.empty(lc.rows * lc.NP if lc.state_loop else 1, dtype=torch.float32, device=dev)
+        dtw, R, xr = dt_proj if dt_proj is not None else (dummy, 0, 0)
         _rows_fwd_kernel[(lc.rows // lc.BD * nq,)](
-            u, delta, A32, B, C, y_ptr=y, states_ptr=states, cstate_ptr=cstate, carry_ptr=carry,
+            u, delta, A32, B, C, dtw_ptr=dtw, dt_xr=xr, DT_R=R,
+            y_ptr=y, states_ptr=states, cstate_ptr=cstate, carry_ptr=carry,
             flags_ptr=fl,
             ticket_ptr=ticket, dim=lc.dim, L=lc.L, n_tiles=lc.rows_tiles, n_state_tiles=lc.n_tiles,
             chunk_tiles=lc.chunk_tiles, n_chunks=nq, G_B=lc.G_B, G_C=lc.G_C,
@@ -584,6 +588,66 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
                                                 bool(delta_softplus), need_grad, "",
                                                 _y_fp32(u2, out_dtype), layout)
     return y
+
+
+def _dtproj_check(u2, x_dbl, dt_weight, B, C):
+    if u2.dim() != 4 or u2.shape[1] != 2:
+        raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
+    b, _, d, L = u2.shape
+    N = B.shape[2] if B.dim() == 4 else -1
+    if x_dbl.dim() != 4 or x_dbl.shape[0] != b or x_dbl.shape[1] != 4 or x_dbl.shape[3] != L:
+        raise ValueError(f"x_dbl must be (batch, 4, R + 2N, L) = ({b}, 4, R + 2N, {L}), got {tuple(x_dbl.shape)}")
+    if dt_weight.dim() != 3 or dt_weight.shape[:2] != (4, d) or dt_weight.shape[2] + 2 * N != x_dbl.shape[2]:
+        raise ValueError(f"dt_weight must be (4, {d}, R) with R + 2N = {x_dbl.shape[2]} rows of x_dbl, "
+                         f"got {tuple(dt_weight.shape)} (N = {N})")
+    if B.shape != (b, 4, N, L) or C.shape != (b, 4, N, L):
+        raise ValueError(f"B and C must be ({b}, 4, N, {L}), got {tuple(B.shape)}, {tuple(C.shape)}")
+    return b, d, L, dt_weight.shape[2]
+
+
+@torch.library.custom_op("dasslib::ss2d_scan_dtproj", mutates_args=())
+def _ss2d_dtproj(u2: torch.Tensor, x_dbl: torch.Tensor, dt_weight: torch.Tensor, A: torch.Tensor,
+                 B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
+                 softplus: bool, y_fp32: bool) -> torch.Tensor:
+    b, d, L, R = _dtproj_check(u2, x_dbl, dt_weight, B, C)
+    shape = (b, 4 * d, L)
+    cfg = _config_of("", shape, A, u2.device)
+    if cfg.fwd != "rows":
+        raise ValueError(f"ss2d_scan_dtproj runs on the 'rows' forward; {shape[0] * shape[1]} rows, "
+                         f"N = {A.shape[1]} pick {cfg.fwd!r}")
+    lc = _Launch(u2, B, C, A.shape[1], cfg, shape=shape, layout="ss2d", training=False)
+    u2, x_dbl, B, C = (_contig(t) for t in (u2, x_dbl, B, C))
+    A32, D32, dtb32 = (_contig(t, torch.float32) for t in (A, D, delta_bias))
+    w = dt_weight.reshape(4 * d, R).contiguous()
+    y, _ = _forward(lc, u2, x_dbl, A32, B, C, D32, None, dtb32, None, softplus, False,
+                    torch.float32 if y_fp32 else u2.dtype, dt_proj=(w, R, x_dbl.shape[2]))
+    return y
+
+
+@_ss2d_dtproj.register_fake
+def _ss2d_dtproj_fake(u2, x_dbl, dt_weight, A, B, C, D, delta_bias, softplus, y_fp32):
+    b, d, L, _ = _dtproj_check(u2, x_dbl, dt_weight, B, C)
+    return u2.new_empty((b, 4 * d, L), dtype=torch.float32 if y_fp32 else u2.dtype)
+
+
+def ss2d_scan_dtproj(u2, x_dbl, dt_weight, A, B, C, D=None, delta_bias=None, delta_softplus=True,
+                     out_dtype=None):
+    """:func:`ss2d_scan_triton` with each direction's dt projection inside the scan (inference).
+
+    x_dbl: (batch, 4, R + 2N, L), the four directions' x_proj outputs at their source positions
+    (rows [:R] the dt inputs; B, C: (batch, 4, N, L), its other rows, given apart);
+    dt_weight: (4, d, R) (``dt_projs_weight``, in the compute dtype as the materialised projection
+    would use it). delta = einsum("bkrl,kdr->bkdl", x_dbl[:, :, :R], dt_weight) is summed in fp32
+    per tile and never written; otherwise the same as ``ss2d_scan_triton(u2, delta, ...)`` (no
+    rounding of delta to the compute dtype). No gradients."""
+    if u2.device.type != "cuda" and not _interpreted():
+        raise ValueError(f"ss2d_scan_dtproj needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (u2, x_dbl, dt_weight, A, B, C, D, delta_bias)):
+        raise ValueError("ss2d_scan_dtproj has no backward: call it without gradients "
+                         "(torch.no_grad / inference_mode)")
+    return torch.ops.dasslib.ss2d_scan_dtproj(u2, x_dbl, dt_weight, A, B, C, D, delta_bias,
+                                              bool(delta_softplus), _y_fp32(u2, out_dtype))
 
 
 def ss2d_scan_supported(N, rows, device, backward=False):

@@ -764,18 +764,21 @@ def _rows_bc(ptr, base, di, n, L, t2, m2, N: tl.constexpr, VARYING: tl.constexpr
 
 @triton.jit
 def _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, off0, bB, bC, t0, zr, L,
-               BLOCK_L: tl.constexpr, HAS_Z: tl.constexpr, BC: tl.constexpr, offu0, rev, n_tiles):
+               BLOCK_L: tl.constexpr, HAS_Z: tl.constexpr, BC: tl.constexpr, offu0, rev, n_tiles,
+               NO_DT: tl.constexpr = False):
     """Raw tiles (u, delta, z, B, C) of tile k, each (BD, BLOCK_L); zeros past L and for
     k >= k_end (prefetches past the chunk read nothing). B/C (of state 0, broadcast over the
     rows) only if BC, else placeholders. Reversed rows (rev = 1) read tile n_tiles - 1 - k
     (positions ascending inside it); u is read at offu0 (its rows may come from a source tensor
-    of another layout), everything else at off0."""
+    of another layout), everything else at off0. NO_DT: no delta tile (a placeholder)."""
     kp = _phys_tile(k, rev, n_tiles)
     t = kp * BLOCK_L + t0
     m = ((t < L) & (k < k_end))[None, :]
     off = off0 + kp * BLOCK_L
     ut = tl.load(u_ptr + offu0 + kp * BLOCK_L, mask=m, other=0.0)
-    dtr = tl.load(dt_ptr + off, mask=m, other=0.0)
+    dtr = ut
+    if not NO_DT:
+        dtr = tl.load(dt_ptr + off, mask=m, other=0.0)
     zt = ut
     if HAS_Z:
         zt = tl.load(z_ptr + off, mask=m, other=0.0)
@@ -820,20 +823,24 @@ def _fwd_state(dt, du, Bn, A2n, carry_n, rev, REV_UPPER: tl.constexpr, CARRY_IN_
     return h, tl.reshape(out, (h.shape[0],))
 
 
-@triton.jit(do_not_specialize=_ROWS_GENERIC + ["n_state_tiles", "store_states"])
+@triton.jit(do_not_specialize=_ROWS_GENERIC + ["n_state_tiles", "store_states", "dt_xr"])
 def _rows_fwd_kernel(
-    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, dtw_ptr,
     y_ptr, states_ptr, cstate_ptr, carry_ptr, flags_ptr, ticket_ptr,
-    dim, L, n_tiles, n_state_tiles, chunk_tiles, n_chunks, G_B, G_C, store_states,
+    dim, L, n_tiles, n_state_tiles, chunk_tiles, n_chunks, G_B, G_C, store_states, dt_xr,
     N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BLOCK_L: tl.constexpr,
     STATE_EVERY: tl.constexpr,
     B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     FAST_LOG: tl.constexpr, PREFETCH: tl.constexpr, CHUNKED: tl.constexpr,
     REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
-    SHARED: tl.constexpr = False, CARRY_IN_SCAN: tl.constexpr = False,
+    SHARED: tl.constexpr = False, CARRY_IN_SCAN: tl.constexpr = False, DT_R: tl.constexpr = 0,
 ):
     """Forward of BD rows per program over one chunk of tiles (see the comment above).
+    DT_R > 0 (SS2D inference: the dt projection inside the scan): dt_ptr is x_dbl (batch, G_B,
+    dt_xr, L), whose first DT_R rows of each group are the low-rank dt inputs, and each row's
+    delta is sum_j dtw[row channel, j] * x_dbl[group, j] (dtw: (dim, DT_R)), so the full-width
+    delta is never written.
     Direction layouts (SS2D without materialised cross-scan copies; one chunk only):
     REV_UPPER scans the rows of the upper half of the B groups right to left (tiles walked
     from the last, each scanned in reverse; y written at the positions read); U_SRC > 0 reads
@@ -864,8 +871,14 @@ def _rows_fwd_kernel(
     ring = ()
     for i in tl.static_range(PREFETCH):
         ring = ring + (_rows_load(k_first + i, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, offd0,
-                                  bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev, n_tiles),)
+                                  bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev, n_tiles, DT_R > 0),)
     A2, Dv, dtb = _row_params(A_ptr, D_ptr, dtb_ptr, di, 1.4426950408889634, N, HAS_D, HAS_DTB)
+    bX = rb * 0
+    wdt = ()
+    if DT_R > 0:    # the rows' group in x_dbl, and their dt_proj weights (DT_R vectors of (BD,))
+        bX = ((rb * BD) // dim * G_B + (rb * BD) % dim // (dim // G_B)).to(tl.int64) * dt_xr * L
+        for j in tl.static_range(DT_R):
+            wdt = wdt + (tl.load(dtw_ptr + di * DT_R + j).to(tl.float32),)
     if CHUNKED:
         if q > 0:   # spin until the previous chunk of these rows published its end state
             slot = rb * n_chunks + q - 1
@@ -899,13 +912,19 @@ def _rows_fwd_kernel(
                 rest = rest + (ring[i],)
             ring = rest + (_rows_load(k + PREFETCH, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr,
                                       offd0, bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev,
-                                      n_tiles),)
+                                      n_tiles, DT_R > 0),)
         else:
             ut, dtr, zt, bt, ct = _rows_load(k, k_end, u_ptr, dt_ptr, z_ptr, B_ptr, C_ptr, offd0,
                                              bB, bC, t0, zr, L, BLOCK_L, HAS_Z, BC, offu0, rev,
-                                             n_tiles)
+                                             n_tiles, DT_R > 0)
         u = ut.to(tl.float32)
-        dt = dtr.to(tl.float32)
+        if DT_R > 0:    # delta = dt_proj(the group's DT_R low-rank rows), summed here
+            dt = tl.zeros((BD, BLOCK_L), dtype=tl.float32)
+            for j in tl.static_range(DT_R):
+                xj = tl.load(dt_ptr + bX + j * L + t2, mask=m2, other=0.0).to(tl.float32)
+                dt += wdt[j][:, None] * xj
+        else:
+            dt = dtr.to(tl.float32)
         if HAS_DTB:
             dt = dt + dtb[:, None]
         if SOFTPLUS:

@@ -112,6 +112,27 @@ def test_ss2d_merge_kernel_matches_torch(d, h, w):
     assert rel(ss2d_merge_norm(ys, wt, bs, 1e-5, h, w, torch.bfloat16), want) < 5e-3
 
 
+@pytest.mark.parametrize("R", [6, 12])
+def test_ss2d_dtproj_scan_matches_the_materialised_delta(R):
+    """The dt projection inside the scan (SS2D.dtproj_in_scan) at DASS-Small's stage-1 width, bf16 u and
+    x_dbl: against the scan of the delta projected in fp32 (the in-scan sum skips delta's bf16 rounding)."""
+    from dasslib.scans.triton_backend import ss2d_scan_dtproj, ss2d_scan_triton
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    b, d, L, N = 4, 96, 8192, 1
+    x_dbl = torch.randn(b, 4, R + 2 * N, L, generator=g, device=CUDA).bfloat16()
+    u2 = torch.randn(b, 2, d, L, generator=g, device=CUDA).bfloat16()
+    W = (0.3 * torch.randn(4, d, R, generator=g, device=CUDA)).bfloat16()
+    A = -torch.exp(torch.randn(4 * d, N, generator=g, device=CUDA))
+    D, dtb = torch.randn(4 * d, generator=g, device=CUDA), torch.randn(4 * d, generator=g, device=CUDA)
+    B, C = x_dbl[:, :, R:R + N].contiguous(), x_dbl[:, :, R + N:].contiguous()
+    delta = torch.einsum("bkrl,kdr->bkdl", x_dbl[:, :, :R].float(), W.float()).reshape(b, 4 * d, L)
+    with torch.no_grad():
+        want = ss2d_scan_triton(u2.float(), delta, A, B.float(), C.float(), D=D, delta_bias=dtb)
+        got = ss2d_scan_dtproj(u2, x_dbl, W, A, B, C, D=D, delta_bias=dtb, out_dtype=torch.float32)
+    assert rel(got, want) < 1e-5
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("b", [2, 32], ids=["rows-bwd", "many-rows"])
 def test_fobi_scan_matches_the_flipped_copies(b, dtype):
