@@ -95,7 +95,8 @@ def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128,
     if name == "rows_fwd":
         BD = BD or 4
         consts = dict(N=N, NP=NP, BD=BD, BLOCK_L=block, STATE_EVERY=1, HAS_Z=bool(z), PREFETCH=prefetch,
-                      CHUNKED=False, REV_UPPER=False, U_SRC=0, SHARED=False, **COMMON)
+                      CHUNKED=False, REV_UPPER=False, U_SRC=0, SHARED=False, CARRY_IN_SCAN=True, DT_R=0,
+                      **COMMON)
         return K._rows_fwd_kernel, consts, warps or BD
     if name == "seq":
         consts = dict(N=N, NP=NP, BD=32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch,
