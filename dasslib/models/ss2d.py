@@ -82,6 +82,11 @@ class SS2D(nn.Module):
         for p in (self.A_logs, self.Ds):
             p._no_weight_decay = True
 
+    def _needs_grad(self, u):
+        """Whether gradients flow through this call: enabled, and u or a parameter requires them
+        (the merge kernel and the in-scan dt projection have no backward)."""
+        return torch.is_grad_enabled() and (u.requires_grad or any(p.requires_grad for p in self.parameters()))
+
     def _fused_ok(self, u):
         """Whether the four scans can read the grid in place (:func:`ss2d_scan_triton`): the
         triton backend, the 'rows' kernels, and ``fused_scan`` (inference) or
@@ -90,7 +95,7 @@ class SS2D(nn.Module):
             return False
         if u.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
             return False
-        grad = torch.is_grad_enabled() and (u.requires_grad or self.A_logs.requires_grad)
+        grad = self._needs_grad(u)
         if not (self.fused_scan_train if grad else self.fused_scan):
             return False
         return ss2d_scan_supported(self.d_state, u.shape[0] * K * u.shape[1], u.device, grad)
@@ -140,7 +145,7 @@ class SS2D(nn.Module):
             del u
             wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
             x_dbl = torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L)
-            grad = torch.is_grad_enabled() and (u2.requires_grad or self.dt_projs_weight.requires_grad)
+            grad = self._needs_grad(u2)
             if self.dtproj_in_scan and self.dt_rank <= self.dtproj_max_rank and not grad:
                 r, n = self.dt_rank, self.d_state
                 Bs, Cs = x_dbl[:, :, r:r + n].contiguous(), x_dbl[:, :, r + n:].contiguous()
@@ -151,7 +156,7 @@ class SS2D(nn.Module):
                 del dts
             del u2, x_dbl, Bs, Cs
             ys = ys.view(b, K, d, L)
-            if self.merge_kernel and not (torch.is_grad_enabled() and ys.requires_grad):
+            if self.merge_kernel and not grad:
                 n = self.out_norm
                 return self.out_proj(ss2d_merge_norm(ys, n.weight, n.bias, n.eps, h, w, dtype))
             cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)

@@ -612,7 +612,7 @@ def _ss2d_dtproj(u2: torch.Tensor, x_dbl: torch.Tensor, dt_weight: torch.Tensor,
     b, d, L, R = _dtproj_check(u2, x_dbl, dt_weight, B, C)
     shape = (b, 4 * d, L)
     cfg = _config_of("", shape, A, u2.device)
-    if cfg.fwd != "rows":
+    if not _layout_runs("ss2d", cfg, False):
         raise ValueError(f"ss2d_scan_dtproj runs on the 'rows' forward; {shape[0] * shape[1]} rows, "
                          f"N = {A.shape[1]} pick {cfg.fwd!r}")
     lc = _Launch(u2, B, C, A.shape[1], cfg, shape=shape, layout="ss2d", training=False)

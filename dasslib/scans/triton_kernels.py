@@ -699,13 +699,12 @@ def _tile_states(dA, x, rev, REV_UPPER: tl.constexpr):
 @triton.jit
 def _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD: tl.constexpr, REV_UPPER: tl.constexpr,
                 U_SRC: tl.constexpr):
-    """(rev, offu0, src) of row block rb in a direction layout: rev = 1 when its group
+    """(rev, offu0) of row block rb in a direction layout: rev = 1 when its group
     (direction) is in the upper half of the B groups and REV_UPPER (scanned right to left), else
-    0; offu0: the rows' (BD, BLOCK) offsets into u, from source src = g % U_SRC of a (batch,
-    U_SRC, dim // G_B, L) tensor when U_SRC > 0 (src 0 otherwise), else off0."""
+    0; offu0: the rows' (BD, BLOCK) offsets into u, from source g % U_SRC of a (batch,
+    U_SRC, dim // G_B, L) tensor when U_SRC > 0, else off0."""
     offu0 = off0
     rev = 0
-    src = 0
     if REV_UPPER or U_SRC > 0:
         per = dim // G_B
         g = (rb * BD) % dim // per                      # the program's group (direction)
@@ -715,7 +714,7 @@ def _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD: tl.constexpr, REV_UPPER: tl.c
             src = g % U_SRC
             urow = ((rb * BD) // dim * U_SRC + src) * per + (rb * BD) % per + rr
             offu0 = urow.to(tl.int64)[:, None] * L + t0[None, :]
-    return rev, offu0, src
+    return rev, offu0
 
 
 @triton.jit
@@ -861,7 +860,7 @@ def _rows_fwd_kernel(
     t0 = tl.arange(0, BLOCK_L)
     zr = (rr * 0)[:, None]
     off0 = row_off[:, None] + t0[None, :]
-    rev, offu0, src = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    rev, offu0 = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
     # SHARED: delta and z read where u is, B / C from the shared source group (offd0 is what
     # _rows_load reads delta and z at; y is stored at the rows' own offsets off0)
     bB, bC, offd0 = _shared_sources(rb, dim, L, G_B, G_C, N, BD, bB, bC, off0, offu0, SHARED)
@@ -876,7 +875,7 @@ def _rows_fwd_kernel(
     bX = rb * 0
     wdt = ()
     if DT_R > 0:    # the rows' group in x_dbl, and their dt_proj weights (DT_R vectors of (BD,))
-        bX = ((rb * BD) // dim * G_B + (rb * BD) % dim // (dim // G_B)).to(tl.int64) * dt_xr * L
+        bX = bB // N * dt_xr        # bB: the group's base in (batch, G_B, N, L); here rows dt_xr
         for j in tl.static_range(DT_R):
             wdt = wdt + (tl.load(dtw_ptr + di * DT_R + j).to(tl.float32),)
     if CHUNKED:
@@ -1118,7 +1117,7 @@ def _rows_bwd_kernel(
     rr, r, di, row_off, bB, bC = _row_block(rb, dim, L, G_B, G_C, N, BD)
     t0 = tl.arange(0, BLOCK_L)
     off0 = row_off[:, None] + t0[None, :]
-    rev, offu0, _src = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
+    rev, offu0 = _dir_layout(rb, dim, L, G_B, rr, t0, off0, BD, REV_UPPER, U_SRC)
     bB, bC, offd0 = _shared_sources(rb, dim, L, G_B, G_C, N, BD, bB, bC, off0, offu0, SHARED)
     is_first = (t0 == rev * (BLOCK_L - 1))[None, :]        # first / last step in scan order
     is_last = (t0 == (1 - rev) * (BLOCK_L - 1))[None, :]
