@@ -54,9 +54,12 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_taps": ("dass_small", {}, (1024, 128)),
     # inference: cross-merge + out_norm left to inductor instead of the merge kernel
     "dass_small_inductor_merge": ("dass_small", {}, (1024, 128)),
-    # inference: the dt projection inside the scan (no (B, 4D, L) delta written and read)
-    "dass_small_dtproj": ("dass_small", {}, (1024, 128)),
+    # inference: the dt projection as a GEMM writing the (B, 4D, L) delta the scan reads (before the
+    # projection moved inside the scan), and the projection inside the scan up to rank 24 (stage 3 too)
+    "dass_small_no_dtproj": ("dass_small", {}, (1024, 128)),
+    "dass_small_dtproj24": ("dass_small", {}, (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
+    "dass_medium_dtproj24": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
     "aum_base_copies": ("aum_base", {}, (1024, 128)),
@@ -69,7 +72,9 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
 # module attributes a label sets after building (variants of the same weights and keys)
 ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
-         "dass_small_dtproj": dict(dtproj_in_scan=True),
+         "dass_small_no_dtproj": dict(dtproj_in_scan=False),
+         "dass_small_dtproj24": dict(dtproj_max_rank=24),
+         "dass_medium_dtproj24": dict(dtproj_max_rank=24),
          "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
          "aum_base_unpadded": dict(scan_pad="never")}
 BASELINE = "ast_base_sdpa"

@@ -141,6 +141,44 @@ def test_recurrent_steps_equal_full_rescan(tok, family):
     torch.testing.assert_close(steps[-1], full[:, -1], rtol=1e-5, atol=1e-5)
 
 
+class _OldCacheNames(torch.nn.Module):
+    """A transformers model as releases before 5.x call its KV cache: ``past_key_values``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def forward(self, inputs_embeds=None, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=False):
+        from types import SimpleNamespace
+        out = self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                         position_ids=position_ids, cache=past_key_values, use_cache=use_cache)
+        return SimpleNamespace(logits=out.logits, past_key_values=out.cache)
+
+
+def test_hf_lm_takes_the_pre_5_cache_names(tok):
+    from dasslib.lalm import HFCausalLM
+    torch.manual_seed(0)
+    new = tiny_llama(len(tok), 32, 2, num_heads=2).eval()
+    old = HFCausalLM(_OldCacheNames(new.model)).eval()
+    assert old._cache_arg == "past_key_values" and new._cache_arg == "cache"
+    ids = torch.randint(0, len(tok), (2, 12))
+    with torch.no_grad():
+        results = []
+        for lm in (new, old):
+            _, state = lm(input_ids=ids[:, :6], return_state=True)
+            steps = []
+            for t in range(6, 12):
+                lg, state = lm.step(ids[:, t], state)
+                steps.append(lg)
+            results.append(torch.stack(steps, 1))
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0], new(input_ids=ids)[:, 6:], rtol=1e-5, atol=1e-5)
+
+
 def test_mamba_lm_matches_transformers(tmp_path):
     from transformers import MambaConfig, MambaForCausalLM
     torch.manual_seed(0)

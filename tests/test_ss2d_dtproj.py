@@ -49,11 +49,11 @@ def test_dass_with_the_projection_in_the_scan_matches_without():
     m = create("dass_small", depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), num_classes=5, scan_backend="triton").eval()
     x = torch.randn(1, 24, 20)          # grids 5 x 6, 3 x 3, 2 x 2, 1 x 1 (odd sides)
     with torch.no_grad():
-        plain = m(x)
+        fused = m(x)                     # the default: the projection in the scan
         for mod in m.modules():
             if hasattr(mod, "dtproj_in_scan"):
-                mod.dtproj_in_scan = True
-        fused = m(x)
+                mod.dtproj_in_scan = False
+        plain = m(x)
     assert _rel(fused, plain) < 1e-5
 
 

@@ -8,6 +8,7 @@ return_state=...)`` -> logits (B, L, V) [, state] and ``step(input_ids (B,), sta
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -29,11 +30,18 @@ class HFCausalLM(nn.Module):
     """A transformers causal LM (e.g. ``LlamaForCausalLM``) behind the ssLALM LM interface.
 
     Left padding: position ids are counted from each row's first real token, so a left-padded
-    row gives the logits of the row alone. The decoding state is transformers' KV cache."""
+    row gives the logits of the row alone. The decoding state is transformers' KV cache: named
+    ``cache`` from transformers 5.x on and ``past_key_values`` before, both are accepted."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    @staticmethod
+    def _cache_of(out):
+        return out.cache if hasattr(out, "cache") else out.past_key_values
 
     @property
     def hidden_size(self) -> int:
@@ -56,7 +64,7 @@ class HFCausalLM(nn.Module):
         out = self.model(inputs_embeds=x, attention_mask=mask, position_ids=self._positions(mask),
                          use_cache=return_state)
         if return_state:
-            return out.logits, (out.cache, mask)
+            return out.logits, (self._cache_of(out), mask)
         return out.logits
 
     def step(self, input_ids=None, state=None, inputs_embeds=None):
@@ -67,9 +75,9 @@ class HFCausalLM(nn.Module):
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         x = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
         out = self.model(inputs_embeds=x[:, None], attention_mask=mask,
-                         position_ids=self._positions(mask)[:, -1:], cache=cache,
-                         use_cache=True)
-        return out.logits[:, -1], (out.cache, mask)
+                         position_ids=self._positions(mask)[:, -1:], use_cache=True,
+                         **{self._cache_arg: cache})
+        return out.logits[:, -1], (self._cache_of(out), mask)
 
 
 def tiny_mamba(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, state_size: int = 16,

@@ -43,18 +43,19 @@ class SS2D(nn.Module):
     ``merge_kernel`` (attribute, default True): in inference on the fused path, the cross-merge
     and out_norm run as one Triton kernel (:func:`dasslib.scans.ss2d_merge.ss2d_merge_norm`)
     that reads each direction along its own fast axis; False leaves them to torch / inductor.
-    ``dtproj_in_scan`` (attribute, default False until timed on a GPU): in inference on the fused
+    ``dtproj_in_scan`` (attribute, default True): in inference on the fused
     path the scan computes delta from x_proj's low-rank rows itself
     (:func:`dasslib.scans.triton_backend.ss2d_scan_dtproj`), so the (B, 4D, L) delta is neither
     written by the dt_proj GEMM nor read back (about 2.1 GB per DASS-Small B=32 forward); delta
     is then summed in fp32 instead of rounded to the compute dtype. Only for dt_rank <=
     ``dtproj_max_rank`` (12: DASS's first two stages, where delta's bytes are largest): offline
     (sm_90, bf16, N = 1) the rows forward grows from 976 SASS instructions to 1112 at rank 6, 1280 at
-    12, 1632 at 24 and 2208 (255 registers) at 48.
+    12, 1632 at 24 and 2208 (255 registers) at 48. On the H100 (bf16, B=32, 2026-12-07) it took
+    DASS-Small's compiled forward from 11.80 to 11.41 ms (docs/speed.md).
     """
 
     merge_kernel = True
-    dtproj_in_scan = False
+    dtproj_in_scan = True
     dtproj_max_rank = 12
 
     def __init__(self, dim, d_state=1, ssm_ratio=1.0, dt_rank="auto", d_conv=3, conv_bias=False,

@@ -53,14 +53,16 @@ def merge_tiles(D, H, W, elements=8192, max_bw=8):
     """(BLOCK_D, BH, BW, warps): every channel (D padded to a power of two) times a block of about
     ``elements // BLOCK_D`` grid positions, at most ``max_bw`` wide along w (8: one 32-byte sector of
     fp32) and the rest along h (the column tensors' fast axis); warps for about 32 fp32 per thread
-    and tensor (offline, sm_90, DASS-Small's four stages: 102-123 registers, no spills; 4 warps at
-    D = 384 spill 5 KB)."""
+    and tensor, 64 at D <= 128 (offline, sm_90, DASS-Small's four stages: 102-123 registers, no
+    spills; 4 warps at D = 384 spill 5 KB). On the H100 (B=32, 2026-12-07, bench_merge --tune) 4
+    warps beat 8 at D = 96 (0.219 / 0.235 ms) and 8 beat 16 at D = 384 (0.103 / 0.110 ms) and 768
+    (0.065 / 0.066 ms)."""
     block_d = triton.next_power_of_2(D)
     pos = max(4, elements // block_d)
     bw = min(triton.next_power_of_2(W), max_bw, pos)
     bh = min(triton.next_power_of_2(H), max(1, pos // bw))
     n = block_d * bh * bw
-    warps = 4 if n < 4096 else 8 if block_d <= 256 and n <= 8192 else 16
+    warps = 4 if n < 4096 or block_d <= 128 else 8 if n <= 8192 else 16
     return block_d, bh, bw, warps
 
 
