@@ -17,7 +17,8 @@ its data (the figure after its sweep), the results paragraph at the end, after a
 setup cell (imports, ``profile``) that say what was re-rendered, when and from which commit; every
 cell and output of the run stays as it was. The PNGs in the folder are rewritten by the same cells (the
 same data, drawn by the current code), so the inline images are the files. Running the script again
-replaces the cells it added before.
+replaces the cells it added before. A view the run itself already shows (a figure displayed inline by a
+run made after the figures went inline, or the same Markdown) is not added again.
 """
 from __future__ import annotations
 
@@ -88,6 +89,24 @@ def _anchor(template_cells, view_index, executed_cells) -> int | None:
     return best
 
 
+def _shown_by_run(cell, executed_cells) -> bool:
+    """True when a cell of the run with the same source already shows what ``cell`` shows: an image
+    (a run made after the figures went inline) or the same Markdown text."""
+    def shown(c):
+        return [o for o in c.get("outputs", []) if o.get("output_type") == "display_data"]
+
+    def markdown(outs):
+        return ["".join(o.get("data", {}).get("text/markdown", "")) for o in outs]
+
+    mine = shown(cell)
+    for c in executed_cells:
+        if c.cell_type != "code" or c.source.strip() != cell.source.strip() or _added(c) or not shown(c):
+            continue
+        if markdown(mine) == markdown(shown(c)):
+            return True
+    return False
+
+
 def source_commit() -> str:
     """HEAD's short hash, noting uncommitted changes outside results/ (the files this script rewrites)."""
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))
@@ -106,6 +125,9 @@ def render(path: Path, timeout: int = 600, commit: str | None = None) -> Path:
     params = executed.metadata.get("papermill", {}).get("parameters", {})
     if not params:
         raise SystemExit(f"{path}: no papermill parameters in its metadata: not an executed notebook")
+    # the files are read from this folder: a run made with scripts/run_profile.sh saved them in its scratch
+    # folder (its out_dir) and copied them here
+    params = dict(params, out_dir=str(path.parent.relative_to(ROOT)))
     tcells = template.cells
     p_index = next(i for i, c in enumerate(tcells) if "parameters" in _tags(c))
     views = [i for i, c in enumerate(tcells) if VIEW in _tags(c)]
@@ -142,6 +164,7 @@ def render(path: Path, timeout: int = 600, commit: str | None = None) -> Path:
     setup = _mark(nbformat.v4.new_code_cell(setup_src), stamp)
 
     cells = list(executed.cells)
+    rendered = [(i, c) for i, c in rendered if not _shown_by_run(c, cells)]
     summary = rendered.pop() if rendered and "summary(" in rendered[-1][1].source else None
     last = None                  # index of the cell inserted last: template order is kept
     for i, cell in rendered:

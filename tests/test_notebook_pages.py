@@ -20,7 +20,7 @@ CPU = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 GPU = sorted((ROOT / "results").glob("*/*/0*.ipynb"))
 MAX_BYTES = 2_000_000
 PLAYERS = {"01_distill": 1, "04_niah": 5}          # CPU notebooks: the least number of audio players
-GPU_PENDING = {"06_sslalm"}     # CPU notebooks whose gpu profile has not been run yet (no results/gpu/ folder)
+GPU_PENDING: set = set()     # CPU notebooks whose gpu profile has not been run yet (no results/gpu/ folder)
 SUMMARY = "### What this run shows"
 IMG = re.compile(r'<img[^>]+src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"')
 

@@ -208,3 +208,25 @@ def test_top_k_and_needle_view(shown):
     assert "Needle 0 in a 3 s zeros haystack" in text and "Truth: **c, e**" in text
     assert "| 3 | c | 0.731 | yes |" in text
     assert type(shown[1][0]).__name__ == "Audio"
+
+
+def test_sslalm_summary_from_the_gpu_run():
+    from dasslib.experiments import sslalm
+    r = sslalm.read_results(GPU / "06_sslalm")
+    assert set(r) == {"table1", "stage_losses", "generation_timing", "captions"}
+    text = sslalm.summary(r, "gpu")
+    assert "`params/gpu/06_sslalm.yaml`" in text
+    # every system wrote one caption for all 500 scored clips: no "highest mAP" among equals
+    assert "No system classifies above the constant predictor" in text and "Highest mAP" not in text
+    assert "Distinct captions over the 500 scored eval clips: ssLALM 1, hybrid 1, LTU-like 1." in text
+    assert "dasslib's Mamba LM 1.099 s, transformers' generate 1.975 s (1.8x); same tokens: True." in text
+
+
+def test_sslalm_summary_names_every_best_system():
+    from dasslib.experiments import sslalm
+    t = pd.DataFrame(dict(system=["a", "b", "c"], trainable=[1e6] * 3, total=[2e6] * 3, cls_mAP=[0.3, 0.3, 0.1],
+                          chance_mAP=[0.08] * 3, caption_CIDEr=[0.1] * 3, yes_no_acc=[0.5] * 3))
+    caps = pd.DataFrame(dict(a=["x", "y"], b=["x", "x"], c=["z", "z"], reference=["x", "y"]))
+    text = sslalm.summary(dict(table1=t, captions=caps), "gpu")
+    assert "Highest mAP here: a, b." in text
+    assert "Distinct captions over the 2 scored eval clips: a 2, b 1, c 1." in text

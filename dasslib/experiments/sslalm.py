@@ -282,11 +282,29 @@ def plot_table(table):
 
 
 def read_results(out) -> dict:
-    """The CSVs a 06 run wrote: table1, stage_losses, generation_timing (those present)."""
+    """The CSVs a 06 run wrote: table1, stage_losses, generation_timing, captions (those present)."""
     import pandas as pd
     out = Path(out)
-    return {k: pd.read_csv(out / f"{k}.csv") for k in ("table1", "stage_losses", "generation_timing")
+    return {k: pd.read_csv(out / f"{k}.csv") for k in ("table1", "stage_losses", "generation_timing", "captions")
             if (out / f"{k}.csv").is_file()}
+
+
+def _mAP_verdict(t, captions) -> str:
+    """Which system classifies best, or that none is above the constant predictor (mAP within 0.005
+    of it), with the number of distinct captions each system wrote when ``captions`` is given."""
+    text = ""
+    top = t["cls_mAP"].max()
+    if "chance_mAP" in t and top - t["chance_mAP"].iloc[0] < 0.005:
+        text = (" No system classifies above the constant predictor: the captions do not follow the audio at "
+                "this scale.")
+    else:
+        best = t.loc[(t["cls_mAP"] - top).abs() < 1e-9, "system"].tolist()
+        text = f" Highest mAP here: {', '.join(best)}."
+    if captions is not None:
+        kinds = [f"{s} {captions[s].nunique()}" for s in t["system"] if s in captions]
+        if kinds:
+            text += f" Distinct captions over the {len(captions)} scored eval clips: {', '.join(kinds)}."
+    return text
 
 
 def summary(results: dict, profile: str) -> str:
@@ -303,8 +321,7 @@ def summary(results: dict, profile: str) -> str:
                 f"caption (mAP), caption CIDEr and yes/no accuracy: {rows}.")
         if "chance_mAP" in t:
             text += f" A constant predictor's mAP on the scored eval clips is {t['chance_mAP'].iloc[0]:.3f}."
-        best = t.loc[t["cls_mAP"].idxmax(), "system"]
-        text += f" Highest mAP here: {best}."
+        text += _mAP_verdict(t, results.get("captions"))
         lines += ["", text]
     g = results.get("generation_timing")
     if g is not None and len(g):
