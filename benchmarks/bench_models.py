@@ -54,6 +54,9 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_taps": ("dass_small", {}, (1024, 128)),
     # inference: cross-merge + out_norm left to inductor instead of the merge kernel
     "dass_small_inductor_merge": ("dass_small", {}, (1024, 128)),
+    # the merge kernel at every stage (default: stages with >= 2048 positions, inductor's kernel below)
+    "dass_small_merge_all": ("dass_small", {}, (1024, 128)),
+    "dass_medium_merge_all": ("dass_medium", {}, (1024, 128)),
     # inference: the dt projection as a GEMM writing the (B, 4D, L) delta the scan reads (before the
     # projection moved inside the scan), and the projection inside the scan up to rank 24 (stage 3 too)
     "dass_small_no_dtproj": ("dass_small", {}, (1024, 128)),
@@ -72,6 +75,8 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
 # module attributes a label sets after building (variants of the same weights and keys)
 ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
+         "dass_small_merge_all": dict(merge_kernel_min_positions=0),
+         "dass_medium_merge_all": dict(merge_kernel_min_positions=0),
          "dass_small_no_dtproj": dict(dtproj_in_scan=False),
          "dass_small_dtproj24": dict(dtproj_max_rank=24),
          "dass_medium_dtproj24": dict(dtproj_max_rank=24),

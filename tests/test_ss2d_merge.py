@@ -60,6 +60,29 @@ def test_ss2d_takes_the_kernel_in_inference():
     torch.testing.assert_close(fused, copies, rtol=1e-5, atol=1e-6)
 
 
+@needs_fresh
+def test_compiled_ss2d_leaves_small_grids_to_inductor():
+    from dasslib.models.ss2d import SS2D
+
+    torch.manual_seed(0)
+    m = SS2D(8, d_state=1, scan_backend="triton").eval()
+    x = torch.randn(1, 8, 6, 4)                   # 24 positions, below merge_kernel_min_positions
+    ops = []
+
+    def backend(gm, example_inputs):
+        ops.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
+        return gm.forward
+
+    with torch.no_grad():
+        eager = m(x)
+        for limit in (m.merge_kernel_min_positions, 0):
+            m.merge_kernel_min_positions = limit
+            torch._dynamo.reset()
+            torch.testing.assert_close(torch.compile(m, backend=backend, fullgraph=True)(x), eager,
+                                       rtol=1e-5, atol=1e-6)
+    assert [any("ss2d_merge_norm" in t for t in g) for g in ops] == [False, True]
+
+
 def test_tiles_hold_every_channel():
     # DASS-Small's four stages at 10 s (D, H, W): d_inner 96..768 on grids 256x32 .. 32x4
     for d, h, w in [(96, 256, 32), (192, 128, 16), (384, 64, 8), (768, 32, 4), (5, 3, 1)]:

@@ -43,6 +43,10 @@ class SS2D(nn.Module):
     ``merge_kernel`` (attribute, default True): in inference on the fused path, the cross-merge
     and out_norm run as one Triton kernel (:func:`dasslib.scans.ss2d_merge.ss2d_merge_norm`)
     that reads each direction along its own fast axis; False leaves them to torch / inductor.
+    When compiled, only grids of at least ``merge_kernel_min_positions`` (2048) positions take the
+    kernel: on the H100 (B=32, 2026-12-07) it beat inductor's kernel at DASS's stages 1-2 (8192 and
+    2048 positions: 0.235 / 0.302 and 0.140 / 0.166 ms) and lost at stage 3 (512: 0.110 / 0.088 ms),
+    even at stage 4 (128). Eager (no inductor) always takes it.
     ``dtproj_in_scan`` (attribute, default True): in inference on the fused
     path the scan computes delta from x_proj's low-rank rows itself
     (:func:`dasslib.scans.triton_backend.ss2d_scan_dtproj`), so the (B, 4D, L) delta is neither
@@ -55,6 +59,7 @@ class SS2D(nn.Module):
     """
 
     merge_kernel = True
+    merge_kernel_min_positions = 2048
     dtproj_in_scan = True
     dtproj_max_rank = 12
 
@@ -157,7 +162,8 @@ class SS2D(nn.Module):
                 del dts
             del u2, x_dbl, Bs, Cs
             ys = ys.view(b, K, d, L)
-            if self.merge_kernel and not grad:
+            if self.merge_kernel and not grad and (L >= self.merge_kernel_min_positions
+                                                   or not torch.compiler.is_compiling()):
                 n = self.out_norm
                 return self.out_proj(ss2d_merge_norm(ys, n.weight, n.bias, n.eps, h, w, dtype))
             cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
