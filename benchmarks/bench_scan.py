@@ -249,7 +249,8 @@ def tune_bwd_variants(name, cfg):
     if name == "dass":
         # more rows per program: fewer same-address atomics on dB / dC (a B/C group's 192 channels add
         # into one row of them), more bytes in flight per program
-        out = [v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4), v(bwd_rows=2, bwd_maxnreg=128),
+        out = [v(bwd_prefetch=2), v(bwd_prefetch=2, bwd_chunks=1), v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4),
+               v(bwd_rows=2, bwd_maxnreg=128),
                v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
     elif name == "aum":
         out = [v(bwd="scan")]

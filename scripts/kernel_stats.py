@@ -90,7 +90,8 @@ def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128,
     if name == "rows_bwd":
         BD = BD or 1
         consts = dict(N=N, NP=NP, BD=BD, BLOCK_L=block, HAS_Z=bool(z), HAS_DLAST=False, CHUNKED=False,
-                      PREFETCH=bool(prefetch), REV_UPPER=False, U_SRC=0, SHARED=False, **COMMON)
+                      PREFETCH=bool(prefetch), PREFETCH_BC=prefetch >= 2 and N == 1, REV_UPPER=False, U_SRC=0,
+                      SHARED=False, **COMMON)
         return K._rows_bwd_kernel, consts, warps or 1
     if name == "rows_fwd":
         BD = BD or 4

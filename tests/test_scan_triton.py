@@ -85,8 +85,8 @@ ROWS_CASES = [
      dict(b=1, d=4, L=300, N=1, G=1, z=True)),
     (dict(prefetch=0, rows=2, rows_warps=1, bwd_rows=1),
      dict(b=2, d=6, L=40, N=3, G=3, tinv=True)),                                # time-invariant B/C
-    (dict(prefetch=3, rows=8, bwd_warps=2, rows_block=32),                      # deep ring, 8 rows
-     dict(b=1, d=16, L=130, N=1, G=2)),
+    (dict(prefetch=3, rows=8, bwd_warps=2, rows_block=32, bwd_prefetch=2),      # deep ring, 8 rows,
+     dict(b=1, d=16, L=130, N=1, G=2)),                                         # B / C / state ahead
     (dict(rows=4, bwd_rows=4), dict(b=2, d=5, L=20, N=2, G=1, z=True)),    # 1 row per program
     (dict(bwd_rows=4, bwd_warps=4), dict(b=2, d=8, L=70, N=3, G=2, z=True)),  # rows over warps, gate
     (dict(rows_block=16, bwd_chunks=2), dict(b=1, d=4, L=45, N=6, G=1, z=True, h0=True)),  # N > 4
@@ -334,6 +334,23 @@ def test_ss2d_fused_scan_with_the_carry_after_the_scan(monkeypatch):
     monkeypatch.setattr(tb, "pick_config", lambda *a, **k: tb.replace(base(*a, **k), rows_carry_in_scan=False))
     y_in = tb.ss2d_scan_triton(*fused, D=D, delta_bias=dtb, out_dtype=torch.float32)
     assert rel(y_in, y) < 1e-6
+
+
+@needs_fresh
+def test_ss2d_backward_with_b_c_and_states_prefetched(monkeypatch):
+    """bwd_prefetch=2 (B, C and the stored state of the next tile loaded ahead) in SS2D's direction
+    layout, reversed rows included, gives the default backward's gradients."""
+    import dasslib.scans.triton_backend as tb
+    fused, _, D, dtb = _ss2d_case(1, 4, 12, 23, 1, torch.float32)
+    grads = []
+    base = tb.pick_config
+    for pf in (1, 2):
+        monkeypatch.setattr(tb, "pick_config", lambda *a, pf=pf, **k: tb.replace(base(*a, **k), bwd_prefetch=pf))
+        ins = [t.detach().clone().requires_grad_(True) for t in fused]
+        y = tb.ss2d_scan_triton(*ins, D=D, delta_bias=dtb, out_dtype=torch.float32)
+        grads.append(torch.autograd.grad(y, ins, torch.linspace(-1, 1, y.numel()).view_as(y)))
+    for a, b in zip(*grads):
+        assert rel(b, a) < 1e-6
 
 
 @needs_fresh

@@ -41,7 +41,10 @@ class TritonConfig:
     rows_block) in bwd_warps warps,
     bwd_chunks chained chunks, states stored every rows_block steps) or "scan" (one-row
     tile-scan backward, states every block_l steps; always used after the "scan" forward);
-    bwd_prefetch: 1 loads the next tile of the rows backward while one is computed, 0 not.
+    bwd_prefetch: 1 loads the next tile of the rows backward (u, delta, dy, z) while one is
+    computed, 0 not; 2 (N = 1) also its B, C and stored state, which 1 loads inside the tile's
+    recomputation (not yet timed; offline, sm_90, N = 1, 256-step tiles: bf16 158 registers and 1136
+    instructions against 162 and 1072, fp32 219 registers against 168).
     seq_stages: Triton's ``num_stages`` (software pipelining of the loop's loads) for the
     "seq" kernel; 0 leaves Triton's default.
     seq_maxnreg: register cap of the "seq" kernels (ptxas ``maxnreg``; 0: no cap). The output
@@ -372,6 +375,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
             lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
             N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
             C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
+            PREFETCH_BC=lc.cfg.bwd_prefetch >= 2 and lc.N == 1,
             REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
             num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_,
             **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not _interpreted() else {}))

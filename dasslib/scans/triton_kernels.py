@@ -1013,6 +1013,25 @@ def _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_
 
 
 @triton.jit
+def _rows_bwd_bc(k, k_first, B_ptr, C_ptr, bB, bC, di, states_ptr, h0_ptr, r, t0, L, BLOCK_L: tl.constexpr,
+                 rev, n_tiles, N: tl.constexpr, NP: tl.constexpr, B_VARYING: tl.constexpr,
+                 C_VARYING: tl.constexpr, HAS_H0: tl.constexpr, LOAD: tl.constexpr):
+    """(B, C, state before the tile) of state 0 for tile k in scan order ((BD, BLOCK_L) tiles, (BD,)
+    state; nothing read past the chunk, k < k_first); placeholders unless LOAD."""
+    if LOAD:
+        t2 = (_phys_tile(k, rev, n_tiles) * BLOCK_L + t0)[None, :]
+        m2 = (t2 < L) & (k >= k_first)
+        Bn = _rows_bc(B_ptr, bB, di, 0, L, t2, m2, N, B_VARYING)
+        Cn = _rows_bc(C_ptr, bC, di, 0, L, t2, m2, N, C_VARYING)
+        hn = _state_before(states_ptr, h0_ptr, r, tl.maximum(k, 0), 0, n_tiles, N, NP, HAS_H0)
+    else:
+        Bn = tl.zeros((1, BLOCK_L), dtype=tl.float32)
+        Cn = Bn
+        hn = tl.zeros((1,), dtype=tl.float32)
+    return Bn, Cn, hn
+
+
+@triton.jit
 def _put_sum(ptr, value, ATOMIC: tl.constexpr):
     """Store a per-row gradient sum, or add it atomically when several chunk programs share it."""
     if ATOMIC:
@@ -1097,7 +1116,7 @@ def _rows_bwd_kernel(
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     HAS_DLAST: tl.constexpr, FAST_LOG: tl.constexpr, CHUNKED: tl.constexpr,
     PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
-    SHARED: tl.constexpr = False,
+    SHARED: tl.constexpr = False, PREFETCH_BC: tl.constexpr = False,
 ):
     """Gradients of BD rows over one chunk of tiles (see the comment above). states: the
     forward state after every tile, (rows, n_tiles, NP). Per-row sums go to dA (rows, N),
@@ -1164,6 +1183,10 @@ def _rows_bwd_kernel(
     # the raw tiles of the next (left) tile are loaded while this one is computed (PREFETCH)
     nxt = _rows_bwd_load(k_end - 1, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0, L, BLOCK_L,
                          HAS_Z, offu0, rev, n_tiles, offd0)
+    # PREFETCH_BC (N = 1, unrolled): B, C and the stored state of the next tile too, so that no load
+    # of the tile's recomputation waits in the loop
+    nbc = _rows_bwd_bc(k_end - 1, k_first, B_ptr, C_ptr, bB, bC, di, states_ptr, h0_ptr, r, t0, L,
+                       BLOCK_L, rev, n_tiles, N, NP, B_VARYING, C_VARYING, HAS_H0, PREFETCH_BC)
     for j in range(0, k_end - k_first):
         k = k_end - 1 - j
         kp = _phys_tile(k, rev, n_tiles)   # the tile's place in memory
@@ -1178,6 +1201,10 @@ def _rows_bwd_kernel(
         else:
             ut, rawt, dyt, zt = _rows_bwd_load(k, k_first, u_ptr, dt_ptr, dy_ptr, z_ptr, off0, t0,
                                                L, BLOCK_L, HAS_Z, offu0, rev, n_tiles, offd0)
+        B0, C0, h00 = nbc
+        if PREFETCH_BC:
+            nbc = _rows_bwd_bc(k - 1, k_first, B_ptr, C_ptr, bB, bC, di, states_ptr, h0_ptr, r, t0, L,
+                               BLOCK_L, rev, n_tiles, N, NP, B_VARYING, C_VARYING, HAS_H0, PREFETCH_BC)
         u = ut.to(tl.float32)
         raw = rawt.to(tl.float32)
         dy = dyt.to(tl.float32)
@@ -1189,7 +1216,9 @@ def _rows_bwd_kernel(
         dt = tl.where(m2, dt, 0.0)
         du = dt * u
         h_in = ()
-        if not STATE_LOOP:
+        if PREFETCH_BC:
+            h_in = (h00,)
+        elif not STATE_LOOP:
             for n in tl.static_range(N):
                 h_in = h_in + (_state_before(states_ptr, h0_ptr, r, k, n, n_tiles, N, NP, HAS_H0),)
         # the gate: the adjoint needs dy * silu(z) only; dz needs y before the gate, which the
@@ -1232,8 +1261,12 @@ def _rows_bwd_kernel(
             new_dBi = ()
             new_dCi = ()
             for n in tl.static_range(N):
-                Bn = _rows_bc(B_ptr, bB, di, n, L, t2, m2, N, B_VARYING)
-                Cn = _rows_bc(C_ptr, bC, di, n, L, t2, m2, N, C_VARYING)
+                if PREFETCH_BC:
+                    Bn = B0
+                    Cn = C0
+                else:
+                    Bn = _rows_bc(B_ptr, bB, di, n, L, t2, m2, N, B_VARYING)
+                    Cn = _rows_bc(C_ptr, bC, di, n, L, t2, m2, N, C_VARYING)
                 h, lam, ga, dBx, dCx, c = _bwd_state(
                     dt, du, dy, Bn, Cn, A[n], h_in[n], nl[n], is_first, is_last, flip, ones, rev, k, n,
                     r, t, L, bB, bC, dh0_ptr, dB_ptr, dC_ptr, N, B_VARYING, C_VARYING, REV_UPPER)
