@@ -8,6 +8,7 @@ State-dict keys equal the official checkpoint keys minus their ``module.v.`` pre
 (``patch_embed.{0,2,5,7}``, ``layers.i.blocks.j.*``, ``layers.i.downsample.{1,3}``,
 ``classifier.{norm,head}``); :func:`dasslib.models.load_official` strips the prefix.
 """
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from dasslib.scans import BACKENDS
+from dasslib.scans.api import resolve_backend
 
 from .interface import AudioClassifier
 from .layers import DropPath, LayerNorm2d, Mlp2d, TapConv2d, pad_sequential, vit_init
@@ -147,10 +149,41 @@ class DASS(AudioClassifier, nn.Module):
         """x (B, T, F) -> final feature grid (B, C, ceil(F/32), ceil(T/32)) before the norm."""
         if x.dim() != 3:
             raise ValueError(f"DASS expects (B, T, F) input, got shape {tuple(x.shape)}")
-        x = self.patch_embed(x.unsqueeze(1).transpose(2, 3))
+        x = self._stem_forward(x)
         for layer in self.layers:
             x = layer(x)
         return x
+
+    # inference: the stem's first stage (conv from the one input channel, LayerNorm, GELU) as one
+    # Triton kernel (:mod:`dasslib.models.stem_kernel`); off until timed on a GPU
+    stem_kernel = False
+
+    def _stem_kernel_dtype(self, x):
+        """The kernel's output dtype when it applies to this call, else None: ``stem_kernel`` on,
+        the triton backend on CUDA (or the interpreter), no gradients, one input channel, and
+        autocast off or bf16."""
+        if not self.stem_kernel or self.cfg.in_chans != 1:
+            return None
+        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+            return None
+        if resolve_backend(self.cfg.scan_backend, x.device) != "triton":
+            return None
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.patch_embed.parameters())):
+            return None
+        if not torch.is_autocast_enabled(x.device.type):
+            return x.dtype
+        return torch.bfloat16 if torch.get_autocast_dtype(x.device.type) == torch.bfloat16 else None
+
+    def _stem_forward(self, x):
+        """patch_embed of x (B, T, F) -> (B, dims[0], ceil(F/4), ceil(T/4))."""
+        pe = self.patch_embed
+        dtype = self._stem_kernel_dtype(x)
+        if dtype is None:
+            return pe(x.unsqueeze(1).transpose(2, 3))
+        from .stem_kernel import stem_conv_norm_gelu
+        y = stem_conv_norm_gelu(x, pe[0].weight, pe[0].bias, pe[2].weight, pe[2].bias, pe[2].eps,
+                                round_bf16=torch.is_autocast_enabled(x.device.type), out_dtype=dtype)
+        return pe[7](pe[5](y))
 
     def forward_features_lean(self, x, **chunks):
         """:meth:`forward_features` for very long inputs at a fraction of the memory (inference

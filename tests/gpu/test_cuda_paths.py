@@ -112,6 +112,33 @@ def test_ss2d_merge_kernel_matches_torch(d, h, w):
     assert rel(ss2d_merge_norm(ys, wt, bs, 1e-5, h, w, torch.bfloat16), want) < 5e-3
 
 
+def test_stem_kernel_matches_torch_and_autocast():
+    """The stem kernel (conv from one channel + LayerNorm + GELU) at DASS-Small's 10 s input, fp32 and under
+    bf16 autocast against the model's own layers."""
+    from dasslib.models import create
+
+    torch.manual_seed(0)
+    m = create("dass_small").to(CUDA).eval()
+    x = torch.randn(4, 1024, 128, device=CUDA)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False          # the reference's convolutions in full fp32
+    try:
+        with torch.no_grad():
+            want = m.patch_embed(x.unsqueeze(1).transpose(2, 3))
+            m.stem_kernel = True
+            got = m._stem_forward(x)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    assert rel(got, want) < 1e-5
+    with torch.no_grad():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            m.stem_kernel = False
+            want_bf = m.patch_embed(x.unsqueeze(1).transpose(2, 3))
+            m.stem_kernel = True
+            got_bf = m._stem_forward(x)
+    assert got_bf.dtype == want_bf.dtype and rel(got_bf.float(), want_bf.float()) < 1e-2
+
+
 @pytest.mark.parametrize("R", [6, 12])
 def test_ss2d_dtproj_scan_matches_the_materialised_delta(R):
     """The dt projection inside the scan (SS2D.dtproj_in_scan) at DASS-Small's stage-1 width, bf16 u and

@@ -1,0 +1,131 @@
+"""DASS's first stem stage in one Triton kernel (inference): conv 3x3 stride 2 from the fbank's one
+channel, LayerNorm over the channels, GELU.
+
+In the compiled B=32 forward on the H100 (2026-12-07, docs/speed.md) this stage took about 0.43 ms:
+cuDNN's convolution from one input channel ran a generic kernel (``implicit_convolve_sgemm``, 0.25 ms)
+and inductor's LayerNorm + GELU over its (B, 48, 512, 64) output 0.19 ms, where the bytes (an 8 MB
+fbank read, a 100 MB bf16 output written) need about 0.04 ms. Here a program reads the 3 x 3 input
+taps of a run of output positions once, computes every output channel of them in registers (nine
+FMAs each), normalises over the channels and writes the GELU in the output dtype: the convolution's
+output never goes to memory. Written by hand because no library fuses a one-channel strided
+convolution into a channel LayerNorm.
+
+Rounding follows the eager path: under bf16 autocast the convolution reads bf16-rounded inputs and
+weights and rounds its output to bf16; LayerNorm and GELU then run in fp32 (``round_bf16``).
+"""
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["stem_conv_norm_gelu", "stem_conv_norm_gelu_reference"]
+
+
+@triton.jit
+def _round_bf16(v):
+    """fp32 -> the nearest bf16 (ties to even), kept in fp32, by bit arithmetic: the same on the GPU and
+    under the interpreter (whose fp32 -> bf16 cast truncates). Finite values only."""
+    bits = v.to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _stem_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps,
+                 C: tl.constexpr, BLOCK_C: tl.constexpr, BW: tl.constexpr, ROUND_BF16: tl.constexpr):
+    """x (B, T, F) fbank; output (B, C, Ho, Wo) with Ho along F, Wo along T (the stem's input is
+    the fbank transposed, (B, 1, F, T)); a program: output row ho of batch b, BW positions along wo."""
+    pid_w = tl.program_id(0)
+    ho = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    c = tl.arange(0, BLOCK_C)
+    wo = pid_w * BW + tl.arange(0, BW)
+    cm = c < C
+    acc = tl.zeros((BLOCK_C, BW), dtype=tl.float32)
+    xb = x + b * T * F
+    for i in tl.static_range(3):          # along F (the conv's height)
+        f = 2 * ho - 1 + i
+        for j in tl.static_range(3):      # along T (its width)
+            t = 2 * wo - 1 + j
+            m = (t >= 0) & (t < T) & (f >= 0) & (f < F)
+            xv = tl.load(xb + t * F + f, mask=m, other=0.0).to(tl.float32)
+            wv = tl.load(w + c * 9 + i * 3 + j, mask=cm, other=0.0).to(tl.float32)
+            if ROUND_BF16:
+                xv = _round_bf16(xv)
+                wv = _round_bf16(wv)
+            acc += wv[:, None] * xv[None, :]
+    bias = tl.load(cb + c, mask=cm, other=0.0).to(tl.float32)
+    if ROUND_BF16:
+        bias = _round_bf16(bias)
+    y = acc + bias[:, None]
+    if ROUND_BF16:
+        y = _round_bf16(y)
+    y = tl.where(cm[:, None], y, 0.0)
+    mean = tl.sum(y, axis=0) / C
+    yc = tl.where(cm[:, None], y - mean[None, :], 0.0)
+    var = tl.sum(yc * yc, axis=0) / C
+    o = yc * (1.0 / tl.sqrt(var + eps))[None, :]
+    o = o * tl.load(nw + c, mask=cm, other=0.0).to(tl.float32)[:, None] \
+        + tl.load(nb + c, mask=cm, other=0.0).to(tl.float32)[:, None]
+    o = 0.5 * o * (1.0 + tl.erf(o * 0.7071067811865476))
+    dst = out + b * C * Ho * Wo + c[:, None].to(tl.int64) * Ho * Wo + ho * Wo + wo[None, :]
+    tl.store(dst, o.to(out.dtype.element_ty), mask=cm[:, None] & (wo < Wo)[None, :])
+
+
+def _check(x, weight, conv_bias, norm_weight, norm_bias):
+    if x.dim() != 3:
+        raise ValueError(f"the stem kernel takes an fbank (B, T, F), got {tuple(x.shape)}")
+    c = weight.shape[0]
+    if tuple(weight.shape) != (c, 1, 3, 3):
+        raise ValueError(f"the stem kernel needs a (C, 1, 3, 3) convolution weight, got {tuple(weight.shape)}")
+    for name, t in (("conv bias", conv_bias), ("norm weight", norm_weight), ("norm bias", norm_bias)):
+        if t is None or tuple(t.shape) != (c,):
+            raise ValueError(f"the stem kernel needs a ({c},) {name}, got "
+                             f"{None if t is None else tuple(t.shape)}")
+
+
+@torch.library.custom_op("dasslib::stem_conv_norm_gelu", mutates_args=())
+def _stem(x: torch.Tensor, weight: torch.Tensor, conv_bias: torch.Tensor, norm_weight: torch.Tensor,
+          norm_bias: torch.Tensor, eps: float, round_bf16: bool, out_dtype: torch.dtype) -> torch.Tensor:
+    _check(x, weight, conv_bias, norm_weight, norm_bias)
+    B, T, F = x.shape
+    c = weight.shape[0]
+    Ho, Wo = (F + 1) // 2, (T + 1) // 2
+    # Triton's interpreter rounds fp32 -> bf16 toward zero; off CUDA the kernel writes fp32 and torch
+    # casts (to nearest, as the GPU's store does)
+    kdt = out_dtype if x.device.type == "cuda" else torch.float32
+    out = torch.empty((B, c, Ho, Wo), dtype=kdt, device=x.device)
+    BW = 128 if Wo >= 128 else max(16, triton.next_power_of_2(Wo))
+    block_c = triton.next_power_of_2(c)
+    _stem_kernel[(triton.cdiv(Wo, BW), Ho, B)](
+        x.contiguous(), weight.contiguous(), conv_bias.contiguous(), norm_weight.contiguous(),
+        norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), C=c, BLOCK_C=block_c, BW=BW,
+        ROUND_BF16=bool(round_bf16), num_warps=8 if block_c * BW >= 8192 else 4)
+    return out.to(out_dtype)
+
+
+@_stem.register_fake
+def _stem_fake(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out_dtype):
+    _check(x, weight, conv_bias, norm_weight, norm_bias)
+    B, T, F = x.shape
+    return x.new_empty((B, weight.shape[0], (F + 1) // 2, (T + 1) // 2), dtype=out_dtype)
+
+
+def stem_conv_norm_gelu(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16=False, out_dtype=None):
+    """GELU(LayerNorm2d(conv3x3_s2_p1(x (B, T, F) as (B, 1, F, T)))) -> (B, C, ceil(F/2), ceil(T/2)) in
+    ``out_dtype`` (default x's dtype); no gradients. ``round_bf16``: the convolution's inputs and output
+    rounded to bf16, as under bf16 autocast."""
+    return torch.ops.dasslib.stem_conv_norm_gelu(x, weight, conv_bias, norm_weight, norm_bias, float(eps),
+                                                 bool(round_bf16), out_dtype or x.dtype)
+
+
+def stem_conv_norm_gelu_reference(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16=False,
+                                  out_dtype=None):
+    """The same in torch, as DASS's ``patch_embed[0:5]`` computes it (``round_bf16``: as under bf16 autocast)."""
+    xi = x.unsqueeze(1).transpose(2, 3)
+    if round_bf16:
+        y = torch.nn.functional.conv2d(xi.bfloat16(), weight.bfloat16(), conv_bias.bfloat16(), 2, 1).float()
+    else:
+        y = torch.nn.functional.conv2d(xi, weight.to(x.dtype), conv_bias.to(x.dtype), 2, 1)
+    y = torch.nn.functional.layer_norm(y.permute(0, 2, 3, 1), (weight.shape[0],), norm_weight.to(y.dtype),
+                                       norm_bias.to(y.dtype), eps).permute(0, 3, 1, 2)
+    return torch.nn.functional.gelu(y).to(out_dtype or x.dtype)
