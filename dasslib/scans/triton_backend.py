@@ -571,33 +571,42 @@ def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus
     ``out_dtype=torch.float32``): cross-merge is then y0 + y2 + columns-to-rows(y1 + y3).
     Differentiable where the rows backward runs (many rows; :func:`ss2d_scan_supported`).
     """
-    if u2.dim() != 4 or u2.shape[1] != 2:
-        raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
-    b, _, d, L = u2.shape
+    b, _, d, L = _ss2d_u2_check("ss2d_scan_triton", u2)
     s = check_scan_args(delta, delta, A, B, C, D, None, delta_bias)
     if (s.batch, s.dim, s.L) != (b, 4 * d, L) or s.groups_B != 4 or s.groups_C != 4:
         raise ValueError(f"ss2d scan needs delta (batch, 4*d, L) = {(b, 4 * d, L)} and B, C with "
                          f"4 groups, got delta {tuple(delta.shape)}, B {tuple(B.shape)}, "
                          f"C {tuple(C.shape)}")
-    if u2.device.type != "cuda" and not _interpreted():
-        raise ValueError(f"ss2d_scan_triton needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                                 for t in (u2, delta, A, B, C, D, delta_bias))
-    layout = "ss2d"
-    cfg = pick_config(s.batch * s.dim, s.L, s.N, u2.device)
-    if not _layout_runs("ss2d", cfg, need_grad):
-        raise ValueError(f"ss2d_scan_triton runs on the 'rows' kernels; N={s.N} at "
-                         f"{s.batch * s.dim} rows picks forward {cfg.fwd!r}, backward {cfg.bwd!r}")
+    _ss2d_config("ss2d_scan_triton", (s.batch, s.dim, s.L), A, u2.device, need_grad)
     y, _ = torch.ops.dasslib.selective_scan_fwd(u2, delta, A, B, C, D, None, delta_bias, None,
                                                 bool(delta_softplus), need_grad, "",
-                                                _y_fp32(u2, out_dtype), layout)
+                                                _y_fp32(u2, out_dtype), "ss2d")
     return y
 
 
-def _dtproj_check(u2, x_dbl, dt_weight, B, C):
+def _ss2d_u2_check(name, u2):
+    """(batch, 2, d, L) of u2, on CUDA or under the interpreter, else a ValueError naming ``name``."""
     if u2.dim() != 4 or u2.shape[1] != 2:
         raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
-    b, _, d, L = u2.shape
+    if u2.device.type != "cuda" and not _interpreted():
+        raise ValueError(f"{name} needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
+    return tuple(u2.shape)
+
+
+def _ss2d_config(name, shape, A, device, backward):
+    """The default config of a (batch, 4 d, L) SS2D scan; a ValueError naming ``name`` unless it runs on
+    the 'rows' kernels (the direction layout's), with ``backward`` the rows backward too."""
+    cfg = _config_of("", shape, A, device)
+    if not _layout_runs("ss2d", cfg, backward):
+        raise ValueError(f"{name} runs on the 'rows' kernels; N={A.shape[1]} at {shape[0] * shape[1]} "
+                         f"rows picks forward {cfg.fwd!r}, backward {cfg.bwd!r}")
+    return cfg
+
+
+def _dtproj_check(u2, x_dbl, dt_weight, B, C):
+    b, _, d, L = _ss2d_u2_check("ss2d_scan_dtproj", u2)
     N = B.shape[2] if B.dim() == 4 else -1
     if x_dbl.dim() != 4 or x_dbl.shape[0] != b or x_dbl.shape[1] != 4 or x_dbl.shape[3] != L:
         raise ValueError(f"x_dbl must be (batch, 4, R + 2N, L) = ({b}, 4, R + 2N, {L}), got {tuple(x_dbl.shape)}")
@@ -615,10 +624,7 @@ def _ss2d_dtproj(u2: torch.Tensor, x_dbl: torch.Tensor, dt_weight: torch.Tensor,
                  softplus: bool, y_fp32: bool) -> torch.Tensor:
     b, d, L, R = _dtproj_check(u2, x_dbl, dt_weight, B, C)
     shape = (b, 4 * d, L)
-    cfg = _config_of("", shape, A, u2.device)
-    if not _layout_runs("ss2d", cfg, False):
-        raise ValueError(f"ss2d_scan_dtproj runs on the 'rows' forward; {shape[0] * shape[1]} rows, "
-                         f"N = {A.shape[1]} pick {cfg.fwd!r}")
+    cfg = _ss2d_config("ss2d_scan_dtproj", shape, A, u2.device, False)
     lc = _Launch(u2, B, C, A.shape[1], cfg, shape=shape, layout="ss2d", training=False)
     u2, x_dbl, B, C = (_contig(t) for t in (u2, x_dbl, B, C))
     A32, D32, dtb32 = (_contig(t, torch.float32) for t in (A, D, delta_bias))
@@ -644,8 +650,7 @@ def ss2d_scan_dtproj(u2, x_dbl, dt_weight, A, B, C, D=None, delta_bias=None, del
     would use it). delta = einsum("bkrl,kdr->bkdl", x_dbl[:, :, :R], dt_weight) is summed in fp32
     per tile and never written; otherwise the same as ``ss2d_scan_triton(u2, delta, ...)`` (no
     rounding of delta to the compute dtype). No gradients."""
-    if u2.device.type != "cuda" and not _interpreted():
-        raise ValueError(f"ss2d_scan_dtproj needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
+    _ss2d_u2_check("ss2d_scan_dtproj", u2)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                        for t in (u2, x_dbl, dt_weight, A, B, C, D, delta_bias)):
         raise ValueError("ss2d_scan_dtproj has no backward: call it without gradients "
