@@ -50,6 +50,7 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_copies_train": ("dass_small", dict(fused_scan_train=False), (1024, 128)),
     # the scan's output in the compute dtype (bf16 under autocast) instead of the official fp32
     "dass_small_bf16_scan": ("dass_small", dict(scan_fp32=False), (1024, 128)),
+    "dass_medium_bf16_scan": ("dass_medium", dict(scan_fp32=False), (1024, 128)),
     # the stem's and SS2D's convolutions as tap sums in the compiled forward (default: cuDNN's)
     "dass_small_taps": ("dass_small", {}, (1024, 128)),
     # inference: cross-merge + out_norm left to inductor instead of the merge kernel

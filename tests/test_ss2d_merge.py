@@ -44,6 +44,16 @@ def test_float32_in_bfloat16_out():
 
 
 @needs_fresh
+def test_bfloat16_scan_outputs_are_summed_in_float32():
+    # SS2D with scan_fp32=False hands the kernel bf16 ys: the sums and the norm still run in fp32
+    ys, wt, bs = _case(2, 12, 8, 4, dtype=torch.float32)
+    ys = ys.bfloat16()
+    got = ss2d_merge_norm(ys, wt, bs, 1e-5, 8, 4, out_dtype=torch.float32)
+    want = ss2d_merge_norm_reference(ys.double(), wt.double(), bs.double(), 1e-5, 8, 4)
+    torch.testing.assert_close(got.double(), want, rtol=2e-6, atol=2e-6)
+
+
+@needs_fresh
 def test_ss2d_takes_the_kernel_in_inference():
     from dasslib.models.ss2d import SS2D
 

@@ -20,7 +20,7 @@ __all__ = ["ss2d_merge_norm", "ss2d_merge_norm_reference", "merge_tiles", "launc
 
 @triton.jit
 def _merge_norm_kernel(ys, weight, bias, out, D, H, W, eps,
-                       BLOCK_D: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+                       BLOCK_D: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, F64: tl.constexpr):
     tile = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     n_w = tl.cdiv(W, BW)
@@ -35,9 +35,11 @@ def _merge_norm_kernel(ys, weight, bias, out, D, H, W, eps,
     rows = chan + hh * W + ww                       # row-major source positions (k = 0, 2)
     cols = chan + ww * H + hh                       # column-major source positions (k = 1, 3)
     base = ys + b * 4 * D * L
-    # the eager order: (ys0 + ys2) + (ys1 + ys3)
-    y = tl.load(base + rows, mask=m, other=0.0) + tl.load(base + 2 * D * L + rows, mask=m, other=0.0)
-    y += tl.load(base + D * L + cols, mask=m, other=0.0) + tl.load(base + 3 * D * L + cols, mask=m, other=0.0)
+    # the eager order: (ys0 + ys2) + (ys1 + ys3); sums in fp32 (fp64 for fp64 ys), also for 2-byte ys
+    acc: tl.constexpr = tl.float64 if F64 else tl.float32
+    y = tl.load(base + rows, mask=m, other=0.0).to(acc) + tl.load(base + 2 * D * L + rows, mask=m, other=0.0).to(acc)
+    y += tl.load(base + D * L + cols, mask=m, other=0.0).to(acc) \
+        + tl.load(base + 3 * D * L + cols, mask=m, other=0.0).to(acc)
     mean = tl.sum(y, axis=0) / D
     yc = tl.where(m, y - mean[None], 0.0)
     var = tl.sum(yc * yc, axis=0) / D
@@ -73,7 +75,7 @@ def launch_merge_norm(ys, weight, bias, eps, h, w, out, tiles=None):
     block_d, bh, bw, warps = tiles or merge_tiles(d, h, w)
     grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b)
     _merge_norm_kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
-                             BLOCK_D=block_d, BH=bh, BW=bw, num_warps=warps)
+                             BLOCK_D=block_d, BH=bh, BW=bw, F64=ys.dtype == torch.float64, num_warps=warps)
     return out
 
 
@@ -93,9 +95,9 @@ def _merge_norm(ys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps:
     _check(ys, weight, bias, h, w)
     b, _, d, L = ys.shape
     ys = ys.contiguous()
-    # Triton's interpreter rounds fp32 -> bf16 toward zero; off CUDA the kernel writes ys's dtype and torch
+    # Triton's interpreter rounds fp32 -> bf16 toward zero; off CUDA the kernel writes fp32 (fp64) and torch
     # casts (to nearest, as the GPU's store does)
-    kdt = out_dtype if ys.device.type == "cuda" else ys.dtype
+    kdt = out_dtype if ys.device.type == "cuda" else (ys.dtype if ys.dtype == torch.float64 else torch.float32)
     out = torch.empty((b, d, h, w), dtype=kdt, device=ys.device)
     return launch_merge_norm(ys, weight, bias, eps, h, w, out).to(out_dtype)
 
@@ -109,8 +111,9 @@ def _merge_norm_fake(ys, weight, bias, eps, h, w, out_dtype):
 def ss2d_merge_norm(ys, weight, bias, eps, h, w, out_dtype=None):
     """LayerNorm over channels of the cross-merged scan outputs, no gradients.
 
-    ys: (B, 4, D, L = h*w) float32 / float64 from ``ss2d_scan_triton`` (directions 0, 2 at
-    row-major, 1, 3 at column-major positions); weight, bias: (D,) -> (B, D, h, w) in
+    ys: (B, 4, D, L = h*w) float32 / float64 (or bf16 / fp16, summed in fp32) from
+    ``ss2d_scan_triton`` (directions 0, 2 at row-major, 1, 3 at column-major positions);
+    weight, bias: (D,) -> (B, D, h, w) in
     ``out_dtype`` (default ys's dtype): ``LayerNorm2d(cross_merge(ys)).to(out_dtype)``.
     """
     return torch.ops.dasslib.ss2d_merge_norm(ys, weight, bias, float(eps), int(h), int(w),
