@@ -425,7 +425,18 @@ def main():
             e = m(x32).float()
             fz = fast_forward(m, "auto", x32)(x32).float()
         bf16_err = rel(fz, e)
-        log(f"{label}: fast vs eager logits at B={big}, bf16 autocast: rel {bf16_err:.2e}")
+        # and against the fp32 eager logits of the same weights (cuDNN without TF32): what a variant's
+        # rounding (e.g. a bf16 scan output) costs, next to the default's own bf16 error
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            with torch.inference_mode():
+                fp32_err = rel(fz, m(x32).float())
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+        del e, fz
+        log(f"{label}: fast vs eager logits at B={big}, bf16 autocast: rel {bf16_err:.2e}; "
+            f"fast bf16 vs eager fp32: rel {fp32_err:.2e}")
         cases = [] if args.skip_inference else (
             [("inference", big, x32)] + ([] if args.skip_b1 else [("inference", small, x1),
                                                                   ("predict", small, x1)]))
@@ -457,7 +468,8 @@ def main():
                            peak_MiB=round(peak, 1), gflops_per_clip=round(flops / 1e9, 2),
                            tflops=round(mult * flops * cps / 1e12, 2),
                            first_call_s=round(first, 1),
-                           note=f"fast-vs-eager bf16 logits rel {bf16_err:.1e}")
+                           note=f"fast-vs-eager bf16 logits rel {bf16_err:.1e}; "
+                                f"fast bf16 vs eager fp32 rel {fp32_err:.1e}")
                 if mode == "inference" and batch == big:
                     row.update(floor_ms=round(floor_ms, 3),
                                floor_bytes_per_clip=int(bytes32 / 32))

@@ -29,3 +29,5 @@ def test_bench_models_smoke(tmp_path):
     assert all(int(r["floor_bytes_per_clip"]) > 0 and float(r["floor_ms"]) > 0 for r in big)
     ast = [r for r in rows if r["model"] == "ast_base_sdpa"]
     assert all(float(r["ratio_vs_ast_eager"]) > 0 for r in ast if r["path"].startswith("eager"))
+    # each row says how far the bf16 fast logits are from the same weights' fp32 eager logits
+    assert all("fast bf16 vs eager fp32 rel" in r["note"] for r in rows)
