@@ -141,6 +141,29 @@ def test_recurrent_steps_equal_full_rescan(tok, family):
     torch.testing.assert_close(steps[-1], full[:, -1], rtol=1e-5, atol=1e-5)
 
 
+def test_graphed_step_buffers_equal_plain_steps(tok):
+    from dasslib.lalm.graphs import GraphedStep
+    torch.manual_seed(0)
+    lm = tiny_mamba(len(tok), 32, 2, scan_backend="torch").eval()
+    ids = torch.randint(0, len(tok), (2, 20))
+    with torch.no_grad():
+        _, state = lm(input_ids=ids[:, :8], return_state=True)
+        stepper = GraphedStep(lm, state, ids[:, 8])        # on the CPU: the same buffers, stepped eagerly
+        for t in range(8, 20):
+            want, state = lm.step(ids[:, t], state)
+            torch.testing.assert_close(stepper(ids[:, t]), want, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one token per row"):
+        GraphedStep(lm, state, ids)
+    with pytest.raises(ValueError, match="built for ids of shape"):
+        stepper(ids[:1, 0])
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        GraphedStep(lm, state, ids[:, 0], use_graph=True)
+    m = tiny_model(tok, "mamba")
+    fb = torch.randn(2, 256, 128)
+    assert m.generate(fb, QUESTIONS, max_new_tokens=6, graph=True) == \
+        m.generate(fb, QUESTIONS, max_new_tokens=6, graph=False)
+
+
 class _OldCacheNames(torch.nn.Module):
     """A transformers model as releases before 5.x call its KV cache: ``past_key_values``."""
 

@@ -230,3 +230,13 @@ def test_sslalm_summary_names_every_best_system():
     text = sslalm.summary(dict(table1=t, captions=caps), "gpu")
     assert "Highest mAP here: a, b." in text
     assert "Distinct captions over the 2 scored eval clips: a 2, b 1, c 1." in text
+
+
+def test_sslalm_summary_reports_the_graph_replay_when_timed():
+    from dasslib.experiments import sslalm
+    g = pd.DataFrame(dict(implementation=["dasslib MambaLM (recurrent)", "transformers MambaForCausalLM.generate",
+                                          "dasslib MambaLM (recurrent, CUDA graph)"],
+                          seconds=[1.0, 2.0, 0.1], new_tokens=[128] * 3, hidden_size=[768] * 3,
+                          num_layers=[24] * 3, same_tokens=[True] * 3, device=["cuda"] * 3))
+    text = sslalm.summary(dict(generation_timing=g), "gpu")
+    assert "Replayed as a CUDA graph: 0.100 s (20.0x transformers'); same tokens: True." in text

@@ -17,6 +17,9 @@ import torch.nn.functional as F
 
 from dasslib.atomic import atomic_write
 
+from .graphs import GraphedStep
+from .mamba_lm import MambaLM
+
 __all__ = ["AudioProjector", "AudioEncoder", "SSLALM", "STAGES", "PROMPT", "format_prompt",
            "IGNORE_INDEX"]
 
@@ -210,11 +213,14 @@ class SSLALM(nn.Module):
     @torch.no_grad()
     def generate(self, fbank, questions, max_new_tokens: int = 32, do_sample: bool = False,
                  temperature: float = 0.1, top_k: int = 500, top_p: float = 0.95,
-                 repetition_penalty: float = 1.1, generator: torch.Generator | None = None) -> list:
+                 repetition_penalty: float = 1.1, generator: torch.Generator | None = None,
+                 graph: bool | None = None) -> list:
         """Answers (strings) to ``questions`` about each clip of fbank (B, T, F).
 
         The batch is left-padded; the LM reads the prefix once and then steps its recurrent
-        state (Mamba) or KV cache (transformers) one token at a time. The paper's sampling:
+        state (Mamba) or KV cache (transformers) one token at a time. ``graph`` (default: on CUDA
+        with a Mamba LM) replays the Mamba step as one CUDA graph (:class:`.graphs.GraphedStep`);
+        False steps eagerly. The paper's sampling:
         ``do_sample`` with temperature 0.1, top-k 500, top-p 0.95; repetition penalty 1.1 (also
         applied to greedy decoding), through transformers' logits processors."""
         from transformers import (
@@ -238,6 +244,9 @@ class SSLALM(nn.Module):
         eos, B = self.tokenizer.eos_token_id, fbank.shape[0]
         done = torch.zeros(B, dtype=torch.bool, device=emb.device)
         out = []
+        stepper = None
+        if graph is None:
+            graph = emb.is_cuda and isinstance(self.lm, MambaLM)
         for t in range(max_new_tokens):
             scores = procs(seen, logits.float())
             if do_sample:
@@ -250,7 +259,12 @@ class SSLALM(nn.Module):
             if bool(done.all()) or t == max_new_tokens - 1:
                 break
             seen = torch.cat([seen, nxt[:, None]], dim=1)
-            logits, state = self.lm.step(nxt, state)
+            if graph:
+                if stepper is None:
+                    stepper = GraphedStep(self.lm, state, nxt)
+                logits = stepper(nxt)
+            else:
+                logits, state = self.lm.step(nxt, state)
         gen = torch.stack(out, 1).tolist()
         texts = []
         for row in gen:

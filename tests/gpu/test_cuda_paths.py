@@ -282,3 +282,21 @@ def test_autocast_training_on_cuda_learns_and_resumes(amp, tmp_path):
         fit(_dass(), train, ev, TrainConfig(**cfg), tmp_path / "cut", on_step=stop)
     resumed = fit(_dass(), train, ev, TrainConfig(**cfg), tmp_path / "cut")
     assert resumed.history["train_loss"].tolist() == pytest.approx(losses, rel=1e-4)
+
+
+def test_mamba_lm_step_replayed_as_a_cuda_graph_equals_eager_steps():
+    """ssLALM's generation step (dasslib.lalm.graphs.GraphedStep) captured once and replayed, against the
+    eager step, over 24 tokens at batch 2."""
+    from dasslib.lalm.graphs import GraphedStep
+    from dasslib.lalm.lm import tiny_mamba
+
+    torch.manual_seed(0)
+    lm = tiny_mamba(300, 64, 3).to(CUDA).eval()
+    ids = torch.randint(0, 300, (2, 40), device=CUDA)
+    with torch.no_grad():
+        _, state = lm(input_ids=ids[:, :16], return_state=True)
+        stepper = GraphedStep(lm, state, ids[:, 16])
+        assert stepper.graph is not None
+        for t in range(16, 40):
+            want, state = lm.step(ids[:, t], state)
+            assert rel(stepper(ids[:, t]), want) < 1e-5
