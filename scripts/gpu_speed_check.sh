@@ -1,38 +1,54 @@
 #!/usr/bin/env bash
-# One GPU job for the DASS speed work (docs/speed.md, "Next"): the CUDA tests of the fused paths, the whole-model
-# A/B of the labels that wait for a timing, the scan backward variants, and Nsight Compute's stall reasons on the
-# rows backward. Everything goes under OUT (default: gpu_speed_check/) with the commit in the file names:
-#   scripts/gpu_speed_check.sh [OUT]
-# About 8 minutes on an H100; each step has its own time limit, so a slow step costs only itself.
+# The speed work's GPU jobs (docs/speed.md, "Next"), one job per call, everything under OUT with the commit in
+# the file names:
+#   scripts/gpu_speed_check.sh dass [OUT]    DASS (items 0-1, about 8 minutes): the CUDA tests of the fused paths,
+#       the whole-model A/B of the labels that wait for a timing, the scan backward variants, and Nsight Compute's
+#       stall reasons on the rows backward
+#   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
+#       training against AST-Base-SDPA in the same run with kernel tables, and the scan's forward variants at
+#       their model shapes
+# Each step has its own time limit, so a slow step costs only itself.
 set -uo pipefail
-out=${1:-gpu_speed_check}
+job=${1:?usage: scripts/gpu_speed_check.sh dass|mamba [OUT]}
+out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$out/profiles"
 { nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader; date -u; echo "commit $commit"; } \
     > "$out/device.txt"
 
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj" \
-    > "$out/gpu_tests_$commit.log" 2>&1
-echo "gpu tests: $(tail -1 "$out/gpu_tests_$commit.log")"
-
-models=ast_base_sdpa,dass_small,dass_small_merge_all,dass_small_stem_kernel,dass_small_bf16_scan
-models=$models,dass_medium,dass_medium_merge_all,dass_medium_bf16_scan
-timeout 300 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" --models "$models" \
-    --skip-b1 --skip-train --check-model '' --profile-dir "$out/profiles" --commit "$commit" \
-    > "$out/bench_models_$commit.log" 2>&1
-echo "bench_models: exit $?"
-
-timeout 150 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
-    --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 120 \
-    --bwd-variants '{"dass": [{"bwd_prefetch": 2}, {"bwd_prefetch": 2, "bwd_chunks": 1}, {"bwd_chunks": 1}]}' \
-    > /dev/null 2>&1
-echo "bench_scan: exit $?"
-
-timeout 120 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
-    --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
-    python3 -m benchmarks.profile_scan --shape dass --dtype bf16 --backward --warmup 2 \
-    > "$out/ncu_rows_bwd_dass_bf16_$commit.txt" 2>&1
-echo "ncu: exit $?"
+if [ "$job" = dass ]; then
+    timeout 240 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
+        > "$out/gpu_tests_$commit.log" 2>&1
+    echo "gpu tests: $(tail -1 "$out/gpu_tests_$commit.log")"
+    models=ast_base_sdpa,dass_small,dass_small_merge_all,dass_small_stem_kernel,dass_small_bf16_scan
+    models=$models,dass_medium,dass_medium_merge_all,dass_medium_bf16_scan
+    timeout 300 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
+        --models "$models" --skip-b1 --skip-train --check-model '' --profile-dir "$out/profiles" \
+        --commit "$commit" > "$out/bench_models_$commit.log" 2>&1
+    echo "bench_models: exit $?"
+    timeout 150 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
+        --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 120 \
+        --bwd-variants '{"dass": [{"bwd_prefetch": 2}, {"bwd_prefetch": 2, "bwd_chunks": 1}, {"bwd_chunks": 1}]}' \
+        > /dev/null 2>&1
+    echo "bench_scan: exit $?"
+    timeout 120 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+        python3 -m benchmarks.profile_scan --shape dass --dtype bf16 --backward --warmup 2 \
+        > "$out/ncu_rows_bwd_dass_bf16_$commit.txt" 2>&1
+    echo "ncu: exit $?"
+elif [ "$job" = mamba ]; then
+    timeout 330 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_mamba_models.csv" \
+        --models ast_base_sdpa,aum_base,ssam_base --skip-b1 --check-model '' --profile-dir "$out/profiles" \
+        --commit "$commit" > "$out/bench_models_mamba_$commit.log" 2>&1
+    echo "bench_models: exit $?"
+    timeout 200 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
+        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum,aum_model,ssam_model --no-torch --tune \
+        --budget-s 170 > /dev/null 2>&1
+    echo "bench_scan: exit $?"
+else
+    echo "unknown job $job: dass or mamba" >&2
+    exit 2
+fi
 
 # machine paths out of the logs
 sed -i -e 's#/opt/torch/\.venv#<venv>#g' -e 's#/tmp/[^ ]*site#<site>#g' "$out"/*.log "$out"/*.txt 2>/dev/null
