@@ -50,6 +50,6 @@ else
     exit 2
 fi
 
-# machine paths out of the logs
-sed -i -e 's#/opt/torch/\.venv#<venv>#g' -e 's#/tmp/[^ ]*site#<site>#g' "$out"/*.log "$out"/*.txt 2>/dev/null
+# install paths out of the logs (the machine's Python, the carried wheels)
+sed -i -e 's#[^ ]*/site-packages/#<site-packages>/#g' -e "s#$PWD/##g" "$out"/*.log "$out"/*.txt 2>/dev/null
 exit 0
