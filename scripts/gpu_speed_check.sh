@@ -52,7 +52,8 @@ fi
 
 # install paths out of the logs (the machine's Python, the carried wheels)
 sed -i -e 's#[^ ]*/site-packages/#<site-packages>/#g' -e "s#$PWD/##g" "$out"/*.log "$out"/*.txt 2>/dev/null
-for p in ${PYTHONPATH//:/ }; do
+pp=${PYTHONPATH:-}
+for p in ${pp//:/ }; do
     sed -i -e "s#$p/#<pythonpath>/#g" "$out"/*.log "$out"/*.txt 2>/dev/null
 done
 exit 0
