@@ -8,7 +8,6 @@ State-dict keys equal the official checkpoint keys minus their ``module.v.`` pre
 (``patch_embed.{0,2,5,7}``, ``layers.i.blocks.j.*``, ``layers.i.downsample.{1,3}``,
 ``classifier.{norm,head}``); :func:`dasslib.models.load_official` strips the prefix.
 """
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -16,10 +15,10 @@ import torch
 import torch.nn as nn
 
 from dasslib.scans import BACKENDS
-from dasslib.scans.api import resolve_backend
+from dasslib.scans.api import triton_kernels_run
 
 from .interface import AudioClassifier
-from .layers import DropPath, LayerNorm2d, Mlp2d, TapConv2d, pad_sequential, vit_init
+from .layers import DropPath, LayerNorm2d, Mlp2d, TapConv2d, grad_flows, pad_sequential, vit_init
 from .pooling import check_pooling, pool_grid
 from .registry import check_choice, register
 from .ss2d import SS2D
@@ -164,11 +163,7 @@ class DASS(AudioClassifier, nn.Module):
         autocast off or bf16."""
         if not self.stem_kernel or self.cfg.in_chans != 1:
             return None
-        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
-            return None
-        if resolve_backend(self.cfg.scan_backend, x.device) != "triton":
-            return None
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.patch_embed.parameters())):
+        if not triton_kernels_run(self.cfg.scan_backend, x.device) or grad_flows(x, self.patch_embed):
             return None
         if not torch.is_autocast_enabled(x.device.type):
             return x.dtype

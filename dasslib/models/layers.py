@@ -253,6 +253,12 @@ def resize_pos_grid(pos, old_grid, new_grid, mode="bilinear"):
     return grid.permute(0, 2, 3, 1).reshape(1, f1 * t1, d)
 
 
+def grad_flows(x, module) -> bool:
+    """Whether gradients flow through a call of ``module`` on ``x``: enabled, and x or one of the
+    module's parameters requires them (what inference-only kernels, which have no backward, check)."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
 def pad_sequential(modules, length):
     """nn.Sequential of ``length`` entries with ``modules`` ({index: module}) at their indices
     and nn.Identity elsewhere: keeps an official checkpoint's numeric keys (e.g. VMamba's

@@ -7,13 +7,12 @@ Parameter names and shapes follow the official module (``x_proj_weight``, ``dt_p
 ``dt_projs_bias``, ``A_logs``, ``Ds``, ``in_proj``, ``conv2d``, ``out_norm``, ``out_proj``).
 """
 import math
-import os
 
 import torch
 import torch.nn as nn
 
 from dasslib.scans import selective_scan
-from dasslib.scans.api import resolve_backend
+from dasslib.scans.api import triton_kernels_run
 from dasslib.scans.layouts import cross_merge_2d, cross_scan_2d
 
 try:   # triton ships with CUDA builds of torch; without it the fused path is simply off
@@ -22,7 +21,7 @@ try:   # triton ships with CUDA builds of torch; without it the fused path is si
 except ImportError:  # pragma: no cover
     ss2d_scan_supported = ss2d_scan_triton = ss2d_scan_dtproj = ss2d_merge_norm = None
 
-from .layers import LayerNorm2d, Linear2d, TapConv2d
+from .layers import LayerNorm2d, Linear2d, TapConv2d, grad_flows
 from .mamba_mixer import dt_bias_init, s4d_real_log
 
 K = 4  # scan directions
@@ -91,15 +90,13 @@ class SS2D(nn.Module):
     def _needs_grad(self, u):
         """Whether gradients flow through this call: enabled, and u or a parameter requires them
         (the merge kernel and the in-scan dt projection have no backward)."""
-        return torch.is_grad_enabled() and (u.requires_grad or any(p.requires_grad for p in self.parameters()))
+        return grad_flows(u, self)
 
     def _fused_ok(self, u):
         """Whether the four scans can read the grid in place (:func:`ss2d_scan_triton`): the
         triton backend, the 'rows' kernels, and ``fused_scan`` (inference) or
         ``fused_scan_train`` (when gradients are needed)."""
-        if ss2d_scan_triton is None or resolve_backend(self.scan_backend, u.device) != "triton":
-            return False
-        if u.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+        if ss2d_scan_triton is None or not triton_kernels_run(self.scan_backend, u.device):
             return False
         grad = self._needs_grad(u)
         if not (self.fused_scan_train if grad else self.fused_scan):

@@ -1,5 +1,6 @@
 """``selective_scan``: one entry point, several backends (see docs/scans.md)."""
 import logging
+import os
 
 import torch
 
@@ -20,6 +21,17 @@ def resolve_backend(backend: str, device: torch.device, need_initial_state: bool
     if backend != "auto":
         return backend
     return "triton" if device.type == "cuda" else "torch"
+
+
+def interpreted() -> bool:
+    """Whether Triton runs its kernels in the interpreter (``TRITON_INTERPRET=1``: on the CPU)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_kernels_run(backend: str, device: torch.device) -> bool:
+    """Whether a module's Triton kernels apply here: ``backend`` resolves to "triton" and the device
+    is CUDA, or the interpreter is on."""
+    return resolve_backend(backend, device) == "triton" and (device.type == "cuda" or interpreted())
 
 
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,

@@ -1,13 +1,13 @@
 """Launch configuration of the Triton selective scan and its custom ops (forward, backward,
 autograd), which torch.compile and CUDA graphs see as single opaque calls."""
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from typing import List, Optional, Tuple
 
 import torch
 import triton
 
+from .api import interpreted
 from .args import check_scan_args
 from .triton_kernels import (
     UNROLL_MAX_N,
@@ -250,10 +250,6 @@ class _Launch:
                     C_VARYING=self.C_var, CHAINED=self.cfg.chained, num_warps=self.cfg.num_warps)
 
 
-def _interpreted():
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _contig(t, dtype=None):
     if t is None:
         return None
@@ -275,7 +271,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                dtb_ptr=dtb32 if dtb32 is not None else dummy,
                h0_ptr=h032 if h032 is not None else dummy)
     flags = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
-                 SOFTPLUS=softplus, HAS_H0=h032 is not None, FAST_LOG=not _interpreted())
+                 SOFTPLUS=softplus, HAS_H0=h032 is not None, FAST_LOG=not interpreted())
     if lc.cfg.fwd == "rows":
         nq = lc.rows_chunks
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, dtype=torch.float32, device=dev)
@@ -314,7 +310,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                   SHARED=lc.shared, BC_PREFETCH=bool(lc.cfg.seq_bc_prefetch), num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
-    if lc.cfg.seq_maxnreg and not _interpreted():
+    if lc.cfg.seq_maxnreg and not interpreted():
         common["maxnreg"] = lc.cfg.seq_maxnreg
     args = (u, delta, A32, B, C)
     rb = triton.cdiv(lc.rows, BD)
@@ -361,7 +357,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
            du, ddt, dz, dB, dC, dA, dD, ddtb, dh0)
     flags_ = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
                   SOFTPLUS=softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
-                  FAST_LOG=not _interpreted())
+                  FAST_LOG=not interpreted())
     if rows_bwd:
         nq = lc.bwd_chunks
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
@@ -378,7 +374,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
             PREFETCH_BC=lc.cfg.bwd_prefetch >= 2 and lc.N == 1,
             REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
             num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_,
-            **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not _interpreted() else {}))
+            **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not interpreted() else {}))
     else:
         lam = torch.empty(lc.rows * lc.n_tiles * lc.NP, **f32) if lc.cfg.chained else dA
         flags, ticket = lc.sync_buffers(dev)
@@ -533,7 +529,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     defaults of :func:`pick_config` (tests, tuning)."""
     s = check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
     y_fp32 = _y_fp32(u, out_dtype)
-    if u.device.type != "cuda" and not _interpreted():
+    if u.device.type != "cuda" and not interpreted():
         raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
     if cfg.fwd not in ("rows", "seq", "scan"):
@@ -590,7 +586,7 @@ def _ss2d_u2_check(name, u2):
     """(batch, 2, d, L) of u2, on CUDA or under the interpreter, else a ValueError naming ``name``."""
     if u2.dim() != 4 or u2.shape[1] != 2:
         raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
-    if u2.device.type != "cuda" and not _interpreted():
+    if u2.device.type != "cuda" and not interpreted():
         raise ValueError(f"{name} needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
     return tuple(u2.shape)
 
@@ -690,7 +686,7 @@ def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"A_b must match A's shape {tuple(A.shape)}, got {tuple(A_b.shape)}")
     if B.dim() != 4 or C.dim() != 4:
         raise ValueError("fobi_scan_triton needs time-varying B and C (batch, G, N, L)")
-    if u.device.type != "cuda" and not _interpreted():
+    if u.device.type != "cuda" and not interpreted():
         raise ValueError(f"fobi_scan_triton needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
     A2 = torch.cat([A, A_b])
     D2 = None if D is None else torch.cat([D, D])
