@@ -162,6 +162,8 @@ def test_graphed_step_buffers_equal_plain_steps(tok):
     fb = torch.randn(2, 256, 128)
     assert m.generate(fb, QUESTIONS, max_new_tokens=6, graph=True) == \
         m.generate(fb, QUESTIONS, max_new_tokens=6, graph=False)
+    with pytest.raises(ValueError, match="needs a Mamba LM"):
+        tiny_model(tok, "llama").generate(fb, QUESTIONS, max_new_tokens=2, graph=True)
 
 
 class _OldCacheNames(torch.nn.Module):

@@ -199,11 +199,12 @@ def generation_timing(hidden_size: int, num_layers: int, vocab_size: int, prompt
                       device, folder, seed: int = 0, repeats: int = 2) -> dict:
     """Greedy generation of ``new_tokens`` after a random prompt, batch 1, fp32: our Mamba LM's
     recurrent steps against transformers' ``MambaForCausalLM.generate`` on the same random
-    weights (saved to and loaded from ``folder``). Best of ``repeats`` timings each; also
-    whether both produced the same tokens."""
+    weights (saved to and loaded from ``folder``), and on CUDA our steps replayed as one CUDA graph.
+    Best of ``repeats`` timings each; also whether each produced transformers' tokens."""
     from transformers import MambaConfig, MambaForCausalLM
 
     from dasslib.lalm import MambaLM
+    from dasslib.lalm.graphs import GraphedStep
     torch.manual_seed(seed)
     ref = MambaForCausalLM(MambaConfig(vocab_size=vocab_size, hidden_size=hidden_size,
                                        num_hidden_layers=num_layers)).eval()
@@ -224,12 +225,16 @@ def generation_timing(hidden_size: int, num_layers: int, vocab_size: int, prompt
             torch.cuda.synchronize()
 
     @torch.no_grad()
-    def run_ours():
+    def run_ours(graph=False):     # graph: the steps replayed as one CUDA graph (dasslib.lalm.graphs)
         logits, state = ours(input_ids=ids, return_state=True)
         nxt, toks = logits[:, -1].argmax(-1), []
+        stepper = GraphedStep(ours, state, nxt) if graph else None
         for _ in range(new_tokens):
             toks.append(nxt)
-            logits, state = ours.step(nxt, state)
+            if stepper is None:
+                logits, state = ours.step(nxt, state)
+            else:
+                logits = stepper(nxt)
             nxt = logits.argmax(-1)
         return torch.stack(toks, 1)
 
@@ -238,20 +243,9 @@ def generation_timing(hidden_size: int, num_layers: int, vocab_size: int, prompt
         return ref.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                             min_new_tokens=new_tokens, do_sample=False)[:, prompt_tokens:]
 
-    @torch.no_grad()
-    def run_graph():           # the same steps replayed as one CUDA graph (dasslib.lalm.graphs)
-        from dasslib.lalm.graphs import GraphedStep
-        logits, state = ours(input_ids=ids, return_state=True)
-        nxt, toks = logits[:, -1].argmax(-1), []
-        stepper = GraphedStep(ours, state, nxt)
-        for _ in range(new_tokens):
-            toks.append(nxt)
-            nxt = stepper(nxt).argmax(-1)
-        return torch.stack(toks, 1)
-
     runs = [("dasslib MambaLM (recurrent)", run_ours), ("transformers MambaForCausalLM.generate", run_ref)]
     if torch.device(device).type == "cuda":
-        runs.append(("dasslib MambaLM (recurrent, CUDA graph)", run_graph))
+        runs.append(("dasslib MambaLM (recurrent, CUDA graph)", lambda: run_ours(graph=True)))
     res = {}
     for name, fn in runs:
         best, toks = float("inf"), None

@@ -247,6 +247,9 @@ class SSLALM(nn.Module):
         stepper = None
         if graph is None:
             graph = emb.is_cuda and isinstance(self.lm, MambaLM)
+        elif graph and not isinstance(self.lm, MambaLM):
+            raise ValueError("graph=True needs a Mamba LM: a transformers KV cache grows and cannot be "
+                             "replayed as one CUDA graph")
         for t in range(max_new_tokens):
             scores = procs(seen, logits.float())
             if do_sample:
