@@ -514,6 +514,12 @@ torch.library.register_autograd("dasslib::selective_scan_fwd", _scan_grad,
                                 setup_context=_scan_setup)
 
 
+def _device_check(name, t):
+    """A ValueError naming ``name`` unless t is on CUDA or the interpreter is on."""
+    if t.device.type != "cuda" and not interpreted():
+        raise ValueError(f"{name} needs CUDA tensors (or TRITON_INTERPRET=1), got {t.device}")
+
+
 def _y_fp32(u, out_dtype):
     if out_dtype not in (None, u.dtype, torch.float32):
         raise ValueError(f"out_dtype must be None, the input's dtype or torch.float32, got {out_dtype}")
@@ -529,8 +535,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     defaults of :func:`pick_config` (tests, tuning)."""
     s = check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
     y_fp32 = _y_fp32(u, out_dtype)
-    if u.device.type != "cuda" and not interpreted():
-        raise ValueError(f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
+    _device_check("backend 'triton'", u)
     cfg = replace(config or pick_config(s.batch * s.dim, s.L, s.N, u.device), **overrides)
     if cfg.fwd not in ("rows", "seq", "scan"):
         raise ValueError(f"config.fwd must be 'rows', 'seq' or 'scan', got {cfg.fwd!r}")
@@ -586,8 +591,7 @@ def _ss2d_u2_check(name, u2):
     """(batch, 2, d, L) of u2, on CUDA or under the interpreter, else a ValueError naming ``name``."""
     if u2.dim() != 4 or u2.shape[1] != 2:
         raise ValueError(f"u2 must be (batch, 2, d, L), got {tuple(u2.shape)}")
-    if u2.device.type != "cuda" and not interpreted():
-        raise ValueError(f"{name} needs CUDA tensors (or TRITON_INTERPRET=1), got {u2.device}")
+    _device_check(name, u2)
     return tuple(u2.shape)
 
 
@@ -686,8 +690,7 @@ def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"A_b must match A's shape {tuple(A.shape)}, got {tuple(A_b.shape)}")
     if B.dim() != 4 or C.dim() != 4:
         raise ValueError("fobi_scan_triton needs time-varying B and C (batch, G, N, L)")
-    if u.device.type != "cuda" and not interpreted():
-        raise ValueError(f"fobi_scan_triton needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}")
+    _device_check("fobi_scan_triton", u)
     A2 = torch.cat([A, A_b])
     D2 = None if D is None else torch.cat([D, D])
     dtb2 = None if delta_bias is None else torch.cat([delta_bias, delta_bias])
