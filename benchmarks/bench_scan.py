@@ -236,7 +236,8 @@ def describe_bwd(cfg):
         seq = "fwd seq " if cfg["fwd"] == "seq" else ""
         return (seq + f"bwd rows r{cfg['bwd_rows']} w{cfg['bwd_warps']} p{cfg['bwd_prefetch']} "
                 f"c{cfg['bwd_chunks']}" + (f" bl{cfg['rows_block']}" if cfg["rows_block"] else "")
-                + (f" mr{cfg['bwd_maxnreg']}" if cfg.get("bwd_maxnreg") else ""))
+                + (f" mr{cfg['bwd_maxnreg']}" if cfg.get("bwd_maxnreg") else "")
+                + (" spread" if cfg.get("bwd_spread") else ""))
     return f"bwd scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -249,7 +250,8 @@ def tune_bwd_variants(name, cfg):
     if name == "dass":
         # more rows per program: fewer same-address atomics on dB / dC (a B/C group's 192 channels add
         # into one row of them), more bytes in flight per program
-        out = [v(bwd_prefetch=2), v(bwd_prefetch=2, bwd_chunks=1), v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4),
+        out = [v(bwd_spread=True), v(bwd_spread=True, bwd_chunks=1),
+               v(bwd_prefetch=2), v(bwd_prefetch=2, bwd_chunks=1), v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4),
                v(bwd_rows=2, bwd_maxnreg=128),
                v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
     elif name == "aum":

@@ -28,7 +28,7 @@ if [ "$job" = dass ]; then
     echo "bench_models: exit $?"
     timeout 150 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
         --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 120 \
-        --bwd-variants '{"dass": [{"bwd_prefetch": 2}, {"bwd_prefetch": 2, "bwd_chunks": 1}, {"bwd_chunks": 1}]}' \
+        --bwd-variants '{"dass": [{"bwd_spread": true}, {"bwd_spread": true, "bwd_chunks": 1}, {"bwd_prefetch": 2}, {"bwd_chunks": 1}]}' \
         > /dev/null 2>&1
     echo "bench_scan: exit $?"
     timeout 120 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \

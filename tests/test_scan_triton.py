@@ -88,6 +88,9 @@ ROWS_CASES = [
     (dict(prefetch=3, rows=8, bwd_warps=2, rows_block=32, bwd_prefetch=2),      # deep ring, 8 rows,
      dict(b=1, d=16, L=130, N=1, G=2)),                                         # B / C / state ahead
     (dict(rows=4, bwd_rows=4), dict(b=2, d=5, L=20, N=2, G=1, z=True)),    # 1 row per program
+    (dict(rows_block=16, bwd_chunks=3, bwd_spread=True),                # row blocks (batch, group) fastest,
+     dict(b=3, d=8, L=100, N=1, G=2, z=True, h0=True)),                 # chained chunks
+    (dict(bwd_rows=2, bwd_spread=True), dict(b=2, d=8, L=37, N=3, G=4)),
     (dict(bwd_rows=4, bwd_warps=4), dict(b=2, d=8, L=70, N=3, G=2, z=True)),  # rows over warps, gate
     (dict(rows_block=16, bwd_chunks=2), dict(b=1, d=4, L=45, N=6, G=1, z=True, h0=True)),  # N > 4
     (dict(rows_block=16, rows_carry_in_scan=False), dict(b=2, d=4, L=45, N=2, G=2, z=True, h0=True)),
@@ -338,19 +341,21 @@ def test_ss2d_fused_scan_with_the_carry_after_the_scan(monkeypatch):
 
 @needs_fresh
 def test_ss2d_backward_with_b_c_and_states_prefetched(monkeypatch):
-    """bwd_prefetch=2 (B, C and the stored state of the next tile loaded ahead) in SS2D's direction
-    layout, reversed rows included, gives the default backward's gradients."""
+    """bwd_prefetch=2 (B, C and the stored state of the next tile loaded ahead) and bwd_spread (row blocks
+    in (batch, direction)-fastest order, chained chunks) in SS2D's direction layout, reversed rows included,
+    give the default backward's gradients."""
     import dasslib.scans.triton_backend as tb
-    fused, _, D, dtb = _ss2d_case(1, 4, 12, 23, 1, torch.float32)
+    fused, _, D, dtb = _ss2d_case(2, 4, 12, 23, 1, torch.float32)
     grads = []
     base = tb.pick_config
-    for pf in (1, 2):
-        monkeypatch.setattr(tb, "pick_config", lambda *a, pf=pf, **k: tb.replace(base(*a, **k), bwd_prefetch=pf))
+    for kw in (dict(bwd_prefetch=1), dict(bwd_prefetch=2), dict(bwd_spread=True, bwd_chunks=2)):
+        monkeypatch.setattr(tb, "pick_config", lambda *a, kw=kw, **k: tb.replace(base(*a, **k), **kw))
         ins = [t.detach().clone().requires_grad_(True) for t in fused]
         y = tb.ss2d_scan_triton(*ins, D=D, delta_bias=dtb, out_dtype=torch.float32)
         grads.append(torch.autograd.grad(y, ins, torch.linspace(-1, 1, y.numel()).view_as(y)))
-    for a, b in zip(*grads):
-        assert rel(b, a) < 1e-6
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            assert rel(b, a) < 1e-6
 
 
 @needs_fresh

@@ -57,6 +57,10 @@ class TritonConfig:
     seq_bc_prefetch: the "seq" kernel loads the next tile's time-varying B / C while one is
     computed (Nsight Compute put the output pass's stalls on those loads; offline, N = 16 bf16,
     it takes 255 registers: 8 one-warp programs per SM instead of 12).
+    bwd_spread: the "rows" backward runs its row blocks in an order with (batch, B group) fastest
+    instead of channels fastest. In launch order the programs running at once are a group's
+    channels side by side, and each adds its time-varying dB / dC into the same (N, L) row of its
+    group (DASS: 192 channels per group); spread, about 1 / (batch x G) of them do. Not yet timed.
     rows_carry_in_scan: the "rows" forward's carry enters each tile's scan at its first step and
     leaves as a masked sum (default), instead of being added after the scan times the cumulative
     decay and read with a gather (False; same values). The second form (78f5022) saved 24 of 656
@@ -87,6 +91,7 @@ class TritonConfig:
     bwd_maxnreg: int = 0
     seq_bc_prefetch: bool = False
     rows_carry_in_scan: bool = True
+    bwd_spread: bool = False
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -371,7 +376,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
             lc.dim, lc.L, lc.rows_tiles, lc.bwd_chunk_tiles, nq, lc.G_B, lc.G_C,
             N=lc.N, NP=lc.NP, BD=lc.bwd_BD, BLOCK_L=lc.rows_block, B_VARYING=lc.B_var,
             C_VARYING=lc.C_var, CHUNKED=nq > 1, PREFETCH=bool(lc.cfg.bwd_prefetch),
-            PREFETCH_BC=lc.cfg.bwd_prefetch >= 2 and lc.N == 1,
+            PREFETCH_BC=lc.cfg.bwd_prefetch >= 2 and lc.N == 1, SPREAD=lc.cfg.bwd_spread,
             REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
             num_warps=min(lc.cfg.bwd_warps, lc.bwd_BD), **flags_,
             **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not interpreted() else {}))

@@ -670,6 +670,16 @@ def _row_block(rb, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
+def _spread_block(rb, n_blocks, per_group):
+    """The row block that launch-order block ``rb`` computes, (batch, B group) fastest: programs that run
+    at the same time then belong to different groups, so fewer of them add into the same dB / dC
+    addresses at once (in launch order a group's dim / G channels run side by side and add into one
+    (N, L) row). A bijection of 0..n_blocks - 1; per_group = blocks per (batch, group)."""
+    n_groups = n_blocks // per_group
+    return (rb % n_groups) * per_group + rb // n_groups
+
+
+@triton.jit
 def _phys_tile(k, rev, n_tiles):
     """Where tile k of the scan order lies in memory: k, or n_tiles - 1 - k for a reversed row."""
     return k + rev * (n_tiles - 1 - 2 * k)
@@ -1116,7 +1126,7 @@ def _rows_bwd_kernel(
     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
     HAS_DLAST: tl.constexpr, FAST_LOG: tl.constexpr, CHUNKED: tl.constexpr,
     PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr, U_SRC: tl.constexpr,
-    SHARED: tl.constexpr = False, PREFETCH_BC: tl.constexpr = False,
+    SHARED: tl.constexpr = False, PREFETCH_BC: tl.constexpr = False, SPREAD: tl.constexpr = False,
 ):
     """Gradients of BD rows over one chunk of tiles (see the comment above). states: the
     forward state after every tile, (rows, n_tiles, NP). Per-row sums go to dA (rows, N),
@@ -1131,6 +1141,8 @@ def _rows_bwd_kernel(
     else:
         rb = tl.program_id(0)
         q = 0
+    if SPREAD:
+        rb = _spread_block(rb, tl.num_programs(0) // n_chunks, dim // (G_B * BD))
     k_first = q * chunk_tiles
     k_end = tl.minimum(n_tiles, k_first + chunk_tiles)
     rr, r, di, row_off, bB, bC = _row_block(rb, dim, L, G_B, G_C, N, BD)
