@@ -57,8 +57,11 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_inductor_merge": ("dass_small", {}, (1024, 128)),
     # the merge kernel at every stage (default: stages with >= 2048 positions, inductor's kernel below)
     "dass_small_merge_all": ("dass_small", {}, (1024, 128)),
-    # inference: the stem's first conv, LayerNorm and GELU as one Triton kernel
-    "dass_small_stem_kernel": ("dass_small", {}, (1024, 128)),
+    # inference: the stem's first conv, LayerNorm and GELU as the stem's layers (default: one Triton kernel)
+    "dass_small_no_stem_kernel": ("dass_small", {}, (1024, 128)),
+    # inference: the fused scan's y in fp32 as scan_fp32 has it (default: the compute dtype, summed in fp32)
+    "dass_small_fp32_y": ("dass_small", {}, (1024, 128)),
+    "dass_medium_fp32_y": ("dass_medium", {}, (1024, 128)),
     "dass_medium_merge_all": ("dass_medium", {}, (1024, 128)),
     # inference: the dt projection as a GEMM writing the (B, 4D, L) delta the scan reads (before the
     # projection moved inside the scan), and the projection inside the scan up to rank 24 (stage 3 too)
@@ -79,7 +82,9 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
 ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
          "dass_small_merge_all": dict(merge_kernel_min_positions=0),
-         "dass_small_stem_kernel": dict(stem_kernel=True),
+         "dass_small_no_stem_kernel": dict(stem_kernel=False),
+         "dass_small_fp32_y": dict(y_fp32_inference=True),
+         "dass_medium_fp32_y": dict(y_fp32_inference=True),
          "dass_medium_merge_all": dict(merge_kernel_min_positions=0),
          "dass_small_no_dtproj": dict(dtproj_in_scan=False),
          "dass_small_dtproj24": dict(dtproj_max_rank=24),

@@ -71,6 +71,36 @@ def test_ss2d_takes_the_kernel_in_inference():
 
 
 @needs_fresh
+def test_ss2d_inference_scan_output_in_the_compute_dtype(monkeypatch):
+    """In inference on the fused path the scan writes y in u's dtype unless y_fp32_inference: fp32 runs are
+    unchanged, a bf16 one hands the merge bf16 ys and differs from the fp32-y output by bf16 rounding only."""
+    import dasslib.models.ss2d as ss2d_mod
+    from dasslib.models.ss2d import SS2D
+
+    seen = []
+    real = ss2d_mod.ss2d_scan_dtproj
+
+    def spy(*a, **k):
+        y = real(*a, **k)
+        seen.append(y.dtype)
+        return y
+
+    monkeypatch.setattr(ss2d_mod, "ss2d_scan_dtproj", spy)
+    torch.manual_seed(0)
+    m = SS2D(8, d_state=1, scan_backend="triton").eval()
+    x = torch.randn(2, 8, 6, 4)
+    with torch.no_grad():
+        out = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            for fp32_y in (False, True):
+                m.y_fp32_inference = fp32_y
+                out[dtype, fp32_y] = m.to(dtype)(x.to(dtype)).float()
+    assert seen == [torch.float32, torch.float32, torch.bfloat16, torch.float32]
+    torch.testing.assert_close(out[torch.float32, False], out[torch.float32, True], rtol=0, atol=0)
+    torch.testing.assert_close(out[torch.bfloat16, False], out[torch.bfloat16, True], rtol=2e-2, atol=2e-2)
+
+
+@needs_fresh
 def test_compiled_ss2d_leaves_small_grids_to_inductor():
     from dasslib.models.ss2d import SS2D
 

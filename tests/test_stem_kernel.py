@@ -51,9 +51,10 @@ def test_dass_takes_it_in_inference():
     x = torch.randn(2, 26, 18)
     with torch.no_grad():
         plain = m.patch_embed(x.unsqueeze(1).transpose(2, 3))
-        assert m._stem_kernel_dtype(x) is None          # off by default
+        assert m.stem_kernel and m._stem_kernel_dtype(x) == torch.float32     # on by default
+        m.stem_kernel = False
+        assert m._stem_kernel_dtype(x) is None
         m.stem_kernel = True
-        assert m._stem_kernel_dtype(x) == torch.float32
         fused = m._stem_forward(x)                     # what forward_features starts with
     assert fused.shape == plain.shape == (2, 8, 5, 7)
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)

@@ -46,6 +46,13 @@ class SS2D(nn.Module):
     kernel: on the H100 (B=32, 2026-12-07) it beat inductor's kernel at DASS's stages 1-2 (8192 and
     2048 positions: 0.235 / 0.302 and 0.140 / 0.166 ms) and lost at stage 3 (512: 0.110 / 0.088 ms),
     even at stage 4 (128). Eager (no inductor) always takes it.
+    ``y_fp32_inference`` (attribute, default False): in inference on the fused path the scan writes its
+    output y in u's dtype (bf16 under autocast) rather than ``scan_fp32``'s fp32; the four directions
+    are still summed and normalised in fp32 (the merge kernel; inductor's kernel at small grids).
+    Half of the largest byte item left, y (B, 4D, L) written and read back (about 2.1 GB per
+    DASS-Small B=32 forward). H100, B=32 (2026-12-07, 2f4267d): DASS-Small 11.38 -> 11.18 ms; its bf16
+    logits' distance to the fp32 eager model's 6.47e-3 against 6.51e-3 relative. fp32 inputs and
+    training are unchanged; True gives the official fp32 y.
     ``dtproj_in_scan`` (attribute, default True): in inference on the fused
     path the scan computes delta from x_proj's low-rank rows itself
     (:func:`dasslib.scans.triton_backend.ss2d_scan_dtproj`), so the (B, 4D, L) delta is neither
@@ -58,6 +65,7 @@ class SS2D(nn.Module):
     """
 
     merge_kernel = True
+    y_fp32_inference = False
     merge_kernel_min_positions = 2048
     dtproj_in_scan = True
     dtproj_max_rank = 12
@@ -149,6 +157,8 @@ class SS2D(nn.Module):
             wx = self.x_proj_weight.view(2, 2, -1, d)              # [k // 2, k % 2]
             x_dbl = torch.einsum("bsdl,jscd->bjscl", u2, wx).reshape(b, K, -1, L)
             grad = self._needs_grad(u2)
+            if not (grad or self.y_fp32_inference):
+                kw["out_dtype"] = None                             # y in u's dtype (fp32 for fp32 u)
             if self.dtproj_in_scan and self.dt_rank <= self.dtproj_max_rank and not grad:
                 r, n = self.dt_rank, self.d_state
                 Bs, Cs = x_dbl[:, :, r:r + n].contiguous(), x_dbl[:, :, r + n:].contiguous()
