@@ -18,7 +18,7 @@ import sys
 import torch
 
 from dasslib.bench.timing import kernel_ms
-from dasslib.scans.ss2d_merge import launch_merge_norm, merge_tiles, ss2d_merge_norm_reference
+from dasslib.scans.ss2d_merge import launch_merge_norm, merge_tiles, merge_tiles_loop, ss2d_merge_norm_reference
 
 STAGES = {"stage1": (96, 256, 32), "stage2": (192, 128, 16), "stage3": (384, 64, 8), "stage4": (768, 32, 4)}
 SMOKE = {"tiny": (12, 8, 6)}
@@ -38,6 +38,8 @@ def variants(d, h, w, tune):
         for wp in (4, 8, 16):
             if wp != warps:
                 out.append((f"warps {wp}", (bd, bh, bw, wp)))
+        for kw in (dict(), dict(block_d=16), dict(block_d=64, warps=8), dict(bh=8), dict(bh=32, warps=8)):
+            out.append(("loop " + " ".join(f"{k}={v}" for k, v in kw.items()), merge_tiles_loop(d, h, w, **kw)))
     seen, unique = set(), []
     for label, tiles in out:
         if tiles not in seen:
@@ -59,6 +61,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--tune", action="store_true", help="also time tile / warp variants")
     ap.add_argument("--smoke", action="store_true", help="tiny shape on the CPU (TRITON_INTERPRET=1)")
+    ap.add_argument("--ys-dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the scan outputs' dtype (SS2D's fused inference writes the compute dtype)")
     ap.add_argument("--commit", default=os.environ.get("DASSLIB_COMMIT", ""))
     args = ap.parse_args(argv)
     device = torch.device("cpu" if args.smoke else "cuda")
@@ -71,13 +75,13 @@ def main(argv=None):
     rows = []
     for stage, (d, h, w) in shapes.items():
         g = torch.Generator(device=device).manual_seed(0)
-        ys = torch.randn(batch, 4, d, h * w, generator=g, device=device)
+        ys = torch.randn(batch, 4, d, h * w, generator=g, device=device).to(getattr(torch, args.ys_dtype))
         wt = torch.randn(d, generator=g, device=device)
         bs = torch.randn(d, generator=g, device=device)
         want = ss2d_merge_norm_reference(ys[:2].double(), wt.double(), bs.double(), 1e-5, h, w)
         dtype = torch.float32 if args.smoke else torch.bfloat16
         out = torch.empty((batch, d, h, w), dtype=dtype, device=device)
-        moved = ys.numel() * 4 + out.numel() * out.element_size()
+        moved = ys.numel() * ys.element_size() + out.numel() * out.element_size()
         ref = torch.compile(ss2d_merge_norm_reference, dynamic=False) if device.type == "cuda" else \
             ss2d_merge_norm_reference
         for label, tiles in variants(d, h, w, args.tune):

@@ -7,7 +7,9 @@
 #   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
 #       training against AST-Base-SDPA in the same run with kernel tables, and the scan's forward variants at
 #       their model shapes
-# Each step has its own time limit, so a slow step costs only itself.
+# Each step has its own time limit (together under one 10-minute job), so a slow step costs only itself. Do not
+# wrap the script in another `timeout`: that stops bash, not the Python step it waits on, which then keeps
+# the GPU busy under the next step's timings (2026-12-07: a scan benchmark timed beside a killed bench_models).
 set -uo pipefail
 job=${1:?usage: scripts/gpu_speed_check.sh dass|mamba [OUT]}
 out=${2:-gpu_speed_check_$job}
@@ -17,21 +19,21 @@ mkdir -p "$out/profiles"
     > "$out/device.txt"
 
 if [ "$job" = dass ]; then
-    timeout 240 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
+    timeout 120 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
         > "$out/gpu_tests_$commit.log" 2>&1
     echo "gpu tests: $(tail -1 "$out/gpu_tests_$commit.log")"
     models=ast_base_sdpa,dass_small,dass_small_merge_all,dass_small_no_stem_kernel,dass_small_fp32_y
     models=$models,dass_medium,dass_medium_fp32_y
-    timeout 300 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
+    timeout 240 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
         --models "$models" --skip-b1 --skip-train --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_$commit.log" 2>&1
     echo "bench_models: exit $?"
-    timeout 150 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
-        --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 120 \
+    timeout 110 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
+        --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 90 \
         --bwd-variants '{"dass": [{"bwd_spread": true}, {"bwd_spread": true, "bwd_chunks": 1}, {"bwd_prefetch": 2}, {"bwd_chunks": 1}]}' \
         > /dev/null 2>&1
     echo "bench_scan: exit $?"
-    timeout 120 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
+    timeout 60 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
         python3 -m benchmarks.profile_scan --shape dass --dtype bf16 --backward --warmup 2 \
         > "$out/ncu_rows_bwd_dass_bf16_$commit.txt" 2>&1
