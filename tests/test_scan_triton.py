@@ -470,6 +470,12 @@ def test_lean_dass_path_on_triton_matches_the_fused_forward(bf16):
     torch.manual_seed(0)
     model = create("dass_small", num_classes=3, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
                    scan_backend="triton").eval()
+    # the lean path runs the stem's layers and sums the scans' fp32 outputs; the plain forward's inference
+    # defaults (the stem kernel, y in the compute dtype) differ from that by bf16 roundings (logits'
+    # distance to fp32 eager measured in benchmarks/bench_models.py), so the same arithmetic is compared here
+    model.stem_kernel = False
+    for blk in (b for layer in model.layers for b in layer.blocks):
+        blk.op.y_fp32_inference = True
     x = torch.randn(1, 150, 24)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         assert model.layers[0].blocks[0].op._fused_ok(torch.zeros(1, 8, 6, 38))
