@@ -18,7 +18,7 @@ import sys
 import torch
 
 from dasslib.bench.timing import kernel_ms
-from dasslib.scans.ss2d_merge import launch_merge_norm, merge_tiles, merge_tiles_loop, ss2d_merge_norm_reference
+from dasslib.scans.ss2d_merge import launch_merge_norm, merge_tiles, ss2d_merge_norm_reference
 
 STAGES = {"stage1": (96, 256, 32), "stage2": (192, 128, 16), "stage3": (384, 64, 8), "stage4": (768, 32, 4)}
 SMOKE = {"tiny": (12, 8, 6)}
@@ -26,20 +26,18 @@ FIELDS = ["device", "torch", "commit", "stage", "batch", "D", "H", "W", "variant
           "pct_copy", "rel_err"]
 
 
-def variants(d, h, w, tune):
+def variants(d, h, w, tune, ys_bytes=4):
     """(label, tiles or None for inductor) to time at one shape."""
-    out = [("kernel default", merge_tiles(d, h, w)), ("inductor", None)]
+    out = [("kernel default", merge_tiles(d, h, w, ys_bytes=ys_bytes)), ("inductor", None)]
     if tune:
-        for elements in (4096, 16384):
+        for elements in (4096, 8192, 16384):
             out.append((f"elements {elements}", merge_tiles(d, h, w, elements=elements)))
         for max_bw in (4, 16):
-            out.append((f"max_bw {max_bw}", merge_tiles(d, h, w, max_bw=max_bw)))
-        bd, bh, bw, warps = merge_tiles(d, h, w)
+            out.append((f"max_bw {max_bw}", merge_tiles(d, h, w, max_bw=max_bw, ys_bytes=ys_bytes)))
+        bd, bh, bw, warps = merge_tiles(d, h, w, ys_bytes=ys_bytes)
         for wp in (4, 8, 16):
             if wp != warps:
                 out.append((f"warps {wp}", (bd, bh, bw, wp)))
-        for kw in (dict(), dict(block_d=16), dict(block_d=64, warps=8), dict(bh=8), dict(bh=32, warps=8)):
-            out.append(("loop " + " ".join(f"{k}={v}" for k, v in kw.items()), merge_tiles_loop(d, h, w, **kw)))
     seen, unique = set(), []
     for label, tiles in out:
         if tiles not in seen:
@@ -84,7 +82,7 @@ def main(argv=None):
         moved = ys.numel() * ys.element_size() + out.numel() * out.element_size()
         ref = torch.compile(ss2d_merge_norm_reference, dynamic=False) if device.type == "cuda" else \
             ss2d_merge_norm_reference
-        for label, tiles in variants(d, h, w, args.tune):
+        for label, tiles in variants(d, h, w, args.tune, ys.element_size()):
             if tiles is None:
                 fn = lambda: ref(ys, wt, bs, 1e-5, h, w, dtype)                                # noqa: E731
             else:

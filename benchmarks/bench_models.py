@@ -55,7 +55,7 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_taps": ("dass_small", {}, (1024, 128)),
     # inference: cross-merge + out_norm left to inductor instead of the merge kernel
     "dass_small_inductor_merge": ("dass_small", {}, (1024, 128)),
-    # the merge kernel at every stage (default: stages with >= 2048 positions, inductor's kernel below)
+    # the merge kernel at every stage (default: stages with >= 4096 positions, inductor's kernel below)
     "dass_small_merge_all": ("dass_small", {}, (1024, 128)),
     # inference: the stem's first conv, LayerNorm and GELU as the stem's layers (default: one Triton kernel)
     "dass_small_no_stem_kernel": ("dass_small", {}, (1024, 128)),
@@ -63,9 +63,8 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_fp32_y": ("dass_small", {}, (1024, 128)),
     "dass_medium_fp32_y": ("dass_medium", {}, (1024, 128)),
     "dass_medium_merge_all": ("dass_medium", {}, (1024, 128)),
-    # the merge kernel's chunked form at stages 3-4 (d_inner >= 384) instead of inductor's kernel
-    "dass_small_merge_loop": ("dass_small", {}, (1024, 128)),
-    "dass_medium_merge_loop": ("dass_medium", {}, (1024, 128)),
+    # the merge kernel also at stage 2 (2048 positions; the choice from e411548 to bd63c0f)
+    "dass_small_merge_2048": ("dass_small", {}, (1024, 128)),
     # inference: the dt projection as a GEMM writing the (B, 4D, L) delta the scan reads (before the
     # projection moved inside the scan), and the projection inside the scan up to rank 24 (stage 3 too)
     "dass_small_no_dtproj": ("dass_small", {}, (1024, 128)),
@@ -89,8 +88,7 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_fp32_y": dict(y_fp32_inference=True),
          "dass_medium_fp32_y": dict(y_fp32_inference=True),
          "dass_medium_merge_all": dict(merge_kernel_min_positions=0),
-         "dass_small_merge_loop": dict(merge_loop_min_d=384),
-         "dass_medium_merge_loop": dict(merge_loop_min_d=384),
+         "dass_small_merge_2048": dict(merge_kernel_min_positions=2048),
          "dass_small_no_dtproj": dict(dtproj_in_scan=False),
          "dass_small_dtproj24": dict(dtproj_max_rank=24),
          "dass_medium_dtproj24": dict(dtproj_max_rank=24),

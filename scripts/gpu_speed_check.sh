@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The speed work's GPU jobs (docs/speed.md, "Next"), one job per call, everything under OUT with the commit in
 # the file names:
-#   scripts/gpu_speed_check.sh dass [OUT]    DASS (items 0-1, about 8 minutes): the CUDA tests of the fused paths,
-#       the whole-model A/B of the labels that wait for a timing, the scan backward variants, and Nsight Compute's
-#       stall reasons on the rows backward
+#   scripts/gpu_speed_check.sh dass [OUT]    DASS (items 0-1, about 9 minutes): the CUDA tests of the fused paths,
+#       the stem kernel's tile variants, the whole-model A/B of the labels that wait for a timing, the scan
+#       backward variants, and Nsight Compute's stall reasons on the rows backward
 #   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
 #       training against AST-Base-SDPA in the same run with kernel tables, and the scan's forward variants at
 #       their model shapes
@@ -22,14 +22,17 @@ if [ "$job" = dass ]; then
     timeout 120 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
         > "$out/gpu_tests_$commit.log" 2>&1
     echo "gpu tests: $(tail -1 "$out/gpu_tests_$commit.log")"
-    models=ast_base_sdpa,dass_small,dass_small_merge_all,dass_small_no_stem_kernel,dass_small_fp32_y
+    timeout 60 python3 -m benchmarks.bench_stem --tune --commit "$commit" --csv "$out/stem_tune_$commit.csv" \
+        > "$out/stem_tune_$commit.log" 2>&1
+    echo "bench_stem: exit $?"
+    models=ast_base_sdpa,dass_small,dass_small_merge_2048,dass_small_no_stem_kernel
     models=$models,dass_medium,dass_medium_fp32_y
-    timeout 240 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
+    timeout 220 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
         --models "$models" --skip-b1 --skip-train --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_$commit.log" 2>&1
     echo "bench_models: exit $?"
-    timeout 110 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
-        --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 90 \
+    timeout 90 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
+        --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 70 \
         --bwd-variants '{"dass": [{"bwd_spread": true}, {"bwd_spread": true, "bwd_chunks": 1}, {"bwd_prefetch": 2}, {"bwd_chunks": 1}]}' \
         > /dev/null 2>&1
     echo "bench_scan: exit $?"

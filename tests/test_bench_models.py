@@ -31,3 +31,24 @@ def test_bench_models_smoke(tmp_path):
     assert all(float(r["ratio_vs_ast_eager"]) > 0 for r in ast if r["path"].startswith("eager"))
     # each row says how far the bf16 fast logits are from the same weights' fp32 eager logits
     assert all("fast bf16 vs eager fp32 rel" in r["note"] for r in rows)
+
+
+def test_every_label_the_gpu_jobs_time_exists():
+    """scripts/gpu_speed_check.sh names bench_models labels; each one is defined, and each label's module
+    attributes exist on the model it builds (a renamed default must not leave a job timing nothing)."""
+    import re
+
+    from benchmarks.bench_models import ATTRS, MODELS, SMOKE
+    from dasslib import models
+
+    text = (ROOT / "scripts" / "gpu_speed_check.sh").read_text()
+    labels = set()
+    for line in re.findall(r"models=(\S+)", text):
+        labels |= {x for x in line.replace("$models", "").split(",") if x}
+    labels |= {x for m in re.findall(r"--models ([\w,]+)", text) for x in m.split(",")}
+    assert labels and labels <= set(MODELS), labels - set(MODELS)
+    for label, attrs in ATTRS.items():
+        name = MODELS[label][0]
+        m = models.create(name, num_classes=3, **{**MODELS[label][1], **SMOKE[name.split("_")[0]]})
+        for attr in attrs:
+            assert any(hasattr(mod, attr) for mod in m.modules()), (label, attr)

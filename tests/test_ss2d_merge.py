@@ -71,39 +71,6 @@ def test_ss2d_takes_the_kernel_in_inference():
 
 
 @needs_fresh
-@pytest.mark.parametrize("d,h,w,block_d", [(40, 9, 5, 16), (12, 8, 6, 32), (24, 20, 3, 8)])
-def test_chunked_kernel_matches_torch(d, h, w, block_d):
-    """The chunked form (channels in chunks, statistics combined across them) against float64 torch: D not a
-    multiple of the chunk, one chunk, grids that are not tile multiples; fp64 exact, fp32, bf16 ys."""
-    from dasslib.scans.ss2d_merge import launch_merge_norm, merge_tiles_loop
-
-    ys, wt, bs = _case(2, d, h, w)
-    want = ss2d_merge_norm_reference(ys, wt, bs, 1e-5, h, w)
-    tiles = merge_tiles_loop(d, h, w, block_d=block_d, bh=4, bw=4)
-    got = launch_merge_norm(ys, wt, bs, 1e-5, h, w, torch.empty(want.shape, dtype=want.dtype), tiles=tiles)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    f32 = launch_merge_norm(ys.float(), wt.float(), bs.float(), 1e-5, h, w, torch.empty(want.shape), tiles=tiles)
-    torch.testing.assert_close(f32.double(), want, rtol=2e-6, atol=2e-6)
-    via_op = ss2d_merge_norm(ys.bfloat16(), wt.float(), bs.float(), 1e-5, h, w, out_dtype=torch.float32, loop=True)
-    want_bf = ss2d_merge_norm_reference(ys.bfloat16().double(), wt, bs, 1e-5, h, w)
-    torch.testing.assert_close(via_op.double(), want_bf, rtol=2e-6, atol=2e-6)
-
-
-@needs_fresh
-def test_ss2d_takes_the_chunked_kernel_from_merge_loop_min_d():
-    from dasslib.models.ss2d import SS2D
-
-    torch.manual_seed(0)
-    m = SS2D(8, d_state=1, scan_backend="triton").eval()
-    x = torch.randn(2, 8, 6, 4)
-    with torch.no_grad():
-        plain = m(x)
-        m.merge_loop_min_d = 8
-        looped = m(x)
-    torch.testing.assert_close(looped, plain, rtol=1e-5, atol=1e-6)
-
-
-@needs_fresh
 def test_ss2d_inference_scan_output_in_the_compute_dtype(monkeypatch):
     """In inference on the fused path the scan writes y in u's dtype unless y_fp32_inference: fp32 runs are
     unchanged, a bf16 one hands the merge bf16 ys and differs from the fp32-y output by bf16 rounding only."""
@@ -154,6 +121,13 @@ def test_compiled_ss2d_leaves_small_grids_to_inductor():
             torch.testing.assert_close(torch.compile(m, backend=backend, fullgraph=True)(x), eager,
                                        rtol=1e-5, atol=1e-6)
     assert [any("ss2d_merge_norm" in t for t in g) for g in ops] == [False, True]
+
+
+def test_tiles_for_two_byte_scan_outputs():
+    # bf16 ys at D <= 128: twice the positions per program (16 rows of 8 at DASS's stage 1), else unchanged
+    assert merge_tiles(96, 256, 32, ys_bytes=2) == (128, 16, 8, 4)
+    assert merge_tiles(96, 256, 32) == (128, 8, 8, 4)
+    assert merge_tiles(192, 128, 16, ys_bytes=2) == merge_tiles(192, 128, 16)
 
 
 def test_tiles_hold_every_channel():

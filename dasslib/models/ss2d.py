@@ -42,14 +42,13 @@ class SS2D(nn.Module):
     ``merge_kernel`` (attribute, default True): in inference on the fused path, the cross-merge
     and out_norm run as one Triton kernel (:func:`dasslib.scans.ss2d_merge.ss2d_merge_norm`)
     that reads each direction along its own fast axis; False leaves them to torch / inductor.
-    When compiled, only grids of at least ``merge_kernel_min_positions`` (2048) positions take the
-    kernel: on the H100 (B=32, 2026-12-07) it beat inductor's kernel at DASS's stages 1-2 (8192 and
-    2048 positions: 0.235 / 0.302 and 0.140 / 0.166 ms) and lost at stage 3 (512: 0.110 / 0.088 ms),
-    even at stage 4 (128). Eager (no inductor) always takes it.
-    ``merge_loop_min_d`` (attribute, 0 = never until timed): at d_inner >= it, the merge kernel's
-    chunked form (channels looped over 16 x 8 position tiles, so that the column directions' loads
-    fill 32-byte sectors; :func:`dasslib.scans.ss2d_merge.merge_tiles_loop`), which also runs when
-    compiled at grids below ``merge_kernel_min_positions``.
+    When compiled, only grids of at least ``merge_kernel_min_positions`` (4096) positions take the
+    kernel. On the H100 (B=32, 2026-12-07) with fp32 ys it beat inductor's kernel at DASS's stages 1-2
+    (8192 and 2048 positions: 0.235 / 0.302 and 0.140 / 0.166 ms) and lost at stage 3 (512: 0.110 /
+    0.088 ms), even at stage 4 (128); with the bf16 ys of ``y_fp32_inference=False`` (bd63c0f) it
+    leads only at stage 1 (0.169 / 0.205 ms) and loses at stage 2 (0.118 / 0.099) and 3 (0.088 / 0.055).
+    A chunked form with taller position tiles (channels looped) was no better at stage 3 (0.080 ms)
+    and cost DASS-Small 0.18 ms (docs/speed.md). Eager (no inductor) always takes the kernel.
     ``y_fp32_inference`` (attribute, default False): in inference on the fused path the scan writes its
     output y in u's dtype (bf16 under autocast) rather than ``scan_fp32``'s fp32; the four directions
     are still summed and normalised in fp32 (the merge kernel; inductor's kernel at small grids).
@@ -69,9 +68,8 @@ class SS2D(nn.Module):
     """
 
     merge_kernel = True
-    merge_loop_min_d = 0
     y_fp32_inference = False
-    merge_kernel_min_positions = 2048
+    merge_kernel_min_positions = 4096
     dtproj_in_scan = True
     dtproj_max_rank = 12
 
@@ -174,11 +172,10 @@ class SS2D(nn.Module):
                 del dts
             del u2, x_dbl, Bs, Cs
             ys = ys.view(b, K, d, L)
-            loop = 0 < self.merge_loop_min_d <= d
-            if self.merge_kernel and not grad and (loop or L >= self.merge_kernel_min_positions
+            if self.merge_kernel and not grad and (L >= self.merge_kernel_min_positions
                                                    or not torch.compiler.is_compiling()):
                 n = self.out_norm
-                return self.out_proj(ss2d_merge_norm(ys, n.weight, n.bias, n.eps, h, w, dtype, loop=loop))
+                return self.out_proj(ss2d_merge_norm(ys, n.weight, n.bias, n.eps, h, w, dtype))
             cols = (ys[:, 1] + ys[:, 3]).view(b, d, w, h).transpose(2, 3).reshape(b, d, L)
             y = ys[:, 0] + ys[:, 2] + cols                        # (B, D, L) row-major
             del ys

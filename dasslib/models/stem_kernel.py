@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["stem_conv_norm_gelu", "stem_conv_norm_gelu_reference"]
+__all__ = ["stem_conv_norm_gelu", "stem_conv_norm_gelu_reference", "stem_tiles", "launch_stem"]
 
 
 @triton.jit
@@ -94,13 +94,29 @@ def _stem(x: torch.Tensor, weight: torch.Tensor, conv_bias: torch.Tensor, norm_w
     # casts (to nearest, as the GPU's store does)
     kdt = out_dtype if x.device.type == "cuda" else torch.float32
     out = torch.empty((B, c, Ho, Wo), dtype=kdt, device=x.device)
-    BW = 128 if Wo >= 128 else max(16, triton.next_power_of_2(Wo))
-    block_c = triton.next_power_of_2(c)
-    _stem_kernel[(triton.cdiv(Wo, BW), Ho, B)](
+    return launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out).to(out_dtype)
+
+
+def stem_tiles(C, Wo):
+    """(BW, warps): output positions along time per program and its warps. 128 positions x every channel
+    (64 for DASS-Small's 48) in 8 warps: on the H100 (bf16, B=32, 10 s, 2026-12-07, bd63c0f) this took 0.52 ms
+    per call, 13x the bytes' time; ``benchmarks/bench_stem.py --tune`` times smaller programs (more of them per
+    SM, so that one's loads overlap another's arithmetic)."""
+    bw = 128 if Wo >= 128 else max(16, triton.next_power_of_2(Wo))
+    return bw, 8 if triton.next_power_of_2(C) * bw >= 8192 else 4
+
+
+def launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out, tiles=None):
+    """Run the kernel on x (B, T, F) into ``out`` (B, C, ceil(F/2), ceil(T/2)); ``tiles`` (BW, warps),
+    default :func:`stem_tiles` (benchmarks time others)."""
+    B, T, F = x.shape
+    c, (_, _, Ho, Wo) = weight.shape[0], out.shape
+    bw, warps = tiles or stem_tiles(c, Wo)
+    _stem_kernel[(triton.cdiv(Wo, bw), Ho, B)](
         x.contiguous(), weight.contiguous(), conv_bias.contiguous(), norm_weight.contiguous(),
-        norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), C=c, BLOCK_C=block_c, BW=BW,
-        ROUND_BF16=bool(round_bf16), num_warps=8 if block_c * BW >= 8192 else 4)
-    return out.to(out_dtype)
+        norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), C=c, BLOCK_C=triton.next_power_of_2(c), BW=bw,
+        ROUND_BF16=bool(round_bf16), num_warps=warps)
+    return out
 
 
 @_stem.register_fake

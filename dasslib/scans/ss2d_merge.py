@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["ss2d_merge_norm", "ss2d_merge_norm_reference", "merge_tiles", "merge_tiles_loop", "launch_merge_norm"]
+__all__ = ["ss2d_merge_norm", "ss2d_merge_norm_reference", "merge_tiles", "launch_merge_norm"]
 
 
 @triton.jit
@@ -51,77 +51,18 @@ def _merge_norm_kernel(ys, weight, bias, out, D, H, W, eps,
     tl.store(out + b * D * L + rows, o.to(out.dtype.element_ty), mask=m)
 
 
-@triton.jit
-def _merge_chunk(base, d0, D, L, rows, cols, m_pos, BLOCK_D: tl.constexpr, acc: tl.constexpr):
-    """Channels d0 .. d0 + BLOCK_D of the merged sum (BLOCK_D, BH, BW) in ``acc``, zero outside."""
-    d = d0 + tl.arange(0, BLOCK_D)[:, None, None]
-    m = (d < D) & m_pos
-    chan = d.to(tl.int64) * L
-    y = tl.load(base + chan + rows, mask=m, other=0.0).to(acc) \
-        + tl.load(base + 2 * D * L + chan + rows, mask=m, other=0.0).to(acc)
-    y += tl.load(base + D * L + chan + cols, mask=m, other=0.0).to(acc) \
-        + tl.load(base + 3 * D * L + chan + cols, mask=m, other=0.0).to(acc)
-    return y, m, d
-
-
-@triton.jit
-def _merge_norm_loop_kernel(ys, weight, bias, out, D, H, W, eps,
-                            BLOCK_D: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, F64: tl.constexpr):
-    """The same as :func:`_merge_norm_kernel` with D walked in chunks of BLOCK_D, for position tiles
-    larger than all channels fit in registers: pass 1 merges each chunk exactly (its mean and sum of
-    squared deviations in registers) and combines the chunks' statistics (Chan et al.'s pairwise
-    update); pass 2 merges the chunks again (mostly from L2) and normalises them."""
-    tile = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    n_w = tl.cdiv(W, BW)
-    hh = (tile // n_w) * BH + tl.arange(0, BH)[None, :, None]
-    ww = (tile % n_w) * BW + tl.arange(0, BW)[None, None, :]
-    m_pos = (hh < H) & (ww < W)
-    L = H * W
-    rows = hh * W + ww
-    cols = ww * H + hh
-    base = ys + b * 4 * D * L
-    acc: tl.constexpr = tl.float64 if F64 else tl.float32
-    mean = tl.zeros((BH, BW), dtype=acc)
-    m2 = tl.zeros((BH, BW), dtype=acc)
-    for d0 in range(0, D, BLOCK_D):
-        y, m, _ = _merge_chunk(base, d0, D, L, rows, cols, m_pos, BLOCK_D, acc)
-        nb = tl.minimum(D - d0, BLOCK_D).to(acc)
-        cmean = tl.sum(y, axis=0) / nb
-        yc = tl.where(m, y - cmean[None], 0.0)
-        cm2 = tl.sum(yc * yc, axis=0)
-        n = d0 + nb
-        delta = cmean - mean
-        mean += delta * (nb / n)
-        m2 += cm2 + delta * delta * (d0 * nb / n)
-    rstd = 1.0 / tl.sqrt(m2 / D + eps)
-    for d0 in range(0, D, BLOCK_D):
-        y, m, d = _merge_chunk(base, d0, D, L, rows, cols, m_pos, BLOCK_D, acc)
-        dm = d < D
-        wv = tl.load(weight + d, mask=dm, other=0.0).to(acc)
-        bv = tl.load(bias + d, mask=dm, other=0.0).to(acc)
-        o = (y - mean[None]) * rstd[None] * wv + bv
-        tl.store(out + b * D * L + d.to(tl.int64) * L + rows, o.to(out.dtype.element_ty), mask=m)
-
-
-def merge_tiles_loop(D, H, W, block_d=32, bh=16, bw=8, warps=4):
-    """(BLOCK_D, BH, BW, warps, True) for :func:`_merge_norm_loop_kernel`: BLOCK_D channels per chunk over
-    a BH x BW block of positions, cut to the grid (16 x 8: 32 contiguous bytes per channel of bf16 ys
-    along the column directions' h, a whole row's worth along w where W <= 8)."""
-    bw = min(triton.next_power_of_2(W), bw)
-    bh = min(triton.next_power_of_2(H), bh)
-    return min(triton.next_power_of_2(D), block_d), bh, bw, warps, True
-
-
-def merge_tiles(D, H, W, elements=8192, max_bw=8):
+def merge_tiles(D, H, W, elements=None, max_bw=8, ys_bytes=4):
     """(BLOCK_D, BH, BW, warps): every channel (D padded to a power of two) times a block of about
     ``elements // BLOCK_D`` grid positions, at most ``max_bw`` wide along w (8: one 32-byte sector of
     fp32) and the rest along h (the column tensors' fast axis); warps for about 32 fp32 per thread
     and tensor, 64 at D <= 128 (offline, sm_90, DASS-Small's four stages: 102-123 registers, no
     spills; 4 warps at D = 384 spill 5 KB). On the H100 (B=32, 2026-12-07, bench_merge --tune) 4
     warps beat 8 at D = 96 (0.219 / 0.235 ms) and 8 beat 16 at D = 384 (0.103 / 0.110 ms) and 768
-    (0.065 / 0.066 ms)."""
+    (0.065 / 0.066 ms). ``elements`` defaults to 8192, and to 16384 for 2-byte ys (``ys_bytes``) at
+    D <= 128: with bf16 ys (bd63c0f) 0.169 against 0.186 ms at stage 1, even at stage 2."""
     block_d = triton.next_power_of_2(D)
+    if elements is None:
+        elements = 16384 if ys_bytes == 2 and block_d <= 128 else 8192
     pos = max(4, elements // block_d)
     bw = min(triton.next_power_of_2(W), max_bw, pos)
     bh = min(triton.next_power_of_2(H), max(1, pos // bw))
@@ -131,15 +72,13 @@ def merge_tiles(D, H, W, elements=8192, max_bw=8):
 
 
 def launch_merge_norm(ys, weight, bias, eps, h, w, out, tiles=None):
-    """Run the kernel into ``out`` (B, D, h, w); ``tiles``: (BLOCK_D, BH, BW, warps[, loop]), default
-    :func:`merge_tiles` (benchmarks time others); with loop true the chunked kernel
-    (:func:`merge_tiles_loop`)."""
+    """Run the kernel into ``out`` (B, D, h, w); ``tiles``: (BLOCK_D, BH, BW, warps), default
+    :func:`merge_tiles` (benchmarks time others)."""
     b, _, d, L = ys.shape
-    block_d, bh, bw, warps, *loop = tiles or merge_tiles(d, h, w)
+    block_d, bh, bw, warps = tiles or merge_tiles(d, h, w, ys_bytes=ys.element_size())
     grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b)
-    kernel = _merge_norm_loop_kernel if loop and loop[0] else _merge_norm_kernel
-    kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
-                 BLOCK_D=block_d, BH=bh, BW=bw, F64=ys.dtype == torch.float64, num_warps=warps)
+    _merge_norm_kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
+                             BLOCK_D=block_d, BH=bh, BW=bw, F64=ys.dtype == torch.float64, num_warps=warps)
     return out
 
 
@@ -155,7 +94,7 @@ def _check(ys, weight, bias, h, w):
 
 @torch.library.custom_op("dasslib::ss2d_merge_norm", mutates_args=())
 def _merge_norm(ys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
-                h: int, w: int, out_dtype: torch.dtype, loop: bool = False) -> torch.Tensor:
+                h: int, w: int, out_dtype: torch.dtype) -> torch.Tensor:
     _check(ys, weight, bias, h, w)
     b, _, d, L = ys.shape
     ys = ys.contiguous()
@@ -163,27 +102,25 @@ def _merge_norm(ys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps:
     # casts (to nearest, as the GPU's store does)
     kdt = out_dtype if ys.device.type == "cuda" else (ys.dtype if ys.dtype == torch.float64 else torch.float32)
     out = torch.empty((b, d, h, w), dtype=kdt, device=ys.device)
-    return launch_merge_norm(ys, weight, bias, eps, h, w, out,
-                             tiles=merge_tiles_loop(d, h, w) if loop else None).to(out_dtype)
+    return launch_merge_norm(ys, weight, bias, eps, h, w, out).to(out_dtype)
 
 
 @_merge_norm.register_fake
-def _merge_norm_fake(ys, weight, bias, eps, h, w, out_dtype, loop=False):
+def _merge_norm_fake(ys, weight, bias, eps, h, w, out_dtype):
     _check(ys, weight, bias, h, w)
     return ys.new_empty((ys.shape[0], ys.shape[2], h, w), dtype=out_dtype)
 
 
-def ss2d_merge_norm(ys, weight, bias, eps, h, w, out_dtype=None, loop=False):
+def ss2d_merge_norm(ys, weight, bias, eps, h, w, out_dtype=None):
     """LayerNorm over channels of the cross-merged scan outputs, no gradients.
 
     ys: (B, 4, D, L = h*w) float32 / float64 (or bf16 / fp16, summed in fp32) from
     ``ss2d_scan_triton`` (directions 0, 2 at row-major, 1, 3 at column-major positions);
     weight, bias: (D,) -> (B, D, h, w) in
     ``out_dtype`` (default ys's dtype): ``LayerNorm2d(cross_merge(ys)).to(out_dtype)``.
-    ``loop``: the chunked kernel (channels in chunks over larger position tiles, :func:`merge_tiles_loop`).
     """
     return torch.ops.dasslib.ss2d_merge_norm(ys, weight, bias, float(eps), int(h), int(w),
-                                             out_dtype or ys.dtype, bool(loop))
+                                             out_dtype or ys.dtype)
 
 
 def ss2d_merge_norm_reference(ys, weight, bias, eps, h, w, out_dtype=None):
