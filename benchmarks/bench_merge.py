@@ -10,14 +10,10 @@ float64 formulation first.
     python -m benchmarks.bench_merge --csv merge.csv --tune          # + tile / warp variants
     python -m benchmarks.bench_merge --csv merge.csv --smoke         # CPU (TRITON_INTERPRET=1), tiny
 """
-import argparse
-import csv
-import os
-import sys
 
 import torch
 
-from dasslib.bench.timing import kernel_ms
+from dasslib.bench.kernel_variants import bench_device, kernel_bench_parser, time_variants, unique_variants, write_rows
 from dasslib.scans.ss2d_merge import launch_merge_norm, merge_tiles, ss2d_merge_norm_reference
 
 STAGES = {"stage1": (96, 256, 32), "stage2": (192, 128, 16), "stage3": (384, 64, 8), "stage4": (768, 32, 4)}
@@ -38,38 +34,16 @@ def variants(d, h, w, tune, ys_bytes=4):
         for wp in (4, 8, 16):
             if wp != warps:
                 out.append((f"warps {wp}", (bd, bh, bw, wp)))
-    seen, unique = set(), []
-    for label, tiles in out:
-        if tiles not in seen:
-            seen.add(tiles)
-            unique.append((label, tiles))
-    return unique
-
-
-def copy_gbps(device, small):
-    n = (1 << 20) if small else (1 << 28)
-    src = torch.randn(n // 4, device=device)
-    dst = torch.empty_like(src)
-    return 2 * src.numel() * 4 / (kernel_ms(lambda: dst.copy_(src), device) * 1e-3) / 1e9
+    return unique_variants(out)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--csv", required=True)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--tune", action="store_true", help="also time tile / warp variants")
-    ap.add_argument("--smoke", action="store_true", help="tiny shape on the CPU (TRITON_INTERPRET=1)")
+    ap = kernel_bench_parser(__doc__.split("\n")[0])
     ap.add_argument("--ys-dtype", default="float32", choices=["float32", "bfloat16"],
                     help="the scan outputs' dtype (SS2D's fused inference writes the compute dtype)")
-    ap.add_argument("--commit", default=os.environ.get("DASSLIB_COMMIT", ""))
     args = ap.parse_args(argv)
-    device = torch.device("cpu" if args.smoke else "cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("bench_merge needs CUDA (or --smoke with TRITON_INTERPRET=1)")
+    device, name, gbps_copy = bench_device(args, "bench_merge")
     shapes, batch = (SMOKE, 2) if args.smoke else (STAGES, args.batch)
-    gbps_copy = copy_gbps(device, args.smoke)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device={name} torch={torch.__version__} copy {gbps_copy:.0f} GB/s")
     rows = []
     for stage, (d, h, w) in shapes.items():
         g = torch.Generator(device=device).manual_seed(0)
@@ -82,30 +56,20 @@ def main(argv=None):
         moved = ys.numel() * ys.element_size() + out.numel() * out.element_size()
         ref = torch.compile(ss2d_merge_norm_reference, dynamic=False) if device.type == "cuda" else \
             ss2d_merge_norm_reference
-        for label, tiles in variants(d, h, w, args.tune, ys.element_size()):
+
+        def call(tiles):
             if tiles is None:
-                fn = lambda: ref(ys, wt, bs, 1e-5, h, w, dtype)                                # noqa: E731
-            else:
-                fn = lambda t=tiles: launch_merge_norm(ys, wt, bs, 1e-5, h, w, out, tiles=t)  # noqa: E731
-            got = fn()[:2].double()
-            err = ((got - want).norm() / want.norm()).item()
-            ms = kernel_ms(fn, device)
-            gb = moved / (ms * 1e-3) / 1e9
-            row = dict(device=name, torch=torch.__version__, commit=args.commit, stage=stage, batch=batch, D=d,
-                       H=h, W=w, variant=label, tiles="x".join(map(str, tiles)) if tiles else "",
-                       ms=round(ms, 4), GBps=round(gb, 1), pct_copy=round(100 * gb / gbps_copy, 1),
-                       rel_err=f"{err:.1e}")
-            rows.append(row)
-            print(f"{stage} D={d} {h}x{w} {label:16s} {row['tiles']:14s} {ms:8.3f} ms {gb:7.0f} GB/s "
-                  f"{row['pct_copy']:5.1f}% copy  rel err {err:.1e}")
-            if err > (5e-3 if dtype == torch.bfloat16 else 1e-5):
-                sys.exit(f"{stage} {label}: rel err {err:.1e} against float64")
-    tmp = args.csv + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=FIELDS)
-        wr.writeheader()
-        wr.writerows(rows)
-    os.replace(tmp, args.csv)
+                return ref(ys, wt, bs, 1e-5, h, w, dtype)
+            return launch_merge_norm(ys, wt, bs, 1e-5, h, w, out, tiles=tiles)
+
+        def error(got):
+            got = got[:2].double()
+            return ((got - want).norm() / want.norm()).item()
+
+        base = dict(device=name, torch=torch.__version__, commit=args.commit, stage=stage, batch=batch, D=d, H=h, W=w)
+        rows += time_variants(variants(d, h, w, args.tune, ys.element_size()), call, error, moved, device, gbps_copy,
+                              5e-3 if dtype == torch.bfloat16 else 1e-5, base, prefix=f"{stage} D={d} {h}x{w} ")
+    write_rows(args.csv, FIELDS, rows)
     print(f"wrote {args.csv} ({len(rows)} rows)")
 
 

@@ -10,15 +10,9 @@ checks each variant against the torch form first.
     python -m benchmarks.bench_stem --csv stem.csv --tune          # + tile / warp variants
     python -m benchmarks.bench_stem --csv stem.csv --smoke         # CPU (TRITON_INTERPRET=1), tiny
 """
-import argparse
-import csv
-import os
-import sys
-
 import torch
 
-from benchmarks.bench_merge import copy_gbps
-from dasslib.bench.timing import kernel_ms
+from dasslib.bench.kernel_variants import bench_device, kernel_bench_parser, time_variants, unique_variants, write_rows
 from dasslib.models.stem_kernel import launch_stem, stem_conv_norm_gelu_reference, stem_tiles
 
 FIELDS = ["device", "torch", "commit", "batch", "T", "F", "C", "variant", "tiles", "ms", "GBps", "pct_copy",
@@ -33,29 +27,13 @@ def variants(c, wo, tune):
             for warps in (1, 2, 4, 8):
                 if bw * 64 // (32 * warps) <= 128:          # at most 128 outputs per thread
                     out.append((f"bw {bw} warps {warps}", (bw, warps)))
-    seen, unique = set(), []
-    for label, tiles in out:
-        if tiles not in seen:
-            seen.add(tiles)
-            unique.append((label, tiles))
-    return unique
+    return unique_variants(out)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--csv", required=True)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--tune", action="store_true", help="also time tile / warp variants")
-    ap.add_argument("--smoke", action="store_true", help="tiny shape on the CPU (TRITON_INTERPRET=1)")
-    ap.add_argument("--commit", default=os.environ.get("DASSLIB_COMMIT", ""))
-    args = ap.parse_args(argv)
-    device = torch.device("cpu" if args.smoke else "cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("bench_stem needs CUDA (or --smoke with TRITON_INTERPRET=1)")
+    args = kernel_bench_parser(__doc__.split("\n")[0]).parse_args(argv)
+    device, name, gbps_copy = bench_device(args, "bench_stem")
     (b, t, f, c) = (2, 40, 16, 6) if args.smoke else (args.batch, 1024, 128, 48)
-    gbps_copy = copy_gbps(device, args.smoke)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device={name} torch={torch.__version__} copy {gbps_copy:.0f} GB/s")
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(b, t, f, generator=g, device=device)
     w = torch.randn(c, 1, 3, 3, generator=g, device=device) / 3
@@ -68,30 +46,18 @@ def main(argv=None):
     moved = x.numel() * x.element_size() + out.numel() * out.element_size()
     ref = (torch.compile(stem_conv_norm_gelu_reference, dynamic=False) if device.type == "cuda"
            else stem_conv_norm_gelu_reference)
-    rows = []
-    for label, tiles in variants(c, wo, args.tune):
+
+    def call(tiles):
         if tiles is None:
-            fn = lambda: ref(x, w, cb, nw, nb, 1e-5, True, out_dtype)                    # noqa: E731
-        else:
-            fn = lambda tl=tiles: launch_stem(x, w, cb, nw, nb, 1e-5, True, out, tiles=tl)  # noqa: E731
-        got = fn().float()
-        err = ((got - want).norm() / want.norm()).item()
-        ms = kernel_ms(fn, device)
-        gb = moved / (ms * 1e-3) / 1e9
-        row = dict(device=name, torch=torch.__version__, commit=args.commit, batch=b, T=t, F=f, C=c, variant=label,
-                   tiles="x".join(map(str, tiles)) if tiles else "", ms=round(ms, 4), GBps=round(gb, 1),
-                   pct_copy=round(100 * gb / gbps_copy, 1), rel_err=f"{err:.1e}")
-        rows.append(row)
-        print(f"{label:18s} {row['tiles']:8s} {ms:8.3f} ms {gb:7.0f} GB/s {row['pct_copy']:5.1f}% copy  "
-              f"rel err {err:.1e}", flush=True)
-        if err > 1e-2:
-            sys.exit(f"{label}: rel err {err:.1e} against the torch form")
-    tmp = args.csv + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=FIELDS)
-        wr.writeheader()
-        wr.writerows(rows)
-    os.replace(tmp, args.csv)
+            return ref(x, w, cb, nw, nb, 1e-5, True, out_dtype)
+        return launch_stem(x, w, cb, nw, nb, 1e-5, True, out, tiles=tiles)
+
+    def error(got):
+        return ((got.float() - want).norm() / want.norm()).item()
+
+    base = dict(device=name, torch=torch.__version__, commit=args.commit, batch=b, T=t, F=f, C=c)
+    rows = time_variants(variants(c, wo, args.tune), call, error, moved, device, gbps_copy, 1e-2, base)
+    write_rows(args.csv, FIELDS, rows)
     print(f"wrote {args.csv} ({len(rows)} rows)")
 
 
