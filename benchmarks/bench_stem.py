@@ -27,6 +27,8 @@ def variants(c, wo, tune):
             for warps in (1, 2, 4, 8):
                 if bw * 64 // (32 * warps) <= 128:          # at most 128 outputs per thread
                     out.append((f"bw {bw} warps {warps}", (bw, warps)))
+        for bw, warps in ((128, 8), (64, 4), (32, 4), (32, 2)):   # reading a (B, F, T) copy of the fbank
+            out.append((f"bw {bw} warps {warps} fT", (bw, warps, True)))
     return unique_variants(out)
 
 

@@ -43,6 +43,19 @@ def test_matches_torch(b, t, f, c):
 
 
 @needs_fresh
+@pytest.mark.parametrize("tiles", [(16, 1), (32, 2, True), (64, 4, True)])
+def test_tiles_and_the_transposed_read_give_the_same_output(tiles):
+    """Other program sizes, and the kernel reading a (B, F, T) copy of the fbank (benchmarks/bench_stem.py
+    times them), write what the default does."""
+    from dasslib.models.stem_kernel import launch_stem
+
+    x, w, cb, nw, nb = [a.float() for a in _case(2, 37, 12, 6)]
+    want = stem_conv_norm_gelu(x, w, cb, nw, nb, 1e-6)
+    got = launch_stem(x, w, cb, nw, nb, 1e-6, False, torch.empty_like(want), tiles=tiles)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@needs_fresh
 def test_dass_takes_it_in_inference():
     from dasslib.models import create
 

@@ -30,10 +30,12 @@ def _round_bf16(v):
 
 
 @triton.jit
-def _stem_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps,
+def _stem_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps, st, sf,
                  C: tl.constexpr, BLOCK_C: tl.constexpr, BW: tl.constexpr, ROUND_BF16: tl.constexpr):
-    """x (B, T, F) fbank; output (B, C, Ho, Wo) with Ho along F, Wo along T (the stem's input is
-    the fbank transposed, (B, 1, F, T)); a program: output row ho of batch b, BW positions along wo."""
+    """x: the fbank's (B, T, F) values at b * T * F + t * st + f * sf (st = F, sf = 1 as given; st = 1,
+    sf = T for a (B, F, T) copy, which makes the taps' loads along wo two elements apart instead of 2F);
+    output (B, C, Ho, Wo) with Ho along F, Wo along T (the stem's input is the fbank transposed,
+    (B, 1, F, T)); a program: output row ho of batch b, BW positions along wo."""
     pid_w = tl.program_id(0)
     ho = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -47,7 +49,7 @@ def _stem_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps,
         for j in tl.static_range(3):      # along T (its width)
             t = 2 * wo - 1 + j
             m = (t >= 0) & (t < T) & (f >= 0) & (f < F)
-            xv = tl.load(xb + t * F + f, mask=m, other=0.0).to(tl.float32)
+            xv = tl.load(xb + t * st + f * sf, mask=m, other=0.0).to(tl.float32)
             wv = tl.load(w + c * 9 + i * 3 + j, mask=cm, other=0.0).to(tl.float32)
             if ROUND_BF16:
                 xv = _round_bf16(xv)
@@ -98,7 +100,8 @@ def _stem(x: torch.Tensor, weight: torch.Tensor, conv_bias: torch.Tensor, norm_w
 
 
 def stem_tiles(C, Wo):
-    """(BW, warps): output positions along time per program and its warps. 128 positions x every channel
+    """(BW, warps[, transposed]): output positions along time per program and its warps; transposed
+    (benchmarks): the kernel reads a (B, F, T) copy of the fbank, made first. 128 positions x every channel
     (64 for DASS-Small's 48) in 8 warps: on the H100 (bf16, B=32, 10 s, 2026-12-07, bd63c0f) this took 0.52 ms
     per call, 13x the bytes' time; ``benchmarks/bench_stem.py --tune`` times smaller programs (more of them per
     SM, so that one's loads overlap another's arithmetic)."""
@@ -107,15 +110,19 @@ def stem_tiles(C, Wo):
 
 
 def launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out, tiles=None):
-    """Run the kernel on x (B, T, F) into ``out`` (B, C, ceil(F/2), ceil(T/2)); ``tiles`` (BW, warps),
-    default :func:`stem_tiles` (benchmarks time others)."""
+    """Run the kernel on x (B, T, F) into ``out`` (B, C, ceil(F/2), ceil(T/2)); ``tiles`` (BW, warps[,
+    transposed]), default :func:`stem_tiles` (benchmarks time others)."""
     B, T, F = x.shape
     c, (_, _, Ho, Wo) = weight.shape[0], out.shape
-    bw, warps = tiles or stem_tiles(c, Wo)
+    bw, warps, *transposed = tiles or stem_tiles(c, Wo)
+    if transposed and transposed[0]:
+        x, st, sf = x.transpose(1, 2).contiguous(), 1, T
+    else:
+        x, st, sf = x.contiguous(), F, 1
     _stem_kernel[(triton.cdiv(Wo, bw), Ho, B)](
-        x.contiguous(), weight.contiguous(), conv_bias.contiguous(), norm_weight.contiguous(),
-        norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), C=c, BLOCK_C=triton.next_power_of_2(c), BW=bw,
-        ROUND_BF16=bool(round_bf16), num_warps=warps)
+        x, weight.contiguous(), conv_bias.contiguous(), norm_weight.contiguous(),
+        norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), st, sf, C=c, BLOCK_C=triton.next_power_of_2(c),
+        BW=bw, ROUND_BF16=bool(round_bf16), num_warps=warps)
     return out
 
 
