@@ -48,7 +48,9 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     # training with SS2D scanning the grid in place (rows backward with the direction layout)
     # training with the cross-scan copies (fused_scan_train=False; the default scans in place)
     "dass_small_copies_train": ("dass_small", dict(fused_scan_train=False), (1024, 128)),
-    # the scan's output in the compute dtype (bf16 under autocast) instead of the official fp32
+    # the scan's output in the compute dtype (bf16 under autocast) instead of the official fp32 on every path
+    # (SS2D's fused inference does so by default since 232ce30; these labels change training and the
+    # unfused path too)
     "dass_small_bf16_scan": ("dass_small", dict(scan_fp32=False), (1024, 128)),
     "dass_medium_bf16_scan": ("dass_medium", dict(scan_fp32=False), (1024, 128)),
     # the stem's and SS2D's convolutions as tap sums in the compiled forward (default: cuDNN's)
