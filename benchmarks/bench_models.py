@@ -61,6 +61,12 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_merge_all": ("dass_small", {}, (1024, 128)),
     # inference: the stem's first conv, LayerNorm and GELU as the stem's layers (default: one Triton kernel)
     "dass_small_no_stem_kernel": ("dass_small", {}, (1024, 128)),
+    # the stem kernel reading a (B, F, T) copy of the fbank (coalesced taps), or with its convolution on the
+    # tensor cores (stem_kernel._stem_dot_kernel), instead of the default's strided taps
+    "dass_small_stem_ft": ("dass_small", {}, (1024, 128)),
+    "dass_small_stem_dot": ("dass_small", {}, (1024, 128)),
+    "dass_small_stem_dot_ft": ("dass_small", {}, (1024, 128)),
+    "dass_medium_stem_dot": ("dass_medium", {}, (1024, 128)),
     # inference: the fused scan's y in fp32 as scan_fp32 has it (default: the compute dtype, summed in fp32)
     "dass_small_fp32_y": ("dass_small", {}, (1024, 128)),
     "dass_medium_fp32_y": ("dass_medium", {}, (1024, 128)),
@@ -87,6 +93,10 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
          "dass_small_merge_all": dict(merge_kernel_min_positions=0),
          "dass_small_no_stem_kernel": dict(stem_kernel=False),
+         "dass_small_stem_ft": dict(stem_tiles=(64, 4, True, False)),
+         "dass_small_stem_dot": dict(stem_tiles=(128, 8, False, True)),
+         "dass_small_stem_dot_ft": dict(stem_tiles=(128, 8, True, True)),
+         "dass_medium_stem_dot": dict(stem_tiles=(128, 8, False, True)),
          "dass_small_fp32_y": dict(y_fp32_inference=True),
          "dass_medium_fp32_y": dict(y_fp32_inference=True),
          "dass_medium_merge_all": dict(merge_kernel_min_positions=0),

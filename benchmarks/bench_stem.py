@@ -30,6 +30,11 @@ def variants(c, wo, tune, smoke=False):
                     out.append((f"bw {bw} warps {warps}", (bw, warps)))
         for bw, warps in ((32, 4),) if smoke else ((128, 8), (64, 4), (32, 4), (32, 2)):   # a (B, F, T) copy
             out.append((f"bw {bw} warps {warps} fT", (bw, warps, True)))
+        # the convolution on the tensor cores, from the fbank as given or from a (B, F, T) copy
+        for bw, warps in ((16, 1),) if smoke else ((128, 8), (128, 4), (64, 4), (256, 8), (64, 2)):
+            out.append((f"bw {bw} warps {warps} dot", (bw, warps, False, True)))
+        for bw, warps in ((32, 2),) if smoke else ((128, 8), (64, 4)):
+            out.append((f"bw {bw} warps {warps} dot fT", (bw, warps, True, True)))
     return unique_variants(out)
 
 

@@ -25,21 +25,21 @@ if [ "$job" = dass ]; then
     timeout 120 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
         > "$out/gpu_tests_$commit.log" 2>&1
     echo "gpu tests: $(tail -1 "$out/gpu_tests_$commit.log")"
-    timeout 60 python3 -m benchmarks.bench_stem --tune --commit "$commit" --csv "$out/stem_tune_$commit.csv" \
+    timeout 75 python3 -m benchmarks.bench_stem --tune --commit "$commit" --csv "$out/stem_tune_$commit.csv" \
         > "$out/stem_tune_$commit.log" 2>&1
     echo "bench_stem: exit $?"
-    models=ast_base_sdpa,dass_small,dass_small_merge_2048,dass_small_no_stem_kernel
-    models=$models,dass_medium,dass_medium_fp32_y
-    timeout 220 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
+    models=ast_base_sdpa,dass_small,dass_small_stem_ft,dass_small_stem_dot,dass_small_merge_2048
+    models=$models,dass_medium,dass_medium_stem_dot
+    timeout 230 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
         --models "$models" --skip-b1 --skip-train --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_$commit.log" 2>&1
     echo "bench_models: exit $?"
-    timeout 90 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
-        --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 70 \
+    timeout 80 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
+        --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 60 \
         --bwd-variants '{"dass": [{"bwd_spread": true}, {"bwd_spread": true, "bwd_chunks": 1}, {"bwd_prefetch": 2}, {"bwd_chunks": 1}]}' \
         > /dev/null 2>&1
     echo "bench_scan: exit $?"
-    timeout 60 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
+    timeout 55 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
         python3 -m benchmarks.profile_scan --shape dass --dtype bf16 --backward --warmup 2 \
         > "$out/ncu_rows_bwd_dass_bf16_$commit.txt" 2>&1

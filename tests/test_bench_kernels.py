@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("script,must,max_err", [
     ("bench_merge", {"kernel default", "inductor"}, 1e-5),
-    ("bench_stem", {"kernel default", "inductor", "bw 16 warps 1", "bw 128 warps 8", "bw 32 warps 4 fT"}, 1e-2),
+    ("bench_stem", {"kernel default", "inductor", "bw 16 warps 1", "bw 128 warps 8", "bw 32 warps 4 fT",
+                    "bw 16 warps 1 dot", "bw 32 warps 2 dot fT"}, 1e-2),
 ])
 def test_kernel_bench_smoke_writes_checked_rows(tmp_path, script, must, max_err):
     out_csv = tmp_path / "k.csv"

@@ -158,6 +158,9 @@ class DASS(AudioClassifier, nn.Module):
     # interpreter). H100, bf16, B=32 (2026-12-07, 2f4267d): eager forward 24.69 -> 22.98 ms, compiled
     # 11.38 -> 11.35 ms (inductor had fused most of it). False: the stem's own layers
     stem_kernel = True
+    # the stem kernel's program shape, (BW, warps, transposed, dot) of stem_kernel.stem_tiles; None: its
+    # default (benchmarks/bench_models.py labels time others)
+    stem_tiles = None
 
     def _stem_kernel_dtype(self, x):
         """The kernel's output dtype when it applies to this call, else None: ``stem_kernel`` on,
@@ -179,7 +182,8 @@ class DASS(AudioClassifier, nn.Module):
             return pe(x.unsqueeze(1).transpose(2, 3))
         from .stem_kernel import stem_conv_norm_gelu
         y = stem_conv_norm_gelu(x, pe[0].weight, pe[0].bias, pe[2].weight, pe[2].bias, pe[2].eps,
-                                round_bf16=torch.is_autocast_enabled(x.device.type), out_dtype=dtype)
+                                round_bf16=torch.is_autocast_enabled(x.device.type), out_dtype=dtype,
+                                tiles=self.stem_tiles)
         return pe[7](pe[5](y))
 
     def forward_features_lean(self, x, **chunks):

@@ -13,6 +13,8 @@ convolution into a channel LayerNorm.
 Rounding follows the eager path: under bf16 autocast the convolution reads bf16-rounded inputs and
 weights and rounds its output to bf16; LayerNorm and GELU then run in fp32 (``round_bf16``).
 """
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -73,6 +75,44 @@ def _stem_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps, st, sf,
     tl.store(dst, o.to(out.dtype.element_ty), mask=cm[:, None] & (wo < Wo)[None, :])
 
 
+@triton.jit
+def _stem_dot_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps, st, sf,
+                     C: tl.constexpr, BLOCK_C: tl.constexpr, BW: tl.constexpr, ROUND_BF16: tl.constexpr):
+    """The same as :func:`_stem_kernel` with the convolution as one matrix product on the tensor cores:
+    the program's BW positions' nine taps (padded to 16) times the (16, BLOCK_C) weights. Under
+    ROUND_BF16 the inputs are bf16 values already, so the product is the convolution's (exact products,
+    fp32 sums in another order); in fp32 the product runs in IEEE fp32. The LayerNorm then reduces over
+    the accumulator's columns (a few lanes of one warp) instead of across warps."""
+    pid_w = tl.program_id(0)
+    ho = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    c = tl.arange(0, BLOCK_C)
+    k = tl.arange(0, 16)                  # tap i * 3 + j (i along F, j along T); 9 used
+    wo = pid_w * BW + tl.arange(0, BW)
+    cm = c < C
+    f = 2 * ho - 1 + k // 3
+    t = 2 * wo[:, None] - 1 + (k % 3)[None, :]
+    m = (k < 9)[None, :] & (t >= 0) & (t < T) & ((f >= 0) & (f < F))[None, :] & (wo < Wo)[:, None]
+    xv = tl.load(x + b * T * F + t * st + f[None, :] * sf, mask=m, other=0.0).to(tl.float32)
+    wv = tl.load(w + c[None, :] * 9 + k[:, None], mask=(k < 9)[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    bias = tl.load(cb + c, mask=cm, other=0.0).to(tl.float32)
+    if ROUND_BF16:
+        y = tl.dot(_round_bf16(xv), _round_bf16(wv), input_precision="tf32")
+        y = _round_bf16(y + _round_bf16(bias)[None, :])
+    else:
+        y = tl.dot(xv, wv, input_precision="ieee") + bias[None, :]
+    y = tl.where(cm[None, :], y, 0.0)                       # (BW, BLOCK_C)
+    mean = tl.sum(y, axis=1) / C
+    yc = tl.where(cm[None, :], y - mean[:, None], 0.0)
+    var = tl.sum(yc * yc, axis=1) / C
+    o = yc * (1.0 / tl.sqrt(var + eps))[:, None]
+    o = o * tl.load(nw + c, mask=cm, other=0.0).to(tl.float32)[None, :] \
+        + tl.load(nb + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    o = 0.5 * o * (1.0 + tl.erf(o * 0.7071067811865476))
+    dst = out + b * C * Ho * Wo + c[None, :].to(tl.int64) * Ho * Wo + ho * Wo + wo[:, None]
+    tl.store(dst, o.to(out.dtype.element_ty), mask=cm[None, :] & (wo < Wo)[:, None])
+
+
 def _check(x, weight, conv_bias, norm_weight, norm_bias):
     if x.dim() != 3:
         raise ValueError(f"the stem kernel takes an fbank (B, T, F), got {tuple(x.shape)}")
@@ -87,7 +127,8 @@ def _check(x, weight, conv_bias, norm_weight, norm_bias):
 
 @torch.library.custom_op("dasslib::stem_conv_norm_gelu", mutates_args=())
 def _stem(x: torch.Tensor, weight: torch.Tensor, conv_bias: torch.Tensor, norm_weight: torch.Tensor,
-          norm_bias: torch.Tensor, eps: float, round_bf16: bool, out_dtype: torch.dtype) -> torch.Tensor:
+          norm_bias: torch.Tensor, eps: float, round_bf16: bool, out_dtype: torch.dtype,
+          tiles: Optional[list[int]] = None) -> torch.Tensor:
     _check(x, weight, conv_bias, norm_weight, norm_bias)
     B, T, F = x.shape
     c = weight.shape[0]
@@ -96,12 +137,14 @@ def _stem(x: torch.Tensor, weight: torch.Tensor, conv_bias: torch.Tensor, norm_w
     # casts (to nearest, as the GPU's store does)
     kdt = out_dtype if x.device.type == "cuda" else torch.float32
     out = torch.empty((B, c, Ho, Wo), dtype=kdt, device=x.device)
-    return launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out).to(out_dtype)
+    return launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out,
+                       tiles=tiles).to(out_dtype)
 
 
 def stem_tiles(C, Wo):
-    """(BW, warps[, transposed]): output positions along time per program and its warps; transposed
-    (benchmarks): the kernel reads a (B, F, T) copy of the fbank, made first. 128 positions x every channel
+    """(BW, warps[, transposed[, dot]]): output positions along time per program and its warps; transposed
+    (benchmarks): the kernel reads a (B, F, T) copy of the fbank, made first; dot: the convolution as a
+    matrix product on the tensor cores (:func:`_stem_dot_kernel`). 128 positions x every channel
     (64 for DASS-Small's 48) in 8 warps: on the H100 (bf16, B=32, 10 s, 2026-12-07, bd63c0f) this took 0.52 ms
     per call, 13x the bytes' time; ``benchmarks/bench_stem.py --tune`` times smaller programs (more of them per
     SM, so that one's loads overlap another's arithmetic)."""
@@ -111,15 +154,17 @@ def stem_tiles(C, Wo):
 
 def launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out, tiles=None):
     """Run the kernel on x (B, T, F) into ``out`` (B, C, ceil(F/2), ceil(T/2)); ``tiles`` (BW, warps[,
-    transposed]), default :func:`stem_tiles` (benchmarks time others)."""
+    transposed[, dot]]), default :func:`stem_tiles` (benchmarks time others)."""
     B, T, F = x.shape
     c, (_, _, Ho, Wo) = weight.shape[0], out.shape
-    bw, warps, *transposed = tiles or stem_tiles(c, Wo)
-    if transposed and transposed[0]:
+    bw, warps, *rest = tiles or stem_tiles(c, Wo)
+    transposed, dot = (list(rest) + [False, False])[:2]
+    if transposed:
         x, st, sf = x.transpose(1, 2).contiguous(), 1, T
     else:
         x, st, sf = x.contiguous(), F, 1
-    _stem_kernel[(triton.cdiv(Wo, bw), Ho, B)](
+    kernel = _stem_dot_kernel if dot else _stem_kernel
+    kernel[(triton.cdiv(Wo, bw), Ho, B)](
         x, weight.contiguous(), conv_bias.contiguous(), norm_weight.contiguous(),
         norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), st, sf, C=c, BLOCK_C=triton.next_power_of_2(c),
         BW=bw, ROUND_BF16=bool(round_bf16), num_warps=warps)
@@ -127,18 +172,20 @@ def launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, o
 
 
 @_stem.register_fake
-def _stem_fake(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out_dtype):
+def _stem_fake(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out_dtype, tiles=None):
     _check(x, weight, conv_bias, norm_weight, norm_bias)
     B, T, F = x.shape
     return x.new_empty((B, weight.shape[0], (F + 1) // 2, (T + 1) // 2), dtype=out_dtype)
 
 
-def stem_conv_norm_gelu(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16=False, out_dtype=None):
+def stem_conv_norm_gelu(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16=False, out_dtype=None,
+                        tiles=None):
     """GELU(LayerNorm2d(conv3x3_s2_p1(x (B, T, F) as (B, 1, F, T)))) -> (B, C, ceil(F/2), ceil(T/2)) in
     ``out_dtype`` (default x's dtype); no gradients. ``round_bf16``: the convolution's inputs and output
-    rounded to bf16, as under bf16 autocast."""
+    rounded to bf16, as under bf16 autocast; ``tiles``: see :func:`stem_tiles` (None: its choice)."""
     return torch.ops.dasslib.stem_conv_norm_gelu(x, weight, conv_bias, norm_weight, norm_bias, float(eps),
-                                                 bool(round_bf16), out_dtype or x.dtype)
+                                                 bool(round_bf16), out_dtype or x.dtype,
+                                                 None if tiles is None else [int(v) for v in tiles])
 
 
 def stem_conv_norm_gelu_reference(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16=False,

@@ -112,13 +112,15 @@ def test_ss2d_merge_kernel_matches_torch(d, h, w):
     assert rel(ss2d_merge_norm(ys, wt, bs, 1e-5, h, w, torch.bfloat16), want) < 5e-3
 
 
-def test_stem_kernel_matches_torch_and_autocast():
+@pytest.mark.parametrize("tiles", [None, (64, 4, True, False), (128, 8, False, True), (128, 8, True, True)])
+def test_stem_kernel_matches_torch_and_autocast(tiles):
     """The stem kernel (conv from one channel + LayerNorm + GELU) at DASS-Small's 10 s input, fp32 and under
-    bf16 autocast against the model's own layers."""
+    bf16 autocast against the model's own layers: the default, the (B, F, T) read and the tensor-core form."""
     from dasslib.models import create
 
     torch.manual_seed(0)
     m = create("dass_small").to(CUDA).eval()
+    m.stem_tiles = tiles
     x = torch.randn(4, 1024, 128, device=CUDA)
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False          # the reference's convolutions in full fp32
