@@ -61,8 +61,11 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_merge_all": ("dass_small", {}, (1024, 128)),
     # inference: the stem's first conv, LayerNorm and GELU as the stem's layers (default: one Triton kernel)
     "dass_small_no_stem_kernel": ("dass_small", {}, (1024, 128)),
-    # the stem kernel reading a (B, F, T) copy of the fbank (coalesced taps), or with its convolution on the
-    # tensor cores (stem_kernel._stem_dot_kernel), instead of the default's strided taps
+    # the stem kernel's forms: its first (128 positions x 8 warps, FMAs over strided taps; the default
+    # until 3819f87), reading a (B, F, T) copy of the fbank (coalesced taps), the convolution on the tensor
+    # cores (stem_kernel._stem_dot_kernel, the default since, at 64 positions x 4 warps) at 128 x 8
+    "dass_small_stem_first": ("dass_small", {}, (1024, 128)),
+    "dass_medium_stem_first": ("dass_medium", {}, (1024, 128)),
     "dass_small_stem_ft": ("dass_small", {}, (1024, 128)),
     "dass_small_stem_dot": ("dass_small", {}, (1024, 128)),
     "dass_small_stem_dot_ft": ("dass_small", {}, (1024, 128)),
@@ -93,6 +96,8 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_inductor_merge": dict(merge_kernel=False),
          "dass_small_merge_all": dict(merge_kernel_min_positions=0),
          "dass_small_no_stem_kernel": dict(stem_kernel=False),
+         "dass_small_stem_first": dict(stem_tiles=(128, 8, False, False)),
+         "dass_medium_stem_first": dict(stem_tiles=(128, 8, False, False)),
          "dass_small_stem_ft": dict(stem_tiles=(64, 4, True, False)),
          "dass_small_stem_dot": dict(stem_tiles=(128, 8, False, True)),
          "dass_small_stem_dot_ft": dict(stem_tiles=(128, 8, True, True)),

@@ -158,10 +158,11 @@ def test_no_softplus_and_forward_only_paths():
 
 def test_pick_config_regimes():
     cpu = torch.device("cpu")
-    # DASS-like: 12 x 768 rows of 8192 steps, N=1 -> rows kernels, chunked to ~8 waves
+    # DASS-like: 12 x 768 rows of 8192 steps, N=1 -> rows kernels in one chunk, the backward's row blocks
+    # (batch, group)-fastest
     c = pick_config(12 * 768, 8192, 1, cpu, sms=132)
     assert c.fwd == "rows" and c.rows == 4 and c.prefetch == 2 and c.rows_chunks == 1
-    assert c.bwd == "rows" and c.bwd_rows == 1 and c.bwd_warps == 1 and c.bwd_chunks == 4
+    assert c.bwd == "rows" and c.bwd_rows == 1 and c.bwd_warps == 1 and c.bwd_chunks == 1 and c.bwd_spread
     # AuM-like: many short rows, N=16 -> the sequential forward in one chunk, the rows backward
     # with one row per program
     c = pick_config(12 * 1536, 513, 16, cpu, sms=132)

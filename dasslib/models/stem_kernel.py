@@ -144,12 +144,15 @@ def _stem(x: torch.Tensor, weight: torch.Tensor, conv_bias: torch.Tensor, norm_w
 def stem_tiles(C, Wo):
     """(BW, warps[, transposed[, dot]]): output positions along time per program and its warps; transposed
     (benchmarks): the kernel reads a (B, F, T) copy of the fbank, made first; dot: the convolution as a
-    matrix product on the tensor cores (:func:`_stem_dot_kernel`). 128 positions x every channel
-    (64 for DASS-Small's 48) in 8 warps: on the H100 (bf16, B=32, 10 s, 2026-12-07, bd63c0f) this took 0.52 ms
-    per call, 13x the bytes' time; ``benchmarks/bench_stem.py --tune`` times smaller programs (more of them per
-    SM, so that one's loads overlap another's arithmetic)."""
-    bw = 128 if Wo >= 128 else max(16, triton.next_power_of_2(Wo))
-    return bw, 8 if triton.next_power_of_2(C) * bw >= 8192 else 4
+    matrix product on the tensor cores (:func:`_stem_dot_kernel`).
+
+    Default: the dot form, 64 positions x every channel in 4 warps. H100, bf16, B=32, 10 s, DASS-Small's
+    48 channels (3819f87, ``benchmarks/bench_stem.py --tune``): 0.152 ms per call against 0.522 ms for the
+    first form's 128 positions x 8 warps (the choice until then) and 0.486 ms for inductor's compiled
+    layers. That form's nine tap loads per position are 1 KB apart in the (B, T, F) fbank, so each warp
+    load touches a cache line per position; its best tiles (32 x 1 warp) took 0.178 ms."""
+    bw = 64 if Wo >= 64 else max(16, triton.next_power_of_2(Wo))
+    return bw, 4, False, True
 
 
 def launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, out, tiles=None):

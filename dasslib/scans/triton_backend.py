@@ -60,7 +60,8 @@ class TritonConfig:
     bwd_spread: the "rows" backward runs its row blocks in an order with (batch, B group) fastest
     instead of channels fastest. In launch order the programs running at once are a group's
     channels side by side, and each adds its time-varying dB / dC into the same (N, L) row of its
-    group (DASS: 192 channels per group); spread, about 1 / (batch x G) of them do. Not yet timed.
+    group (DASS: 192 channels per group); spread, about 1 / (batch x G) of them do. On by default where
+    many rows run the rows kernels (pick_config; 15% faster in bf16 at the dass shape on the H100).
     rows_carry_in_scan: the "rows" forward's carry enters each tile's scan at its first step and
     leaves as a masked sum (default), instead of being added after the scan times the cumulative
     decay and read with a gather (False; same values). The second form (78f5022) saved 24 of 656
@@ -143,11 +144,14 @@ def pick_config(rows, L, N, device, sms=None):
         # 32 one-warp programs per SM, >= 8 waves
         # forward: one chunk: on the H100 (results/gpu/scan_bench.log) 4 chained chunks were no
         # faster in fp32 (0.561 vs 0.554 ms) and slower in bf16 (0.578 vs 0.340 ms) at DASS 12x768x8192
+        # backward: one chunk per row, row blocks (batch, B group)-fastest (bwd_spread). H100, dass shape
+        # 12 x 768 x 8192, forward+backward (3819f87, results/gpu/model_speed/scan_tune_dass_bwd_*): bf16
+        # 1.420 ms against 1.677 in launch order and 2.276 with 4 chained chunks (the choice until then);
+        # fp32 1.681 against 1.789 and 1.754. SS2D's direction layouts ran one chunk already.
         chunks = 1
-        bwd_chunks = max(1, min(triton.cdiv(256 * sms, triton.cdiv(rows, bwd_rows)), L // 1024))
         return TritonConfig(fwd="rows", prefetch=2 if N <= 2 else 1, rows=4, rows_warps=4,
                             rows_chunks=chunks, bwd="rows", bwd_rows=bwd_rows, bwd_warps=1,
-                            bwd_chunks=bwd_chunks, **base)
+                            bwd_chunks=1, bwd_spread=True, **base)
     chained = rows < 8 * sms and n_tiles >= 4
     if NP <= 2:
         # few rows, small state (DASS at long inputs: 768 rows of 2^19 steps, N 1): the rows
