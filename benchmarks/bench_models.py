@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from dasslib import fast as fast_settings
 from dasslib import models
 from dasslib.bench import make_step, peak_memory_mb, reset_peak, time_step
 from dasslib.fast import compile_for_training, fast_forward, resolve_fast
@@ -82,6 +83,11 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "dass_small_dtproj24": ("dass_small", {}, (1024, 128)),
     "dass_medium": ("dass_medium", {}, (1024, 128)),
     "dass_medium_dtproj24": ("dass_medium", {}, (1024, 128)),
+    # the fast path's CUDA graph captured whole by torch.cuda.graph (dasslib.fast.GRAPH_CAPTURE = "whole")
+    # instead of inductor's CUDA-graph trees
+    "ast_base_sdpa_whole_graph": ("ast_base", dict(attn="sdpa"), (1024, 128)),
+    "dass_small_whole_graph": ("dass_small", {}, (1024, 128)),
+    "dass_medium_whole_graph": ("dass_medium", {}, (1024, 128)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
     "aum_base_copies": ("aum_base", {}, (1024, 128)),
@@ -111,6 +117,11 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_medium_dtproj24": dict(dtproj_max_rank=24),
          "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
          "aum_base_unpadded": dict(scan_pad="never")}
+# dasslib.fast settings a label runs under (every other label runs under their defaults)
+FAST_ATTRS = {"ast_base_sdpa_whole_graph": dict(GRAPH_CAPTURE="whole"),
+              "dass_small_whole_graph": dict(GRAPH_CAPTURE="whole"),
+              "dass_medium_whole_graph": dict(GRAPH_CAPTURE="whole")}
+_FAST_DEFAULTS = {k: getattr(fast_settings, k) for attrs in FAST_ATTRS.values() for k in attrs}
 BASELINE = "ast_base_sdpa"
 FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "path", "mode",
           "batch", "frames", "mel_bins", "ms", "ms_p10", "ms_p90", "clips_per_s", "peak_MiB",
@@ -434,6 +445,8 @@ def main():
     summary = []
 
     for label in labels:
+        for k, v in {**_FAST_DEFAULTS, **FAST_ATTRS.get(label, {})}.items():
+            setattr(fast_settings, k, v)
         m, frames, mel = build(label, device)
         params = models.count_parameters(m) / 1e6
         x1 = torch.randn(small, frames, mel, device=device)

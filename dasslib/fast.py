@@ -30,7 +30,7 @@ import warnings
 
 import torch
 
-__all__ = ["FAST_MODES", "GRAPH_MAX_ELEMS", "check_fast", "resolve_fast", "FastForward",
+__all__ = ["FAST_MODES", "GRAPH_MAX_ELEMS", "check_fast", "resolve_fast", "FastForward", "CapturedForward",
            "fast_forward", "clear_cache", "resolve_train_fast", "compile_for_training"]
 
 FAST_MODES = ("auto", "off", "compile", "graphs")
@@ -43,6 +43,13 @@ _cache = collections.OrderedDict()
 # torch.compile backend; tests on the CPU swap in "aot_eager" (the same graph capture and
 # autograd, without inductor's minutes of C++ compiling)
 COMPILE_BACKEND = "inductor"
+# how "graphs" makes a shape's CUDA graph (read when a FastForward is built):
+# - "inductor": torch.compile's mode="reduce-overhead" (CUDA-graph trees);
+# - "whole": the forward compiled without graphs and captured by torch.cuda.graph as one graph per shape,
+#   replayed on a static copy of the input (:class:`CapturedForward`). Each call then skips dynamo's guards
+#   and the trees' bookkeeping, host work that a call timed alone waits for (bench_models times every
+#   call between CUDA events after the GPU went idle). Only without gradients; not yet timed on a GPU.
+GRAPH_CAPTURE = "inductor"
 
 
 def check_fast(fast):
@@ -88,12 +95,16 @@ class FastForward:
     def __init__(self, model, mode="compile", max_shapes=8):
         if mode not in ("compile", "graphs"):
             raise ValueError(f"mode must be 'compile' or 'graphs', got {mode!r}")
+        if GRAPH_CAPTURE not in ("inductor", "whole"):
+            raise ValueError(f"GRAPH_CAPTURE must be 'inductor' or 'whole', got {GRAPH_CAPTURE!r}")
         self.model, self.mode, self.max_shapes = model, mode, max_shapes
         _allow_recompiles(64)
-        graphs = mode == "graphs" and COMPILE_BACKEND == "inductor"
+        self.whole = mode == "graphs" and GRAPH_CAPTURE == "whole"
+        graphs = mode == "graphs" and COMPILE_BACKEND == "inductor" and not self.whole
         self.compiled = torch.compile(model, fullgraph=True, dynamic=False,
                                       backend=COMPILE_BACKEND,
                                       mode="reduce-overhead" if graphs else None)
+        self.captured = {}   # "whole": key -> CapturedForward
         self.shapes = set()
         self._warned = False
         self.failed = None   # the exception that made this forward fall back to eager
@@ -113,7 +124,9 @@ class FastForward:
         if self.failed is not None:
             return self.model(x)
         try:
-            if self.mode == "graphs":
+            if self.whole and not torch.is_grad_enabled():
+                return self._replay(key, x)
+            if self.mode == "graphs" and not self.whole:
                 torch.compiler.cudagraph_mark_step_begin()
             return self.compiled(x)
         except torch.OutOfMemoryError:
@@ -123,6 +136,56 @@ class FastForward:
             warnings.warn(f"{type(self.model).__name__}: the compiled forward failed "
                           f"({type(e).__name__}: {str(e)[:300]}); running eagerly from now on")
             return self.model(x)
+
+
+    def _replay(self, key, x):
+        """GRAPH_CAPTURE "whole": the captured graph of this key and of the model's current tensors."""
+        key = key + (torch.is_inference_mode_enabled(), tensor_addresses(self.model))
+        cap = self.captured.get(key)
+        if cap is None:
+            stale = [k for k in self.captured if k[:-1] == key[:-1]]   # the same shape, other tensors
+            for k in stale:
+                del self.captured[k]
+            cap = self.captured[key] = CapturedForward(self.compiled, x)
+        return cap(x)
+
+
+def tensor_addresses(model):
+    """(address, shape) of every parameter and buffer: a captured graph reads the tensors at these
+    addresses, so weights loaded in place are seen, and a new tensor (a replaced module, a load with
+    ``assign=True``) means a new capture."""
+    return tuple((t.data_ptr(), tuple(t.shape)) for t in
+                 [*model.parameters(), *model.buffers()])
+
+
+class CapturedForward:
+    """``fn(x)`` captured once as one CUDA graph on a static copy of ``x`` (no gradients), then replayed:
+    ``__call__(x)`` copies x in and returns the graph's output tensors, which the next call overwrites.
+    Two warm-up calls on a side stream first (compilation, autotuning and lazy initialisation stay out
+    of the graph). Written by hand rather than with ``torch.cuda.make_graphed_callables``, which
+    captures a backward too and needs inputs that require gradients."""
+
+    def __init__(self, fn, x):
+        if not x.is_cuda:
+            raise ValueError(f"a CUDA graph needs a CUDA input, got {x.device}")
+        self.x = x.clone()
+        current = torch.cuda.current_stream(x.device)
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                fn(self.x)
+        current.wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = fn(self.x)
+
+    def __call__(self, x):
+        if x.shape != self.x.shape or x.dtype != self.x.dtype:
+            raise ValueError(f"captured for {tuple(self.x.shape)} {self.x.dtype}, got {tuple(x.shape)} {x.dtype}")
+        self.x.copy_(x)
+        self.graph.replay()
+        return self.out
 
 
 def fast_forward(model, fast="auto", x=None):

@@ -38,8 +38,8 @@ def test_every_label_the_gpu_jobs_time_exists():
     attributes exist on the model it builds (a renamed default must not leave a job timing nothing)."""
     import re
 
-    from benchmarks.bench_models import ATTRS, MODELS, SMOKE
-    from dasslib import models
+    from benchmarks.bench_models import ATTRS, FAST_ATTRS, MODELS, SMOKE
+    from dasslib import fast, models
 
     text = (ROOT / "scripts" / "gpu_speed_check.sh").read_text()
     labels = set()
@@ -52,3 +52,5 @@ def test_every_label_the_gpu_jobs_time_exists():
         m = models.create(name, num_classes=3, **{**MODELS[label][1], **SMOKE[name.split("_")[0]]})
         for attr in attrs:
             assert any(hasattr(mod, attr) for mod in m.modules()), (label, attr)
+    for label, attrs in FAST_ATTRS.items():
+        assert label in MODELS and all(hasattr(fast, k) for k in attrs), label

@@ -189,3 +189,53 @@ def test_the_cache_keeps_only_the_last_models():
     assert gone() is None          # evicted: the oldest model is freed with its compiled forward
     fast.clear_cache()
     assert not fast._cache
+
+
+def test_whole_graph_capture_keys_on_shape_mode_and_the_model_tensors(monkeypatch):
+    """GRAPH_CAPTURE = "whole": one capture per (shape, dtype, mode, autocast, inference mode, parameter and
+    buffer addresses); a weight loaded in place keeps the capture (a graph reads the same addresses), a
+    new tensor makes a new one and drops the stale one; with gradients on, the compiled forward runs as
+    it is. The CUDA capture itself is stood in for here (tests/gpu/test_cuda_paths.py runs it)."""
+    made = []
+
+    class FakeCapture:
+        def __init__(self, fn, x):
+            made.append(tuple(x.shape))
+            self.fn = fn
+
+        def __call__(self, x):
+            return self.fn(x)
+
+    monkeypatch.setattr(fast, "CapturedForward", FakeCapture)
+    monkeypatch.setattr(fast, "GRAPH_CAPTURE", "whole")
+    torch.manual_seed(0)
+    m = M.create("dass_small", **TINY).eval()
+    ff = fast.FastForward(m, "graphs")
+    x = torch.randn(2, 64, 32)
+    with torch.inference_mode():
+        a = ff(x)
+        ff(x)
+        assert made == [(2, 64, 32)] and torch.allclose(a, m(x), atol=1e-5)
+        ff(torch.randn(1, 64, 32))
+        assert made == [(2, 64, 32), (1, 64, 32)]
+    with torch.no_grad():
+        m.classifier.head.weight.mul_(2.0)            # loaded in place: the same capture
+    with torch.inference_mode():
+        ff(x)
+    assert len(made) == 2
+    head = m.classifier.head
+    m.classifier.head = torch.nn.Linear(head.in_features, head.out_features)   # a new tensor: recaptured
+    with torch.inference_mode():
+        ff(x)
+    assert len(made) == 3 and len(ff.captured) == 2      # the stale (2, 64, 32) capture was dropped
+    y = ff(x.requires_grad_(True))                       # gradients: no capture
+    assert len(made) == 3 and y.requires_grad
+
+
+def test_graph_capture_setting_is_checked_and_capture_needs_cuda(monkeypatch):
+    m = M.create("dass_small", **TINY).eval()
+    monkeypatch.setattr(fast, "GRAPH_CAPTURE", "everything")
+    with pytest.raises(ValueError, match="GRAPH_CAPTURE"):
+        fast.FastForward(m, "graphs")
+    with pytest.raises(ValueError, match="needs a CUDA input"):
+        fast.CapturedForward(m, torch.randn(1, 64, 32))

@@ -187,19 +187,47 @@ def test_fobi_scan_matches_the_flipped_copies(b, dtype):
 
 
 @pytest.mark.parametrize("name", ["dass_small", "aum_tiny", "ssam_tiny", "ast_tiny"])
-@pytest.mark.parametrize("mode", ["compile", "graphs"])
-def test_fast_forward_matches_eager_in_fp32(name, mode):
-    from dasslib.fast import FastForward
+@pytest.mark.parametrize("mode", ["compile", "graphs", "graphs_whole"])
+def test_fast_forward_matches_eager_in_fp32(name, mode, monkeypatch):
+    """compile, inductor's CUDA-graph trees and the whole-forward capture (GRAPH_CAPTURE "whole")."""
+    import dasslib.fast as fast
     from dasslib.models import create
 
+    if mode == "graphs_whole":
+        monkeypatch.setattr(fast, "GRAPH_CAPTURE", "whole")
+        mode = "graphs"
     torch.manual_seed(0)
     kw = TINY_DASS if name == "dass_small" else {}
     model = create(name, num_classes=7, **kw).to(CUDA).eval()
     x = torch.randn(3, 1024 if name != "ssam_tiny" else 1000, 128 if name != "ssam_tiny" else 80, device=CUDA)
     with torch.no_grad():
         eager = model(x)
-        fast = FastForward(model, mode)(x).clone()
+        fast = fast.FastForward(model, mode)(x).clone()
     assert rel(fast, eager) < 1e-4
+
+
+def test_whole_graph_replay_reads_weights_loaded_in_place(monkeypatch):
+    """The captured forward (GRAPH_CAPTURE "whole") replayed on new inputs and after load_state_dict (which
+    copies into the same tensors) gives eager's logits each time, under bf16 autocast and inference mode as
+    predict runs it."""
+    import dasslib.fast as fast
+    from dasslib.models import create
+
+    monkeypatch.setattr(fast, "GRAPH_CAPTURE", "whole")
+    torch.manual_seed(0)
+    model = create("dass_small", num_classes=7, **TINY_DASS).to(CUDA).eval()
+    other = create("dass_small", num_classes=7, **TINY_DASS).to(CUDA).eval()
+    ff = fast.FastForward(model, "graphs")
+    g = torch.Generator(device="cuda").manual_seed(1)
+    for step in range(3):
+        if step == 2:
+            model.load_state_dict(other.state_dict())
+        x = torch.randn(4, 1024, 128, generator=g, device=CUDA)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            got = ff(x).float().clone()
+            want = model(x).float()
+        assert rel(got, want) < 2e-2, step
+    assert len(ff.captured) == 1
 
 
 def test_graph_replayed_training_steps_match_eager():
