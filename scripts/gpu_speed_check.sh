@@ -49,7 +49,7 @@ if [ "$job" = dass ]; then
         > "$out/ncu_rows_bwd_dass_bf16_$commit.txt" 2>&1
     echo "ncu: exit $?"
 elif [ "$job" = bars ]; then
-    timeout 100 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem_kernel or (fast_forward and dass)" \
+    timeout 100 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem_kernel or whole_graph or (fast_forward and dass)" \
         > "$out/gpu_tests_$commit.log" 2>&1
     echo "gpu tests: $(tail -1 "$out/gpu_tests_$commit.log")"
     timeout 260 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
