@@ -228,8 +228,17 @@ def test_whole_graph_capture_keys_on_shape_mode_and_the_model_tensors(monkeypatc
     with torch.inference_mode():
         ff(x)
     assert len(made) == 3 and len(ff.captured) == 2      # the stale (2, 64, 32) capture was dropped
+    m.load_state_dict({k: v.clone() for k, v in m.state_dict().items()}, assign=True)   # new tensors
+    with torch.inference_mode():
+        ff(x)
+    assert len(made) == 4
+    m.classifier.head.bias.data = m.classifier.head.bias.data.clone()     # new storage, no registration
+    with torch.inference_mode():
+        ff(x)
+        ff(x)
+    assert len(made) == 5 and len(ff.captured) == 2
     y = ff(x.requires_grad_(True))                       # gradients: no capture
-    assert len(made) == 3 and y.requires_grad
+    assert len(made) == 5 and y.requires_grad
 
 
 def test_graph_capture_setting_is_checked_and_capture_needs_cuda(monkeypatch):
