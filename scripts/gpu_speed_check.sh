@@ -2,15 +2,17 @@
 # The speed work's GPU jobs (docs/speed.md, "Next"), one job per call, everything under OUT with the commit in
 # the file names:
 #   scripts/gpu_speed_check.sh dass [OUT]    DASS (items 0-1, about 9 minutes): the CUDA tests of the fused paths,
-#       the stem kernel's tile variants, the whole-model A/B of the labels that wait for a timing, the scan
-#       backward variants, and Nsight Compute's stall reasons on the rows backward
-#   scripts/gpu_speed_check.sh scan [OUT]    the scan bars (item 1, about 6 minutes): mamba-ssm's selective_scan
-#       built from the sdist in .sdist/ (about 130 s), then our scan against it at the dass and dass_long shapes
+#       the stem kernel's tile variants, the whole-model A/B (the defaults against the whole-graph replay), the
+#       scan backward variants (register cap, launch order, prefetch, two rows), and Nsight Compute's stall
+#       reasons on the rows backward
+#   scripts/gpu_speed_check.sh scan [OUT]    the scan bars (item 1, about 7 minutes): mamba-ssm's selective_scan
+#       built from the sdist in .sdist/ (130-240 s), then our scan against it at the dass and dass_long shapes
 #       (forward, forward+backward, fp32 and bf16) with the backward variants, in one run
 #   scripts/gpu_speed_check.sh bars [OUT]    DASS's inference bars (about 6 minutes): the CUDA tests of the stem
 #       kernel and the fast forward, then DASS-Small and -Medium at the defaults, DASS-Small with the whole
-#       forward captured as one CUDA graph and with the stem kernel's first form, against AST-Base-SDPA in one run (the scan's bars are the scan job: mamba-ssm's build alone took more
-#       than 170 s at 002c82d, so the two do not fit one 10-minute job)
+#       forward captured as one CUDA graph and with the stem kernel's first form, against AST-Base-SDPA in one
+#       run (the scan's bars are the scan job: mamba-ssm's build alone took more than 170 s at 002c82d, so the
+#       two do not fit one 10-minute job)
 #   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
 #       training against AST-Base-SDPA in the same run with kernel tables, and the scan's forward variants at
 #       their model shapes
@@ -26,21 +28,20 @@ mkdir -p "$out/profiles"
     > "$out/device.txt"
 
 if [ "$job" = dass ]; then
-    timeout 120 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
+    timeout 150 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
         > "$out/gpu_tests_$commit.log" 2>&1
     echo "gpu tests: $(tail -1 "$out/gpu_tests_$commit.log")"
     timeout 75 python3 -m benchmarks.bench_stem --tune --commit "$commit" --csv "$out/stem_tune_$commit.csv" \
         > "$out/stem_tune_$commit.log" 2>&1
     echo "bench_stem: exit $?"
-    models=ast_base_sdpa,dass_small,dass_small_stem_ft,dass_small_stem_dot,dass_small_merge_2048
-    models=$models,dass_medium,dass_medium_stem_dot
-    timeout 230 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
+    models=ast_base_sdpa,dass_small,dass_small_whole_graph,dass_medium,dass_medium_whole_graph
+    timeout 200 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_inference.csv" \
         --models "$models" --skip-b1 --skip-train --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_$commit.log" 2>&1
     echo "bench_models: exit $?"
     timeout 80 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_dass_bwd_$commit.csv" \
         --log "$out/scan_tune_dass_bwd_$commit.log" --shapes dass --no-torch --budget-s 60 \
-        --bwd-variants '{"dass": [{"bwd_spread": true}, {"bwd_spread": true, "bwd_chunks": 1}, {"bwd_prefetch": 2}, {"bwd_chunks": 1}]}' \
+        --bwd-variants '{"dass": [{"bwd_maxnreg": 128}, {"bwd_spread": false}, {"bwd_maxnreg": 128, "bwd_prefetch": 2}, {"bwd_rows": 2}]}' \
         > /dev/null 2>&1
     echo "bench_scan: exit $?"
     timeout 55 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
@@ -66,10 +67,11 @@ elif [ "$job" = scan ]; then
     timeout 240 python3 -m scripts.build_mamba_scan --sdist "$sdist" --out "$out/mamba_build" \
         --jobs "$(nproc)" > "$out/mamba_build_$commit.log" 2>&1
     echo "mamba build: exit $?"
-    # variants beside the default (since 3819f87: one chunk, row blocks spread): launch order, B / C prefetch
+    # variants beside the default (since 002c82d: one chunk, row blocks spread): launch order, a register cap
+    # of 128 (16 warps per SM instead of 12), B / C prefetch
     timeout 200 python3 -m benchmarks.bench_scan --csv "$out/scan_vs_mamba_$commit.csv" \
         --log "$out/scan_vs_mamba_$commit.log" --shapes dass,dass_long --no-torch --mamba-ext "$out/mamba_build" \
-        --budget-s 180 --bwd-variants '{"dass": [{"bwd_spread": false}, {"bwd_prefetch": 2}]}' \
+        --budget-s 180 --bwd-variants '{"dass": [{"bwd_spread": false}, {"bwd_maxnreg": 128}, {"bwd_prefetch": 2}]}' \
         > /dev/null 2>&1
     echo "bench_scan: exit $?"
     rm -rf "$out/mamba_build"
