@@ -298,3 +298,13 @@ def test_limit_memory_sets_the_allocator_fraction_and_names_it(monkeypatch):
     assert bench.limit_memory(dev, None) is None
     assert calls[-1] == (1.0, 0) and bench.memory_limit_gib(dev) is None
     assert device_name(dev) == "Fake GPU"
+
+
+def test_back_to_back_ms_calls_the_step_that_often_and_refuses_no_calls():
+    from dasslib.bench.timing import back_to_back_ms
+
+    calls = []
+    ms = back_to_back_ms(lambda: calls.append(1), "cpu", calls=7)
+    assert len(calls) == 7 and ms >= 0
+    with pytest.raises(ValueError, match="calls >= 1"):
+        back_to_back_ms(lambda: None, "cpu", calls=0)

@@ -27,6 +27,11 @@ def test_bench_models_smoke(tmp_path):
     assert all(float(r["clips_per_s"]) > 0 and float(r["gflops_per_clip"]) > 0 for r in rows)
     big = [r for r in rows if r["mode"] == "inference" and r["batch"] == "4"]
     assert all(int(r["floor_bytes_per_clip"]) > 0 and float(r["floor_ms"]) > 0 for r in big)
+    # inference rows: the back-to-back time, and its ratio to AST's eager path timed the same way
+    inference = [r for r in rows if r["mode"] == "inference"]
+    assert all(float(r["ms_back_to_back"]) > 0 for r in inference)
+    assert all(float(r["ratio_back_to_back_vs_ast_eager"]) > 0 for r in inference)
+    assert all(r["ms_back_to_back"] == "" for r in rows if r["mode"] != "inference")
     ast = [r for r in rows if r["model"] == "ast_base_sdpa"]
     assert all(float(r["ratio_vs_ast_eager"]) > 0 for r in ast if r["path"].startswith("eager"))
     # each row says how far the bf16 fast logits are from the same weights' fp32 eager logits

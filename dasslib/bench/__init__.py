@@ -29,6 +29,6 @@ _EXPORTS = {
     "specs": ("PAPER_MODELS", "ModelSpec", "as_spec", "count_tokens", "default_specs", "model_spec"),
     "steps": ("MODES", "make_step", "resolve_dtype"),
     "sweep": ("BUDGET_NOTE", "COLUMNS", "DEFAULT_LENGTHS_S", "ORDERS", "STATUSES", "predict_call_s", "run_sweep"),
-    "timing": ("Timing", "kernel_ms", "time_step"),
+    "timing": ("Timing", "back_to_back_ms", "kernel_ms", "time_step"),
 }
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, _EXPORTS)

@@ -3,6 +3,9 @@
 - :func:`time_step`: a model step (forward, training step, a whole call): CUDA events on the GPU,
   ``time.perf_counter`` on the CPU; every call timed on its own (the GPU is synchronized after each
   one), after ``warmup`` untimed calls (allocator growth, autotuning, optimizer-state creation).
+- :func:`back_to_back_ms`: the same step called ``calls`` times with no synchronisation in between, the
+  mean per call: the host's work for a call then overlaps the GPU's work on the previous ones (throughput),
+  where :func:`time_step` exposes it (latency of a call on an idle GPU).
 - :func:`kernel_ms`: a kernel (the scans): ``triton.testing.do_bench`` on the GPU, which flushes the
   L2 cache between calls (so a small input is not timed out of cache) and takes the median; on the
   CPU (Triton's interpreter) one untimed and one timed call.
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Timing", "time_step", "kernel_ms"]
+__all__ = ["Timing", "time_step", "back_to_back_ms", "kernel_ms"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,27 @@ def time_step(step, device, warmup=2, repeats=10, max_seconds=None):
         last_ms = call_ms(step)
     n = timed_calls(None if last_ms is None else last_ms / 1e3, warmup, repeats, max_seconds)
     return Timing(tuple(call_ms(step) for _ in range(n)))
+
+
+def back_to_back_ms(step, device, calls=20):
+    """Mean milliseconds per call of ``calls`` calls of ``step()`` issued back to back (one synchronisation
+    at the end; CUDA events on the GPU, ``time.perf_counter`` on the CPU). Call it after warm-up."""
+    if calls < 1:
+        raise ValueError(f"need calls >= 1, got {calls}")
+    if torch.device(device).type != "cuda":
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+        return (time.perf_counter() - start) * 1e3 / calls
+    torch.cuda.synchronize(device)
+    stream = torch.cuda.current_stream(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record(stream)
+    for _ in range(calls):
+        step()
+    end.record(stream)
+    end.synchronize()
+    return start.elapsed_time(end) / calls
 
 
 def kernel_ms(fn, device, budget_ms: float = 300.0, warmup_ms: float = 100.0) -> float:
