@@ -92,6 +92,8 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "ast_base_sdpa_whole_graph": ("ast_base", dict(attn="sdpa"), (1024, 128)),
     "dass_small_whole_graph": ("dass_small", {}, (1024, 128)),
     "dass_medium_whole_graph": ("dass_medium", {}, (1024, 128)),
+    "aum_base_whole_graph": ("aum_base", {}, (1024, 128)),
+    "ssam_base_whole_graph": ("ssam_base", {}, (1000, 80)),
     "aum_base": ("aum_base", {}, (1024, 128)),
     # Fo-Bi with the flipped copies (before the fobi layout) and cuDNN's depthwise conv1d
     "aum_base_copies": ("aum_base", {}, (1024, 128)),
@@ -124,7 +126,9 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
 # dasslib.fast settings a label runs under (every other label runs under their defaults)
 FAST_ATTRS = {"ast_base_sdpa_whole_graph": dict(GRAPH_CAPTURE="whole"),
               "dass_small_whole_graph": dict(GRAPH_CAPTURE="whole"),
-              "dass_medium_whole_graph": dict(GRAPH_CAPTURE="whole")}
+              "dass_medium_whole_graph": dict(GRAPH_CAPTURE="whole"),
+              "aum_base_whole_graph": dict(GRAPH_CAPTURE="whole"),
+              "ssam_base_whole_graph": dict(GRAPH_CAPTURE="whole")}
 _FAST_DEFAULTS = {k: getattr(fast_settings, k) for attrs in FAST_ATTRS.values() for k in attrs}
 BASELINE = "ast_base_sdpa"
 FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "path", "mode",
