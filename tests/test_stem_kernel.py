@@ -111,6 +111,14 @@ def test_dass_takes_it_in_inference():
     assert m._stem_kernel_dtype(x) is None          # gradients on: the layers run
 
 
+def test_the_dot_form_refuses_programs_under_16_positions():
+    from dasslib.models.stem_kernel import launch_stem
+
+    x, w, cb, nw, nb = [a.float() for a in _case(1, 40, 8, 4)]
+    with pytest.raises(ValueError, match="at least 16 positions"):
+        launch_stem(x, w, cb, nw, nb, 1e-6, False, torch.empty(1, 4, 4, 20), tiles=(8, 1, False, True))
+
+
 def test_bad_input_is_refused():
     x, w, cb, nw, nb = _case(1, 8, 6, 4)
     with pytest.raises(ValueError, match=r"fbank \(B, T, F\)"):

@@ -167,9 +167,14 @@ def launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, o
     else:
         x, st, sf = x.contiguous(), F, 1
     kernel = _stem_dot_kernel if dot else _stem_kernel
+    block_c = triton.next_power_of_2(c)
+    if dot:   # a matrix product's sides: at least 16 (the padded channels are masked)
+        if bw < 16:
+            raise ValueError(f"the stem kernel's dot form needs at least 16 positions per program, got {bw}")
+        block_c = max(16, block_c)
     kernel[(triton.cdiv(Wo, bw), Ho, B)](
         x, weight.contiguous(), conv_bias.contiguous(), norm_weight.contiguous(),
-        norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), st, sf, C=c, BLOCK_C=triton.next_power_of_2(c),
+        norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), st, sf, C=c, BLOCK_C=block_c,
         BW=bw, ROUND_BF16=bool(round_bf16), num_warps=warps)
     return out
 
