@@ -32,6 +32,33 @@ def _round_bf16(v):
 
 
 @triton.jit
+def _bias_norm_gelu_store(acc, c, cm, wo, cb, nw, nb, out, b, ho, Ho, Wo, eps, C: tl.constexpr,
+                          ROUND_BF16: tl.constexpr, CH_AXIS: tl.constexpr):
+    """Both kernels' end: the convolution sums ``acc`` (channels along CH_AXIS, BW positions along the
+    other) plus the bias (the output rounded to bf16 under ROUND_BF16, as autocast's convolution does),
+    LayerNorm over the channels in fp32, its affine, exact GELU, stored into (B, C, Ho, Wo) at row ho."""
+    POS_AXIS: tl.constexpr = 1 - CH_AXIS
+    bias = tl.load(cb + c, mask=cm, other=0.0).to(tl.float32)
+    if ROUND_BF16:
+        bias = _round_bf16(bias)
+    y = acc + tl.expand_dims(bias, POS_AXIS)
+    if ROUND_BF16:
+        y = _round_bf16(y)
+    chan = tl.expand_dims(cm, POS_AXIS)
+    y = tl.where(chan, y, 0.0)
+    mean = tl.sum(y, axis=CH_AXIS) / C
+    yc = tl.where(chan, y - tl.expand_dims(mean, CH_AXIS), 0.0)
+    var = tl.sum(yc * yc, axis=CH_AXIS) / C
+    o = yc * tl.expand_dims(1.0 / tl.sqrt(var + eps), CH_AXIS)
+    o = o * tl.expand_dims(tl.load(nw + c, mask=cm, other=0.0).to(tl.float32), POS_AXIS) \
+        + tl.expand_dims(tl.load(nb + c, mask=cm, other=0.0).to(tl.float32), POS_AXIS)
+    o = 0.5 * o * (1.0 + tl.erf(o * 0.7071067811865476))
+    dst = (out + b * C * Ho * Wo + tl.expand_dims(c.to(tl.int64) * Ho * Wo, POS_AXIS)
+           + ho * Wo + tl.expand_dims(wo, CH_AXIS))
+    tl.store(dst, o.to(out.dtype.element_ty), mask=chan & tl.expand_dims(wo < Wo, CH_AXIS))
+
+
+@triton.jit
 def _stem_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps, st, sf,
                  C: tl.constexpr, BLOCK_C: tl.constexpr, BW: tl.constexpr, ROUND_BF16: tl.constexpr):
     """x: the fbank's (B, T, F) values at b * T * F + t * st + f * sf (st = F, sf = 1 as given; st = 1,
@@ -57,22 +84,7 @@ def _stem_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps, st, sf,
                 xv = _round_bf16(xv)
                 wv = _round_bf16(wv)
             acc += wv[:, None] * xv[None, :]
-    bias = tl.load(cb + c, mask=cm, other=0.0).to(tl.float32)
-    if ROUND_BF16:
-        bias = _round_bf16(bias)
-    y = acc + bias[:, None]
-    if ROUND_BF16:
-        y = _round_bf16(y)
-    y = tl.where(cm[:, None], y, 0.0)
-    mean = tl.sum(y, axis=0) / C
-    yc = tl.where(cm[:, None], y - mean[None, :], 0.0)
-    var = tl.sum(yc * yc, axis=0) / C
-    o = yc * (1.0 / tl.sqrt(var + eps))[None, :]
-    o = o * tl.load(nw + c, mask=cm, other=0.0).to(tl.float32)[:, None] \
-        + tl.load(nb + c, mask=cm, other=0.0).to(tl.float32)[:, None]
-    o = 0.5 * o * (1.0 + tl.erf(o * 0.7071067811865476))
-    dst = out + b * C * Ho * Wo + c[:, None].to(tl.int64) * Ho * Wo + ho * Wo + wo[None, :]
-    tl.store(dst, o.to(out.dtype.element_ty), mask=cm[:, None] & (wo < Wo)[None, :])
+    _bias_norm_gelu_store(acc, c, cm, wo, cb, nw, nb, out, b, ho, Ho, Wo, eps, C, ROUND_BF16, 0)
 
 
 @triton.jit
@@ -95,22 +107,11 @@ def _stem_dot_kernel(x, w, cb, nw, nb, out, T, F, Ho, Wo, eps, st, sf,
     m = (k < 9)[None, :] & (t >= 0) & (t < T) & ((f >= 0) & (f < F))[None, :] & (wo < Wo)[:, None]
     xv = tl.load(x + b * T * F + t * st + f[None, :] * sf, mask=m, other=0.0).to(tl.float32)
     wv = tl.load(w + c[None, :] * 9 + k[:, None], mask=(k < 9)[:, None] & cm[None, :], other=0.0).to(tl.float32)
-    bias = tl.load(cb + c, mask=cm, other=0.0).to(tl.float32)
     if ROUND_BF16:
-        y = tl.dot(_round_bf16(xv), _round_bf16(wv), input_precision="tf32")
-        y = _round_bf16(y + _round_bf16(bias)[None, :])
+        acc = tl.dot(_round_bf16(xv), _round_bf16(wv), input_precision="tf32")
     else:
-        y = tl.dot(xv, wv, input_precision="ieee") + bias[None, :]
-    y = tl.where(cm[None, :], y, 0.0)                       # (BW, BLOCK_C)
-    mean = tl.sum(y, axis=1) / C
-    yc = tl.where(cm[None, :], y - mean[:, None], 0.0)
-    var = tl.sum(yc * yc, axis=1) / C
-    o = yc * (1.0 / tl.sqrt(var + eps))[:, None]
-    o = o * tl.load(nw + c, mask=cm, other=0.0).to(tl.float32)[None, :] \
-        + tl.load(nb + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-    o = 0.5 * o * (1.0 + tl.erf(o * 0.7071067811865476))
-    dst = out + b * C * Ho * Wo + c[None, :].to(tl.int64) * Ho * Wo + ho * Wo + wo[:, None]
-    tl.store(dst, o.to(out.dtype.element_ty), mask=cm[None, :] & (wo < Wo)[:, None])
+        acc = tl.dot(xv, wv, input_precision="ieee")
+    _bias_norm_gelu_store(acc, c, cm, wo, cb, nw, nb, out, b, ho, Ho, Wo, eps, C, ROUND_BF16, 1)
 
 
 def _check(x, weight, conv_bias, norm_weight, norm_bias):
