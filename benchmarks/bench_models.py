@@ -123,12 +123,9 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_medium_dtproj24": dict(dtproj_max_rank=24),
          "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
          "aum_base_unpadded": dict(scan_pad="never")}
-# dasslib.fast settings a label runs under (every other label runs under their defaults)
-FAST_ATTRS = {"ast_base_sdpa_whole_graph": dict(GRAPH_CAPTURE="whole"),
-              "dass_small_whole_graph": dict(GRAPH_CAPTURE="whole"),
-              "dass_medium_whole_graph": dict(GRAPH_CAPTURE="whole"),
-              "aum_base_whole_graph": dict(GRAPH_CAPTURE="whole"),
-              "ssam_base_whole_graph": dict(GRAPH_CAPTURE="whole")}
+# dasslib.fast settings a label runs under (every other label runs under their defaults): the
+# "*_whole_graph" labels capture the whole forward
+FAST_ATTRS = {label: dict(GRAPH_CAPTURE="whole") for label in MODELS if label.endswith("_whole_graph")}
 _FAST_DEFAULTS = {k: getattr(fast_settings, k) for attrs in FAST_ATTRS.values() for k in attrs}
 BASELINE = "ast_base_sdpa"
 FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "path", "mode",

@@ -248,15 +248,17 @@ def tune_bwd_variants(name, cfg):
         return describe_bwd(c), c
     out = []
     if name == "dass":
-        # more rows per program: fewer same-address atomics on dB / dC (a B/C group's 192 channels add
-        # into one row of them), more bytes in flight per program
-        out = [v(bwd_spread=True), v(bwd_spread=True, bwd_chunks=1),
-               v(bwd_prefetch=2), v(bwd_prefetch=2, bwd_chunks=1), v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4),
+        # beside the default (one chunk, spread row blocks): launch order, chained chunks; more rows per
+        # program (fewer same-address atomics on dB / dC: a B/C group's 192 channels add into one row of
+        # them, more bytes in flight per program); a register cap (more warps per SM)
+        out = [v(bwd_spread=False), v(bwd_chunks=4),
+               v(bwd_prefetch=2), v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4),
                v(bwd_rows=2, bwd_maxnreg=128),
-               v(bwd_prefetch=0), v(bwd_chunks=1), v(bwd="scan")]
+               v(bwd_prefetch=0), v(bwd="scan")]
     elif name == "aum":
         out = [v(bwd="scan")]
-    return [(label, c) for label, c in out if label != describe_bwd(cfg)]
+    seen = {describe_bwd(cfg)}      # the default, and no variant twice
+    return [(label, c) for label, c in out if not (label in seen or seen.add(label))]
 
 
 def tune_variants(name, cfg):
