@@ -139,7 +139,6 @@ class FastForward:
                           f"({type(e).__name__}: {str(e)[:300]}); running eagerly from now on")
             return self.model(x)
 
-
     def _replay(self, key, x):
         """GRAPH_CAPTURE "whole": the captured graph of this key and of the model's current tensors."""
         if self._tensors is None or self._registrations != _registrations:

@@ -61,7 +61,8 @@ class TritonConfig:
     instead of channels fastest. In launch order the programs running at once are a group's
     channels side by side, and each adds its time-varying dB / dC into the same (N, L) row of its
     group (DASS: 192 channels per group); spread, about 1 / (batch x G) of them do. On by default where
-    many rows run the rows kernels (pick_config; 15% faster in bf16 at the dass shape on the H100).
+    many rows run the rows kernels (pick_config). H100, dass shape, two hosts: fp32 6% and 14% faster; bf16
+    15% faster on one and 28% slower on the other (bf16 varies more between runs than this).
     rows_carry_in_scan: the "rows" forward's carry enters each tile's scan at its first step and
     leaves as a masked sum (default), instead of being added after the scan times the cumulative
     decay and read with a gather (False; same values). The second form (78f5022) saved 24 of 656
@@ -147,7 +148,8 @@ def pick_config(rows, L, N, device, sms=None):
         # backward: one chunk per row, row blocks (batch, B group)-fastest (bwd_spread). H100, dass shape
         # 12 x 768 x 8192, forward+backward (3819f87, results/gpu/model_speed/scan_tune_dass_bwd_*): bf16
         # 1.420 ms against 1.677 in launch order and 2.276 with 4 chained chunks (the choice until then);
-        # fp32 1.681 against 1.789 and 1.754. SS2D's direction layouts ran one chunk already.
+        # fp32 1.681 against 1.789 and 1.754. Another host (002c82d): fp32 1.814 against 2.117 in launch
+        # order, bf16 2.041 against 1.597. SS2D's direction layouts ran one chunk already.
         chunks = 1
         return TritonConfig(fwd="rows", prefetch=2 if N <= 2 else 1, rows=4, rows_warps=4,
                             rows_chunks=chunks, bwd="rows", bwd_rows=bwd_rows, bwd_warps=1,
