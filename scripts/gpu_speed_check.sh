@@ -20,6 +20,10 @@
 # wrap the script in another `timeout`: that stops bash, not the Python step it waits on, which then keeps
 # the GPU busy under the next step's timings (2026-12-07: a scan benchmark timed beside a killed bench_models).
 set -uo pipefail
+scan_bwd_variants='{"dass": [{"bwd_maxnreg": 128}, {"rows_block": 128}, {"rows_block": 128, "bwd_prefetch": 2},
+ {"bwd_prefetch": 2}, {"bwd_spread": false}],
+ "dass_long": [{"bwd": "rows", "bwd_chunks": 16, "rows_block": 256}, {"bwd": "rows", "bwd_chunks": 64, "rows_block": 256},
+ {"bwd": "rows", "bwd_chunks": 16, "rows_block": 128, "bwd_prefetch": 2}]}'
 job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba [OUT]}
 out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -59,20 +63,34 @@ elif [ "$job" = bars ]; then
         --check-model '' --profile-dir "$out/profiles" --commit "$commit" > "$out/bench_models_$commit.log" 2>&1
     echo "bench_models: exit $?"
 elif [ "$job" = scan ]; then
-    sdist=$(ls .sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
-    if [ -z "$sdist" ]; then
-        echo "no mamba_ssm sdist under .sdist/ (download it from PyPI and carry it)" >&2
-        exit 2
+    # mamba-ssm's selective_scan: a module built earlier and carried in .mamba_ext/ (same image: Python 3.12,
+    # torch 2.11+cu130, sm_90), else built from the sdist in .sdist/ (130-240 s) and handed back gzipped
+    ext="$out/mamba_build"
+    if ls .mamba_ext/selective_scan_cuda*.so > /dev/null 2>&1; then
+        ext=.mamba_ext
+        echo "mamba build: carried module"
+    else
+        sdist=$(ls .sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
+        if [ -z "$sdist" ]; then
+            echo "no mamba_ssm sdist under .sdist/ (download it from PyPI and carry it)" >&2
+            exit 2
+        fi
+        timeout 240 python3 -m scripts.build_mamba_scan --sdist "$sdist" --out "$ext" \
+            --jobs "$(nproc)" > "$out/mamba_build_$commit.log" 2>&1
+        echo "mamba build: exit $?"
+        so=$(ls "$ext"/selective_scan_cuda*.so 2>/dev/null | head -1)
+        [ -n "$so" ] && gzip -c "$so" > "$out/$(basename "$so").gz"
     fi
-    timeout 240 python3 -m scripts.build_mamba_scan --sdist "$sdist" --out "$out/mamba_build" \
-        --jobs "$(nproc)" > "$out/mamba_build_$commit.log" 2>&1
-    echo "mamba build: exit $?"
-    # variants beside the default (since 002c82d: one chunk, row blocks spread): launch order, a register cap
-    # of 128 (16 warps per SM instead of 12), B / C prefetch
+    # where each call's time goes, kernel by kernel (ours and mamba-ssm's, forward and forward+backward)
+    timeout 90 python3 -m benchmarks.scan_kernels --shapes dass,dass_long --mamba-ext "$ext" \
+        --out "$out/scan_kernels_$commit.txt" > /dev/null 2>&1
+    echo "scan_kernels: exit $?"
+    # variants beside the default: a register cap of 128 (16 warps per SM instead of 12), 128-step backward
+    # tiles (96 registers offline: 21 warps per SM) with and without B / C / state prefetch, launch order;
+    # at dass_long the rows backward in chained chunks instead of the tile kernel
     timeout 200 python3 -m benchmarks.bench_scan --csv "$out/scan_vs_mamba_$commit.csv" \
-        --log "$out/scan_vs_mamba_$commit.log" --shapes dass,dass_long --no-torch --mamba-ext "$out/mamba_build" \
-        --budget-s 180 --bwd-variants '{"dass": [{"bwd_spread": false}, {"bwd_maxnreg": 128}, {"bwd_prefetch": 2}]}' \
-        > /dev/null 2>&1
+        --log "$out/scan_vs_mamba_$commit.log" --shapes dass,dass_long --no-torch --mamba-ext "$ext" \
+        --budget-s 180 --bwd-variants "${SCAN_BWD_VARIANTS:-$scan_bwd_variants}" > /dev/null 2>&1
     echo "bench_scan: exit $?"
     rm -rf "$out/mamba_build"
 elif [ "$job" = mamba ]; then
