@@ -1042,6 +1042,25 @@ def _rows_bwd_bc(k, k_first, B_ptr, C_ptr, bB, bC, di, states_ptr, h0_ptr, r, t0
 
 
 @triton.jit
+def _adjoint(g, dA, flip, ones, rev, REV_UPPER: tl.constexpr):
+    """Adjoint lam (BD, BLOCK) of a tile: lam_t = g_t + dA_{t+1} lam_{t+1} in scan order (the carry
+    from the next tile already in g's last step). A row scanned left to right runs its adjoint right
+    to left: as a left-to-right scan over the tile reversed in the warp (one shuffle per register;
+    Triton's reverse=True scan costs five), of (dA_{t+1}, g_t) pairs, the shift folded into the
+    reversal's gather (the first reversed step's decay is never used). A reversed row's adjoint
+    already runs left to right in memory: a scan of (g, 1, dA) triples that applies each segment's
+    first decay when it is joined (no gather)."""
+    if REV_UPPER:
+        if rev != 0:
+            lam, _, _ = tl.associative_scan((g, ones, dA), axis=1, combine_fn=_adj_combine)
+            return lam
+    nxt = (flip + 1) % g.shape[1]            # reversed step s reads dA at t + 1 = BLOCK - s
+    _, lam = tl.associative_scan((tl.gather(dA, nxt, axis=1), tl.gather(g, flip, axis=1)), axis=1,
+                                 combine_fn=_combine)
+    return tl.gather(lam, flip, axis=1)
+
+
+@triton.jit
 def _put_sum(ptr, value, ATOMIC: tl.constexpr):
     """Store a per-row gradient sum, or add it atomically when several chunk programs share it."""
     if ATOMIC:
@@ -1086,22 +1105,7 @@ def _bwd_state(dt, du, dy, Bn, Cn, An, hn, nl_n, is_first, is_last, flip, ones, 
     dA, x, h = _rows_states(dt, du, Bn, An, hn, is_first, rev, REV_UPPER)
     g = Cn * dy
     g = tl.where(is_last, g + nl_n[:, None], g)
-    # right-to-left scan as a left-to-right one over the tile reversed in the warp (one shuffle
-    # per register; Triton's reverse=True scan costs five per register); a reversed row's adjoint
-    # already runs left to right in memory
-    if REV_UPPER:
-        if rev != 0:
-            lam, _, _ = tl.associative_scan((g, ones, dA), axis=1, combine_fn=_adj_combine)
-        else:
-            lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
-                                             tl.gather(dA, flip, axis=1)), axis=1,
-                                            combine_fn=_adj_combine)
-            lam = tl.gather(lam, flip, axis=1)
-    else:
-        lam, _, _ = tl.associative_scan((tl.gather(g, flip, axis=1), ones,
-                                         tl.gather(dA, flip, axis=1)), axis=1,
-                                        combine_fn=_adj_combine)
-        lam = tl.gather(lam, flip, axis=1)
+    lam = _adjoint(g, dA, flip, ones, rev, REV_UPPER)
     c = tl.sum(tl.where(is_first, dA * lam, 0.0), axis=1)
     if k == 0:
         tl.store(dh0_ptr + r * N + n, c)
