@@ -25,7 +25,11 @@ Minimum bytes (each input read once, each output written once; s = input element
   fwd+bwd counts forward + backward.
 GB/s = bytes / median time; "% copy" compares with the device-to-device copy bandwidth measured
 in the same run (a 2 GiB torch copy, counting bytes read + written).
-Times are medians over repeated runs after warm-up (CUDA events).
+Times are medians over repeated runs after warm-up (CUDA events). Each call is timed as a user calls it
+(mode "fwd", "fwd+bwd": the host's work per call included, which shows where a call's kernels are shorter
+than the Python, dispatch and launches around them) and, for the default configs and mamba-ssm, replayed
+as a CUDA graph (modes "fwd graph", "fwd+bwd graph": the kernels alone, as a compiled or graph-replayed
+model runs them). The kernel-against-kernel comparison is the graph rows.
 
 Order of work (most important first, so that the time budget cuts the least important):
 copy bandwidth; correctness of the default config of every shape and dtype (fwd + all grads
@@ -196,6 +200,24 @@ def scan_call(backend, ins, variant=None):
     return selective_scan_triton(u, dt, A, B, C, **kw, **(variant or {}))
 
 
+def graphed(fn, device):
+    """``fn`` captured as one CUDA graph (after warm-up calls on a side stream, as torch's docs ask), returned
+    as its replay: the same kernels without the host's work per call (Python, the custom op's dispatch, the
+    launchers, allocations), so that two backends compare kernel against kernel. On the CPU: ``fn``."""
+    if torch.device(device).type != "cuda":
+        return fn
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300)).item()
 
@@ -329,7 +351,7 @@ class Bench:
             self.log(f"{name:5s} {dname} {backend:6s} {variant:26s} {mode:7s} out of memory")
             torch.cuda.empty_cache()
             return None
-        nbytes = min_bytes(sh, DTYPES[dname], mode == "fwd+bwd")
+        nbytes = min_bytes(sh, DTYPES[dname], mode.startswith("fwd+bwd"))
         gbps = nbytes / ms / 1e6
         pct = 100 * gbps / self.copy_gbps
         self.writer.writerow(dict(
@@ -343,6 +365,17 @@ class Bench:
         if variant.startswith(("default", "mamba-ssm")):
             self.timings[(name, dname, mode, backend)] = ms
         return ms
+
+    def record_graph(self, name, sh, dname, backend, variant, mode, fn):
+        """:meth:`record` of ``fn`` replayed as a CUDA graph (mode "<mode> graph"); skipped on the CPU."""
+        if self.device.type != "cuda" or self.over_budget(f"{name} {dname} {backend} {mode} graph"):
+            return None
+        try:
+            replay = graphed(fn, self.device)
+        except RuntimeError as e:      # a backend that cannot be captured: say so, time the rest
+            self.log(f"{name:5s} {dname} {backend:6s} {mode} graph: capture failed ({str(e)[:120]})")
+            return None
+        return self.record(name, sh, dname, backend, variant, f"{mode} graph", replay)
 
     def pairs(self):
         """{(shape, dtype, mode): (triton default ms, mamba ms)} where both were timed."""
@@ -404,6 +437,12 @@ class Bench:
             if MAMBA is not None:
                 self.record(name, sh, dname, "mamba", "mamba-ssm selective_scan_cuda", "fwd",
                             lambda: scan_call("mamba", ins))
+            # the same calls replayed as CUDA graphs: kernels only (the host's work per call is left out)
+            self.record_graph(name, sh, dname, "triton", f"default {describe(cfg)}", "fwd",
+                              lambda: scan_call("triton", ins, cfg))
+            if MAMBA is not None:
+                self.record_graph(name, sh, dname, "mamba", "mamba-ssm selective_scan_cuda", "fwd",
+                                  lambda: scan_call("mamba", ins))
             # at the timed size, chained chunks (many programs in flight) against one chunk
             ref = unchunked(cfg)
             if ref is not None and not self.over_budget(f"{name} {dname} chunk consistency"):
@@ -426,6 +465,8 @@ class Bench:
                     t.grad = None
             scan_call(backend, gins, c).backward(gy)
         self.record(name, sh, dname, backend, label, "fwd+bwd", run)
+        if default:
+            self.record_graph(name, sh, dname, backend, label, "fwd+bwd", run)
         ref = unchunked(cfg) if default and backend == "triton" else None
         if ref is not None and not self.over_budget(f"{name} {dname} chunk consistency"):
             run()
@@ -501,6 +542,7 @@ class Bench:
                     lambda v=v: max(rel(a, b) for a, b in zip(grads(v), g0)), tol, "grads"):
                 continue
             self.record(name, sh, dname, "triton", label, "fwd+bwd", lambda v=v: run(v))
+            self.record_graph(name, sh, dname, "triton", label, "fwd+bwd", lambda v=v: run(v))
         del gins, g0
 
     def torch_baseline(self, name, sh, dname):
@@ -585,7 +627,7 @@ def main():
     if MAMBA is not None:
         log("mamba-ssm time / triton time (above 1: ours faster):")
         for (name, dname, mode), (tri, mam) in sorted(bench.pairs().items()):
-            log(f"  {name:12s} {dname} {mode:7s} triton {tri:8.3f} ms  mamba-ssm {mam:8.3f} ms  "
+            log(f"  {name:12s} {dname} {mode:13s} triton {tri:8.3f} ms  mamba-ssm {mam:8.3f} ms  "
                 f"ratio {mam / tri:5.2f}")
     if args.tune:
         # forward variants, fp32 of every shape first, then bf16; then backward variants

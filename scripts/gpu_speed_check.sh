@@ -21,9 +21,8 @@
 # the GPU busy under the next step's timings (2026-12-07: a scan benchmark timed beside a killed bench_models).
 set -uo pipefail
 scan_bwd_variants='{"dass": [{"bwd_maxnreg": 128}, {"rows_block": 128}, {"rows_block": 128, "bwd_prefetch": 2},
- {"bwd_prefetch": 2}, {"bwd_spread": false}],
- "dass_long": [{"bwd": "rows", "bwd_chunks": 16, "rows_block": 256}, {"bwd": "rows", "bwd_chunks": 64, "rows_block": 256},
- {"bwd": "rows", "bwd_chunks": 16, "rows_block": 128, "bwd_prefetch": 2}]}'
+ {"bwd_prefetch": 2}],
+ "dass_long": [{"bwd_chunks": 16}, {"bwd": "scan"}]}'
 job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba [OUT]}
 out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -86,8 +85,8 @@ elif [ "$job" = scan ]; then
         --out "$out/scan_kernels_$commit.txt" > /dev/null 2>&1
     echo "scan_kernels: exit $?"
     # variants beside the default: a register cap of 128 (16 warps per SM instead of 12), 128-step backward
-    # tiles (96 registers offline: 21 warps per SM) with and without B / C / state prefetch, launch order;
-    # at dass_long the rows backward in chained chunks instead of the tile kernel
+    # tiles (96 registers offline: 21 warps per SM) with and without B / C / state prefetch; at dass_long
+    # 16 chained chunks instead of 64, and the tile kernel (the default until 2290ff1)
     timeout 200 python3 -m benchmarks.bench_scan --csv "$out/scan_vs_mamba_$commit.csv" \
         --log "$out/scan_vs_mamba_$commit.log" --shapes dass,dass_long --no-torch --mamba-ext "$ext" \
         --budget-s 180 --bwd-variants "${SCAN_BWD_VARIANTS:-$scan_bwd_variants}" > /dev/null 2>&1

@@ -176,7 +176,9 @@ def test_pick_config_regimes():
     c = pick_config(768, 524288, 1, cpu, sms=132)
     assert (c.fwd, c.rows, c.rows_warps, c.rows_vec, c.prefetch, c.rows_chunks) == \
         ("rows", 2, 2, 4, 1, 1)
-    assert c.bwd == "scan" and c.chained
+    # its backward: the rows kernel in chained chunks of >= 8 256-step tiles, at most 64 per row
+    assert (c.bwd, c.bwd_rows, c.bwd_warps, c.bwd_chunks) == ("rows", 1, 1, 64)
+    assert pick_config(768, 8192, 1, cpu, sms=132).bwd_chunks == 4
     assert pick_config(384, 2097152, 1, cpu, sms=132).rows == 1
     # long: 768 rows of 2^19 steps, N=16 -> sequential kernel cut into chunks, chained backward
     c = pick_config(768, 524288, 16, cpu, sms=132)
@@ -209,6 +211,11 @@ def test_rows_tile_keeps_four_steps_per_lane_when_a_backward_follows_at_large_N(
         assert (lc.rows_block, lc.state_block, lc.n_tiles, lc.bwd_BD) == (128, 128, 8, 2)
     for dtype in (torch.float32, torch.bfloat16):   # N <= 4: 8 steps per lane
         assert launch(dtype, True).rows_block == 256
+    # the few-rows forward's 4 vectors per lane are for inference: the rows backward's tile stays 8 steps
+    # per lane (a 1024-step tile in one warp would spill), and the forward that stores its states with it
+    assert launch(torch.bfloat16, False, rows_vec=4).rows_block == 1024
+    assert launch(torch.bfloat16, True, rows_vec=4).rows_block == 256
+    assert launch(torch.float32, True, rows_vec=4, bwd="scan", block_l=1024).rows_block == 1024
     # an explicit rows_block is kept; with 2-byte inputs it counts twice for bwd_rows
     lc = launch(torch.bfloat16, True, rows_block=256)
     assert (lc.rows_block, lc.bwd_BD) == (256, 1)

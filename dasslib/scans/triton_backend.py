@@ -113,8 +113,9 @@ def pick_config(rows, L, N, device, sms=None):
       in registers) with the sequence cut into chunks so that ~16 warps per SM run: a pre-pass
       computes the chunk end states, the output pass starts each chunk from the folded ones.
 
-    Backward: "rows" (one row per one-warp program, chained chunks) for many rows; the "scan"
-    tile kernel for few rows (chained over tiles when rows < 8 x SMs).
+    Backward: "rows" (one row per one-warp program): in one chunk for many rows, in chained chunks
+    for few rows with N <= 2 (DASS at long inputs); the "scan" tile kernel for few rows with
+    larger N (chained over tiles when rows < 8 x SMs).
     ``sms`` (streaming multiprocessors) is read from the device; pass it to get the CUDA
     choice on another device (tests). On the CPU (interpreter) without ``sms``: plain "rows".
     On CUDA the tile lengths do not depend on L (short inputs run masked tiles), so a model's
@@ -161,11 +162,18 @@ def pick_config(rows, L, N, device, sms=None):
         # (4x the bytes in flight per warp) and rows per program halved until there are >= 2
         # programs per SM (H100, results/gpu/scan_fewrows: 768 rows 2.13 ms = 76% of copy with
         # 2 rows per program, 384 rows 5.31 ms = 61% with 1; "seq" with 88 chunks 8.51 ms)
+        # Backward: the rows kernel (a warp per row, 256-step tiles) in chained chunks of >= 8 tiles, at most
+        # 64 per row (a row's chunks run one after another, its rows side by side). H100, dass_long
+        # 1 x 768 x 524288 forward+backward (results/gpu/model_speed/scan_vs_mamba_2026-12-07_2290ff1.*):
+        # 64 chunks 6.83 ms fp32 / 5.48 ms bf16, 16 chunks 6.84 / 5.71, against 8.32 / 8.67 with the tile
+        # kernel ("scan", chained tiles), the choice until then, and mamba-ssm's 7.59 / 5.92
         bd = 4
         while bd > 1 and rows // bd < 2 * sms:
             bd //= 2
+        bwd_chunks = max(1, min(64, triton.cdiv(L, 256) // 8))
         return TritonConfig(fwd="rows", rows=bd, rows_warps=bd, rows_vec=4, prefetch=1,
-                            bwd="scan", chained=chained, **base)
+                            bwd="rows", bwd_rows=1, bwd_warps=1, bwd_chunks=bwd_chunks,
+                            chained=chained, **base)
     warps = triton.cdiv(rows, 32)
     want = 16 * sms
     n_chunks = 1
@@ -223,7 +231,9 @@ class _Launch:
         steps = 16 // u.element_size()
         if training:
             steps = min(steps, 4) if self.state_loop else max(steps, 8)
-        rb = triton.next_power_of_2(cfg.rows_block or 32 * cfg.rows_vec * max(1, steps))
+        # the rows backward's tile is one vector per lane (rows_vec is the forward's, for inference)
+        vec = 1 if training and self.bwd == "rows" else cfg.rows_vec
+        rb = triton.next_power_of_2(cfg.rows_block or 32 * vec * max(1, steps))
         if u.device.type != "cuda":
             rb = min(rb, max(16, triton.next_power_of_2(self.L)))
         if self.bwd == "scan":
