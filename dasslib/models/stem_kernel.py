@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..scans.launch_math import cdiv, next_power_of_2
+
 __all__ = ["stem_conv_norm_gelu", "stem_conv_norm_gelu_reference", "stem_tiles", "launch_stem"]
 
 
@@ -152,7 +154,7 @@ def stem_tiles(C, Wo):
     first form's 128 positions x 8 warps (the choice until then) and 0.486 ms for inductor's compiled
     layers. That form's nine tap loads per position are 1 KB apart in the (B, T, F) fbank, so each warp
     load touches a cache line per position; its best tiles (32 x 1 warp) took 0.178 ms."""
-    bw = 64 if Wo >= 64 else max(16, triton.next_power_of_2(Wo))
+    bw = 64 if Wo >= 64 else max(16, next_power_of_2(Wo))
     return bw, 4, False, True
 
 
@@ -168,12 +170,12 @@ def launch_stem(x, weight, conv_bias, norm_weight, norm_bias, eps, round_bf16, o
     else:
         x, st, sf = x.contiguous(), F, 1
     kernel = _stem_dot_kernel if dot else _stem_kernel
-    block_c = triton.next_power_of_2(c)
+    block_c = next_power_of_2(c)
     if dot:   # a matrix product's sides: at least 16 (the padded channels are masked)
         if bw < 16:
             raise ValueError(f"the stem kernel's dot form needs at least 16 positions per program, got {bw}")
         block_c = max(16, block_c)
-    kernel[(triton.cdiv(Wo, bw), Ho, B)](
+    kernel[(cdiv(Wo, bw), Ho, B)](
         x, weight.contiguous(), conv_bias.contiguous(), norm_weight.contiguous(),
         norm_bias.contiguous(), out, T, F, Ho, Wo, float(eps), st, sf, C=c, BLOCK_C=block_c,
         BW=bw, ROUND_BF16=bool(round_bf16), num_warps=warps)

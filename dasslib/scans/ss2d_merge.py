@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch_math import cdiv, next_power_of_2
+
 __all__ = ["ss2d_merge_norm", "ss2d_merge_norm_reference", "merge_tiles", "launch_merge_norm"]
 
 
@@ -60,12 +62,12 @@ def merge_tiles(D, H, W, elements=None, max_bw=8, ys_bytes=4):
     warps beat 8 at D = 96 (0.219 / 0.235 ms) and 8 beat 16 at D = 384 (0.103 / 0.110 ms) and 768
     (0.065 / 0.066 ms). ``elements`` defaults to 8192, and to 16384 for 2-byte ys (``ys_bytes``) at
     D <= 128: with bf16 ys (bd63c0f) 0.169 against 0.186 ms at stage 1, even at stage 2."""
-    block_d = triton.next_power_of_2(D)
+    block_d = next_power_of_2(D)
     if elements is None:
         elements = 16384 if ys_bytes == 2 and block_d <= 128 else 8192
     pos = max(4, elements // block_d)
-    bw = min(triton.next_power_of_2(W), max_bw, pos)
-    bh = min(triton.next_power_of_2(H), max(1, pos // bw))
+    bw = min(next_power_of_2(W), max_bw, pos)
+    bh = min(next_power_of_2(H), max(1, pos // bw))
     n = block_d * bh * bw
     warps = 4 if n < 4096 or block_d <= 128 else 8 if n <= 8192 else 16
     return block_d, bh, bw, warps
@@ -76,7 +78,7 @@ def launch_merge_norm(ys, weight, bias, eps, h, w, out, tiles=None):
     :func:`merge_tiles` (benchmarks time others)."""
     b, _, d, L = ys.shape
     block_d, bh, bw, warps = tiles or merge_tiles(d, h, w, ys_bytes=ys.element_size())
-    grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b)
+    grid = (cdiv(h, bh) * cdiv(w, bw), b)
     _merge_norm_kernel[grid](ys, weight.contiguous(), bias.contiguous(), out, d, h, w, float(eps),
                              BLOCK_D=block_d, BH=bh, BW=bw, F64=ys.dtype == torch.float64, num_warps=warps)
     return out

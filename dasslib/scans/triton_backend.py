@@ -5,10 +5,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import List, Optional, Tuple
 
 import torch
-import triton
 
 from .api import interpreted
 from .args import check_scan_args
+from .launch_math import cdiv, next_power_of_2
 from .triton_kernels import (
     UNROLL_MAX_N,
     _bwd_kernel,
@@ -121,11 +121,11 @@ def pick_config(rows, L, N, device, sms=None):
     On CUDA the tile lengths do not depend on L (short inputs run masked tiles), so a model's
     kernels compile once for all input lengths, not once per power of two below the tile.
     """
-    NP = triton.next_power_of_2(N)
+    NP = next_power_of_2(N)
     block_l = max(16, min(4096 // NP, 1024))
     if sms is None and device.type != "cuda":     # interpreter: no longer tiles than the sequence
-        block_l = max(16, min(triton.next_power_of_2(L), block_l))
-    n_tiles = triton.cdiv(L, block_l)
+        block_l = max(16, min(next_power_of_2(L), block_l))
+    n_tiles = cdiv(L, block_l)
     num_warps = 4 if NP * block_l <= 2048 else 8
     base = dict(block_l=block_l, num_warps=num_warps)
     bwd_rows = 1      # one row per one-warp program: ~100 registers, ~20 warps per SM
@@ -170,15 +170,15 @@ def pick_config(rows, L, N, device, sms=None):
         bd = 4
         while bd > 1 and rows // bd < 2 * sms:
             bd //= 2
-        bwd_chunks = max(1, min(64, triton.cdiv(L, 256) // 8))
+        bwd_chunks = max(1, min(64, cdiv(L, 256) // 8))
         return TritonConfig(fwd="rows", rows=bd, rows_warps=bd, rows_vec=4, prefetch=1,
                             bwd="rows", bwd_rows=1, bwd_warps=1, bwd_chunks=bwd_chunks,
                             chained=chained, **base)
-    warps = triton.cdiv(rows, 32)
+    warps = cdiv(rows, 32)
     want = 16 * sms
     n_chunks = 1
     if warps < want:
-        n_chunks = max(1, min(triton.cdiv(want, warps), L // (4 * block_l)))
+        n_chunks = max(1, min(cdiv(want, warps), L // (4 * block_l)))
     return TritonConfig(fwd="seq", chained=chained, n_chunks=n_chunks, prefetch=2, bwd="scan",
                         **base)
 
@@ -209,7 +209,7 @@ class _Launch:
             raise ValueError(f"unknown scan layout {layout!r}")
         self.rev_upper = ss2d or self.shared
         self.rows = self.batch * self.dim
-        self.N, self.NP, self.cfg = N, triton.next_power_of_2(N), cfg
+        self.N, self.NP, self.cfg = N, next_power_of_2(N), cfg
         self.B_var, self.C_var = B.dim() == 4, C.dim() == 4
         if self.shared and not (self.B_var and self.C_var):
             raise ValueError("the 'fobi' layout needs time-varying B and C (batch, G, N, L)")
@@ -233,29 +233,29 @@ class _Launch:
             steps = min(steps, 4) if self.state_loop else max(steps, 8)
         # the rows backward's tile is one vector per lane (rows_vec is the forward's, for inference)
         vec = 1 if training and self.bwd == "rows" else cfg.rows_vec
-        rb = triton.next_power_of_2(cfg.rows_block or 32 * vec * max(1, steps))
+        rb = next_power_of_2(cfg.rows_block or 32 * vec * max(1, steps))
         if u.device.type != "cuda":
-            rb = min(rb, max(16, triton.next_power_of_2(self.L)))
+            rb = min(rb, max(16, next_power_of_2(self.L)))
         if self.bwd == "scan":
             rb = min(rb, cfg.block_l)
         self.rows_block = rb
-        self.rows_tiles = triton.cdiv(self.L, rb)
+        self.rows_tiles = cdiv(self.L, rb)
         # the forward stores the state after every state_block steps, for the backward
         self.state_block = rb if self.bwd == "rows" else cfg.block_l
-        self.n_tiles = triton.cdiv(self.L, self.state_block)
-        chunk = triton.cdiv(triton.cdiv(self.L, cfg.n_chunks), cfg.block_l) * cfg.block_l
-        self.chunk_len, self.n_chunks = chunk, triton.cdiv(self.L, chunk)
+        self.n_tiles = cdiv(self.L, self.state_block)
+        chunk = cdiv(cdiv(self.L, cfg.n_chunks), cfg.block_l) * cfg.block_l
+        self.chunk_len, self.n_chunks = chunk, cdiv(self.L, chunk)
         self.BD = rows_per_program(cfg.rows, self.dim, gB, gC)
         # direction layouts run every row in one chunk (chained chunks follow ticket order)
-        self.chunk_tiles = triton.cdiv(self.rows_tiles, 1 if layout else cfg.rows_chunks)
-        self.rows_chunks = triton.cdiv(self.rows_tiles, self.chunk_tiles)
+        self.chunk_tiles = cdiv(self.rows_tiles, 1 if layout else cfg.rows_chunks)
+        self.rows_chunks = cdiv(self.rows_tiles, self.chunk_tiles)
         # bwd_rows is meant for 4-step tiles per lane; a given rows_block with 2-byte inputs is
         # taken as twice the tile, so half the rows
         wide = cfg.rows_block and u.element_size() < 4
         self.bwd_BD = rows_per_program(max(1, cfg.bwd_rows // 2 if wide else cfg.bwd_rows),
                                        self.dim, gB, gC)
-        self.bwd_chunk_tiles = triton.cdiv(self.rows_tiles, 1 if layout else cfg.bwd_chunks)
-        self.bwd_chunks = triton.cdiv(self.rows_tiles, self.bwd_chunk_tiles)
+        self.bwd_chunk_tiles = cdiv(self.rows_tiles, 1 if layout else cfg.bwd_chunks)
+        self.bwd_chunks = cdiv(self.rows_tiles, self.bwd_chunk_tiles)
 
     def tile_grid(self):
         return (self.rows * self.n_tiles,) if self.cfg.chained else (self.rows,)
@@ -334,7 +334,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
     if lc.cfg.seq_maxnreg and not interpreted():
         common["maxnreg"] = lc.cfg.seq_maxnreg
     args = (u, delta, A32, B, C)
-    rb = triton.cdiv(lc.rows, BD)
+    rb = cdiv(lc.rows, BD)
     if lc.n_chunks > 1:
         _seq_fwd_kernel[(rb, lc.n_chunks - 1)](*args, y_ptr=y, states_ptr=states,
                                                chunkP_ptr=chunkP, chunkS_ptr=chunkS,
