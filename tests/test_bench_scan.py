@@ -35,3 +35,25 @@ def test_bench_scan_smoke_writes_checked_rows(tmp_path):
     assert ("dass_long", "rows r1 w1 p1 c1 v4") in got, got
     assert any(s == "long" and v.startswith("default seq") for s, v in got), got
     assert all(r["mode"] == "fwd" and float(r["ms"]) > 0 for r in rows)
+
+
+def test_scan_kernels_table_reads_back_as_csv_rows():
+    """benchmarks.scan_kernels' written tables become one CSV row per kernel plus the call's total."""
+    from benchmarks.scan_kernels import table_rows
+    text = """device X
+
+dass bf16 triton fwd+bwd: 0.927 ms of kernels per call (25 launches)
+ share  ms/call  calls  kernel
+ 44.5%    0.412      1  _rows_bwd_kernel
+ 20.0%    0.186      1  _rows_fwd_kernel
+
+dass bf16 mamba fwd: 0.280 ms of kernels per call (1 launches)
+ share  ms/call  calls  kernel
+100.0%    0.280      1  void selective_scan_fwd_kernel<Traits<128, 16> >(SSMParamsBase)
+"""
+    rows = table_rows(text)
+    assert [(r["backend"], r["mode"], r["kernel"], r["ms_per_call"]) for r in rows] == [
+        ("triton", "fwd+bwd", "(all)", "0.927"), ("triton", "fwd+bwd", "_rows_bwd_kernel", "0.412"),
+        ("triton", "fwd+bwd", "_rows_fwd_kernel", "0.186"), ("mamba", "fwd", "(all)", "0.280"),
+        ("mamba", "fwd", "void selective_scan_fwd_kernel<Traits<128, 16> >(SSMParamsBase)", "0.280")]
+    assert rows[0]["calls"] == "25" and rows[1]["share_pct"] == "44.5"
