@@ -63,7 +63,8 @@ elif [ "$job" = bars ]; then
     echo "bench_models: exit $?"
 elif [ "$job" = scan ]; then
     # mamba-ssm's selective_scan: a module built earlier and carried in .mamba_ext/ (same image: Python 3.12,
-    # torch 2.11+cu130, sm_90), else built from the sdist in .sdist/ (130-240 s) and handed back gzipped
+    # torch 2.11+cu130, sm_90), else built from the sdist in .sdist/ (130-240 s; the module, 37 MB gzipped, is
+    # too large to come back from a job, so each job builds it)
     ext="$out/mamba_build"
     if ls .mamba_ext/selective_scan_cuda*.so > /dev/null 2>&1; then
         ext=.mamba_ext
@@ -77,12 +78,10 @@ elif [ "$job" = scan ]; then
         timeout 240 python3 -m scripts.build_mamba_scan --sdist "$sdist" --out "$ext" \
             --jobs "$(nproc)" > "$out/mamba_build_$commit.log" 2>&1
         echo "mamba build: exit $?"
-        so=$(ls "$ext"/selective_scan_cuda*.so 2>/dev/null | head -1)
-        [ -n "$so" ] && gzip -c "$so" > "$out/$(basename "$so").gz"
     fi
     # where each call's time goes, kernel by kernel (ours and mamba-ssm's, forward and forward+backward)
     timeout 90 python3 -m benchmarks.scan_kernels --shapes dass,dass_long --mamba-ext "$ext" \
-        --out "$out/scan_kernels_$commit.txt" > /dev/null 2>&1
+        --out "$out/scan_kernels_$commit.txt" --csv "$out/scan_kernels_$commit.csv" > /dev/null 2>&1
     echo "scan_kernels: exit $?"
     # variants beside the default: a register cap of 128 (16 warps per SM instead of 12), 128-step backward
     # tiles (96 registers offline: 21 warps per SM) with and without B / C / state prefetch; at dass_long
