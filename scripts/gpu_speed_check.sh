@@ -16,6 +16,9 @@
 #   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
 #       training against AST-Base-SDPA in the same run with kernel tables, and the scan's forward variants at
 #       their model shapes
+#   scripts/gpu_speed_check.sh mamba_scan [OUT]   the N = 16 / 24 scans against mamba-ssm (about 8 minutes):
+#       kernel tables and per-call timings with CUDA-graph replays at the aum, aum_model, ssam_model and long
+#       shapes
 # Each step has its own time limit (together under one 10-minute job), so a slow step costs only itself. Do not
 # wrap the script in another `timeout`: that stops bash, not the Python step it waits on, which then keeps
 # the GPU busy under the next step's timings (2026-12-07: a scan benchmark timed beside a killed bench_models).
@@ -23,12 +26,32 @@ set -uo pipefail
 scan_bwd_variants='{"dass": [{"bwd_maxnreg": 128}, {"rows_block": 128}, {"rows_block": 128, "bwd_prefetch": 2},
  {"bwd_prefetch": 2}],
  "dass_long": [{"bwd_chunks": 16}, {"bwd": "scan"}]}'
-job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba [OUT]}
+job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba|mamba_scan [OUT]}
 out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$out/profiles"
 { nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader; date -u; echo "commit $commit"; } \
     > "$out/device.txt"
+
+# mamba-ssm's selective_scan for the scan jobs, into $ext: a module built earlier and carried in .mamba_ext/
+# (same image: Python 3.12, torch 2.11+cu130, sm_90), else built from the sdist in .sdist/ (130-240 s; the
+# module, 37 MB gzipped, is too large to come back from a job, so each job builds it)
+build_mamba() {
+    ext="$out/mamba_build"
+    if ls .mamba_ext/selective_scan_cuda*.so > /dev/null 2>&1; then
+        ext=.mamba_ext
+        echo "mamba build: carried module"
+        return
+    fi
+    sdist=$(ls .sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
+    if [ -z "$sdist" ]; then
+        echo "no mamba_ssm sdist under .sdist/ (download it from PyPI and carry it)" >&2
+        exit 2
+    fi
+    timeout 240 python3 -m scripts.build_mamba_scan --sdist "$sdist" --out "$ext" \
+        --jobs "$(nproc)" > "$out/mamba_build_$commit.log" 2>&1
+    echo "mamba build: exit $?"
+}
 
 if [ "$job" = dass ]; then
     timeout 150 python3 -m pytest -q -p no:cacheprovider tests/gpu -k "stem or merge or dtproj or graph" \
@@ -62,33 +85,31 @@ elif [ "$job" = bars ]; then
         --check-model '' --profile-dir "$out/profiles" --commit "$commit" > "$out/bench_models_$commit.log" 2>&1
     echo "bench_models: exit $?"
 elif [ "$job" = scan ]; then
-    # mamba-ssm's selective_scan: a module built earlier and carried in .mamba_ext/ (same image: Python 3.12,
-    # torch 2.11+cu130, sm_90), else built from the sdist in .sdist/ (130-240 s; the module, 37 MB gzipped, is
-    # too large to come back from a job, so each job builds it)
-    ext="$out/mamba_build"
-    if ls .mamba_ext/selective_scan_cuda*.so > /dev/null 2>&1; then
-        ext=.mamba_ext
-        echo "mamba build: carried module"
-    else
-        sdist=$(ls .sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
-        if [ -z "$sdist" ]; then
-            echo "no mamba_ssm sdist under .sdist/ (download it from PyPI and carry it)" >&2
-            exit 2
-        fi
-        timeout 240 python3 -m scripts.build_mamba_scan --sdist "$sdist" --out "$ext" \
-            --jobs "$(nproc)" > "$out/mamba_build_$commit.log" 2>&1
-        echo "mamba build: exit $?"
-    fi
+    build_mamba
     # where each call's time goes, kernel by kernel (ours and mamba-ssm's, forward and forward+backward)
     timeout 90 python3 -m benchmarks.scan_kernels --shapes dass,dass_long --mamba-ext "$ext" \
         --out "$out/scan_kernels_$commit.txt" --csv "$out/scan_kernels_$commit.csv" > /dev/null 2>&1
     echo "scan_kernels: exit $?"
     # variants beside the default: a register cap of 128 (16 warps per SM instead of 12), 128-step backward
     # tiles (96 registers offline: 21 warps per SM) with and without B / C / state prefetch; at dass_long
-    # 16 chained chunks instead of 64, and the tile kernel (the default until 2290ff1)
+    # 16 chained chunks instead of 64, and the tile kernel (the default until f128b0c)
     timeout 200 python3 -m benchmarks.bench_scan --csv "$out/scan_vs_mamba_$commit.csv" \
         --log "$out/scan_vs_mamba_$commit.log" --shapes dass,dass_long --no-torch --mamba-ext "$ext" \
         --budget-s 180 --bwd-variants "${SCAN_BWD_VARIANTS:-$scan_bwd_variants}" > /dev/null 2>&1
+    echo "bench_scan: exit $?"
+    rm -rf "$out/mamba_build"
+elif [ "$job" = mamba_scan ]; then
+    # the Mamba-block scans (issue "Speed II") against mamba-ssm: AuM (12 x 1536 x 513 and AuM-Base's Fo-Bi call
+    # at B=32), SSAM-Base (32 x 2304 x 801, N 24) and long (1 x 768 x 524288, N 16), each default call also
+    # replayed as a CUDA graph; at long the rows backward in chained chunks beside the tile backward
+    build_mamba
+    timeout 100 python3 -m benchmarks.scan_kernels --shapes aum,ssam_model,long --mamba-ext "$ext" \
+        --out "$out/scan_kernels_mamba_$commit.txt" --csv "$out/scan_kernels_mamba_$commit.csv" > /dev/null 2>&1
+    echo "scan_kernels: exit $?"
+    timeout 220 python3 -m benchmarks.bench_scan --csv "$out/scan_vs_mamba_N16_$commit.csv" \
+        --log "$out/scan_vs_mamba_N16_$commit.log" --shapes aum,aum_model,ssam_model,long --no-torch \
+        --mamba-ext "$ext" --budget-s 200 --bwd-variants '{"long": [{"bwd": "rows", "bwd_chunks": 64}]}' \
+        > /dev/null 2>&1
     echo "bench_scan: exit $?"
     rm -rf "$out/mamba_build"
 elif [ "$job" = mamba ]; then
@@ -101,7 +122,7 @@ elif [ "$job" = mamba ]; then
         --budget-s 170 > /dev/null 2>&1
     echo "bench_scan: exit $?"
 else
-    echo "unknown job $job: dass, scan, bars or mamba" >&2
+    echo "unknown job $job: dass, scan, bars, mamba or mamba_scan" >&2
     exit 2
 fi
 
