@@ -57,3 +57,28 @@ dass bf16 mamba fwd: 0.280 ms of kernels per call (1 launches)
         ("triton", "fwd+bwd", "_rows_fwd_kernel", "0.186"), ("mamba", "fwd", "(all)", "0.280"),
         ("mamba", "fwd", "void selective_scan_fwd_kernel<Traits<128, 16> >(SSMParamsBase)", "0.280")]
     assert rows[0]["calls"] == "25" and rows[1]["share_pct"] == "44.5"
+
+
+def test_the_gpu_jobs_scan_shapes_and_variants_exist():
+    """scripts/gpu_speed_check.sh's scan jobs name bench_scan / scan_kernels shapes and TritonConfig fields; a
+    typo would cost a GPU job that times nothing, so each is checked here."""
+    import dataclasses
+    import json
+    import re
+    from pathlib import Path
+
+    from benchmarks.bench_scan import SHAPES
+    from dasslib.scans.triton_backend import TritonConfig
+
+    text = (Path(__file__).parents[1] / "scripts" / "gpu_speed_check.sh").read_text()
+    shapes = {s for m in re.findall(r"--shapes ([\w,]+)", text) for s in m.split(",")}
+    assert shapes and shapes <= set(SHAPES), shapes - set(SHAPES)
+    fields = {f.name for f in dataclasses.fields(TritonConfig)}
+    variants = re.findall(r"scan_bwd_variants='(.*?)'", text, re.S) + re.findall(r"--bwd-variants '(.*?)'", text)
+    assert len(variants) >= 2
+    for spec in variants:
+        for shape, overrides in json.loads(spec).items():
+            assert shape in SHAPES, shape
+            for o in overrides:
+                assert set(o) <= fields, set(o) - fields
+                TritonConfig(**o)
