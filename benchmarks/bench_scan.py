@@ -52,6 +52,7 @@ import time
 import torch
 
 from dasslib.bench.timing import kernel_ms
+from dasslib.cuda_graph import capture
 from dasslib.scans.torch_backend import selective_scan_torch
 from dasslib.scans.triton_backend import pick_config, selective_scan_triton
 
@@ -201,20 +202,12 @@ def scan_call(backend, ins, variant=None):
 
 
 def graphed(fn, device):
-    """``fn`` captured as one CUDA graph (after warm-up calls on a side stream, as torch's docs ask), returned
-    as its replay: the same kernels without the host's work per call (Python, the custom op's dispatch, the
-    launchers, allocations), so that two backends compare kernel against kernel. On the CPU: ``fn``."""
+    """``fn`` captured as one CUDA graph (:func:`dasslib.cuda_graph.capture`), returned as its replay: the same
+    kernels without the host's work per call (Python, the custom op's dispatch, the launchers, allocations),
+    so that two backends compare kernel against kernel. On the CPU: ``fn``."""
     if torch.device(device).type != "cuda":
         return fn
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
+    graph, _ = capture(fn, warmup=3, device=device)
     return graph.replay
 
 

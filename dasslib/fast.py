@@ -30,6 +30,8 @@ import warnings
 
 import torch
 
+from .cuda_graph import capture
+
 __all__ = ["FAST_MODES", "GRAPH_MAX_ELEMS", "check_fast", "resolve_fast", "FastForward", "CapturedForward",
            "fast_forward", "clear_cache", "resolve_train_fast", "compile_for_training"]
 
@@ -191,16 +193,7 @@ class CapturedForward:
         if not x.is_cuda:
             raise ValueError(f"a CUDA graph needs a CUDA input, got {x.device}")
         self.x = x.clone()
-        current = torch.cuda.current_stream(x.device)
-        side = torch.cuda.Stream(x.device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                fn(self.x)
-        current.wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = fn(self.x)
+        self.graph, self.out = capture(lambda: fn(self.x), device=x.device)
 
     def __call__(self, x):
         if x.shape != self.x.shape or x.dtype != self.x.dtype:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from ..cuda_graph import capture
+
 __all__ = ["GraphedStep"]
 
 
@@ -48,15 +50,11 @@ class GraphedStep:
 
     def _capture(self):
         saved = [tuple(t.clone() for t in layer) for layer in self.state]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.no_grad():   # warm-up (lazy inits, autotuning) off the graph
-            for _ in range(2):
-                self._body()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.no_grad():
-            self.logits = self._body()
+
+        def body():
+            with torch.no_grad():
+                return self._body()
+        self.graph, self.logits = capture(body, device=self.ids.device)
         for layer, kept in zip(self.state, saved):      # the warm-up and the capture stepped the state
             for t, k in zip(layer, kept):
                 t.copy_(k)
