@@ -66,12 +66,15 @@ SHAPES = {
     # into the channels, B/C one group each) and SSAM-Base at B=32 (1000 x 80 input)
     "aum_model": dict(batch=32, dim=3072, L=513, N=16, G=2, z=True),
     "ssam_model": dict(batch=32, dim=2304, L=801, N=24, G=1, z=True),
+    # the same as the compiled models call them: the sequence padded to a multiple of 16 (MambaMixer.scan_pad)
+    "aum_model_pad": dict(batch=32, dim=3072, L=528, N=16, G=2, z=True),
+    "ssam_model_pad": dict(batch=32, dim=2304, L=816, N=24, G=1, z=True),
 }
 # the correctness check runs the timed config on these (smaller) sizes; lengths keep the
 # divisibility of the timed ones, so the compiled kernels are shared with the timings
 CHECK_SIZES = {"dass": dict(batch=2), "long": dict(L=65536), "aum": dict(batch=2),
                "dass_long": dict(L=65536), "dass_long_s1": dict(L=65536), "aum_model": dict(batch=2),
-               "ssam_model": dict(batch=2)}
+               "ssam_model": dict(batch=2), "aum_model_pad": dict(batch=2), "ssam_model_pad": dict(batch=2)}
 SMOKE_SHAPES = {
     "dass": dict(batch=2, dim=16, L=40, N=1, G=4, z=False),
     "long": dict(batch=1, dim=8, L=300, N=3, G=1, z=False),
@@ -80,6 +83,8 @@ SMOKE_SHAPES = {
     "dass_long_s1": dict(batch=1, dim=4, L=600, N=1, G=4, z=False),
     "aum_model": dict(batch=2, dim=16, L=13, N=5, G=2, z=True),
     "ssam_model": dict(batch=2, dim=8, L=21, N=6, G=1, z=True),
+    "aum_model_pad": dict(batch=2, dim=16, L=16, N=5, G=2, z=True),
+    "ssam_model_pad": dict(batch=2, dim=8, L=32, N=6, G=1, z=True),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # torch backend: skipped when one forward call would process more than this many state
@@ -242,7 +247,8 @@ def describe(cfg):
     if cfg["fwd"] == "seq":
         return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
                 + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else "")
-                + (" bc" if cfg.get("seq_bc_prefetch") else ""))
+                + (" bc" if cfg.get("seq_bc_prefetch") else "")
+                + (f" mr{cfg['seq_maxnreg']}" if cfg.get("seq_maxnreg") else ""))
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 
 
@@ -301,12 +307,17 @@ def tune_variants(name, cfg):
         # with 88 chunks (a pre-pass reads u and delta once more)
         out = [v(rows_vec=2), v(rows_vec=8), v(rows=4, rows_warps=4), v(prefetch=2),
                v(fwd="seq", n_chunks=88, prefetch=2)]
-    else:
+    elif cfg["fwd"] == "seq":     # aum, aum_model: the sequential forward, a thread per row
+        # B / C loaded a tile ahead (its stalls were on those loads); register caps (168 registers
+        # give 12 one-warp programs per SM; at the long shape a cap of 168 / 128 made bf16 11% / 10%
+        # faster, docs/scans.md); two warps per program; the rows kernel
+        out = [v(seq_bc_prefetch=True), v(seq_maxnreg=128), v(seq_maxnreg=128, seq_bc_prefetch=True),
+               v(seq_maxnreg=96), v(seq_warps=2, prefetch=2), v(fwd="rows", prefetch=2)]
+    else:                         # ssam_model (N = 24): the rows forward
         out = [v(rows=2, rows_warps=2), v(prefetch=2), v(rows=8, rows_warps=4),
                v(fwd="seq", seq_warps=2, n_chunks=1, prefetch=2),         # best of the old ones
-               # the sequential kernel with B / C loaded a tile ahead (its stalls were on those loads)
-               v(fwd="seq", n_chunks=1, seq_bc_prefetch=True), v(fwd="seq", n_chunks=1, prefetch=1,
-                                                                  seq_bc_prefetch=True)]
+               # the sequential kernel (255 registers at N = 24 bf16, no spills), and capped
+               v(fwd="seq", n_chunks=1, prefetch=1), v(fwd="seq", n_chunks=1, prefetch=1, seq_maxnreg=168)]
     seen, res = {describe(cfg)}, []
     for label, c in out:
         if label not in seen:

@@ -118,7 +118,7 @@ elif [ "$job" = mamba ]; then
         --commit "$commit" > "$out/bench_models_mamba_$commit.log" 2>&1
     echo "bench_models: exit $?"
     timeout 200 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
-        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum,aum_model,ssam_model --no-torch --tune \
+        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,ssam_model_pad,aum --no-torch --tune \
         --budget-s 170 > /dev/null 2>&1
     echo "bench_scan: exit $?"
 else
