@@ -276,8 +276,14 @@ def tune_bwd_variants(name, cfg):
                v(bwd_prefetch=2), v(bwd_maxnreg=128), v(bwd_rows=2), v(bwd_rows=4),
                v(bwd_rows=2, bwd_maxnreg=128),
                v(bwd_prefetch=0), v(bwd="scan")]
-    elif name == "aum":
-        out = [v(bwd="scan")]
+    elif name in ("aum", "aum_model", "aum_model_pad"):
+        # one row per one-warp program adds every state-step's dB / dC atomically (2 per row and
+        # state-step, every channel of a B / C group into the same addresses); BD rows per program
+        # sum them over the rows first (BD times fewer atomics): a warp per row with the row sum
+        # through shared memory (bwd_warps = BD), or BD rows in one warp on shorter tiles (a
+        # rows_block with 2-byte inputs halves bwd_rows: 8 -> 4 rows of 32 steps, 16 -> 8 of 16)
+        out = [v(bwd_rows=8, bwd_warps=8), v(bwd_rows=4, bwd_warps=4), v(bwd_rows=8, rows_block=32),
+               v(bwd_rows=16, rows_block=16), v(bwd="scan")]
     seen = {describe_bwd(cfg)}      # the default, and no variant twice
     return [(label, c) for label, c in out if not (label in seen or seen.add(label))]
 

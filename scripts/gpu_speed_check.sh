@@ -14,8 +14,8 @@
 #       run (the scan's bars are the scan job: mamba-ssm's build alone took more than 170 s at 002c82d, so the
 #       two do not fit one 10-minute job)
 #   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
-#       training against AST-Base-SDPA in the same run with kernel tables, and the scan's forward variants at
-#       their model shapes
+#       training against AST-Base-SDPA in the same run with kernel tables, and AuM's scan variants (forward and
+#       backward, bf16) at its model shape and the issue's
 #   scripts/gpu_speed_check.sh mamba_scan [OUT]   the N = 16 / 24 scans against mamba-ssm (about 8 minutes):
 #       kernel tables and per-call timings with CUDA-graph replays at the aum, aum_model, ssam_model and long
 #       shapes
@@ -117,9 +117,11 @@ elif [ "$job" = mamba ]; then
         --models ast_base_sdpa,aum_base,ssam_base --skip-b1 --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_mamba_$commit.log" 2>&1
     echo "bench_models: exit $?"
-    timeout 200 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
-        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,ssam_model_pad,aum --no-torch --tune \
-        --budget-s 170 > /dev/null 2>&1
+    # AuM's scan as the compiled model calls it (B=32, padded) and the shape (12 x 1536 x 513), bf16:
+    # forward variants (register caps, B / C prefetch) and backward variants (dB / dC summed over rows first)
+    timeout 210 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
+        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,aum --dtypes bf16 --no-torch --tune \
+        --budget-s 180 > /dev/null 2>&1
     echo "bench_scan: exit $?"
 else
     echo "unknown job $job: dass, scan, bars, mamba or mamba_scan" >&2
