@@ -14,8 +14,8 @@
 #       run (the scan's bars are the scan job: mamba-ssm's build alone took more than 170 s at 002c82d, so the
 #       two do not fit one 10-minute job)
 #   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
-#       training against AST-Base-SDPA in the same run with kernel tables, and AuM's scan variants (forward and
-#       backward, bf16) at its model shape and the issue's
+#       training against AST-Base-SDPA in the same run with kernel tables; before them AuM's scan variants
+#       (forward and backward, bf16) at its model shape and the issue's, and Nsight Compute on its two kernels
 #   scripts/gpu_speed_check.sh mamba_scan [OUT]   the N = 16 / 24 scans against mamba-ssm (about 8 minutes):
 #       kernel tables and per-call timings with CUDA-graph replays at the aum, aum_model, ssam_model and long
 #       shapes
@@ -113,16 +113,28 @@ elif [ "$job" = mamba_scan ]; then
     echo "bench_scan: exit $?"
     rm -rf "$out/mamba_build"
 elif [ "$job" = mamba ]; then
-    timeout 330 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_mamba_models.csv" \
+    # AuM's scan as the compiled model calls it (B=32, padded) and the shape (12 x 1536 x 513), bf16:
+    # forward variants (register caps, B / C prefetch) and backward variants (dB / dC summed over rows first)
+    timeout 190 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
+        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,aum --dtypes bf16 --no-torch --tune \
+        --budget-s 170 > /dev/null 2>&1
+    echo "bench_scan: exit $?"
+    # where the N = 16 kernels stall: the rows backward at the shape, the sequential forward at AuM-Base's
+    timeout 50 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+        --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_scan --shape aum --dtype bf16 --backward \
+        --warmup 2 > "$out/ncu_rows_bwd_aum_bf16_$commit.txt" 2>&1
+    echo "ncu rows_bwd: exit $?"
+    timeout 50 ncu --clock-control none --kernel-name regex:seq_fwd --launch-skip 2 --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+        --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_scan --shape aum_model_pad --dtype bf16 \
+        --warmup 2 > "$out/ncu_seq_fwd_aum_model_pad_bf16_$commit.txt" 2>&1
+    echo "ncu seq_fwd: exit $?"
+    # the models last (rows are written as they are timed, so a cut run keeps the first ones)
+    timeout 290 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_mamba_models.csv" \
         --models ast_base_sdpa,aum_base,ssam_base --skip-b1 --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_mamba_$commit.log" 2>&1
     echo "bench_models: exit $?"
-    # AuM's scan as the compiled model calls it (B=32, padded) and the shape (12 x 1536 x 513), bf16:
-    # forward variants (register caps, B / C prefetch) and backward variants (dB / dC summed over rows first)
-    timeout 210 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
-        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,aum --dtypes bf16 --no-torch --tune \
-        --budget-s 180 > /dev/null 2>&1
-    echo "bench_scan: exit $?"
 else
     echo "unknown job $job: dass, scan, bars, mamba or mamba_scan" >&2
     exit 2
