@@ -26,6 +26,9 @@ set -uo pipefail
 scan_bwd_variants='{"dass": [{"bwd_maxnreg": 128}, {"rows_block": 128}, {"rows_block": 128, "bwd_prefetch": 2},
  {"bwd_prefetch": 2}],
  "dass_long": [{"bwd_chunks": 16}, {"bwd": "scan"}]}'
+aum_fwd_variants='{"aum_model_pad": [{"seq_maxnreg": 128}, {"seq_maxnreg": 96}, {"seq_bc_prefetch": true}]}'
+aum_bwd_variants='{"aum_model_pad": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": false}, {"bwd_rows": 8, "bwd_warps": 8}],
+ "aum": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": false}, {"bwd_rows": 8, "bwd_warps": 8}]}'
 job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba|mamba_scan [OUT]}
 out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -117,7 +120,7 @@ elif [ "$job" = mamba ]; then
     # forward variants (register caps, B / C prefetch) and backward variants (dB / dC summed over rows first)
     timeout 190 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
         --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,aum --dtypes bf16 --no-torch --tune \
-        --budget-s 170 > /dev/null 2>&1
+        --budget-s 170 --variants "$aum_fwd_variants" --bwd-variants "$aum_bwd_variants" > /dev/null 2>&1
     echo "bench_scan: exit $?"
     # where the N = 16 kernels stall: the rows backward at the issue's shape, the sequential forward at AuM-Base's
     timeout 50 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \

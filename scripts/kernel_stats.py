@@ -28,6 +28,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from dasslib.scans import seq_kernels as S
 from dasslib.scans import triton_kernels as K
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -102,7 +103,7 @@ def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128,
     if name == "seq":
         consts = dict(N=N, NP=NP, BD=32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch,
                       REV_UPPER=False, U_SRC=0, SHARED=False, BC_PREFETCH=bool(bc), **COMMON)
-        return K._seq_fwd_kernel, consts, warps or 1
+        return S._seq_fwd_kernel, consts, warps or 1
     raise ValueError(f"unknown kernel {name!r}; choose rows_bwd, rows_fwd or seq")
 
 

@@ -9,14 +9,16 @@ import torch
 from .api import interpreted
 from .args import check_scan_args
 from .launch_math import cdiv, next_power_of_2
+from .seq_kernels import _seq_bwd_kernel, _seq_fwd_kernel
 from .triton_kernels import (
     UNROLL_MAX_N,
     _bwd_kernel,
     _fwd_kernel,
     _rows_bwd_kernel,
     _rows_fwd_kernel,
-    _seq_fwd_kernel,
 )
+
+SEQ_BWD_ROWS = 32       # rows per program of the "seq" backward (one warp, a thread per row)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,10 @@ class TritonConfig:
     bwd: "rows" (row-block backward, bwd_rows rows (half for 2-byte inputs with a given
     rows_block) in bwd_warps warps,
     bwd_chunks chained chunks, states stored every rows_block steps) or "scan" (one-row
-    tile-scan backward, states every block_l steps; always used after the "scan" forward);
+    tile-scan backward, states every block_l steps; always used after the "scan" forward) or "seq"
+    (after the "seq" forward with time-varying B / C, plain or "fobi" layout, channels per B / C group
+    a multiple of 32; else "rows": a thread per row, states stored every 4 steps; bwd_row_sum: its
+    time-varying dB / dC summed over a warp's rows before one atomic add per step, not one per row);
     bwd_prefetch: 1 loads the next tile of the rows backward (u, delta, dy, z) while one is
     computed, 0 not; 2 (N = 1) also its B, C and stored state, which 1 loads inside the tile's
     recomputation (not yet timed; offline, sm_90, N = 1, 256-step tiles: bf16 158 registers and 1136
@@ -94,6 +99,7 @@ class TritonConfig:
     seq_bc_prefetch: bool = False
     rows_carry_in_scan: bool = True
     bwd_spread: bool = False
+    bwd_row_sum: bool = True
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -220,6 +226,10 @@ class _Launch:
         self.G_C = C.shape[1] * (2 if self.shared else 1) if self.C_var else 1
         gB, gC = (self.G_B if self.B_var else 0), (self.G_C if self.C_var else 0)
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
+        if self.bwd == "seq" and not self._seq_bwd_runs(cfg, layout):
+            self.bwd = "rows"
+        # the seq backward reads the states as (n_tiles, NP, rows): a warp's rows in one line
+        self.states_t = self.bwd == "seq"
         # tile of the "rows" kernels: rows_vec 16-byte vectors per lane (under the interpreter,
         # at most the padded length). With a backward to follow (``training``: the forward that
         # stores states, and the backward) the tile is 4 steps per lane for N > 4 and 8 for
@@ -241,7 +251,7 @@ class _Launch:
         self.rows_block = rb
         self.rows_tiles = cdiv(self.L, rb)
         # the forward stores the state after every state_block steps, for the backward
-        self.state_block = rb if self.bwd == "rows" else cfg.block_l
+        self.state_block = {"rows": rb, "seq": 4}.get(self.bwd, cfg.block_l)
         self.n_tiles = cdiv(self.L, self.state_block)
         chunk = cdiv(cdiv(self.L, cfg.n_chunks), cfg.block_l) * cfg.block_l
         self.chunk_len, self.n_chunks = chunk, cdiv(self.L, chunk)
@@ -256,6 +266,12 @@ class _Launch:
                                        self.dim, gB, gC)
         self.bwd_chunk_tiles = cdiv(self.rows_tiles, 1 if layout else cfg.bwd_chunks)
         self.bwd_chunks = cdiv(self.rows_tiles, self.bwd_chunk_tiles)
+
+    def _seq_bwd_runs(self, cfg, layout):
+        """Whether the "seq" backward takes this call: after the "seq" forward, time-varying B / C, the
+        plain or "fobi" layout, and whole warps of rows of one batch and B / C group."""
+        return (cfg.fwd == "seq" and self.B_var and self.C_var and layout in ("", "fobi")
+                and all((self.dim // g) % SEQ_BWD_ROWS == 0 for g in (1, self.G_B, self.G_C)))
 
     def tile_grid(self):
         return (self.rows * self.n_tiles,) if self.cfg.chained else (self.rows,)
@@ -328,7 +344,8 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
                   PREFETCH=max(1, lc.cfg.prefetch), REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
-                  SHARED=lc.shared, BC_PREFETCH=bool(lc.cfg.seq_bc_prefetch), num_warps=lc.cfg.seq_warps)
+                  SHARED=lc.shared, BC_PREFETCH=bool(lc.cfg.seq_bc_prefetch), STATES_T=lc.states_t,
+                  num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
     if lc.cfg.seq_maxnreg and not interpreted():
@@ -354,7 +371,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     dev = u.device
     f32 = dict(dtype=torch.float32, device=dev)
     ut, dtt, At, Bt, Ct = dtypes
-    rows_bwd = lc.bwd == "rows"
+    rows_bwd = lc.bwd in ("rows", "seq")
     if lc.layout and not rows_bwd:
         raise ValueError(f"the {lc.layout!r} layout's backward runs on the rows kernel, not "
                          f"{lc.bwd!r}")
@@ -379,7 +396,13 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
     flags_ = dict(HAS_D=D32 is not None, HAS_Z=z is not None, HAS_DTB=dtb32 is not None,
                   SOFTPLUS=softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
                   FAST_LOG=not interpreted())
-    if rows_bwd:
+    if lc.bwd == "seq":
+        _seq_bwd_kernel[(lc.rows // SEQ_BWD_ROWS,)](
+            u, delta, A32, B, C, *opt, lc.rows, lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C,
+            N=lc.N, NP=lc.NP, BD=SEQ_BWD_ROWS, REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
+            ROW_SUM=bool(lc.cfg.bwd_row_sum), num_warps=1, **flags_,
+            **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not interpreted() else {}))
+    elif rows_bwd:
         nq = lc.bwd_chunks
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
         # the adjoint carry per row and state when the kernel loops over states
@@ -442,7 +465,16 @@ def _stores(cfg, store_states):
 
 
 def _states_shape(lc):
+    if lc.states_t:
+        return (lc.n_tiles, lc.NP, lc.batch, lc.dim)
     return (lc.batch, lc.dim, lc.n_tiles, lc.NP)
+
+
+def _last_state(states, N, transposed):
+    """(batch, dim, N) state after the last step, from a states buffer of :func:`_states_shape`."""
+    if transposed:
+        return states[-1, :N].permute(1, 2, 0)
+    return states[:, :, -1, :N]
 
 
 def _launch_of(u, delta, A, B, C, config, layout, training):
@@ -459,8 +491,9 @@ def _launch_of(u, delta, A, B, C, config, layout, training):
 def _scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, h0, softplus, store_states, config, y_fp32=False,
                    layout=""):
     """-> (y (batch, dim, L) in u's dtype (float32 if ``y_fp32``), states fp32
-    (batch, dim, n_tiles, NP): the state after every state tile, for the backward; shape (0,)
-    when not stored). layout "ss2d": u is (batch, 2, dim // 4, L), see :func:`ss2d_scan_triton`."""
+    (batch, dim, n_tiles, NP), or (n_tiles, NP, batch, dim) when the "seq" backward follows: the state
+    after every state tile, for the backward; shape (0,) when not stored). layout "ss2d": u is
+    (batch, 2, dim // 4, L), see :func:`ss2d_scan_triton`."""
     cfg, lc = _launch_of(u, delta, A, B, C, config, layout, store_states)
     u, delta, B, C, z = (_contig(t) for t in (u, delta, B, C, z))
     A32, D32, dtb32, h032 = (_contig(t, torch.float32) for t in (A, D, delta_bias, h0))
@@ -534,9 +567,12 @@ def _scan_grad(ctx, dy, dstates):
         raise RuntimeError("the scan's forward ran without storing states for the backward "
                            "(gradients were off when it ran)")
     N = A.shape[1]
-    dlast = None if dstates is None else dstates[:, :, -1, :N]
-    if dy is None:      # y of (batch, dim, L): the states' first two axes (u may be a source)
-        dy = u.new_zeros(states.shape[0], states.shape[1], delta.shape[-1])
+    dlast = None
+    if dstates is not None:
+        _, lc = _launch_of(u, delta, A, B, C, ctx.config, ctx.layout, True)
+        dlast = _last_state(dstates, N, lc.states_t)
+    if dy is None:      # y of (batch, dim, L): A has a row per channel (u may be a source)
+        dy = u.new_zeros(delta.shape[0], A.shape[0], delta.shape[-1])
     bwd = torch.ops.dasslib.selective_scan_bwd if ctx.traced else _scan_bwd_impl
     g = bwd(u, delta, A, B, C, D, z, delta_bias, h0, states, dy, dlast, ctx.softplus, ctx.config, ctx.layout)
     given = (D, z, delta_bias, h0)
@@ -602,8 +638,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"config.fwd must be 'rows', 'seq' or 'scan', got {cfg.fwd!r}")
     if cfg.block_l < 4 or cfg.block_l & (cfg.block_l - 1):
         raise ValueError(f"config.block_l must be a power of two >= 4, got {cfg.block_l}")
-    if cfg.bwd not in ("rows", "scan"):
-        raise ValueError(f"config.bwd must be 'rows' or 'scan', got {cfg.bwd!r}")
+    if cfg.bwd not in ("rows", "scan", "seq"):
+        raise ValueError(f"config.bwd must be 'rows', 'scan' or 'seq', got {cfg.bwd!r}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
            cfg.bwd_warps, cfg.bwd_chunks, cfg.rows_vec) < 1 or min(cfg.prefetch, cfg.rows_block,
                                                      cfg.bwd_prefetch, cfg.seq_maxnreg,
@@ -617,7 +653,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         need_grad or bool(return_last_state), spec, y_fp32, "")
     if not return_last_state:
         return y
-    return y, states[:, :, -1, :s.N].clone()
+    _, lc = _launch_of(u, delta, A, B, C, spec, "", True)
+    return y, _last_state(states, s.N, lc.states_t).clone()
 
 
 def ss2d_scan_triton(u2, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True,
@@ -731,7 +768,7 @@ _LAYOUT_FORWARDS = {"ss2d": ("rows",), "fobi": ("rows", "seq")}
 
 def _layout_runs(layout, cfg, backward):
     """Whether config cfg runs direction layout "ss2d" / "fobi" (with ``backward``: also its gradients)."""
-    return cfg.fwd in _LAYOUT_FORWARDS[layout] and (not backward or cfg.bwd == "rows")
+    return cfg.fwd in _LAYOUT_FORWARDS[layout] and (not backward or cfg.bwd in ("rows", "seq"))
 
 
 def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
