@@ -1,8 +1,8 @@
 """AuM's Fo-Bi scan by index arithmetic (layout "fobi", fobi_scan_triton) on the CPU (Triton
 interpreter): both directions in one launch, the backward one scanning the same u, delta, z, B, C
 right to left, against the float64 reference of the flipped-copy formulation, forward and
-gradients, on the "rows" and "seq" forwards (one and two chunks), odd lengths and both state
-regimes (unrolled N <= 4, looped N > 4); and bidirectional_selective_scan taking it."""
+gradients, on the "rows" and "seq" forwards (one and two chunks) and the "rows" and "seq" backwards, odd
+lengths and both state regimes (unrolled N <= 4, looped N > 4); and bidirectional_selective_scan taking it."""
 from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_fresh_process  # noqa: I001
 
 import pytest  # noqa: E402
@@ -53,6 +53,8 @@ SEQ = dict(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="rows", bwd_rows=
     (2, 8, 13, 5, 1, True, SEQ),           # AuM's forward kernel ("seq"), rows backward
     (1, 8, 38, 2, 1, True, SEQ),           # L % 4 = 2, several state tiles
     (1, 8, 21, 3, 1, True, dict(SEQ, prefetch=2, seq_bc_prefetch=True)),   # B / C loaded a tile ahead
+    (1, 32, 21, 5, 1, True, dict(SEQ, bwd="seq")),                          # the seq backward, reversed rows
+    (2, 64, 14, 3, 2, False, dict(SEQ, bwd="seq", bwd_row_sum=False)),      # ... two groups, atomics per row
 ])
 def test_fobi_matches_the_flipped_copies(b, d, L, N, G, z, cfg, monkeypatch):
     if cfg is not None:

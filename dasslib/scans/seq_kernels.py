@@ -8,7 +8,7 @@ for the rows kernels' tile scan (``triton_kernels``) when N = 16; nothing crosse
   computes every chunk's end state from a zero start and its total decay, PASS=2 folds those into
   each chunk's start state and writes the output (one chunk: no pre-pass).
 - ``_seq_bwd_kernel``: the backward after a one-chunk forward that stored the state after every
-  tile of 4 steps (``STATES_T``: (n_tiles, NP, rows), so a warp's 32 rows store and load one
+  tile of 4 steps (``STATES_T``: (n_tiles, N, rows), so a warp's 32 rows store and load one
   line per state). It walks the tiles right to left: recomputes the tile's states from the stored
   one, runs the adjoint ``lam_t = C_t dy_t + dA_{t+1} lam_{t+1}`` in the thread, and sums the
   time-varying dB / dC over the warp's rows (all of one batch and B / C group) before one atomic
@@ -166,12 +166,12 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
 
 
 @triton.jit
-def _state_slot(r, k, n, rows, n_state_tiles, NP: tl.constexpr, STATES_T: tl.constexpr):
+def _state_slot(r, k, n, rows, n_state_tiles, N: tl.constexpr, NP: tl.constexpr, STATES_T: tl.constexpr):
     """Offset of state n of rows r after state tile k: (rows, n_state_tiles, NP) as the rows backward
-    reads it, or (n_state_tiles, NP, rows) (STATES_T: a warp's rows in one line) for the seq backward."""
+    reads it, or (n_state_tiles, N, rows) (STATES_T: a warp's rows in one line) for the seq backward."""
     if STATES_T:
-        r64 = r.to(tl.int64)        # (n_tiles * NP * rows can pass 2^31 at long inputs)
-        return (r64 * 0 + (k * NP + n)) * rows + r64
+        r64 = r.to(tl.int64)        # (n_tiles * N * rows can pass 2^31 at long inputs)
+        return (r64 * 0 + (k * N + n)) * rows + r64
     return (r * n_state_tiles + k) * NP + n
 
 
@@ -179,7 +179,7 @@ def _state_slot(r, k, n, rows, n_state_tiles, NP: tl.constexpr, STATES_T: tl.con
 def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, N: tl.constexpr, NP: tl.constexpr, rows,
                   STATES_T: tl.constexpr):
     for n in tl.static_range(N):
-        tl.store(states_ptr + _state_slot(r, k, n, rows, n_state_tiles, NP, STATES_T), h[n], mask=rmask)
+        tl.store(states_ptr + _state_slot(r, k, n, rows, n_state_tiles, N, NP, STATES_T), h[n], mask=rmask)
 
 
 @triton.jit
@@ -343,7 +343,7 @@ def _seq_bwd_kernel(
     U_SRC: tl.constexpr, SHARED: tl.constexpr, ROW_SUM: tl.constexpr,
 ):
     """Gradients of BD rows (one thread each) with time-varying B and C. ``states``:
-    the forward's state after every tile of 4 scan steps, (n_tiles, NP, rows). Tiles are walked
+    the forward's state after every tile of 4 scan steps, (n_tiles, N, rows). Tiles are walked
     right to left in scan order; per tile and state n the states h_t are recomputed from the stored
     one, the adjoint lam_t = C_t dy_t + dA_{t+1} lam_{t+1} enters from the tile on the right through
     the carry dA_{t+1} lam_{t+1}, and
@@ -416,7 +416,7 @@ def _seq_bwd_kernel(
         new_dA = ()
         for n in tl.static_range(N):
             if k > 0:
-                hp = tl.load(states_ptr + _state_slot(rc, k - 1, n, rows, n_tiles, NP, True))
+                hp = tl.load(states_ptr + _state_slot(rc, k - 1, n, rows, n_tiles, N, NP, True))
             elif HAS_H0:
                 hp = tl.load(h0_ptr + rc * N + n)
             else:

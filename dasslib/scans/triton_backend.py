@@ -228,7 +228,7 @@ class _Launch:
         self.bwd = "scan" if cfg.fwd == "scan" else cfg.bwd
         if self.bwd == "seq" and not self._seq_bwd_runs(cfg, layout):
             self.bwd = "rows"
-        # the seq backward reads the states as (n_tiles, NP, rows): a warp's rows in one line
+        # the seq backward reads the states as (n_tiles, N, rows): a warp's rows in one line
         self.states_t = self.bwd == "seq"
         # tile of the "rows" kernels: rows_vec 16-byte vectors per lane (under the interpreter,
         # at most the padded length). With a backward to follow (``training``: the forward that
@@ -301,7 +301,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
     whose first R rows per group the kernel projects (:func:`ss2d_scan_dtproj`)."""
     dev = u.device
     y = torch.empty((lc.batch, lc.dim, lc.L), dtype=y_dtype, device=dev)
-    states = torch.empty(lc.rows * lc.n_tiles * lc.NP if store_states else 1,
+    states = torch.empty(lc.rows * lc.n_tiles * (lc.N if lc.states_t else lc.NP) if store_states else 1,
                          dtype=torch.float32, device=dev)
     dummy = states
     opt = dict(D_ptr=D32 if D32 is not None else dummy, z_ptr=z if z is not None else u,
@@ -466,7 +466,7 @@ def _stores(cfg, store_states):
 
 def _states_shape(lc):
     if lc.states_t:
-        return (lc.n_tiles, lc.NP, lc.batch, lc.dim)
+        return (lc.n_tiles, lc.N, lc.batch, lc.dim)
     return (lc.batch, lc.dim, lc.n_tiles, lc.NP)
 
 
@@ -491,7 +491,7 @@ def _launch_of(u, delta, A, B, C, config, layout, training):
 def _scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, h0, softplus, store_states, config, y_fp32=False,
                    layout=""):
     """-> (y (batch, dim, L) in u's dtype (float32 if ``y_fp32``), states fp32
-    (batch, dim, n_tiles, NP), or (n_tiles, NP, batch, dim) when the "seq" backward follows: the state
+    (batch, dim, n_tiles, NP), or (n_tiles, N, batch, dim) when the "seq" backward follows: the state
     after every state tile, for the backward; shape (0,) when not stored). layout "ss2d": u is
     (batch, 2, dim // 4, L), see :func:`ss2d_scan_triton`."""
     cfg, lc = _launch_of(u, delta, A, B, C, config, layout, store_states)
