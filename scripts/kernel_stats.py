@@ -8,6 +8,7 @@ keeps resident; spill stores go to local memory in the inner loop).
     python -m scripts.kernel_stats rows_bwd N=16 dtype=bf16        # AuM-like backward
     python -m scripts.kernel_stats rows_fwd N=24                   # SSAM-like forward
     python -m scripts.kernel_stats seq N=16 rows_bwd N=1 z=0       # several, each with its keywords
+    python -m scripts.kernel_stats seq_bwd N=16 dtype=bf16 L=528   # the sequential backward (row_sum=0: atomics)
 
 Each kernel is compiled with time-varying B/C, D, delta_bias, softplus and (unless ``z=0``) the gate, as
 the models call it; keywords: N, dtype (fp32, bf16), BD (rows per program), warps, block (tile steps),
@@ -33,6 +34,8 @@ from dasslib.scans import triton_kernels as K
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 INPUTS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "y_ptr", "du_ptr", "ddt_ptr", "dz_ptr")
+# (the seq backward's dimensions that a launch specializes as 16-divisible: rows, n_tiles and the group counts
+# are not specialized; dim and L as for the other kernels)
 COMMON = dict(B_VARYING=True, C_VARYING=True, HAS_D=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=False,
               FAST_LOG=True)
 
@@ -85,7 +88,8 @@ def stats(kernel) -> dict:
                 top_ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12]))
 
 
-def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1, L=8192, bc=0):
+def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1, L=8192, bc=0,
+                  row_sum=1):
     """(kernel, constexprs, num_warps) of one of the scan kernels as the models launch it."""
     NP = triton.next_power_of_2(N)
     if name == "rows_bwd":
@@ -104,7 +108,12 @@ def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128,
         consts = dict(N=N, NP=NP, BD=32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch,
                       REV_UPPER=False, U_SRC=0, SHARED=False, BC_PREFETCH=bool(bc), **COMMON)
         return S._seq_fwd_kernel, consts, warps or 1
-    raise ValueError(f"unknown kernel {name!r}; choose rows_bwd, rows_fwd or seq")
+    if name == "seq_bwd":
+        consts = dict(N=N, NP=NP, BD=32, HAS_Z=bool(z), HAS_DLAST=False, REV_UPPER=False, U_SRC=0, SHARED=False,
+                      ROW_SUM=bool(row_sum),
+                      **{k: v for k, v in COMMON.items() if k not in ("B_VARYING", "C_VARYING")})
+        return S._seq_bwd_kernel, consts, warps or 1
+    raise ValueError(f"unknown kernel {name!r}; choose rows_bwd, rows_fwd, seq or seq_bwd")
 
 
 def main(argv=None):

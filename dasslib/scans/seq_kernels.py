@@ -169,10 +169,12 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
 def _state_slot(r, k, n, rows, n_state_tiles, N: tl.constexpr, NP: tl.constexpr, STATES_T: tl.constexpr):
     """Offset of state n of rows r after state tile k: (rows, n_state_tiles, NP) as the rows backward
     reads it, or (n_state_tiles, N, rows) (STATES_T: a warp's rows in one line) for the seq backward."""
+    r64 = r.to(tl.int64)            # (n_tiles * N * rows can pass 2^31 at long inputs)
     if STATES_T:
-        r64 = r.to(tl.int64)        # (n_tiles * N * rows can pass 2^31 at long inputs)
-        return (r64 * 0 + (k * N + n)) * rows + r64
-    return (r * n_state_tiles + k) * NP + n
+        off = (r64 * 0 + (k * N + n)) * rows + r64
+    else:
+        off = (r64 * n_state_tiles + k) * NP + n
+    return off
 
 
 @triton.jit
