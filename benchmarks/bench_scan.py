@@ -254,7 +254,7 @@ def describe(cfg):
 
 def describe_bwd(cfg):
     if cfg["fwd"] == "seq" and cfg["bwd"] == "seq":
-        return ("fwd seq bwd seq" + ("" if cfg.get("bwd_row_sum", True) else " atomic rows")
+        return ("fwd seq bwd seq" + f" rs{cfg.get('bwd_row_sum', 32)}"
                 + (f" mr{cfg['bwd_maxnreg']}" if cfg.get("bwd_maxnreg") else ""))
     if cfg["fwd"] != "scan" and cfg["bwd"] == "rows":
         seq = "fwd seq " if cfg["fwd"] == "seq" else ""
@@ -285,9 +285,9 @@ def tune_bwd_variants(name, cfg):
         # sum them over the rows first (BD times fewer atomics): a warp per row with the row sum
         # through shared memory (bwd_warps = BD), or BD rows in one warp on shorter tiles (a
         # rows_block with 2-byte inputs halves bwd_rows: 8 -> 4 rows of 32 steps, 16 -> 8 of 16).
-        # The "seq" backward: a thread per row (no shuffle scans), dB / dC summed over the warp's rows or
-        # added per row
-        out = [v(bwd="seq"), v(bwd="seq", bwd_row_sum=False), v(bwd_rows=8, bwd_warps=8),
+        # The "seq" backward: a thread per row (no shuffle scans), dB / dC summed over 32 or 8 of the warp's
+        # rows or added per row
+        out = [v(bwd="seq"), v(bwd="seq", bwd_row_sum=8), v(bwd="seq", bwd_row_sum=1), v(bwd_rows=8, bwd_warps=8),
                v(bwd_rows=16, rows_block=16), v(bwd_rows=4, bwd_warps=4), v(bwd_rows=8, rows_block=32)]
     seen = {describe_bwd(cfg)}      # the default, and no variant twice
     return [(label, c) for label, c in out if not (label in seen or seen.add(label))]

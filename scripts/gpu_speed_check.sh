@@ -27,8 +27,8 @@ scan_bwd_variants='{"dass": [{"bwd_maxnreg": 128}, {"rows_block": 128}, {"rows_b
  {"bwd_prefetch": 2}],
  "dass_long": [{"bwd_chunks": 16}, {"bwd": "scan"}]}'
 aum_fwd_variants='{"aum_model_pad": [{"seq_maxnreg": 128}, {"seq_maxnreg": 96}, {"seq_bc_prefetch": true}]}'
-aum_bwd_variants='{"aum_model_pad": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": false}, {"bwd_rows": 8, "bwd_warps": 8}],
- "aum": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": false}, {"bwd_rows": 8, "bwd_warps": 8}]}'
+aum_bwd_variants='{"aum_model_pad": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1},
+ {"bwd_rows": 8, "bwd_warps": 8}], "aum": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1}]}'
 job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba|mamba_scan [OUT]}
 out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}

@@ -89,7 +89,7 @@ def stats(kernel) -> dict:
 
 
 def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1, L=8192, bc=0,
-                  row_sum=1):
+                  row_sum=32):
     """(kernel, constexprs, num_warps) of one of the scan kernels as the models launch it."""
     NP = triton.next_power_of_2(N)
     if name == "rows_bwd":
@@ -110,7 +110,7 @@ def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128,
         return S._seq_fwd_kernel, consts, warps or 1
     if name == "seq_bwd":
         consts = dict(N=N, NP=NP, BD=32, HAS_Z=bool(z), HAS_DLAST=False, REV_UPPER=False, U_SRC=0, SHARED=False,
-                      ROW_SUM=bool(row_sum),
+                      ROW_SUM=row_sum, STATE_LOOP=N > 4,
                       **{k: v for k, v in COMMON.items() if k not in ("B_VARYING", "C_VARYING")})
         return S._seq_bwd_kernel, consts, warps or 1
     raise ValueError(f"unknown kernel {name!r}; choose rows_bwd, rows_fwd, seq or seq_bwd")

@@ -74,10 +74,10 @@ def _ref_grads(c, last=False):
 
 @needs_fresh
 @pytest.mark.parametrize("b,d,L,N,G,z,row_sum", [
-    (2, 32, 13, 5, 1, True, True),       # AuM-like: N > 4, the gate, L % 4 = 1
-    (1, 64, 22, 16, 2, False, False),    # N = 16, two B / C groups, no gate, one atomic per row
-    (2, 32, 7, 3, 1, True, True),        # N <= 4, shorter than two tiles
-    (1, 32, 40, 2, 1, True, False),
+    (2, 32, 13, 5, 1, True, 32),         # AuM-like: N > 4 (the state loop), the gate, L % 4 = 1
+    (1, 64, 22, 16, 2, False, 1),        # N = 16, two B / C groups, no gate, one atomic per row
+    (2, 32, 7, 3, 1, True, 32),          # N <= 4 (unrolled states), shorter than two tiles
+    (1, 32, 40, 2, 1, True, 8),          # sums over 8 rows
 ])
 def test_seq_backward_matches_float64(b, d, L, N, G, z, row_sum, seq_launches):
     c = _case(b, d, L, N, G, z)

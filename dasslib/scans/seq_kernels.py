@@ -11,8 +11,8 @@ for the rows kernels' tile scan (``triton_kernels``) when N = 16; nothing crosse
   tile of 4 steps (``STATES_T``: (n_tiles, N, rows), so a warp's 32 rows store and load one
   line per state). It walks the tiles right to left: recomputes the tile's states from the stored
   one, runs the adjoint ``lam_t = C_t dy_t + dA_{t+1} lam_{t+1}`` in the thread, and sums the
-  time-varying dB / dC over the warp's rows (all of one batch and B / C group) before one atomic
-  add per step and state, or adds every row's atomically (``ROW_SUM = False``).
+  time-varying dB / dC over groups of ``ROW_SUM`` of the warp's rows (all of one batch and B / C
+  group) before one atomic add per group, step and state (``ROW_SUM = 1``: every row's).
 """
 import triton
 import triton.language as tl
@@ -323,39 +323,82 @@ def _seq_fwd_kernel(
 @triton.jit
 def _row_sum_add(ptr, base, n, L, pos, m, vals, rmask, ROW_SUM: tl.constexpr):
     """Add the (BD, 4) terms ``vals`` of state n into a (batch, G, N, L) gradient at ``pos`` (the
-    program's rows share the group offset ``base`` and the positions): summed over the rows first
-    (ROW_SUM, one atomic per step), or one atomic per row and step."""
+    program's rows share the group offset ``base`` and the positions): summed over groups of ROW_SUM
+    rows first (shuffles: log2(ROW_SUM) rounds per value), then one atomic per group and step."""
     vals = tl.where(rmask[:, None], vals, 0.0)
-    if ROW_SUM:
-        p0 = tl.max(pos, axis=0)       # the same positions in every row
-        tl.atomic_add(ptr + tl.max(base, axis=0) + n * L + p0, tl.sum(vals, axis=0),
-                      mask=tl.max(m.to(tl.int32), axis=0) != 0, sem="relaxed")
+    if ROW_SUM > 1:
+        BD: tl.constexpr = vals.shape[0]
+        grp = tl.sum(tl.reshape(vals, (BD // ROW_SUM, ROW_SUM, 4)), axis=1)            # (BD / ROW_SUM, 4)
+        p0 = tl.reshape(tl.max(tl.reshape(pos + base[:, None] * 0, (BD // ROW_SUM, ROW_SUM, 4)), axis=1),
+                        (BD // ROW_SUM, 4))
+        b0 = tl.max(base, axis=0)
+        m0 = tl.max(tl.reshape((m & rmask[:, None]).to(tl.int32), (BD // ROW_SUM, ROW_SUM, 4)), axis=1) != 0
+        tl.atomic_add(ptr + b0 + n * L + p0, grp, mask=m0, sem="relaxed")
     else:
         tl.atomic_add(ptr + base[:, None] + n * L + pos, vals, mask=m & rmask[:, None], sem="relaxed")
+
+
+@triton.jit
+def _seq_bwd_state(a, hp, cn, d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3, B_ptr, C_ptr, bB, bC, n, L, pos, m,
+                   dB_ptr, dC_ptr, rmask, ROW_SUM: tl.constexpr):
+    """State n's part of a tile of 4 steps (each (BD,) per step; a = A_n log2(e)): recomputes h_t from the
+    stored state hp, runs the adjoint from the carry cn, adds dB / dC. Returns (new carry dA_0 lam_0, the
+    tile's dA_n sum, lam_t dA_t h_{t-1} A_n (4, for ddelta), lam_t B_t (4, for du / ddelta), h_t C_t (4,
+    y for dz))."""
+    b0, b1, b2, b3 = _cols4(_seq_bc_tile(B_ptr, bB, n, L, pos, m, True).to(tl.float32))
+    c0, c1, c2, c3 = _cols4(_seq_bc_tile(C_ptr, bC, n, L, pos, m, True).to(tl.float32))
+    p0 = tl.exp2(d0 * a)
+    p1 = tl.exp2(d1 * a)
+    p2 = tl.exp2(d2 * a)
+    p3 = tl.exp2(d3 * a)
+    x0 = e0 * b0
+    x1 = e1 * b1
+    x2 = e2 * b2
+    x3 = e3 * b3
+    h0 = p0 * hp + x0
+    h1 = p1 * h0 + x1
+    h2 = p2 * h1 + x2
+    h3 = p3 * h2 + x3
+    l3 = c3 * g3 + cn
+    l2 = c2 * g2 + p3 * l3
+    l1 = c1 * g1 + p2 * l2
+    l0 = c0 * g0 + p1 * l1
+    # lam_t dA_t h_{t-1} = lam_t (h_t - x_t)
+    ga0 = l0 * (h0 - x0)
+    ga1 = l1 * (h1 - x1)
+    ga2 = l2 * (h2 - x2)
+    ga3 = l3 * (h3 - x3)
+    An = a * 0.6931471805599453
+    _row_sum_add(dB_ptr, bB, n, L, pos, m, _join4(l0 * e0, l1 * e1, l2 * e2, l3 * e3), rmask, ROW_SUM)
+    _row_sum_add(dC_ptr, bC, n, L, pos, m, _join4(h0 * g0, h1 * g1, h2 * g2, h3 * g3), rmask, ROW_SUM)
+    return (p0 * l0, ga0 * d0 + ga1 * d1 + ga2 * d2 + ga3 * d3, ga0 * An, ga1 * An, ga2 * An, ga3 * An,
+            l0 * b0, l1 * b1, l2 * b2, l3 * b3, h0 * c0, h1 * c1, h2 * c2, h3 * c3)
 
 
 @triton.jit(do_not_specialize=["rows", "n_tiles", "G_B", "G_C"])
 def _seq_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, states_ptr, dy_ptr, dlast_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, ddtb_ptr, dh0_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, ddtb_ptr, dh0_ptr, carry_ptr,
     rows, dim, L, n_tiles, G_B, G_C,
     N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DLAST: tl.constexpr, FAST_LOG: tl.constexpr, REV_UPPER: tl.constexpr,
-    U_SRC: tl.constexpr, SHARED: tl.constexpr, ROW_SUM: tl.constexpr,
+    U_SRC: tl.constexpr, SHARED: tl.constexpr, ROW_SUM: tl.constexpr, STATE_LOOP: tl.constexpr,
 ):
-    """Gradients of BD rows (one thread each) with time-varying B and C. ``states``:
-    the forward's state after every tile of 4 scan steps, (n_tiles, N, rows). Tiles are walked
-    right to left in scan order; per tile and state n the states h_t are recomputed from the stored
-    one, the adjoint lam_t = C_t dy_t + dA_{t+1} lam_{t+1} enters from the tile on the right through
-    the carry dA_{t+1} lam_{t+1}, and
+    """Gradients of BD rows (one thread each) with time-varying B and C. A: (N, dim) (transposed, so that
+    a warp's rows read one line per state); ``states``: the forward's state after every tile of 4 scan
+    steps, (n_tiles, N, rows). Tiles are walked right to left in scan order; per tile and state n the
+    states h_t are recomputed from the stored one, the adjoint lam_t = C_t dy_t + dA_{t+1} lam_{t+1}
+    enters from the tile on the right through the carry dA_{t+1} lam_{t+1}, and
         ddelta_t += lam_t (A dA_t h_{t-1} + u_t B_t),   du_t += lam_t delta_t B_t,
         dA += lam_t dA_t h_{t-1} delta_t,   dB_t += lam_t delta_t u_t,   dC_t += h_t dy_t
     with dy gated (dy silu(z)); dz from y before the gate (summed over the states on the way).
     du / ddelta / dz are stored per row at the positions read (a direction layout's caller sums
-    the rows that share a source), dA / dD / ddelta_bias per row; dB / dC are added atomically
-    into (batch, G, N, L) float32 buffers (the sources' groups with SHARED). The program's rows must
-    share batch and B / C group (the launcher checks)."""
+    the rows that share a source); dA is accumulated in (N, rows), dD / ddelta_bias per row; dB / dC
+    are added atomically into (batch, G, N, L) float32 buffers (the sources' groups with SHARED). The
+    program's rows must share batch and B / C group (the launcher checks). STATE_LOOP (large N): the
+    states are a loop, not unrolled, their carries in the scratch carry_ptr (N, rows) and dA in place,
+    so only one state's tiles are live at a time (unrolled, N = 16 spilled: 255 registers offline)."""
     r, rmask, rc, di, row_off, bB, bC, rev, urow, drow, Lr = _seq_rows(
         tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED)
     dtb = tl.zeros((BD,), dtype=tl.float32)
@@ -369,12 +412,15 @@ def _seq_bwd_kernel(
     carry = ()       # dA_{t+1} lam_{t+1} at the first step of the tile on the right
     dA_acc = ()
     for n in tl.static_range(N):
-        A2 = A2 + (tl.load(A_ptr + di * N + n) * 1.4426950408889634,)
         c0 = zero
         if HAS_DLAST:       # the last state's gradient enters the adjoint at the last step
             c0 = tl.load(dlast_ptr + rc * N + n)
-        carry = carry + (c0,)
-        dA_acc = dA_acc + (zero,)
+        if STATE_LOOP:
+            tl.store(carry_ptr + n * rows + rc, c0, mask=rmask)
+        else:
+            A2 = A2 + (tl.load(A_ptr + n * dim + di) * 1.4426950408889634,)
+            carry = carry + (c0,)
+            dA_acc = dA_acc + (zero,)
     dD_acc = zero
     ddtb_acc = zero
     for j in range(0, n_tiles):
@@ -414,59 +460,61 @@ def _seq_bwd_kernel(
         y1 = zero
         y2 = zero
         y3 = zero
-        new_carry = ()
-        new_dA = ()
-        for n in tl.static_range(N):
-            if k > 0:
-                hp = tl.load(states_ptr + _state_slot(rc, k - 1, n, rows, n_tiles, N, NP, True))
-            elif HAS_H0:
-                hp = tl.load(h0_ptr + rc * N + n)
-            else:
-                hp = zero
-            b0, b1, b2, b3 = _cols4(_seq_bc_tile(B_ptr, bB, n, L, pos, m, True).to(tl.float32))
-            c0, c1, c2, c3 = _cols4(_seq_bc_tile(C_ptr, bC, n, L, pos, m, True).to(tl.float32))
-            a = A2[n]
-            p0 = tl.exp2(d0 * a)
-            p1 = tl.exp2(d1 * a)
-            p2 = tl.exp2(d2 * a)
-            p3 = tl.exp2(d3 * a)
-            x0 = e0 * b0
-            x1 = e1 * b1
-            x2 = e2 * b2
-            x3 = e3 * b3
-            h0 = p0 * hp + x0
-            h1 = p1 * h0 + x1
-            h2 = p2 * h1 + x2
-            h3 = p3 * h2 + x3
-            l3 = c3 * g3 + carry[n]
-            l2 = c2 * g2 + p3 * l3
-            l1 = c1 * g1 + p2 * l2
-            l0 = c0 * g0 + p1 * l1
-            new_carry = new_carry + (p0 * l0,)
-            # lam_t dA_t h_{t-1} = lam_t (h_t - x_t)
-            ga0 = l0 * (h0 - x0)
-            ga1 = l1 * (h1 - x1)
-            ga2 = l2 * (h2 - x2)
-            ga3 = l3 * (h3 - x3)
-            An = a * 0.6931471805599453
-            dd0 += ga0 * An
-            dd1 += ga1 * An
-            dd2 += ga2 * An
-            dd3 += ga3 * An
-            lb0 += l0 * b0
-            lb1 += l1 * b1
-            lb2 += l2 * b2
-            lb3 += l3 * b3
-            if HAS_Z:
-                y0 += h0 * c0
-                y1 += h1 * c1
-                y2 += h2 * c2
-                y3 += h3 * c3
-            new_dA = new_dA + (dA_acc[n] + ga0 * d0 + ga1 * d1 + ga2 * d2 + ga3 * d3,)
-            _row_sum_add(dB_ptr, bB, n, L, pos, m, _join4(l0 * e0, l1 * e1, l2 * e2, l3 * e3), rmask, ROW_SUM)
-            _row_sum_add(dC_ptr, bC, n, L, pos, m, _join4(h0 * g0, h1 * g1, h2 * g2, h3 * g3), rmask, ROW_SUM)
-        carry = new_carry
-        dA_acc = new_dA
+        if STATE_LOOP:
+            for ns in range(N):
+                if k > 0:
+                    hp = tl.load(states_ptr + _state_slot(rc, k - 1, ns, rows, n_tiles, N, NP, True))
+                elif HAS_H0:
+                    hp = tl.load(h0_ptr + rc * N + ns)
+                else:
+                    hp = zero
+                a = tl.load(A_ptr + ns * dim + di) * 1.4426950408889634
+                cn, dAn, q0, q1, q2, q3, s0, s1, s2, s3, w0, w1, w2, w3 = _seq_bwd_state(
+                    a, hp, tl.load(carry_ptr + ns * rows + rc), d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3,
+                    B_ptr, C_ptr, bB, bC, ns, L, pos, m, dB_ptr, dC_ptr, rmask, ROW_SUM)
+                tl.store(carry_ptr + ns * rows + rc, cn, mask=rmask)
+                tl.store(dA_ptr + ns * rows + rc, tl.load(dA_ptr + ns * rows + rc) + dAn, mask=rmask)
+                dd0 += q0
+                dd1 += q1
+                dd2 += q2
+                dd3 += q3
+                lb0 += s0
+                lb1 += s1
+                lb2 += s2
+                lb3 += s3
+                y0 += w0
+                y1 += w1
+                y2 += w2
+                y3 += w3
+        else:
+            new_carry = ()
+            new_dA = ()
+            for n in tl.static_range(N):
+                if k > 0:
+                    hp = tl.load(states_ptr + _state_slot(rc, k - 1, n, rows, n_tiles, N, NP, True))
+                elif HAS_H0:
+                    hp = tl.load(h0_ptr + rc * N + n)
+                else:
+                    hp = zero
+                cn, dAn, q0, q1, q2, q3, s0, s1, s2, s3, w0, w1, w2, w3 = _seq_bwd_state(
+                    A2[n], hp, carry[n], d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3,
+                    B_ptr, C_ptr, bB, bC, n, L, pos, m, dB_ptr, dC_ptr, rmask, ROW_SUM)
+                new_carry = new_carry + (cn,)
+                new_dA = new_dA + (dA_acc[n] + dAn,)
+                dd0 += q0
+                dd1 += q1
+                dd2 += q2
+                dd3 += q3
+                lb0 += s0
+                lb1 += s1
+                lb2 += s2
+                lb3 += s3
+                y0 += w0
+                y1 += w1
+                y2 += w2
+                y3 += w3
+            carry = new_carry
+            dA_acc = new_dA
         sm = m & rmask[:, None]
         if HAS_Z:
             y = _join4(y0, y1, y2, y3)
@@ -485,9 +533,13 @@ def _seq_bwd_kernel(
         tl.store(du_ptr + off, dxu, mask=sm)
         tl.store(ddt_ptr + off, ddt, mask=sm)
     for n in tl.static_range(N):
-        tl.store(dA_ptr + rc * N + n, dA_acc[n], mask=rmask)
+        if not STATE_LOOP:
+            tl.store(dA_ptr + n * rows + rc, dA_acc[n], mask=rmask)
         if HAS_H0:      # dA_0 lam_0: the initial state's gradient
-            tl.store(dh0_ptr + rc * N + n, carry[n], mask=rmask)
+            if STATE_LOOP:
+                tl.store(dh0_ptr + rc * N + n, tl.load(carry_ptr + n * rows + rc), mask=rmask)
+            else:
+                tl.store(dh0_ptr + rc * N + n, carry[n], mask=rmask)
     if HAS_D:
         tl.store(dD_ptr + rc, dD_acc, mask=rmask)
     if HAS_DTB:

@@ -44,8 +44,9 @@ class TritonConfig:
     bwd_chunks chained chunks, states stored every rows_block steps) or "scan" (one-row
     tile-scan backward, states every block_l steps; always used after the "scan" forward) or "seq"
     (after the "seq" forward with time-varying B / C, plain or "fobi" layout, channels per B / C group
-    a multiple of 32; else "rows": a thread per row, states stored every 4 steps; bwd_row_sum: its
-    time-varying dB / dC summed over a warp's rows before one atomic add per step, not one per row);
+    a multiple of 32; else "rows": a thread per row, states stored every 4 steps; bwd_row_sum (1, 2, 4,
+    ..., 32): its time-varying dB / dC summed over groups of that many of a warp's rows (shuffles)
+    before one atomic add per group and step);
     bwd_prefetch: 1 loads the next tile of the rows backward (u, delta, dy, z) while one is
     computed, 0 not; 2 (N = 1) also its B, C and stored state, which 1 loads inside the tile's
     recomputation (not yet timed; offline, sm_90, N = 1, 256-step tiles: bf16 158 registers and 1136
@@ -99,7 +100,7 @@ class TritonConfig:
     seq_bc_prefetch: bool = False
     rows_carry_in_scan: bool = True
     bwd_spread: bool = False
-    bwd_row_sum: bool = True
+    bwd_row_sum: int = 32
 
 
 def pick_config(rows, L, N, device, sms=None):
@@ -397,11 +398,16 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
                   SOFTPLUS=softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
                   FAST_LOG=not interpreted())
     if lc.bwd == "seq":
+        # A as (N, dim) and dA as (N, rows): a warp's rows read / write one line per state
+        dA_t = torch.zeros(lc.N, lc.rows, **f32)
+        carry = torch.empty(lc.N * lc.rows if lc.state_loop else 1, **f32)
         _seq_bwd_kernel[(lc.rows // SEQ_BWD_ROWS,)](
-            u, delta, A32, B, C, *opt, lc.rows, lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C,
+            u, delta, A32.t().contiguous(), B, C, *opt[:12], dA_t, *opt[13:], carry,
+            lc.rows, lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C,
             N=lc.N, NP=lc.NP, BD=SEQ_BWD_ROWS, REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
-            ROW_SUM=bool(lc.cfg.bwd_row_sum), num_warps=1, **flags_,
+            ROW_SUM=lc.cfg.bwd_row_sum, STATE_LOOP=lc.state_loop, num_warps=1, **flags_,
             **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not interpreted() else {}))
+        dA = dA_t.t()
     elif rows_bwd:
         nq = lc.bwd_chunks
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)
@@ -640,6 +646,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"config.block_l must be a power of two >= 4, got {cfg.block_l}")
     if cfg.bwd not in ("rows", "scan", "seq"):
         raise ValueError(f"config.bwd must be 'rows', 'scan' or 'seq', got {cfg.bwd!r}")
+    if cfg.bwd_row_sum not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(f"config.bwd_row_sum must be a power of two up to 32, got {cfg.bwd_row_sum}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
            cfg.bwd_warps, cfg.bwd_chunks, cfg.rows_vec) < 1 or min(cfg.prefetch, cfg.rows_block,
                                                      cfg.bwd_prefetch, cfg.seq_maxnreg,
