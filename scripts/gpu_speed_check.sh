@@ -28,7 +28,8 @@ scan_bwd_variants='{"dass": [{"bwd_maxnreg": 128}, {"rows_block": 128}, {"rows_b
  "dass_long": [{"bwd_chunks": 16}, {"bwd": "scan"}]}'
 aum_fwd_variants='{"aum_model_pad": [{"seq_maxnreg": 128}, {"seq_maxnreg": 96}, {"seq_bc_prefetch": true}]}'
 aum_bwd_variants='{"aum_model_pad": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1},
- {"bwd_rows": 8, "bwd_warps": 8}], "aum": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1}]}'
+ {"bwd_rows": 8, "bwd_warps": 8}], "aum": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1}],
+ "ssam_model_pad": [{"fwd": "seq", "n_chunks": 1, "prefetch": 1, "bwd": "seq", "bwd_row_sum": 8}]}'
 job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba|mamba_scan [OUT]}
 out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -117,9 +118,10 @@ elif [ "$job" = mamba_scan ]; then
     rm -rf "$out/mamba_build"
 elif [ "$job" = mamba ]; then
     # AuM's scan as the compiled model calls it (B=32, padded) and the issue's shape (12 x 1536 x 513), bf16:
-    # forward variants (register caps, B / C prefetch) and backward variants (dB / dC summed over rows first)
+    # forward variants (register caps, B / C prefetch) and backward variants (the seq backward with dB / dC
+    # summed over 32 / 8 / 1 rows, the rows backward with 8 rows per program); SSAM-Base's on seq / seq
     timeout 190 python3 -m benchmarks.bench_scan --csv "$out/scan_tune_mamba_models_$commit.csv" \
-        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,aum --dtypes bf16 --no-torch --tune \
+        --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,aum,ssam_model_pad --dtypes bf16 --no-torch --tune \
         --budget-s 170 --variants "$aum_fwd_variants" --bwd-variants "$aum_bwd_variants" > /dev/null 2>&1
     echo "bench_scan: exit $?"
     # where the N = 16 kernels stall: the rows backward at the issue's shape, the sequential forward at AuM-Base's

@@ -39,3 +39,22 @@ def test_cli_prints_one_line_per_kernel(capsys):
     ks.main(["rows_fwd", "N=1", "dtype=bf16", "block=256", "BD=4", "z=0"])
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("rows_fwd ") and '"registers"' in out[0]
+
+
+@pytest.mark.parametrize("name,N,dtype,extra", [
+    # the seq backward as the launcher runs it: the state loop (N > 4) in the Fo-Bi layout with an initial
+    # state and the last state's gradient; unrolled states (N <= 4) with sums over 8 rows; SSAM's N = 24
+    ("seq_bwd", 16, "bf16", dict(REV_UPPER=True, U_SRC=1, SHARED=True, HAS_H0=True, HAS_DLAST=True)),
+    ("seq_bwd", 2, "fp32", dict(ROW_SUM=8, STATE_LOOP=False, HAS_Z=False)),
+    ("seq_bwd", 24, "bf16", dict(ROW_SUM=1)),
+    # the seq forward storing its states for the seq backward, Fo-Bi layout
+    ("seq", 16, "bf16", dict(STATES_T=True, REV_UPPER=True, U_SRC=1, SHARED=True)),
+])
+def test_seq_kernels_compile_for_sm90(name, N, dtype, extra):
+    """Compiled Triton checks what the interpreter does not (e.g. every return of a helper has one type):
+    the seq kernels compile for sm_90 in the configurations the launcher uses, without spills."""
+    fn, consts, warps = ks.kernel_config(name, N=N, dtype=dtype, L=528)
+    s = ks.stats(ks.compile_sm90(fn, {**consts, **extra}, dtype, warps, 528))
+    assert s["registers"] <= 255 and s["instructions"] > 0
+    if name == "seq_bwd":
+        assert s["spill_store_bytes"] == 0
