@@ -74,11 +74,13 @@ def test_the_gpu_jobs_scan_shapes_and_variants_exist():
     shapes = {s for m in re.findall(r"--shapes ([\w,]+)", text) for s in m.split(",")}
     assert shapes and shapes <= set(SHAPES), shapes - set(SHAPES)
     fields = {f.name for f in dataclasses.fields(TritonConfig)}
-    variants = re.findall(r"scan_bwd_variants='(.*?)'", text, re.S) + re.findall(r"--bwd-variants '(.*?)'", text)
-    assert len(variants) >= 2
+    variants = (re.findall(r"(?:scan_bwd|aum_fwd|aum_bwd)_variants='(.*?)'", text, re.S)
+                + re.findall(r"--bwd-variants '(.*?)'", text))
+    assert len(variants) >= 4
     for spec in variants:
         for shape, overrides in json.loads(spec).items():
             assert shape in SHAPES, shape
             for o in overrides:
                 assert set(o) <= fields, set(o) - fields
-                TritonConfig(**o)
+                cfg = TritonConfig(**o)
+                assert cfg.bwd_row_sum in (1, 2, 4, 8, 16, 32)
