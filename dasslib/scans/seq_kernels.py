@@ -17,7 +17,7 @@ for the rows kernels' tile scan (``triton_kernels``) when N = 16; nothing crosse
 import triton
 import triton.language as tl
 
-from .triton_kernels import _SEQ_GENERIC, _softplus
+from .triton_kernels import _SEQ_GENERIC, _bwd_tile_out, _softplus
 
 
 @triton.jit
@@ -340,11 +340,11 @@ def _row_sum_add(ptr, base, n, L, pos, m, vals, rmask, ROW_SUM: tl.constexpr):
 
 @triton.jit
 def _seq_bwd_state(a, hp, cn, d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3, B_ptr, C_ptr, bB, bC, n, L, pos, m,
-                   dB_ptr, dC_ptr, rmask, ROW_SUM: tl.constexpr):
-    """State n's part of a tile of 4 steps (each (BD,) per step; a = A_n log2(e)): recomputes h_t from the
-    stored state hp, runs the adjoint from the carry cn, adds dB / dC. Returns (new carry dA_0 lam_0, the
-    tile's dA_n sum, lam_t dA_t h_{t-1} A_n (4, for ddelta), lam_t B_t (4, for du / ddelta), h_t C_t (4,
-    y for dz))."""
+                   dB_ptr, dC_ptr, rmask, dd, lb, y, ROW_SUM: tl.constexpr):
+    """State n's part of a tile of 4 steps (delta, delta u, gated dy: each (BD,) per step; a = A_n log2(e)):
+    recomputes h_t from the stored state hp, runs the adjoint from the carry cn, adds dB / dC. Returns the
+    new carry dA_0 lam_0, the tile's dA_n sum, and the (BD, 4) sums over the states dd, lb, y with this
+    state's lam_t dA_t h_{t-1} A_n (for ddelta), lam_t B_t (du, ddelta) and h_t C_t (y, for dz) added."""
     b0, b1, b2, b3 = _cols4(_seq_bc_tile(B_ptr, bB, n, L, pos, m, True).to(tl.float32))
     c0, c1, c2, c3 = _cols4(_seq_bc_tile(C_ptr, bC, n, L, pos, m, True).to(tl.float32))
     p0 = tl.exp2(d0 * a)
@@ -371,8 +371,9 @@ def _seq_bwd_state(a, hp, cn, d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3, B_
     An = a * 0.6931471805599453
     _row_sum_add(dB_ptr, bB, n, L, pos, m, _join4(l0 * e0, l1 * e1, l2 * e2, l3 * e3), rmask, ROW_SUM)
     _row_sum_add(dC_ptr, bC, n, L, pos, m, _join4(h0 * g0, h1 * g1, h2 * g2, h3 * g3), rmask, ROW_SUM)
-    return (p0 * l0, ga0 * d0 + ga1 * d1 + ga2 * d2 + ga3 * d3, ga0 * An, ga1 * An, ga2 * An, ga3 * An,
-            l0 * b0, l1 * b1, l2 * b2, l3 * b3, h0 * c0, h1 * c1, h2 * c2, h3 * c3)
+    return (p0 * l0, ga0 * d0 + ga1 * d1 + ga2 * d2 + ga3 * d3,
+            dd + _join4(ga0, ga1, ga2, ga3) * An[:, None], lb + _join4(l0 * b0, l1 * b1, l2 * b2, l3 * b3),
+            y + _join4(h0 * c0, h1 * c1, h2 * c2, h3 * c3))
 
 
 @triton.jit(do_not_specialize=["rows", "n_tiles", "G_B", "G_C"])
@@ -448,18 +449,9 @@ def _seq_bwd_kernel(
         d0, d1, d2, d3 = _cols4(dt)
         e0, e1, e2, e3 = _cols4(dtu)
         g0, g1, g2, g3 = _cols4(dyg)
-        dd0 = zero
-        dd1 = zero
-        dd2 = zero
-        dd3 = zero
-        lb0 = zero
-        lb1 = zero
-        lb2 = zero
-        lb3 = zero
-        y0 = zero
-        y1 = zero
-        y2 = zero
-        y3 = zero
+        dd = tl.zeros_like(dt)     # per step, summed over the states: lam dA h_{t-1} A, lam B, h C
+        lb = dd
+        y = dd
         if STATE_LOOP:
             for ns in range(N):
                 if k > 0:
@@ -469,23 +461,11 @@ def _seq_bwd_kernel(
                 else:
                     hp = zero
                 a = tl.load(A_ptr + ns * dim + di) * 1.4426950408889634
-                cn, dAn, q0, q1, q2, q3, s0, s1, s2, s3, w0, w1, w2, w3 = _seq_bwd_state(
+                cn, dAn, dd, lb, y = _seq_bwd_state(
                     a, hp, tl.load(carry_ptr + ns * rows + rc), d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3,
-                    B_ptr, C_ptr, bB, bC, ns, L, pos, m, dB_ptr, dC_ptr, rmask, ROW_SUM)
+                    B_ptr, C_ptr, bB, bC, ns, L, pos, m, dB_ptr, dC_ptr, rmask, dd, lb, y, ROW_SUM)
                 tl.store(carry_ptr + ns * rows + rc, cn, mask=rmask)
                 tl.store(dA_ptr + ns * rows + rc, tl.load(dA_ptr + ns * rows + rc) + dAn, mask=rmask)
-                dd0 += q0
-                dd1 += q1
-                dd2 += q2
-                dd3 += q3
-                lb0 += s0
-                lb1 += s1
-                lb2 += s2
-                lb3 += s3
-                y0 += w0
-                y1 += w1
-                y2 += w2
-                y3 += w3
         else:
             new_carry = ()
             new_dA = ()
@@ -496,42 +476,15 @@ def _seq_bwd_kernel(
                     hp = tl.load(h0_ptr + rc * N + n)
                 else:
                     hp = zero
-                cn, dAn, q0, q1, q2, q3, s0, s1, s2, s3, w0, w1, w2, w3 = _seq_bwd_state(
+                cn, dAn, dd, lb, y = _seq_bwd_state(
                     A2[n], hp, carry[n], d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3,
-                    B_ptr, C_ptr, bB, bC, n, L, pos, m, dB_ptr, dC_ptr, rmask, ROW_SUM)
+                    B_ptr, C_ptr, bB, bC, n, L, pos, m, dB_ptr, dC_ptr, rmask, dd, lb, y, ROW_SUM)
                 new_carry = new_carry + (cn,)
                 new_dA = new_dA + (dA_acc[n] + dAn,)
-                dd0 += q0
-                dd1 += q1
-                dd2 += q2
-                dd3 += q3
-                lb0 += s0
-                lb1 += s1
-                lb2 += s2
-                lb3 += s3
-                y0 += w0
-                y1 += w1
-                y2 += w2
-                y3 += w3
             carry = new_carry
             dA_acc = new_dA
-        sm = m & rmask[:, None]
-        if HAS_Z:
-            y = _join4(y0, y1, y2, y3)
-            if HAS_D:
-                y += Dv[:, None] * ut
-            tl.store(dz_ptr + off, dyt * y * sz * (1.0 + zt * (1.0 - sz)), mask=sm)
-        lamB = _join4(lb0, lb1, lb2, lb3)
-        ddt = _join4(dd0, dd1, dd2, dd3) + lamB * ut
-        dxu = lamB * dt
-        if HAS_D:
-            dxu += Dv[:, None] * dyg
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(m, ddt, 0.0)
-        ddtb_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + off, dxu, mask=sm)
-        tl.store(ddt_ptr + off, ddt, mask=sm)
+        ddtb_acc += tl.sum(_bwd_tile_out(y, dd, lb, ut, dt, raw, dyt, dyg, zt, sz, Dv, off, m, m & rmask[:, None],
+                                         du_ptr, ddt_ptr, dz_ptr, HAS_D, HAS_Z, SOFTPLUS), axis=1)
     for n in tl.static_range(N):
         if not STATE_LOOP:
             tl.store(dA_ptr + n * rows + rc, dA_acc[n], mask=rmask)

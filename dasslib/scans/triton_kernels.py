@@ -835,6 +835,29 @@ def _bwd_state(dt, du, dy, Bn, Cn, An, hn, nl_n, is_first, is_last, flip, ones, 
     return h, lam, lam * (h - x), dBx, dCx, c
 
 
+@triton.jit
+def _bwd_tile_out(y, ddt, lamB, u, dt, raw, dy_out, dyg, z, sz, Dv, off, m, sm, du_ptr, ddt_ptr, dz_ptr,
+                  HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """A backward tile's per-step outputs from its sums over the states: y (before D and the gate),
+    ddt (lam dA h_{t-1} A, the decay part of ddelta), lamB (lam B); u, dt, raw (delta before the
+    softplus), dy_out (dy as given), dyg (gated), z, sz = sigmoid(z). Stores dz, du and ddelta at
+    ``off`` (mask ``sm``) and returns ddelta (zero where ``m`` is not), for the delta_bias sum."""
+    if HAS_Z:
+        if HAS_D:
+            y += Dv[:, None] * u
+        tl.store(dz_ptr + off, dy_out * y * sz * (1.0 + z * (1.0 - sz)), mask=sm)
+    ddt += lamB * u
+    dxu = lamB * dt
+    if HAS_D:
+        dxu += Dv[:, None] * dyg
+    if SOFTPLUS:
+        ddt = ddt * tl.sigmoid(raw)
+    ddt = tl.where(m, ddt, 0.0)
+    tl.store(du_ptr + off, dxu, mask=sm)
+    tl.store(ddt_ptr + off, ddt, mask=sm)
+    return ddt
+
+
 @triton.jit(do_not_specialize=_ROWS_GENERIC)
 def _rows_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr, states_ptr,
@@ -1017,20 +1040,8 @@ def _rows_bwd_kernel(
             dA_acc = new_dA
             dBi_acc = new_dBi
             dCi_acc = new_dCi
-        if HAS_Z:
-            if HAS_D:
-                y += Dv[:, None] * u
-            tl.store(dz_ptr + off, dy_out * y * sz * (1.0 + z * (1.0 - sz)), mask=m2)
-        ddt += lamB * u
-        dxu = lamB * dt
-        if HAS_D:
-            dxu += Dv[:, None] * dy
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(m2, ddt, 0.0)
-        ddtb_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + off, dxu, mask=m2)
-        tl.store(ddt_ptr + off, ddt, mask=m2)
+        ddtb_acc += tl.sum(_bwd_tile_out(y, ddt, lamB, u, dt, raw, dy_out, dy, z, sz, Dv, off, m2, m2,
+                                         du_ptr, ddt_ptr, dz_ptr, HAS_D, HAS_Z, SOFTPLUS), axis=1)
     # per-row sums; chunked programs add theirs atomically (the state loop added them per tile)
     if not STATE_LOOP:
         for n in tl.static_range(N):
