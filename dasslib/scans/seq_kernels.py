@@ -17,7 +17,7 @@ for the rows kernels' tile scan (``triton_kernels``) when N = 16; nothing crosse
 import triton
 import triton.language as tl
 
-from .triton_kernels import _SEQ_GENERIC, _bwd_tile_out, _softplus
+from .triton_kernels import _SEQ_GENERIC, _bwd_tile_out, _delta_of, _softplus
 
 
 @triton.jit
@@ -91,6 +91,25 @@ def _seq_load_bc(t0, B_ptr, C_ptr, bB, bC, rev, Lr, L, N: tl.constexpr, B_VARYIN
 
 
 @triton.jit
+def _seq_bc_cols(ptr, base, n, L, cols, m, pre, inv, MASKED: tl.constexpr, VARYING: tl.constexpr,
+                 PRE_BC: tl.constexpr):
+    """State n's B or C at a tile's 4 steps, each (BD,) in fp32: the time-varying tile (loaded here, or
+    ``pre[n]`` loaded a tile ahead), else the rows' constant ``inv[n]``."""
+    if VARYING:
+        if PRE_BC:
+            t = pre[n]
+        else:
+            t = _seq_bc_tile(ptr, base, n, L, cols, m, MASKED)
+        v0, v1, v2, v3 = _cols4(t.to(tl.float32))
+    else:
+        v0 = inv[n]
+        v1 = v0
+        v2 = v0
+        v3 = v0
+    return v0, v1, v2, v3
+
+
+@triton.jit
 def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB, bC,
               A2, Binv, Cinv, dtb, Dv, L, N: tl.constexpr,
               B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
@@ -117,17 +136,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
     y3 = tl.zeros_like(d0)
     new_h = ()
     for n in tl.static_range(N):
-        if B_VARYING:
-            if PRE_BC:
-                bt = bts[n]
-            else:
-                bt = _seq_bc_tile(B_ptr, bB, n, L, cols, m, MASKED)
-            b0, b1, b2, b3 = _cols4(bt.to(tl.float32))
-        else:
-            b0 = Binv[n]
-            b1 = b0
-            b2 = b0
-            b3 = b0
+        b0, b1, b2, b3 = _seq_bc_cols(B_ptr, bB, n, L, cols, m, bts, Binv, MASKED, B_VARYING, PRE_BC)
         a = A2[n]
         hn0 = tl.exp2(d0 * a) * h[n] + e0 * b0
         hn1 = tl.exp2(d1 * a) * hn0 + e1 * b1
@@ -135,17 +144,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
         hn3 = tl.exp2(d3 * a) * hn2 + e3 * b3
         new_h = new_h + (hn3,)
         if OUTPUT:
-            if C_VARYING:
-                if PRE_BC:
-                    ct = cts[n]
-                else:
-                    ct = _seq_bc_tile(C_ptr, bC, n, L, cols, m, MASKED)
-                c0, c1, c2, c3 = _cols4(ct.to(tl.float32))
-            else:
-                c0 = Cinv[n]
-                c1 = c0
-                c2 = c0
-                c3 = c0
+            c0, c1, c2, c3 = _seq_bc_cols(C_ptr, bC, n, L, cols, m, cts, Cinv, MASKED, C_VARYING, PRE_BC)
             y0 += c0 * hn0
             y1 += c1 * hn1
             y2 += c2 * hn2
@@ -431,13 +430,7 @@ def _seq_bwd_kernel(
         dtr, ut, zt = _seq_load(t0, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z, REV_UPPER)
         off = row_off[:, None] + pos
         dyt = tl.load(dy_ptr + off, mask=m, other=0.0).to(tl.float32)
-        raw = dtr
-        if HAS_DTB:
-            raw = raw + dtb[:, None]
-        dt = raw
-        if SOFTPLUS:
-            dt = _softplus(raw, FAST_LOG)
-        dt = tl.where(m, dt, 0.0)
+        raw, dt = _delta_of(dtr, dtb, m, HAS_DTB, SOFTPLUS, FAST_LOG)
         dtu = dt * ut
         dyg = dyt
         sz = dyt

@@ -64,6 +64,18 @@ def _softplus(x, FAST_LOG: tl.constexpr):
 
 
 @triton.jit
+def _delta_of(raw, dtb, m, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, FAST_LOG: tl.constexpr):
+    """(raw + delta_bias, delta) of a (rows, steps) tile of raw delta: softplus'ed if SOFTPLUS, zero where
+    ``m`` is not (past L: the states pass through)."""
+    if HAS_DTB:
+        raw = raw + dtb[:, None]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw, FAST_LOG)
+    return raw, tl.where(m, dt, 0.0)
+
+
+@triton.jit
 def _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
                 FAST_LOG: tl.constexpr):
     """delta after bias and softplus; 0 outside the sequence (decay 1, no input)."""
@@ -962,14 +974,8 @@ def _rows_bwd_kernel(
             nbc = _rows_bwd_bc(k - 1, k_first, B_ptr, C_ptr, bB, bC, di, states_ptr, h0_ptr, r, t0, L,
                                BLOCK_L, rev, n_tiles, N, NP, B_VARYING, C_VARYING, HAS_H0, PREFETCH_BC)
         u = ut.to(tl.float32)
-        raw = rawt.to(tl.float32)
         dy = dyt.to(tl.float32)
-        if HAS_DTB:
-            raw = raw + dtb[:, None]
-        dt = raw
-        if SOFTPLUS:
-            dt = _softplus(raw, FAST_LOG)
-        dt = tl.where(m2, dt, 0.0)
+        raw, dt = _delta_of(rawt.to(tl.float32), dtb, m2, HAS_DTB, SOFTPLUS, FAST_LOG)
         du = dt * u
         h_in = ()
         if PREFETCH_BC:
