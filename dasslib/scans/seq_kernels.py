@@ -17,7 +17,7 @@ for the rows kernels' tile scan (``triton_kernels``) when N = 16; nothing crosse
 import triton
 import triton.language as tl
 
-from .triton_kernels import _SEQ_GENERIC, _bwd_tile_out, _delta_of, _softplus
+from .triton_kernels import _SEQ_GENERIC, _bwd_tile_out, _delta_of, _row_d_dtb, _softplus
 
 
 @triton.jit
@@ -242,12 +242,7 @@ def _seq_fwd_kernel(
     q = tl.program_id(1)
     r, rmask, rc, di, row_off, bB, bC, rev, urow, drow, Lr = _seq_rows(
         tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED)
-    dtb = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_DTB:
-        dtb = tl.load(dtb_ptr + di)
-    Dv = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + di)
+    Dv, dtb = _row_d_dtb(D_ptr, dtb_ptr, di, HAS_D, HAS_DTB)
     A2 = ()
     h = ()
     Binv = ()
@@ -317,6 +312,20 @@ def _seq_fwd_kernel(
             cidx = (rc * n_chunks + q) * N + n
             tl.store(chunkS_ptr + cidx, h[n], mask=rmask)
             tl.store(chunkP_ptr + cidx, tl.exp2(A2[n] * dtsum), mask=rmask)
+
+
+@triton.jit
+def _seq_state_before(states_ptr, h0_ptr, rc, k, n, rows, n_tiles, N: tl.constexpr, NP: tl.constexpr,
+                      HAS_H0: tl.constexpr):
+    """State n (BD,) of rows rc before tile k: stored by the forward after tile k - 1 ((n_tiles, N, rows)),
+    else the initial state (or zeros)."""
+    if k > 0:
+        hp = tl.load(states_ptr + _state_slot(rc, k - 1, n, rows, n_tiles, N, NP, True))
+    elif HAS_H0:
+        hp = tl.load(h0_ptr + rc * N + n)
+    else:
+        hp = tl.zeros(rc.shape, dtype=tl.float32)
+    return hp
 
 
 @triton.jit
@@ -401,12 +410,7 @@ def _seq_bwd_kernel(
     so only one state's tiles are live at a time (unrolled, N = 16 spilled: 255 registers offline)."""
     r, rmask, rc, di, row_off, bB, bC, rev, urow, drow, Lr = _seq_rows(
         tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED)
-    dtb = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_DTB:
-        dtb = tl.load(dtb_ptr + di)
-    Dv = tl.zeros((BD,), dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + di)
+    Dv, dtb = _row_d_dtb(D_ptr, dtb_ptr, di, HAS_D, HAS_DTB)
     zero = tl.zeros((BD,), dtype=tl.float32)
     A2 = ()
     carry = ()       # dA_{t+1} lam_{t+1} at the first step of the tile on the right
@@ -447,12 +451,7 @@ def _seq_bwd_kernel(
         y = dd
         if STATE_LOOP:
             for ns in range(N):
-                if k > 0:
-                    hp = tl.load(states_ptr + _state_slot(rc, k - 1, ns, rows, n_tiles, N, NP, True))
-                elif HAS_H0:
-                    hp = tl.load(h0_ptr + rc * N + ns)
-                else:
-                    hp = zero
+                hp = _seq_state_before(states_ptr, h0_ptr, rc, k, ns, rows, n_tiles, N, NP, HAS_H0)
                 a = tl.load(A_ptr + ns * dim + di) * 1.4426950408889634
                 cn, dAn, dd, lb, y = _seq_bwd_state(
                     a, hp, tl.load(carry_ptr + ns * rows + rc), d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3,
@@ -463,12 +462,7 @@ def _seq_bwd_kernel(
             new_carry = ()
             new_dA = ()
             for n in tl.static_range(N):
-                if k > 0:
-                    hp = tl.load(states_ptr + _state_slot(rc, k - 1, n, rows, n_tiles, N, NP, True))
-                elif HAS_H0:
-                    hp = tl.load(h0_ptr + rc * N + n)
-                else:
-                    hp = zero
+                hp = _seq_state_before(states_ptr, h0_ptr, rc, k, n, rows, n_tiles, N, NP, HAS_H0)
                 cn, dAn, dd, lb, y = _seq_bwd_state(
                     A2[n], hp, carry[n], d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3,
                     B_ptr, C_ptr, bB, bC, n, L, pos, m, dB_ptr, dC_ptr, rmask, dd, lb, y, ROW_SUM)

@@ -474,16 +474,23 @@ def _shared_sources(rb, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr, bB,
 
 
 @triton.jit
-def _row_params(A_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr, HAS_D: tl.constexpr,
-                HAS_DTB: tl.constexpr):
-    """Per-channel constants of the rows ``di`` (BD,): a tuple of N (BD,) vectors A * a_scale; D
-    and delta_bias (zeros when absent)."""
+def _row_d_dtb(D_ptr, dtb_ptr, di, HAS_D: tl.constexpr, HAS_DTB: tl.constexpr):
+    """D and delta_bias of the rows' channels ``di`` (BD,) (zeros when absent)."""
     dtb = tl.zeros(di.shape, dtype=tl.float32)
     if HAS_DTB:
         dtb = tl.load(dtb_ptr + di)
     Dv = tl.zeros(di.shape, dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + di)
+    return Dv, dtb
+
+
+@triton.jit
+def _row_params(A_ptr, D_ptr, dtb_ptr, di, a_scale, N: tl.constexpr, HAS_D: tl.constexpr,
+                HAS_DTB: tl.constexpr):
+    """Per-channel constants of the rows ``di`` (BD,): a tuple of N (BD,) vectors A * a_scale; D
+    and delta_bias (zeros when absent)."""
+    Dv, dtb = _row_d_dtb(D_ptr, dtb_ptr, di, HAS_D, HAS_DTB)
     A = ()
     for n in tl.static_range(N):
         A = A + (tl.load(A_ptr + di * N + n) * a_scale,)
