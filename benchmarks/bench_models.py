@@ -45,6 +45,7 @@ from dasslib.bench.timing import back_to_back_ms
 from dasslib.fast import compile_for_training, fast_forward, resolve_fast
 from dasslib.inference import predict
 from dasslib.runtime import cuda_autocast
+from dasslib.scans import triton_backend as scan_settings
 
 MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "ast_base_sdpa": ("ast_base", dict(attn="sdpa"), (1024, 128)),
@@ -99,6 +100,9 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     "aum_base_copies": ("aum_base", {}, (1024, 128)),
     # the scan over AuM's 513 steps as they are (no zero padding to 528: element-wise bf16 loads)
     "aum_base_unpadded": ("aum_base", {}, (1024, 128)),
+    # the seq backward after the seq forward (dasslib.scans.triton_backend.SEQ_BACKWARD: dB / dC summed
+    # over 8 rows per atomic), training against the rows backward
+    "aum_base_seq_bwd": ("aum_base", {}, (1024, 128)),
     "aum_small": ("aum_small", {}, (1024, 128)),
     "ssam_base": ("ssam_base", {}, (1000, 80)),
     "ssam_small": ("ssam_small", {}, (1000, 80)),
@@ -127,6 +131,9 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
 # "*_whole_graph" labels capture the whole forward
 FAST_ATTRS = {label: dict(GRAPH_CAPTURE="whole") for label in MODELS if label.endswith("_whole_graph")}
 _FAST_DEFAULTS = {k: getattr(fast_settings, k) for attrs in FAST_ATTRS.values() for k in attrs}
+# dasslib.scans.triton_backend settings a label runs under (pick_config's choices)
+SCAN_ATTRS = {"aum_base_seq_bwd": dict(SEQ_BACKWARD=8)}
+_SCAN_DEFAULTS = {k: getattr(scan_settings, k) for attrs in SCAN_ATTRS.values() for k in attrs}
 BASELINE = "ast_base_sdpa"
 FIELDS = ["date", "device", "torch", "triton", "commit", "model", "params_M", "path", "mode",
           "batch", "frames", "mel_bins", "ms", "ms_p10", "ms_p90", "clips_per_s", "peak_MiB",
@@ -456,6 +463,13 @@ def main():
     for label in labels:
         for k, v in {**_FAST_DEFAULTS, **FAST_ATTRS.get(label, {})}.items():
             setattr(fast_settings, k, v)
+        scan = {**_SCAN_DEFAULTS, **SCAN_ATTRS.get(label, {})}
+        if any(getattr(scan_settings, k) != v for k, v in scan.items()):
+            # the scan's launch config (and its states' shape) is fixed when a graph is traced: trace anew
+            torch._dynamo.reset()
+            fast_settings.clear_cache()
+        for k, v in scan.items():
+            setattr(scan_settings, k, v)
         m, frames, mel = build(label, device)
         params = models.count_parameters(m) / 1e6
         x1 = torch.randn(small, frames, mel, device=device)

@@ -137,7 +137,7 @@ elif [ "$job" = mamba ]; then
     echo "ncu seq_fwd: exit $?"
     # the models last (rows are written as they are timed, so a cut run keeps the first ones)
     timeout 290 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_mamba_models.csv" \
-        --models ast_base_sdpa,aum_base,ssam_base --skip-b1 --check-model '' --profile-dir "$out/profiles" \
+        --models ast_base_sdpa,aum_base,aum_base_seq_bwd,ssam_base --skip-b1 --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_mamba_$commit.log" 2>&1
     echo "bench_models: exit $?"
 else

@@ -43,8 +43,9 @@ def test_every_label_the_gpu_jobs_time_exists():
     attributes exist on the model it builds (a renamed default must not leave a job timing nothing)."""
     import re
 
-    from benchmarks.bench_models import ATTRS, FAST_ATTRS, MODELS, SMOKE
+    from benchmarks.bench_models import ATTRS, FAST_ATTRS, MODELS, SCAN_ATTRS, SMOKE
     from dasslib import fast, models
+    from dasslib.scans import triton_backend
 
     text = (ROOT / "scripts" / "gpu_speed_check.sh").read_text()
     labels = set()
@@ -59,3 +60,5 @@ def test_every_label_the_gpu_jobs_time_exists():
             assert any(hasattr(mod, attr) for mod in m.modules()), (label, attr)
     for label, attrs in FAST_ATTRS.items():
         assert label in MODELS and all(hasattr(fast, k) for k in attrs), label
+    for label, attrs in SCAN_ATTRS.items():
+        assert label in MODELS and all(hasattr(triton_backend, k) for k in attrs), label

@@ -141,3 +141,29 @@ def test_seq_backward_custom_op_passes_opcheck():
     assert set(res.values()) == {"SUCCESS"}, res
     _, states = torch.ops.dasslib.selective_scan_fwd(*args)
     assert states.shape == (3, 5, 1, 32)      # (n_tiles = ceil(9 / 4), N, batch, dim)
+
+
+@needs_fresh
+@pytest.mark.parametrize("bimamba,pad", [("fo_bi", "always"), ("none", "never")])
+def test_mamba_mixer_on_the_seq_backward_matches_the_torch_scan(bimamba, pad, seq_launches, monkeypatch):
+    """The mixer as AuM (Fo-Bi, the sequence padded to 16) and SSAM / the LM (one direction) call it, with
+    pick_config taking the seq forward and backward: outputs and every parameter's gradient as on the
+    torch scan."""
+    from dasslib.models.mamba_mixer import MambaMixer
+
+    monkeypatch.setattr(tb, "pick_config", lambda *a, **k: tb.TritonConfig(**dict(SEQ, bwd_row_sum=8)))
+    torch.manual_seed(0)
+    m = MambaMixer(16, d_state=16, d_conv=4, expand=2, bimamba=bimamba, scan_backend="triton")
+    m.scan_pad = pad
+    h = torch.randn(2, 13, 16)
+    outs = []
+    for backend in ("triton", "torch"):
+        m.scan_backend = backend
+        m.zero_grad()
+        hh = h.clone().requires_grad_(True)
+        y = m(hh)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append([y.detach(), hh.grad] + [p.grad.clone() for p in m.parameters()])
+    assert seq_launches
+    for a, b in zip(*outs):
+        assert _rel(a, b) < 2e-5, _rel(a, b)

@@ -19,6 +19,10 @@ from .triton_kernels import (
 )
 
 SEQ_BWD_ROWS = 32       # rows per program of the "seq" backward (one warp, a thread per row)
+# pick_config's backward after the seq forward for many rows (AuM): 0 the rows backward; 1..32 the seq
+# backward summing dB / dC over that many rows per atomic (docs/speed.md: not yet timed; benchmarks set it
+# per label to time it against the rows backward in one run)
+SEQ_BACKWARD = 0
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ def pick_config(rows, L, N, device, sms=None):
         # tile scan), one chunk; the rows backward (states stored every rows tile). H100, AuM-Base
         # Fo-Bi at B=32 (32 x 3072 x 513, N 16): forward 0.92 ms against 2.31 ms for "rows" (bf16),
         # 1.06 vs 2.50 (fp32); forward+backward 8.48 vs 10.05 ms (results/gpu/scan_state_loop)
+        if SEQ_BACKWARD:
+            return TritonConfig(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="seq",
+                                bwd_row_sum=SEQ_BACKWARD, **base)
         return TritonConfig(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="rows",
                             bwd_rows=bwd_rows, bwd_warps=1, bwd_chunks=1, **base)
     if rows >= 16 * sms:
