@@ -90,6 +90,18 @@ def test_seq_backward_matches_float64(b, d, L, N, G, z, row_sum, seq_launches):
 
 
 @needs_fresh
+def test_seq_backward_after_a_chunked_forward(seq_launches):
+    """Few rows: the forward in 3 chunks (a pre-pass of chunk summaries); every chunk's output pass stores
+    its tiles' states where the backward reads them."""
+    c = _case(1, 32, 45, 5, 1)
+    y, _, got = _grads(c, dict(SEQ, n_chunks=3, block_l=16))
+    yr, _, ref = _ref_grads(c)
+    assert seq_launches and _rel(y, yr) < 2e-6
+    for name, g in got.items():
+        assert _rel(g, ref[name]) < 2e-5, (name, _rel(g, ref[name]))
+
+
+@needs_fresh
 def test_seq_backward_with_initial_and_last_state(seq_launches):
     """An initial state (its gradient is dA_0 lam_0) and the last state's gradient (it enters the
     adjoint at the last step); the last state read back from the transposed states buffer."""

@@ -7,8 +7,8 @@ for the rows kernels' tile scan (``triton_kernels``) when N = 16; nothing crosse
 - ``_seq_fwd_kernel``: the forward. Sequences are cut into chunks for parallelism over L: PASS=1
   computes every chunk's end state from a zero start and its total decay, PASS=2 folds those into
   each chunk's start state and writes the output (one chunk: no pre-pass).
-- ``_seq_bwd_kernel``: the backward after a one-chunk forward that stored the state after every
-  tile of 4 steps (``STATES_T``: (n_tiles, N, rows), so a warp's 32 rows store and load one
+- ``_seq_bwd_kernel``: the backward after a forward (in any number of chunks) that stored the state
+  after every tile of 4 steps (``STATES_T``: (n_tiles, N, rows), so a warp's 32 rows store and load one
   line per state). It walks the tiles right to left: recomputes the tile's states from the stored
   one, runs the adjoint ``lam_t = C_t dy_t + dA_{t+1} lam_{t+1}`` in the thread, and sums the
   time-varying dB / dC over groups of ``ROW_SUM`` of the warp's rows (all of one batch and B / C
