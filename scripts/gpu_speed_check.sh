@@ -19,7 +19,8 @@
 #   scripts/gpu_speed_check.sh mamba_scan [OUT]   the N = 16 / 24 scans against mamba-ssm (about 8 minutes):
 #       kernel tables and per-call timings with CUDA-graph replays at the aum, aum_model, ssam_model and long
 #       shapes
-# Each step has its own time limit (together under one 10-minute job), so a slow step costs only itself. Do not
+# Kernel tables (profiles/) come back as profiles.tgz. Each step has its own time limit (together under one
+# 10-minute job), so a slow step costs only itself. Do not
 # wrap the script in another `timeout`: that stops bash, not the Python step it waits on, which then keeps
 # the GPU busy under the next step's timings (2026-12-07: a scan benchmark timed beside a killed bench_models).
 set -uo pipefail
@@ -151,4 +152,11 @@ pp=${PYTHONPATH:-}
 for p in ${pp//:/ }; do
     sed -i -e "s#$p/#<pythonpath>/#g" "$out"/*.log "$out"/*.txt 2>/dev/null
 done
+# the kernel tables as one archive (a call brings back at most 8 files), or no folder when there are none
+if [ -n "$(ls -A "$out/profiles" 2>/dev/null)" ]; then
+    sed -i -e 's#[^ ]*/site-packages/#<site-packages>/#g' -e "s#$PWD/##g" "$out"/profiles/* 2>/dev/null
+    tar czf "$out/profiles.tgz" -C "$out" profiles && rm -rf "$out/profiles"
+else
+    rm -rf "$out/profiles"
+fi
 exit 0
