@@ -434,7 +434,7 @@ def _seq_bwd_kernel(
         dtr, ut, zt = _seq_load(t0, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z, REV_UPPER)
         off = row_off[:, None] + pos
         dyt = tl.load(dy_ptr + off, mask=m, other=0.0).to(tl.float32)
-        raw, dt = _delta_of(dtr, dtb, m, HAS_DTB, SOFTPLUS, FAST_LOG)
+        raw, dt = _delta_of(dtr, dtb[:, None], m, HAS_DTB, SOFTPLUS, FAST_LOG)
         dtu = dt * ut
         dyg = dyt
         sz = dyt

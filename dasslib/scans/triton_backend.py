@@ -393,7 +393,8 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
           if z is not None else du)
     dB = torch.zeros(B.shape if lc.B_var else (lc.rows, lc.N), **f32)
     dC = torch.zeros(C.shape if lc.C_var else (lc.rows, lc.N), **f32)
-    dA = torch.zeros(lc.rows, lc.N, **f32)
+    # (the seq backward writes dA as (N, rows): a warp's rows in one line per state)
+    dA = torch.zeros(lc.N, lc.rows, **f32).t() if lc.bwd == "seq" else torch.zeros(lc.rows, lc.N, **f32)
     dD, ddtb = torch.zeros(lc.rows, **f32), torch.zeros(lc.rows, **f32)
     dh0 = torch.empty(lc.rows, lc.N, **f32)
     dummy = dA
@@ -405,16 +406,14 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
                   SOFTPLUS=softplus, HAS_H0=h032 is not None, HAS_DLAST=dlast is not None,
                   FAST_LOG=not interpreted())
     if lc.bwd == "seq":
-        # A as (N, dim) and dA as (N, rows): a warp's rows read / write one line per state
-        dA_t = torch.zeros(lc.N, lc.rows, **f32)
+        # A read as (N, dim): a warp's rows read one line per state
         carry = torch.empty(lc.N * lc.rows if lc.state_loop else 1, **f32)
         _seq_bwd_kernel[(lc.rows // SEQ_BWD_ROWS,)](
-            u, delta, A32.t().contiguous(), B, C, *opt[:12], dA_t, *opt[13:], carry,
+            u, delta, A32.t().contiguous(), B, C, *opt, carry,
             lc.rows, lc.dim, lc.L, lc.n_tiles, lc.G_B, lc.G_C,
             N=lc.N, NP=lc.NP, BD=SEQ_BWD_ROWS, REV_UPPER=lc.rev_upper, U_SRC=lc.u_src, SHARED=lc.shared,
             ROW_SUM=lc.cfg.bwd_row_sum, STATE_LOOP=lc.state_loop, num_warps=1, **flags_,
             **(dict(maxnreg=lc.cfg.bwd_maxnreg) if lc.cfg.bwd_maxnreg and not interpreted() else {}))
-        dA = dA_t.t()
     elif rows_bwd:
         nq = lc.bwd_chunks
         cstate = torch.empty(lc.rows * nq * lc.NP if nq > 1 else 1, **f32)

@@ -65,10 +65,10 @@ def _softplus(x, FAST_LOG: tl.constexpr):
 
 @triton.jit
 def _delta_of(raw, dtb, m, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, FAST_LOG: tl.constexpr):
-    """(raw + delta_bias, delta) of a (rows, steps) tile of raw delta: softplus'ed if SOFTPLUS, zero where
-    ``m`` is not (past L: the states pass through)."""
+    """(raw + delta_bias, delta) of a tile of raw delta (``dtb`` broadcast to it): softplus'ed if SOFTPLUS,
+    zero where ``m`` is not (past L: decay 1 and no input, the states pass through)."""
     if HAS_DTB:
-        raw = raw + dtb[:, None]
+        raw = raw + dtb
     dt = raw
     if SOFTPLUS:
         dt = _softplus(raw, FAST_LOG)
@@ -79,13 +79,9 @@ def _delta_of(raw, dtb, m, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, FAST_L
 def _load_delta(dt_ptr, row_off, t, mask_t, dtb, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
                 FAST_LOG: tl.constexpr):
     """delta after bias and softplus; 0 outside the sequence (decay 1, no input)."""
-    raw = tl.load(dt_ptr + row_off + t, mask=mask_t, other=0.0).to(tl.float32)
-    if HAS_DTB:
-        raw = raw + dtb
-    dt = raw
-    if SOFTPLUS:
-        dt = _softplus(raw, FAST_LOG)
-    return tl.where(mask_t, dt, 0.0), raw
+    raw, dt = _delta_of(tl.load(dt_ptr + row_off + t, mask=mask_t, other=0.0).to(tl.float32), dtb, mask_t,
+                        HAS_DTB, SOFTPLUS, FAST_LOG)
+    return dt, raw
 
 
 @triton.jit
@@ -670,11 +666,7 @@ def _rows_fwd_kernel(
                 dt += wdt[j][:, None] * xj
         else:
             dt = dtr.to(tl.float32)
-        if HAS_DTB:
-            dt = dt + dtb[:, None]
-        if SOFTPLUS:
-            dt = _softplus(dt, FAST_LOG)
-        dt = tl.where(m2, dt, 0.0)      # decay 1 and no input past L: the carry passes through
+        _, dt = _delta_of(dt, dtb[:, None], m2, HAS_DTB, SOFTPLUS, FAST_LOG)
         du = dt * u
         y = tl.zeros((BD, BLOCK_L), dtype=tl.float32)
         if HAS_D:
@@ -982,7 +974,7 @@ def _rows_bwd_kernel(
                                BLOCK_L, rev, n_tiles, N, NP, B_VARYING, C_VARYING, HAS_H0, PREFETCH_BC)
         u = ut.to(tl.float32)
         dy = dyt.to(tl.float32)
-        raw, dt = _delta_of(rawt.to(tl.float32), dtb, m2, HAS_DTB, SOFTPLUS, FAST_LOG)
+        raw, dt = _delta_of(rawt.to(tl.float32), dtb[:, None], m2, HAS_DTB, SOFTPLUS, FAST_LOG)
         du = dt * u
         h_in = ()
         if PREFETCH_BC:
