@@ -103,6 +103,10 @@ MODELS = {  # label -> (registry name, overrides, (frames, mel_bins))
     # the seq backward after the seq forward (dasslib.scans.triton_backend.SEQ_BACKWARD: dB / dC summed
     # over 8 rows per atomic), training against the rows backward
     "aum_base_seq_bwd": ("aum_base", {}, (1024, 128)),
+    # Bi-Bi (the backward stream's own conv / projections): its scan by index arithmetic (layout "bibi"),
+    # and with flipped copies
+    "aum_base_bibi": ("aum_base", {"bimamba": "bi_bi"}, (1024, 128)),
+    "aum_base_bibi_copies": ("aum_base", {"bimamba": "bi_bi"}, (1024, 128)),
     "aum_small": ("aum_small", {}, (1024, 128)),
     "ssam_base": ("ssam_base", {}, (1000, 80)),
     "ssam_small": ("ssam_small", {}, (1000, 80)),
@@ -125,8 +129,9 @@ ATTRS = {"dass_small_taps": dict(tap_form=True),
          "dass_small_no_dtproj": dict(dtproj_in_scan=False),
          "dass_small_dtproj24": dict(dtproj_max_rank=24),
          "dass_medium_dtproj24": dict(dtproj_max_rank=24),
-         "aum_base_copies": dict(tap_form=False, fobi_in_place=False, scan_pad="never"),
-         "aum_base_unpadded": dict(scan_pad="never")}
+         "aum_base_copies": dict(tap_form=False, in_place=False, scan_pad="never"),
+         "aum_base_unpadded": dict(scan_pad="never"),
+         "aum_base_bibi_copies": dict(in_place=False)}
 # dasslib.fast settings a label runs under (every other label runs under their defaults): the
 # "*_whole_graph" labels capture the whole forward
 FAST_ATTRS = {label: dict(GRAPH_CAPTURE="whole") for label in MODELS if label.endswith("_whole_graph")}

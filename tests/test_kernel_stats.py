@@ -49,6 +49,9 @@ def test_cli_prints_one_line_per_kernel(capsys):
     ("seq_bwd", 24, "bf16", dict(ROW_SUM=1)),
     # the seq forward storing its states for the seq backward, Fo-Bi layout
     ("seq", 16, "bf16", dict(STATES_T=True, REV_UPPER=True, U_SRC=1, SHARED=True)),
+    # the Bi-Bi layout: reversed upper half over its own rows (no shared sources)
+    ("seq_bwd", 16, "bf16", dict(REV_UPPER=True)),
+    ("seq", 16, "bf16", dict(STATES_T=True, REV_UPPER=True)),
 ])
 def test_seq_kernels_compile_for_sm90(name, N, dtype, extra):
     """Compiled Triton checks what the interpreter does not (e.g. every return of a helper has one type):

@@ -83,9 +83,12 @@ class TapConvMixin:
     tap_form = True      # False: the compiled form keeps the convolution too (benchmark comparisons)
 
     def forward(self, x):
+        return self._forward_with(x, self.weight)
+
+    def _forward_with(self, x, weight):
         if not torch.compiler.is_compiling() or not self.tap_form or not _tap_form(self):
-            return super().forward(x)
-        out = tap_conv(x, self.weight, self.bias, self.stride, self.padding)
+            return self._conv_forward(x, weight, self.bias)
+        out = tap_conv(x, weight, self.bias, self.stride, self.padding)
         dev = x.device.type
         if torch.is_autocast_enabled(dev):
             out = out.to(torch.get_autocast_dtype(dev))
@@ -95,6 +98,18 @@ class TapConvMixin:
 class TapConv1d(TapConvMixin, nn.Conv1d):
     """nn.Conv1d with a fusable compiled form (see :class:`TapConvMixin`): Mamba's depthwise
     causal convolution."""
+
+    def reversed_causal(self, x):
+        """x (B, C, L) -> (B, C, L): the causal convolution of the reversed sequence, in natural order,
+        ``self(x.flip(-1))[..., :L].flip(-1)`` without the flips: out[t] = bias + sum_j w[K-1-j] x[t+j]
+        (x zero past L), i.e. the flipped kernel's output at offset K - 1. For Mamba's convolution
+        (stride 1, padding K - 1)."""
+        k = self.kernel_size[0]
+        if self.stride != (1,) or self.padding != (k - 1,):
+            raise ValueError(f"reversed_causal needs stride 1 and padding kernel_size - 1 = {k - 1}, "
+                             f"got stride {self.stride}, padding {self.padding}")
+        L = x.shape[-1]
+        return self._forward_with(x, self.weight.flip(-1))[..., k - 1:k - 1 + L]
 
 
 class TapConv2d(TapConvMixin, nn.Conv2d):

@@ -44,9 +44,10 @@ def dt_bias_init(d, dt_min=1e-3, dt_max=0.1, floor=1e-4):
 class MambaMixer(nn.Module):
     """Mamba mixer (B, L, d_model) -> (B, L, d_model).
 
-    d_inner = expand * d_model; dt_rank "auto" = ceil(d_model / 16). ``fobi_in_place`` (attribute,
-    default True): Fo-Bi's backward direction by index arithmetic on the Triton scan; False keeps
-    the flipped copies (benchmark comparisons).
+    d_inner = expand * d_model; dt_rank "auto" = ceil(d_model / 16). ``in_place`` (attribute,
+    default True): Fo-Bi's and Bi-Bi's backward direction by index arithmetic on the Triton scan;
+    False keeps the flipped copies (benchmark comparisons). Bi-Bi's convolution of
+    the reversed sequence always runs without flips (:meth:`TapConv1d.reversed_causal`).
 
     ``scan_pad`` (attribute): "compile" (default) pads the scan's sequence with zeros to a multiple
     of ``scan_align`` (16) when ``torch.compile`` traces the mixer, "always" in eager calls too,
@@ -57,7 +58,7 @@ class MambaMixer(nn.Module):
     there are zero too. Not with ``attention_mask`` or ``return_state`` (whose last state is at L).
     """
 
-    fobi_in_place = True
+    in_place = True
     scan_pad = "compile"
     scan_align = 16
 
@@ -115,11 +116,7 @@ class MambaMixer(nn.Module):
         order, zero past L. ``reverse``: the causal conv runs over the reversed sequence (Bi-Bi
         backward stream); ``mask`` (B, L): u is zeroed at padded positions."""
         L = x.shape[-1]
-        if reverse:
-            x = x.flip(-1)
-        u = F.silu(conv(x)[..., :L])
-        if reverse:
-            u = u.flip(-1)
+        u = F.silu(conv.reversed_causal(x) if reverse else conv(x)[..., :L])
         if mask is not None:
             u = u * mask[:, None, :].to(u.dtype)
         if pad:
@@ -167,14 +164,14 @@ class MambaMixer(nn.Module):
                 state = (conv_state, ssm_state)
         elif self.bimamba == "fo_bi":
             y = bidirectional_selective_scan(u, dt, A, Bm, Cm, A_b=-torch.exp(self.A_b_log.float()),
-                                             in_place=self.fobi_in_place, **kw)
+                                             in_place=self.in_place, **kw)
         else:
             u_b, dt_b, B_b, C_b = self._branch(x, self.conv1d_b, self.x_proj_b, self.dt_proj_b,
                                                reverse=True, pad=pad)
             y = bidirectional_selective_scan(
                 u, dt, A, Bm, Cm, A_b=-torch.exp(self.A_b_log.float()), u_b=u_b, delta_b=dt_b,
                 B_b=B_b, C_b=C_b, D_b=self.D_b.float(), delta_bias_b=self.dt_proj_b.bias.float(),
-                divide_out=self.divide_out, **kw)
+                divide_out=self.divide_out, in_place=self.in_place, **kw)
         if pad:
             y = y[..., :L]
         out = self.out_proj(y.transpose(1, 2))

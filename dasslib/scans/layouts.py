@@ -8,16 +8,17 @@
 Several directions are always folded into the channel axis of ONE selective-scan
 call (B/C as groups), so each layout launches a single scan kernel. On the Triton backend,
 Fo-Bi runs without flipped copies: the kernels scan the upper half of the channels right to
-left over the same u, delta, z, B and C (``fobi_scan_triton``, layout "fobi").
+left over the same u, delta, z, B and C (``fobi_scan_triton``, layout "fobi"); Bi-Bi the same way
+over the backward stream's own inputs in natural order (``bibi_scan_triton``, layout "bibi").
 """
 import torch
 
 from .api import resolve_backend, selective_scan
 
 try:    # the Triton kernels (absent without triton)
-    from .triton_backend import fobi_scan_supported, fobi_scan_triton
+    from .triton_backend import bibi_scan_supported, bibi_scan_triton, fobi_scan_supported, fobi_scan_triton
 except ImportError:
-    fobi_scan_supported = fobi_scan_triton = None
+    bibi_scan_supported = bibi_scan_triton = fobi_scan_supported = fobi_scan_triton = None
 
 __all__ = ["selective_scan", "cross_scan_2d", "cross_merge_2d", "cross_selective_scan_2d",
            "bidirectional_selective_scan"]
@@ -105,8 +106,10 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
     In both the gate z is shared, flipped with x and applied to each direction before the
     sum: ``silu(z) * y_f + silu(z) * y_b``. ``*_b`` tensors left as None fall back to the
     forward ones. Both directions are folded into the channel axis of one scan call.
-    ``in_place`` (Fo-Bi on the Triton backend): the backward direction by index arithmetic in the
-    kernels (:func:`fobi_scan_triton`) instead of flipped copies; False keeps the copies.
+    ``in_place`` (on the Triton backend, time-varying B and C): the backward direction by index
+    arithmetic in the kernels instead of flipped copies (Fo-Bi: :func:`fobi_scan_triton`; Bi-Bi:
+    :func:`bibi_scan_triton` over the two streams stacked along channels, the gate applied to their
+    sum); False keeps the copies.
     """
     if A_b is None:
         raise ValueError("A_b (the backward scan's A) is required")
@@ -128,6 +131,12 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
         y = _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, delta_softplus)
         if y is not None:
             out = y[:, :dim] + y[:, dim:]
+            return out / 2 if divide_out else out
+    if (in_place and not fo_bi and B.dim() == 4 and C.dim() == 4 and B_b.dim() == 4 and C_b.dim() == 4
+            and resolve_backend(backend, u.device) == "triton"):
+        out = _bibi_in_place(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                             u_b, delta_b, A_b, B_b, C_b, D_b, delta_bias_b)
+        if out is not None:
             return out / 2 if divide_out else out
 
     def both(f, b, time_axis=True):
@@ -162,3 +171,25 @@ def _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, softplus):
     if not fobi_scan_supported(A.shape[1], 2 * u.shape[0] * u.shape[1], u.device, need_grad):
         return None
     return fobi_scan_triton(u, delta, A, A_b, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=softplus)
+
+
+def _bibi_in_place(u, delta, A, B, C, D, z, delta_bias, softplus, u_b, delta_b, A_b, B_b, C_b, D_b,
+                   delta_bias_b):
+    """Bi-Bi's summed output (batch, d, L) from one "bibi" scan of the two streams stacked along
+    channels, in natural order (the kernels run the upper half right to left), or None where that
+    path does not run. The gate is applied once to the sum: silu(z) * y_f + silu(z) * y_b."""
+    if bibi_scan_triton is None or B.shape[1] != B_b.shape[1] or C.shape[1] != C_b.shape[1]:
+        return None
+    tensors = (u, delta, A, B, C, D, delta_bias, u_b, delta_b, A_b, B_b, C_b, D_b, delta_bias_b)
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    if not bibi_scan_supported(A.shape[1], 2 * u.shape[0] * u.shape[1], u.device, need_grad):
+        return None
+    cat = lambda f, b, axis: None if f is None else torch.cat([f, b], axis)   # noqa: E731
+    y = bibi_scan_triton(cat(u, u_b, 1), cat(delta, delta_b, 1), cat(A, A_b, 0), cat(B, B_b, 1),
+                         cat(C, C_b, 1), D=cat(D, D_b, 0), delta_bias=cat(delta_bias, delta_bias_b, 0),
+                         delta_softplus=softplus)
+    dim = u.shape[1]
+    out = y[:, :dim].float() + y[:, dim:]
+    if z is not None:
+        out = out * torch.nn.functional.silu(z.float())
+    return out.to(y.dtype)

@@ -216,17 +216,21 @@ class _Launch:
         # layout "ss2d": SS2D's direction layout
         # layout "fobi": AuM's Fo-Bi, the scan of (batch, 2 d, L) whose upper half scans the same
         # u, delta, z, B, C (sources of (batch, d, L) / (batch, G, N, L)) right to left
+        # layout "bibi": Vim / AuM's Bi-Bi, the scan of (batch, 2 d, L) whose upper half (its own
+        # rows of u, delta, z and its own B / C groups, in natural order) runs right to left
         self.layout = layout
         ss2d = layout == "ss2d"
         self.shared = layout == "fobi"
-        if layout and not (ss2d or self.shared):
+        if layout not in ("", "ss2d", "fobi", "bibi"):
             raise ValueError(f"unknown scan layout {layout!r}")
-        self.rev_upper = ss2d or self.shared
+        self.rev_upper = bool(layout)
         self.rows = self.batch * self.dim
         self.N, self.NP, self.cfg = N, next_power_of_2(N), cfg
         self.B_var, self.C_var = B.dim() == 4, C.dim() == 4
-        if self.shared and not (self.B_var and self.C_var):
-            raise ValueError("the 'fobi' layout needs time-varying B and C (batch, G, N, L)")
+        if layout in ("fobi", "bibi") and not (self.B_var and self.C_var):
+            raise ValueError(f"the {layout!r} layout needs time-varying B and C (batch, G, N, L)")
+        if layout == "bibi" and (B.shape[1] % 2 or C.shape[1] % 2):
+            raise ValueError("the 'bibi' layout needs B / C with an even number of groups (both directions')")
         # u sources: ss2d's rows and columns; fobi's G groups of (batch, d, L), which both
         # directions' groups g and g + G read
         self.u_src = 2 if ss2d else (B.shape[1] if self.shared else 0)
@@ -278,7 +282,7 @@ class _Launch:
     def _seq_bwd_runs(self, cfg, layout):
         """Whether the "seq" backward takes this call: after the "seq" forward, time-varying B / C, the
         plain or "fobi" layout, and whole warps of rows of one batch and B / C group."""
-        return (cfg.fwd == "seq" and self.B_var and self.C_var and layout in ("", "fobi")
+        return (cfg.fwd == "seq" and self.B_var and self.C_var and layout in ("", "fobi", "bibi")
                 and all((self.dim // g) % SEQ_BWD_ROWS == 0 for g in (1, self.G_B, self.G_C)))
 
     def tile_grid(self):
@@ -385,9 +389,10 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
                          f"{lc.bwd!r}")
     shape = (lc.batch, lc.dim, lc.L)
     # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32;
-    # a direction layout's du (per row, summed over the rows sharing a source below) in fp32
+    # du of rows that share a source (ss2d, fobi: summed below) in fp32
     # ("fobi": delta and z are shared sources too, their rows summed the same way)
-    du = torch.empty(shape, dtype=ut if rows_bwd and not lc.layout else torch.float32, device=dev)
+    summed = lc.u_src > 0 or lc.shared    # ss2d / fobi: rows that share a source
+    du = torch.empty(shape, dtype=ut if rows_bwd and not summed else torch.float32, device=dev)
     ddt = torch.empty(shape, dtype=dtt if rows_bwd and not lc.shared else torch.float32, device=dev)
     dz = (torch.empty(shape, dtype=z.dtype if rows_bwd and not lc.shared else torch.float32, device=dev)
           if z is not None else du)
@@ -444,7 +449,7 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
         du, ddt = halves(du), halves(ddt)
         if z is not None:
             dz = halves(dz)
-    elif lc.layout:   # ss2d: directions k and k + 2 read the same source k
+    elif lc.u_src:   # ss2d: directions k and k + 2 read the same source k
         du = du.view(lc.batch, 4, lc.dim // 4, lc.L)
         du = du[:, :2] + du[:, 2:]
     def per_channel(g):
@@ -777,11 +782,12 @@ def ss2d_scan_supported(N, rows, device, backward=False):
 
 
 # the forward kernels that have each direction layout (every layout's backward is the rows one)
-_LAYOUT_FORWARDS = {"ss2d": ("rows",), "fobi": ("rows", "seq")}
+_LAYOUT_FORWARDS = {"ss2d": ("rows",), "fobi": ("rows", "seq"), "bibi": ("rows", "seq")}
 
 
 def _layout_runs(layout, cfg, backward):
-    """Whether config cfg runs direction layout "ss2d" / "fobi" (with ``backward``: also its gradients)."""
+    """Whether config cfg runs direction layout "ss2d" / "fobi" / "bibi" (with ``backward``: also its
+    gradients)."""
     return cfg.fwd in _LAYOUT_FORWARDS[layout] and (not backward or cfg.bwd in ("rows", "seq"))
 
 
@@ -820,3 +826,35 @@ def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, de
 def fobi_scan_supported(N, rows, device, backward=False):
     """Whether :func:`fobi_scan_triton` runs for state size N and batch * 2 d rows on device."""
     return _layout_runs("fobi", pick_config(rows, 1024, N, device), backward)
+
+
+def bibi_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                     out_dtype=None):
+    """Vim / AuM's Bi-Bi scan without flipped copies.
+
+    u, delta, z: (batch, 2 d, L); B, C: (batch, 2 G, N, L); A: (2 d, N); D, delta_bias: (2 d,). Rows
+    [:d] (B / C groups [:G]) scan left to right, rows [d:] (groups [G:]) right to left over their own
+    inputs, all given in natural order (index arithmetic in the kernels, layout "bibi"). Returns y
+    (batch, 2 d, L) at the natural positions, in u's dtype (float32 with ``out_dtype=torch.float32``):
+    ``y[:, d:]`` equals ``flip(scan(flip(inputs[:, d:])))``. Differentiable where
+    :func:`bibi_scan_supported` says so."""
+    s = check_scan_args(u, delta, A, B, C, D, z, delta_bias)
+    if B.dim() != 4 or C.dim() != 4 or B.shape[1] % 2 or C.shape[1] % 2 or s.dim % 2:
+        raise ValueError("bibi_scan_triton needs an even number of channels and time-varying B and C "
+                         f"(batch, 2 G, N, L), got dim {s.dim}, B {tuple(B.shape)}, C {tuple(C.shape)}")
+    _device_check("bibi_scan_triton", u)
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                for t in (u, delta, A, B, C, D, z, delta_bias))
+    cfg = pick_config(s.batch * s.dim, s.L, s.N, u.device)
+    if not _layout_runs("bibi", cfg, need_grad):
+        raise ValueError(f"bibi_scan_triton runs on the 'rows' / 'seq' forward and the 'rows' / 'seq' "
+                         f"backward; N={s.N} at {s.batch * s.dim} rows picks forward {cfg.fwd!r}, "
+                         f"backward {cfg.bwd!r}")
+    y, _ = _scan_op(u, delta, A, B, C, D, z, delta_bias, None, bool(delta_softplus), need_grad, "",
+                    _y_fp32(u, out_dtype), "bibi")
+    return y
+
+
+def bibi_scan_supported(N, rows, device, backward=False):
+    """Whether :func:`bibi_scan_triton` runs for state size N and batch * 2 d rows on device."""
+    return _layout_runs("bibi", pick_config(rows, 1024, N, device), backward)
