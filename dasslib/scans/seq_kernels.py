@@ -65,12 +65,10 @@ def _seq_load(t0, u_ptr, dt_ptr, z_ptr, urow, drow, rev, Lr, L, HAS_Z: tl.conste
 
 
 @triton.jit
-def _seq_bc_tile(ptr, base, n, L, cols, m, MASKED: tl.constexpr):
-    """Raw B or C tile (BD, 4) of state n at positions cols (rows' group offsets ``base``)."""
-    p = ptr + base[:, None] + n * L + cols
-    if MASKED:
-        return tl.load(p, mask=m, other=0.0)
-    return tl.load(p)
+def _seq_bc_tile(ptr, base, n, L, cols, m):
+    """Raw B or C tile (BD, 4) of state n at positions cols (rows' group offsets ``base``), zeros where
+    not m."""
+    return tl.load(ptr + base[:, None] + n * L + cols, mask=m, other=0.0)
 
 
 @triton.jit
@@ -83,23 +81,22 @@ def _seq_load_bc(t0, B_ptr, C_ptr, bB, bC, rev, Lr, L, N: tl.constexpr, B_VARYIN
     cts = ()
     for n in tl.static_range(N):
         if B_VARYING:
-            bts = bts + (_seq_bc_tile(B_ptr, bB, n, L, cols, m, True),)
+            bts = bts + (_seq_bc_tile(B_ptr, bB, n, L, cols, m),)
         if C_VARYING:
             if OUTPUT:
-                cts = cts + (_seq_bc_tile(C_ptr, bC, n, L, cols, m, True),)
+                cts = cts + (_seq_bc_tile(C_ptr, bC, n, L, cols, m),)
     return bts, cts
 
 
 @triton.jit
-def _seq_bc_cols(ptr, base, n, L, cols, m, pre, inv, MASKED: tl.constexpr, VARYING: tl.constexpr,
-                 PRE_BC: tl.constexpr):
+def _seq_bc_cols(ptr, base, n, L, cols, m, pre, inv, VARYING: tl.constexpr, PRE_BC: tl.constexpr):
     """State n's B or C at a tile's 4 steps, each (BD,) in fp32: the time-varying tile (loaded here, or
     ``pre[n]`` loaded a tile ahead), else the rows' constant ``inv[n]``."""
     if VARYING:
         if PRE_BC:
             t = pre[n]
         else:
-            t = _seq_bc_tile(ptr, base, n, L, cols, m, MASKED)
+            t = _seq_bc_tile(ptr, base, n, L, cols, m)
         v0, v1, v2, v3 = _cols4(t.to(tl.float32))
     else:
         v0 = inv[n]
@@ -114,7 +111,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
               A2, Binv, Cinv, dtb, Dv, L, N: tl.constexpr,
               B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
               HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
-              FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, MASKED: tl.constexpr, rev, Lr,
+              FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, rev, Lr,
               REV: tl.constexpr, bts=(), cts=(), PRE_BC: tl.constexpr = False):
     """Advance the states h (tuple of N (BD,) vectors) over scan steps t0..t0+3 (positions from
     :func:`_seq_pos`) from the raw tiles (dtr, ut, zt) and, if OUTPUT, store y at the rows' own
@@ -126,8 +123,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
         dtr = dtr + dtb[:, None]
     if SOFTPLUS:
         dtr = _softplus(dtr, FAST_LOG)
-    if MASKED:
-        dtr = tl.where(m, dtr, 0.0)
+    dtr = tl.where(m, dtr, 0.0)
     d0, d1, d2, d3 = _cols4(dtr)
     e0, e1, e2, e3 = _cols4(dtr * ut)
     y0 = tl.zeros_like(d0)
@@ -136,7 +132,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
     y3 = tl.zeros_like(d0)
     new_h = ()
     for n in tl.static_range(N):
-        b0, b1, b2, b3 = _seq_bc_cols(B_ptr, bB, n, L, cols, m, bts, Binv, MASKED, B_VARYING, PRE_BC)
+        b0, b1, b2, b3 = _seq_bc_cols(B_ptr, bB, n, L, cols, m, bts, Binv, B_VARYING, PRE_BC)
         a = A2[n]
         hn0 = tl.exp2(d0 * a) * h[n] + e0 * b0
         hn1 = tl.exp2(d1 * a) * hn0 + e1 * b1
@@ -144,7 +140,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
         hn3 = tl.exp2(d3 * a) * hn2 + e3 * b3
         new_h = new_h + (hn3,)
         if OUTPUT:
-            c0, c1, c2, c3 = _seq_bc_cols(C_ptr, bC, n, L, cols, m, cts, Cinv, MASKED, C_VARYING, PRE_BC)
+            c0, c1, c2, c3 = _seq_bc_cols(C_ptr, bC, n, L, cols, m, cts, Cinv, C_VARYING, PRE_BC)
             y0 += c0 * hn0
             y1 += c1 * hn1
             y2 += c2 * hn2
@@ -155,10 +151,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
             yt = yt + Dv[:, None] * ut
         if HAS_Z:
             yt = yt * (zt * tl.sigmoid(zt))
-        sm = rmask[:, None]
-        if MASKED:
-            sm = sm & m
-        tl.store(y_ptr + off, yt, mask=sm)
+        tl.store(y_ptr + off, yt, mask=rmask[:, None] & m)
     else:
         dtsum += tl.sum(dtr, axis=1)
     return new_h, dtsum
@@ -293,7 +286,7 @@ def _seq_fwd_kernel(
                               PASS != 1, REV_UPPER)
         h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
                              bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING, HAS_D,
-                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, True, rev, Lr, REV_UPPER,
+                             HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, rev, Lr, REV_UPPER,
                              bts, cts, BC_PREFETCH)
         if store_states != 0:
             if REV_UPPER:
@@ -353,8 +346,8 @@ def _seq_bwd_state(a, hp, cn, d0, d1, d2, d3, e0, e1, e2, e3, g0, g1, g2, g3, B_
     recomputes h_t from the stored state hp, runs the adjoint from the carry cn, adds dB / dC. Returns the
     new carry dA_0 lam_0, the tile's dA_n sum, and the (BD, 4) sums over the states dd, lb, y with this
     state's lam_t dA_t h_{t-1} A_n (for ddelta), lam_t B_t (du, ddelta) and h_t C_t (y, for dz) added."""
-    b0, b1, b2, b3 = _cols4(_seq_bc_tile(B_ptr, bB, n, L, pos, m, True).to(tl.float32))
-    c0, c1, c2, c3 = _cols4(_seq_bc_tile(C_ptr, bC, n, L, pos, m, True).to(tl.float32))
+    b0, b1, b2, b3 = _cols4(_seq_bc_tile(B_ptr, bB, n, L, pos, m).to(tl.float32))
+    c0, c1, c2, c3 = _cols4(_seq_bc_tile(C_ptr, bC, n, L, pos, m).to(tl.float32))
     p0 = tl.exp2(d0 * a)
     p1 = tl.exp2(d1 * a)
     p2 = tl.exp2(d2 * a)
