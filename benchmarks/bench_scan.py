@@ -248,6 +248,7 @@ def describe(cfg):
         return (f"seq w{cfg['seq_warps']} c{cfg['n_chunks']} p{cfg['prefetch']}"
                 + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else "")
                 + (" bc" if cfg.get("seq_bc_prefetch") else "")
+                + (" wd" if cfg.get("seq_widen") else "")
                 + (f" mr{cfg['seq_maxnreg']}" if cfg.get("seq_maxnreg") else ""))
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 

@@ -52,6 +52,8 @@ def test_cli_prints_one_line_per_kernel(capsys):
     # the Bi-Bi layout: reversed upper half over its own rows (no shared sources)
     ("seq_bwd", 16, "bf16", dict(REV_UPPER=True)),
     ("seq", 16, "bf16", dict(STATES_T=True, REV_UPPER=True)),
+    # bf16 B / C widened by a bit shift
+    ("seq", 16, "bf16", dict(WIDEN=True)),
 ])
 def test_seq_kernels_compile_for_sm90(name, N, dtype, extra):
     """Compiled Triton checks what the interpreter does not (e.g. every return of a helper has one type):

@@ -141,6 +141,20 @@ def test_bf16_inputs(fwd):
 
 
 @needs_fresh
+def test_seq_widen_gives_the_same_bits():
+    """seq_widen (bf16 B / C widened by a bit shift) computes from the same fp32 values as Triton's
+    conversion: y identical, in the plain and the Fo-Bi layouts."""
+    args = make(b=1, d=32, L=45, N=5, G=2, z=True, dtype=torch.bfloat16)
+    cfg = dict(fwd="seq", n_chunks=1, prefetch=1)
+    with torch.no_grad():
+        kw = dict(D=args["D"], z=args["z"], delta_bias=args["delta_bias"], delta_softplus=True)
+        a = selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], **kw, **cfg)
+        b = selective_scan_triton(args["u"], args["delta"], args["A"], args["B"], args["C"], **kw, **cfg,
+                                  seq_widen=True)
+    assert torch.equal(a, b)
+
+
+@needs_fresh
 def test_no_softplus_and_forward_only_paths():
     args = make(b=1, d=4, L=33, N=2, G=1)
     args["delta"] = args["delta"].abs() * 0.3

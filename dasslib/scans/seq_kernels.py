@@ -30,6 +30,13 @@ def _cols4(x):
 
 
 @triton.jit
+def _widen(t):
+    """bf16 t as fp32 by a shift of its bits into the high half (one integer op per value; Triton's
+    conversion takes about 1.5)."""
+    return (t.to(tl.uint16, bitcast=True).to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _join4(c0, c1, c2, c3):
     """Inverse of :func:`_cols4`."""
     return tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), (c0.shape[0], 4))
@@ -89,14 +96,18 @@ def _seq_load_bc(t0, B_ptr, C_ptr, bB, bC, rev, Lr, L, N: tl.constexpr, B_VARYIN
 
 
 @triton.jit
-def _seq_bc_cols(ptr, base, n, L, cols, m, pre, inv, VARYING: tl.constexpr, PRE_BC: tl.constexpr):
+def _seq_bc_cols(ptr, base, n, L, cols, m, pre, inv, VARYING: tl.constexpr, PRE_BC: tl.constexpr,
+                 WIDEN: tl.constexpr = False):
     """State n's B or C at a tile's 4 steps, each (BD,) in fp32: the time-varying tile (loaded here, or
-    ``pre[n]`` loaded a tile ahead), else the rows' constant ``inv[n]``."""
+    ``pre[n]`` loaded a tile ahead), else the rows' constant ``inv[n]``. WIDEN: bf16 widened by
+    :func:`_widen`."""
     if VARYING:
         if PRE_BC:
             t = pre[n]
         else:
             t = _seq_bc_tile(ptr, base, n, L, cols, m)
+        if WIDEN and t.dtype == tl.bfloat16:
+            t = _widen(t)
         v0, v1, v2, v3 = _cols4(t.to(tl.float32))
     else:
         v0 = inv[n]
@@ -112,7 +123,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
               B_VARYING: tl.constexpr, C_VARYING: tl.constexpr, HAS_D: tl.constexpr,
               HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr,
               FAST_LOG: tl.constexpr, OUTPUT: tl.constexpr, rev, Lr,
-              REV: tl.constexpr, bts=(), cts=(), PRE_BC: tl.constexpr = False):
+              REV: tl.constexpr, bts=(), cts=(), PRE_BC: tl.constexpr = False, WIDEN: tl.constexpr = False):
     """Advance the states h (tuple of N (BD,) vectors) over scan steps t0..t0+3 (positions from
     :func:`_seq_pos`) from the raw tiles (dtr, ut, zt) and, if OUTPUT, store y at the rows' own
     positions. Rows past the end were clamped to a real row by the caller and are masked at the
@@ -132,7 +143,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
     y3 = tl.zeros_like(d0)
     new_h = ()
     for n in tl.static_range(N):
-        b0, b1, b2, b3 = _seq_bc_cols(B_ptr, bB, n, L, cols, m, bts, Binv, B_VARYING, PRE_BC)
+        b0, b1, b2, b3 = _seq_bc_cols(B_ptr, bB, n, L, cols, m, bts, Binv, B_VARYING, PRE_BC, WIDEN)
         a = A2[n]
         hn0 = tl.exp2(d0 * a) * h[n] + e0 * b0
         hn1 = tl.exp2(d1 * a) * hn0 + e1 * b1
@@ -140,7 +151,7 @@ def _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask, bB
         hn3 = tl.exp2(d3 * a) * hn2 + e3 * b3
         new_h = new_h + (hn3,)
         if OUTPUT:
-            c0, c1, c2, c3 = _seq_bc_cols(C_ptr, bC, n, L, cols, m, cts, Cinv, C_VARYING, PRE_BC)
+            c0, c1, c2, c3 = _seq_bc_cols(C_ptr, bC, n, L, cols, m, cts, Cinv, C_VARYING, PRE_BC, WIDEN)
             y0 += c0 * hn0
             y1 += c1 * hn1
             y2 += c2 * hn2
@@ -222,6 +233,7 @@ def _seq_fwd_kernel(
     PASS: tl.constexpr, FAST_LOG: tl.constexpr,
     PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr = False, U_SRC: tl.constexpr = 0,
     SHARED: tl.constexpr = False, BC_PREFETCH: tl.constexpr = False, STATES_T: tl.constexpr = False,
+    WIDEN: tl.constexpr = False,
 ):
     """Sequential forward, one thread per row, BD rows per program, chunk q = program_id(1).
     PASS 1: chunk summaries only (end state from zero, chunkS; decay product, chunkP);
@@ -231,7 +243,8 @@ def _seq_fwd_kernel(
     first tile being the last in memory), U_SRC > 0 reads u from (batch, U_SRC, dim // G_B, L),
     SHARED ("fobi") also delta and z there and B / C from (batch, G / 2, N, L). BC_PREFETCH: the
     time-varying B / C tiles of the next 4 steps are loaded while a tile is computed (their load
-    latency was the output pass's main stall; costs 2 N registers per array in bf16)."""
+    latency was the output pass's main stall; costs 2 N registers per array in bf16). WIDEN: bf16 B / C
+    widened by a shift of their bits (:func:`_widen`)."""
     q = tl.program_id(1)
     r, rmask, rc, di, row_off, bB, bC, rev, urow, drow, Lr = _seq_rows(
         tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED)
@@ -287,7 +300,7 @@ def _seq_fwd_kernel(
         h, dtsum = _seq_tile(t0, h, dtsum, dtr, ut, zt, B_ptr, C_ptr, y_ptr, row_off, rmask,
                              bB, bC, A2, Binv, Cinv, dtb, Dv, L, N, B_VARYING, C_VARYING, HAS_D,
                              HAS_Z, HAS_DTB, SOFTPLUS, FAST_LOG, PASS != 1, rev, Lr, REV_UPPER,
-                             bts, cts, BC_PREFETCH)
+                             bts, cts, BC_PREFETCH, WIDEN)
         if store_states != 0:
             if REV_UPPER:
                 # a reversed row keeps the state after the 4-position group whose lowest position

@@ -67,6 +67,10 @@ class TritonConfig:
     seq_bc_prefetch: the "seq" kernel loads the next tile's time-varying B / C while one is
     computed (Nsight Compute put the output pass's stalls on those loads; offline, N = 16 bf16,
     it takes 255 registers: 8 one-warp programs per SM instead of 12).
+    seq_widen: the "seq" forward widens bf16 B / C to fp32 by a shift of their bits (one integer op per
+    value) instead of Triton's conversion (about 1.5; offline, sm_90, N = 16 bf16 L = 528: 665 instructions
+    per 4-step tile against 743, 182 registers against 168, i.e. 11 one-warp programs per SM instead of 12;
+    28 bytes of spills under ``seq_maxnreg=168``). Same values.
     bwd_spread: the "rows" backward runs its row blocks in an order with (batch, B group) fastest
     instead of channels fastest. In launch order the programs running at once are a group's
     channels side by side, and each adds its time-varying dB / dC into the same (N, L) row of its
@@ -102,6 +106,7 @@ class TritonConfig:
     rows_vec: int = 1
     bwd_maxnreg: int = 0
     seq_bc_prefetch: bool = False
+    seq_widen: bool = False
     rows_carry_in_scan: bool = True
     bwd_spread: bool = False
     bwd_row_sum: int = 32
@@ -356,7 +361,8 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                   n_state_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C, N=lc.N, NP=lc.NP, BD=BD,
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
                   PREFETCH=max(1, lc.cfg.prefetch), REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
-                  SHARED=lc.shared, BC_PREFETCH=bool(lc.cfg.seq_bc_prefetch), STATES_T=lc.states_t,
+                  SHARED=lc.shared, BC_PREFETCH=bool(lc.cfg.seq_bc_prefetch), WIDEN=bool(lc.cfg.seq_widen),
+                  STATES_T=lc.states_t,
                   num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
