@@ -249,6 +249,8 @@ def describe(cfg):
                 + (f" s{cfg['seq_stages']}" if cfg.get("seq_stages") else "")
                 + (" bc" if cfg.get("seq_bc_prefetch") else "")
                 + (" wd" if cfg.get("seq_widen") else "")
+                + (" un" if cfg.get("seq_uniform") else "")
+                + (f" tr{cfg['seq_thread_rows']}" if cfg.get("seq_thread_rows", 1) != 1 else "")
                 + (f" mr{cfg['seq_maxnreg']}" if cfg.get("seq_maxnreg") else ""))
     return f"scan bl{cfg['block_l']} w{cfg['num_warps']} ch{int(cfg['chained'])}"
 

@@ -28,7 +28,8 @@ scan_bwd_variants='{"dass": [{"bwd_maxnreg": 128}, {"rows_block": 128}, {"rows_b
  {"bwd_prefetch": 2}],
  "dass_long": [{"bwd_chunks": 16}, {"bwd": "scan"}]}'
 aum_fwd_variants='{"aum_model_pad": [{"seq_maxnreg": 128}, {"seq_maxnreg": 96}, {"seq_bc_prefetch": true},
- {"seq_widen": true}, {"seq_widen": true, "seq_maxnreg": 168}]}'
+ {"seq_widen": true}, {"seq_widen": true, "seq_maxnreg": 168}, {"seq_uniform": true, "seq_thread_rows": 2},
+ {"seq_uniform": true, "seq_thread_rows": 2, "seq_widen": true}]}'
 aum_bwd_variants='{"aum_model_pad": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1},
  {"bwd_rows": 8, "bwd_warps": 8}], "aum": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1}],
  "ssam_model_pad": [{"fwd": "seq", "n_chunks": 1, "prefetch": 1, "bwd": "seq", "bwd_row_sum": 8}]}'

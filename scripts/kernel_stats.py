@@ -13,7 +13,8 @@ keeps resident; spill stores go to local memory in the inner loop).
 Each kernel is compiled with time-varying B/C, D, delta_bias, softplus and (unless ``z=0``) the gate, as
 the models call it; keywords: N, dtype (fp32, bf16), BD (rows per program), warps, block (tile steps),
 prefetch, L (sequence length: alignment only; 8192 as DASS's, 513 as AuM's unaligned rows), bc (the
-sequential kernel's B / C prefetch, 0 or 1), widen (its bf16 B / C widened by a bit shift, 0 or 1).
+sequential kernel's B / C prefetch, 0 or 1), widen (its bf16 B / C widened by a bit shift, 0 or 1), uniform
+(its B / C offsets per program, 0 or 1; with BD=64 two rows per thread).
 Counts differ between Triton versions (the GPU machine's may not be this one's).
 """
 from __future__ import annotations
@@ -89,7 +90,7 @@ def stats(kernel) -> dict:
 
 
 def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1, L=8192, bc=0,
-                  row_sum=32, widen=0):
+                  row_sum=32, widen=0, uniform=0):
     """(kernel, constexprs, num_warps) of one of the scan kernels as the models launch it."""
     NP = triton.next_power_of_2(N)
     if name == "rows_bwd":
@@ -105,8 +106,9 @@ def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128,
                       **COMMON)
         return K._rows_fwd_kernel, consts, warps or BD
     if name == "seq":
-        consts = dict(N=N, NP=NP, BD=32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch,
-                      REV_UPPER=False, U_SRC=0, SHARED=False, BC_PREFETCH=bool(bc), WIDEN=bool(widen), **COMMON)
+        consts = dict(N=N, NP=NP, BD=BD or 32, STATE_EVERY=32, HAS_Z=bool(z), PASS=2, PREFETCH=prefetch,
+                      REV_UPPER=False, U_SRC=0, SHARED=False, BC_PREFETCH=bool(bc), WIDEN=bool(widen),
+                      UNIFORM=bool(uniform), **COMMON)
         return S._seq_fwd_kernel, consts, warps or 1
     if name == "seq_bwd":
         consts = dict(N=N, NP=NP, BD=32, HAS_Z=bool(z), HAS_DLAST=False, REV_UPPER=False, U_SRC=0, SHARED=False,

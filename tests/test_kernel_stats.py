@@ -54,6 +54,8 @@ def test_cli_prints_one_line_per_kernel(capsys):
     ("seq", 16, "bf16", dict(STATES_T=True, REV_UPPER=True)),
     # bf16 B / C widened by a bit shift
     ("seq", 16, "bf16", dict(WIDEN=True)),
+    # B / C offsets per program, two rows per thread, in the Fo-Bi layout
+    ("seq", 16, "bf16", dict(UNIFORM=True, BD=64, WIDEN=True, REV_UPPER=True, U_SRC=1, SHARED=True)),
 ])
 def test_seq_kernels_compile_for_sm90(name, N, dtype, extra):
     """Compiled Triton checks what the interpreter does not (e.g. every return of a helper has one type):

@@ -55,6 +55,7 @@ SEQ = dict(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="rows", bwd_rows=
     (1, 8, 21, 3, 1, True, dict(SEQ, prefetch=2, seq_bc_prefetch=True)),   # B / C loaded a tile ahead
     (1, 32, 21, 5, 1, True, dict(SEQ, bwd="seq")),                          # the seq backward, reversed rows
     (2, 64, 14, 3, 2, False, dict(SEQ, bwd="seq", bwd_row_sum=1)),      # ... two groups, atomics per row
+    (1, 64, 13, 5, 1, True, dict(SEQ, seq_uniform=True, seq_thread_rows=2)),   # two rows per thread
 ])
 def test_fobi_matches_the_flipped_copies(b, d, L, N, G, z, cfg, monkeypatch):
     if cfg is not None:

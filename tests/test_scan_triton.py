@@ -117,6 +117,9 @@ OTHER_CASES = [
      dict(b=1, d=4, L=100, N=2, G=1)),
     (dict(fwd="seq", n_chunks=2, prefetch=2, block_l=16, bwd="scan", seq_bc_prefetch=True),   # B / C ahead
      dict(b=1, d=8, L=45, N=3, G=2, z=True, h0=True)),
+    # B / C offsets per program, two rows per thread (64 channels per group: one program each)
+    (dict(fwd="seq", n_chunks=1, prefetch=1, seq_uniform=True, seq_thread_rows=2, seq_widen=True),
+     dict(b=2, d=128, L=21, N=5, G=2, z=True, h0=True)),
     (dict(fwd="scan", block_l=16), dict(b=1, d=4, L=45, N=2, G=2, tinv=True)),
     (dict(fwd="scan", block_l=16, chained=True), dict(b=1, d=4, L=50, N=3, G=1, z=True, h0=True)),
 ]
@@ -124,7 +127,8 @@ OTHER_CASES = [
 
 @needs_fresh
 @pytest.mark.parametrize("cfg,shape", OTHER_CASES,
-                         ids=["seq", "seq_state_loop_bwd", "seq_chunks", "seq_chained_bwd", "seq_bc_prefetch", "scan",
+                         ids=["seq", "seq_state_loop_bwd", "seq_chunks", "seq_chained_bwd", "seq_bc_prefetch",
+                              "seq_uniform_2rows", "scan",
                               "scan_chained"])
 def test_seq_and_scan_forward_match_reference(cfg, shape):
     compare(make(**shape), cfg)

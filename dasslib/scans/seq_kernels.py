@@ -188,37 +188,53 @@ def _store_states(states_ptr, r, rmask, k, n_state_tiles, h, N: tl.constexpr, NP
 
 
 @triton.jit
+def _seq_groups(rc, dim, L, G_B, G_C, N: tl.constexpr, REV_UPPER: tl.constexpr, SHARED: tl.constexpr):
+    """(bB, bC, rev) of rows rc: their B / C group offsets and 1 for a reversed row (shapes of rc)."""
+    bi = rc // dim
+    di = rc % dim
+    gB = di // (dim // G_B)
+    gC = di // (dim // G_C)
+    rev = tl.zeros(rc.shape, dtype=tl.int32)
+    if REV_UPPER:
+        rev = (gB >= G_B // 2).to(tl.int32)
+    if SHARED:
+        bB = (bi * (G_B // 2) + gB % (G_B // 2)).to(tl.int64) * N * L
+        bC = (bi * (G_C // 2) + gC % (G_C // 2)).to(tl.int64) * N * L
+    else:
+        bB = (bi * G_B + gB).to(tl.int64) * N * L
+        bC = (bi * G_C + gC).to(tl.int64) * N * L
+    return bB, bC, rev
+
+
+@triton.jit
 def _seq_rows(pid, rows, dim, L, G_B, G_C, N: tl.constexpr, BD: tl.constexpr, REV_UPPER: tl.constexpr,
-              U_SRC: tl.constexpr, SHARED: tl.constexpr):
+              U_SRC: tl.constexpr, SHARED: tl.constexpr, UNIFORM: tl.constexpr = False):
     """The BD rows of program ``pid``: (r, rmask, rc (clamped to a real row: loads need no row mask),
     channel di, the rows' own offsets row_off, their B / C group offsets bB / bC, rev (1 for a
     reversed row), the offsets urow of u and drow of delta / z, Lr) in the direction layouts of the
-    forward's docstring (Lr: L rounded up to 4 when rows are reversed, else L)."""
+    forward's docstring (Lr: L rounded up to 4 when rows are reversed, else L). UNIFORM: the program's
+    rows share batch, B / C groups and direction (the caller checks it), so bB, bC and rev are (1,):
+    B / C tiles are then loaded once per thread whatever the rows it holds."""
     r = pid * BD + tl.arange(0, BD)
     rmask = r < rows
     rc = tl.minimum(r, rows - 1)
     bi = rc // dim
     di = rc % dim
     row_off = rc.to(tl.int64) * L
-    bB = (bi * G_B + di // (dim // G_B)).to(tl.int64) * N * L
-    bC = (bi * G_C + di // (dim // G_C)).to(tl.int64) * N * L
-    rev = tl.zeros((BD,), dtype=tl.int32)
     urow = row_off
     drow = row_off
     Lr = L
-    if REV_UPPER or U_SRC > 0:
+    if REV_UPPER:
+        Lr = (L + 3) // 4 * 4
+    if U_SRC > 0:
         per = dim // G_B
-        g = di // per
-        if REV_UPPER:
-            rev = (g >= G_B // 2).to(tl.int32)
-            Lr = (L + 3) // 4 * 4
-        if U_SRC > 0:
-            urow = ((bi * U_SRC + g % U_SRC) * per + di % per).to(tl.int64) * L
+        urow = ((bi * U_SRC + (di // per) % U_SRC) * per + di % per).to(tl.int64) * L
         if SHARED:
             drow = urow
-            bB = (bi * (G_B // 2) + g % (G_B // 2)).to(tl.int64) * N * L
-            gC = di // (dim // G_C)
-            bC = (bi * (G_C // 2) + gC % (G_C // 2)).to(tl.int64) * N * L
+    gr = rc
+    if UNIFORM:
+        gr = tl.minimum(pid * BD + tl.arange(0, 1), rows - 1)
+    bB, bC, rev = _seq_groups(gr, dim, L, G_B, G_C, N, REV_UPPER, SHARED)
     return r, rmask, rc, di, row_off, bB, bC, rev, urow, drow, Lr
 
 
@@ -233,7 +249,7 @@ def _seq_fwd_kernel(
     PASS: tl.constexpr, FAST_LOG: tl.constexpr,
     PREFETCH: tl.constexpr, REV_UPPER: tl.constexpr = False, U_SRC: tl.constexpr = 0,
     SHARED: tl.constexpr = False, BC_PREFETCH: tl.constexpr = False, STATES_T: tl.constexpr = False,
-    WIDEN: tl.constexpr = False,
+    WIDEN: tl.constexpr = False, UNIFORM: tl.constexpr = False,
 ):
     """Sequential forward, one thread per row, BD rows per program, chunk q = program_id(1).
     PASS 1: chunk summaries only (end state from zero, chunkS; decay product, chunkP);
@@ -244,10 +260,12 @@ def _seq_fwd_kernel(
     SHARED ("fobi") also delta and z there and B / C from (batch, G / 2, N, L). BC_PREFETCH: the
     time-varying B / C tiles of the next 4 steps are loaded while a tile is computed (their load
     latency was the output pass's main stall; costs 2 N registers per array in bf16). WIDEN: bf16 B / C
-    widened by a shift of their bits (:func:`_widen`)."""
+    widened by a shift of their bits (:func:`_widen`). UNIFORM: the program's rows share batch, B / C
+    groups and direction (:func:`_seq_rows`); with BD = 64 per warp a thread holds two rows that share its
+    B / C tiles."""
     q = tl.program_id(1)
     r, rmask, rc, di, row_off, bB, bC, rev, urow, drow, Lr = _seq_rows(
-        tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED)
+        tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED, UNIFORM)
     Dv, dtb = _row_d_dtb(D_ptr, dtb_ptr, di, HAS_D, HAS_DTB)
     A2 = ()
     h = ()

@@ -71,6 +71,10 @@ class TritonConfig:
     value) instead of Triton's conversion (about 1.5; offline, sm_90, N = 16 bf16 L = 528: 665 instructions
     per 4-step tile against 743, 182 registers against 168, i.e. 11 one-warp programs per SM instead of 12;
     28 bytes of spills under ``seq_maxnreg=168``). Same values.
+    seq_uniform: the "seq" forward takes each program's B / C group offsets and direction from its first
+    row where all its rows share them (channels per B / C group a multiple of its rows), so a thread loads
+    the B / C tiles once for the rows it holds; seq_thread_rows: rows per thread of the "seq" forward
+    (1, 2 or 4; with seq_uniform they share every B / C load and conversion).
     bwd_spread: the "rows" backward runs its row blocks in an order with (batch, B group) fastest
     instead of channels fastest. In launch order the programs running at once are a group's
     channels side by side, and each adds its time-varying dB / dC into the same (N, L) row of its
@@ -107,6 +111,8 @@ class TritonConfig:
     bwd_maxnreg: int = 0
     seq_bc_prefetch: bool = False
     seq_widen: bool = False
+    seq_uniform: bool = False
+    seq_thread_rows: int = 1
     rows_carry_in_scan: bool = True
     bwd_spread: bool = False
     bwd_row_sum: int = 32
@@ -353,7 +359,9 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                                     n_tiles=lc.n_tiles, G_B=lc.G_B, G_C=lc.G_C,
                                     STORE_STATES=store_states, **opt, **flags, **lc.tile_meta())
         return y, states
-    BD = 32 * lc.cfg.seq_warps
+    BD = 32 * lc.cfg.seq_warps * lc.cfg.seq_thread_rows
+    uniform = bool(lc.cfg.seq_uniform) and all(
+        (lc.dim // g) % BD == 0 for g in (lc.G_B if lc.B_var else 1, lc.G_C if lc.C_var else 1))
     n_sum = lc.rows * lc.n_chunks * lc.N if lc.n_chunks > 1 else 1
     chunkP = torch.empty(n_sum, dtype=torch.float32, device=dev)
     chunkS = torch.empty(n_sum, dtype=torch.float32, device=dev)
@@ -362,7 +370,7 @@ def _forward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, softplus, store_state
                   STATE_EVERY=lc.state_block, B_VARYING=lc.B_var, C_VARYING=lc.C_var,
                   PREFETCH=max(1, lc.cfg.prefetch), REV_UPPER=lc.rev_upper, U_SRC=lc.u_src,
                   SHARED=lc.shared, BC_PREFETCH=bool(lc.cfg.seq_bc_prefetch), WIDEN=bool(lc.cfg.seq_widen),
-                  STATES_T=lc.states_t,
+                  UNIFORM=uniform, STATES_T=lc.states_t,
                   num_warps=lc.cfg.seq_warps)
     if lc.cfg.seq_stages:
         common["num_stages"] = lc.cfg.seq_stages
@@ -665,6 +673,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"config.bwd must be 'rows', 'scan' or 'seq', got {cfg.bwd!r}")
     if cfg.bwd_row_sum not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"config.bwd_row_sum must be a power of two up to 32, got {cfg.bwd_row_sum}")
+    if cfg.seq_thread_rows not in (1, 2, 4):
+        raise ValueError(f"config.seq_thread_rows must be 1, 2 or 4, got {cfg.seq_thread_rows}")
     if min(cfg.rows, cfg.rows_warps, cfg.rows_chunks, cfg.n_chunks, cfg.seq_warps, cfg.bwd_rows,
            cfg.bwd_warps, cfg.bwd_chunks, cfg.rows_vec) < 1 or min(cfg.prefetch, cfg.rows_block,
                                                      cfg.bwd_prefetch, cfg.seq_maxnreg,
