@@ -128,19 +128,20 @@ elif [ "$job" = mamba ]; then
         --budget-s 170 --variants "$aum_fwd_variants" --bwd-variants "$aum_bwd_variants" > /dev/null 2>&1
     echo "bench_scan: exit $?"
     # where the N = 16 kernels stall: the rows backward at the shape, the sequential forward at AuM-Base's
-    timeout 50 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
+    # (NCU=0 skips both, about 100 s, when little device time is left)
+    [ "${NCU:-1}" = 0 ] || timeout 50 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
         --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_scan --shape aum --dtype bf16 --backward \
         --warmup 2 > "$out/ncu_rows_bwd_aum_bf16_$commit.txt" 2>&1
     echo "ncu rows_bwd: exit $?"
-    timeout 50 ncu --clock-control none --kernel-name regex:seq_fwd --launch-skip 2 --launch-count 1 \
+    [ "${NCU:-1}" = 0 ] || timeout 50 ncu --clock-control none --kernel-name regex:seq_fwd --launch-skip 2 --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
         --section MemoryWorkloadAnalysis python3 -m benchmarks.profile_scan --shape aum_model_pad --dtype bf16 \
         --warmup 2 > "$out/ncu_seq_fwd_aum_model_pad_bf16_$commit.txt" 2>&1
     echo "ncu seq_fwd: exit $?"
     # the models last (rows are written as they are timed, so a cut run keeps the first ones)
     timeout 290 python3 -m benchmarks.bench_models --csv "$out/model_speed_${commit}_mamba_models.csv" \
-        --models ast_base_sdpa,aum_base,aum_base_seq_bwd,ssam_base --skip-b1 --check-model '' --profile-dir "$out/profiles" \
+        --models "${MODELS:-ast_base_sdpa,aum_base,aum_base_seq_bwd,ssam_base}" --skip-b1 --check-model '' --profile-dir "$out/profiles" \
         --commit "$commit" > "$out/bench_models_mamba_$commit.log" 2>&1
     echo "bench_models: exit $?"
 else
