@@ -16,6 +16,7 @@
 #   scripts/gpu_speed_check.sh mamba [OUT]   AuM / SSAM (item 2, about 9 minutes): B=32 inference and B=12
 #       training against AST-Base-SDPA in the same run with kernel tables; before them AuM's scan variants
 #       (forward and backward, bf16) at its model shape and the issue's, and Nsight Compute on its two kernels
+#   scripts/gpu_speed_check.sh mamba_tune [OUT]   its first step alone (about 3.5 minutes)
 #   scripts/gpu_speed_check.sh mamba_scan [OUT]   the N = 16 / 24 scans against mamba-ssm (about 8 minutes):
 #       kernel tables and per-call timings with CUDA-graph replays at the aum, aum_model, ssam_model and long
 #       shapes
@@ -33,7 +34,7 @@ aum_fwd_variants='{"aum_model_pad": [{"seq_maxnreg": 128}, {"seq_maxnreg": 96}, 
 aum_bwd_variants='{"aum_model_pad": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1},
  {"bwd_rows": 8, "bwd_warps": 8}], "aum": [{"bwd": "seq"}, {"bwd": "seq", "bwd_row_sum": 8}, {"bwd": "seq", "bwd_row_sum": 1}],
  "ssam_model_pad": [{"fwd": "seq", "n_chunks": 1, "prefetch": 1, "bwd": "seq", "bwd_row_sum": 8}]}'
-job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba|mamba_scan [OUT]}
+job=${1:?usage: scripts/gpu_speed_check.sh dass|scan|bars|mamba|mamba_tune|mamba_scan [OUT]}
 out=${2:-gpu_speed_check_$job}
 commit=${DASSLIB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$out/profiles"
@@ -119,7 +120,7 @@ elif [ "$job" = mamba_scan ]; then
         > /dev/null 2>&1
     echo "bench_scan: exit $?"
     rm -rf "$out/mamba_build"
-elif [ "$job" = mamba ]; then
+elif [ "$job" = mamba ] || [ "$job" = mamba_tune ]; then
     # AuM's scan as the compiled model calls it (B=32, padded) and the issue's shape (12 x 1536 x 513), bf16:
     # forward variants (register caps, B / C prefetch) and backward variants (the seq backward with dB / dC
     # summed over 32 / 8 / 1 rows, the rows backward with 8 rows per program); SSAM-Base's on seq / seq
@@ -127,6 +128,7 @@ elif [ "$job" = mamba ]; then
         --log "$out/scan_tune_mamba_models_$commit.log" --shapes aum_model_pad,aum,ssam_model_pad --dtypes bf16 --no-torch --tune \
         --budget-s 170 --variants "$aum_fwd_variants" --bwd-variants "$aum_bwd_variants" > /dev/null 2>&1
     echo "bench_scan: exit $?"
+    [ "$job" = mamba_tune ] && exit 0      # the scan variants only (about 3.5 minutes)
     # where the N = 16 kernels stall: the rows backward at the issue's shape, the sequential forward at AuM-Base's
     # (NCU=0 skips both, about 100 s, when little device time is left)
     [ "${NCU:-1}" = 0 ] || timeout 50 ncu --clock-control none --kernel-name regex:rows_bwd --launch-skip 2 --launch-count 1 \
@@ -145,7 +147,7 @@ elif [ "$job" = mamba ]; then
         --commit "$commit" > "$out/bench_models_mamba_$commit.log" 2>&1
     echo "bench_models: exit $?"
 else
-    echo "unknown job $job: dass, scan, bars, mamba or mamba_scan" >&2
+    echo "unknown job $job: dass, scan, bars, mamba, mamba_tune or mamba_scan" >&2
     exit 2
 fi
 
