@@ -354,20 +354,16 @@ def _seq_state_before(states_ptr, h0_ptr, rc, k, n, rows, n_tiles, N: tl.constex
 
 @triton.jit
 def _row_sum_add(ptr, base, n, L, pos, m, vals, rmask, ROW_SUM: tl.constexpr):
-    """Add the (BD, 4) terms ``vals`` of state n into a (batch, G, N, L) gradient at ``pos`` (the
-    program's rows share the group offset ``base`` and the positions): summed over groups of ROW_SUM
-    rows first (shuffles: log2(ROW_SUM) rounds per value), then one atomic per group and step."""
+    """Add the (BD, 4) terms ``vals`` of state n into a (batch, G, N, L) gradient at ``pos`` ((1, 4): the
+    program's rows share the group offset ``base`` (1,) and the positions, see ``UNIFORM`` of
+    :func:`_seq_rows`): summed over groups of ROW_SUM rows first (shuffles: log2(ROW_SUM) rounds per
+    value), then one atomic per group and step."""
     vals = tl.where(rmask[:, None], vals, 0.0)
+    BD: tl.constexpr = vals.shape[0]
     if ROW_SUM > 1:
-        BD: tl.constexpr = vals.shape[0]
-        grp = tl.sum(tl.reshape(vals, (BD // ROW_SUM, ROW_SUM, 4)), axis=1)            # (BD / ROW_SUM, 4)
-        p0 = tl.reshape(tl.max(tl.reshape(pos + base[:, None] * 0, (BD // ROW_SUM, ROW_SUM, 4)), axis=1),
-                        (BD // ROW_SUM, 4))
-        b0 = tl.max(base, axis=0)
-        m0 = tl.max(tl.reshape((m & rmask[:, None]).to(tl.int32), (BD // ROW_SUM, ROW_SUM, 4)), axis=1) != 0
-        tl.atomic_add(ptr + b0 + n * L + p0, grp, mask=m0, sem="relaxed")
-    else:
-        tl.atomic_add(ptr + base[:, None] + n * L + pos, vals, mask=m & rmask[:, None], sem="relaxed")
+        vals = tl.sum(tl.reshape(vals, (BD // ROW_SUM, ROW_SUM, 4)), axis=1)            # (BD / ROW_SUM, 4)
+    p = tl.broadcast_to(ptr + base[:, None] + n * L + pos, vals.shape)
+    tl.atomic_add(p, vals, mask=tl.broadcast_to(m, vals.shape), sem="relaxed")
 
 
 @triton.jit
@@ -433,7 +429,7 @@ def _seq_bwd_kernel(
     states are a loop, not unrolled, their carries in the scratch carry_ptr (N, rows) and dA in place,
     so only one state's tiles are live at a time (unrolled, N = 16 spilled: 255 registers offline)."""
     r, rmask, rc, di, row_off, bB, bC, rev, urow, drow, Lr = _seq_rows(
-        tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED)
+        tl.program_id(0), rows, dim, L, G_B, G_C, N, BD, REV_UPPER, U_SRC, SHARED, True)
     Dv, dtb = _row_d_dtb(D_ptr, dtb_ptr, di, HAS_D, HAS_DTB)
     zero = tl.zeros((BD,), dtype=tl.float32)
     A2 = ()
