@@ -33,3 +33,4 @@ def run_in_fresh_process(test_file):
                           str(Path(test_file).resolve())], env=env, cwd=root,
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+

@@ -3,7 +3,14 @@ import shutil
 
 import pytest
 
+from tests.compiled_env import needs_compiled, only_when_interpreted, run_compiled_in_fresh_process
+
 ks = pytest.importorskip("scripts.kernel_stats")
+
+
+@only_when_interpreted
+def test_compiled_in_fresh_process():
+    run_compiled_in_fresh_process(__file__)
 
 
 def _have_tools():
@@ -13,11 +20,13 @@ def _have_tools():
 pytestmark = pytest.mark.skipif(not _have_tools(), reason="Triton's bundled ptxas / nvdisasm not found")
 
 
+
 def _stats(**kw):
     fn, consts, warps = ks.kernel_config("rows_bwd", N=1, z=0, block=256, **kw)
     return ks.stats(ks.compile_sm90(fn, consts, kw.get("dtype", "fp32"), warps, kw.get("L", 8192)))
 
 
+@needs_compiled
 def test_aligned_rows_load_16_byte_vectors():
     """L % 16 == 0 (DASS's 8192): pointers and L carry divisibility 16 as at launch, so bf16 tiles are
     read as 16-byte vectors (8 steps per lane) and no 2-byte element loads remain."""
@@ -27,6 +36,7 @@ def test_aligned_rows_load_16_byte_vectors():
     assert s["spill_store_bytes"] == 0 and s["registers"] <= 255
 
 
+@needs_compiled
 def test_unaligned_rows_load_elements():
     """L = 513 (AuM): a row's start is not 16-byte aligned, so the same kernel reads bf16 element by
     element: what an unaligned row stride costs (docs/speed.md)."""
@@ -35,6 +45,7 @@ def test_unaligned_rows_load_elements():
     assert "LDG.E.128" not in s["global_memory"]
 
 
+@needs_compiled
 def test_cli_prints_one_line_per_kernel(capsys):
     ks.main(["rows_fwd", "N=1", "dtype=bf16", "block=256", "BD=4", "z=0"])
     out = capsys.readouterr().out.strip().splitlines()
@@ -57,6 +68,7 @@ def test_cli_prints_one_line_per_kernel(capsys):
     # B / C offsets per program, two rows per thread, in the Fo-Bi layout
     ("seq", 16, "bf16", dict(UNIFORM=True, BD=64, WIDEN=True, REV_UPPER=True, U_SRC=1, SHARED=True)),
 ])
+@needs_compiled
 def test_seq_kernels_compile_for_sm90(name, N, dtype, extra):
     """Compiled Triton checks what the interpreter does not (e.g. every return of a helper has one type):
     the seq kernels compile for sm_90 in the configurations the launcher uses, without spills."""

@@ -2,7 +2,7 @@
 the two streams stacked along channels in natural order, the upper half scanned right to left, against
 the float64 reference of the flipped-copy formulation, forward and gradients, on the "rows" and "seq"
 forwards and backwards; bidirectional_selective_scan taking it (the gate applied to the sum). The Bi-Bi
-AuM on it: tests/test_aum_triton_variants.py."""
+AuM on it: tests/test_scan_aum_variants.py."""
 from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_fresh_process  # noqa: I001
 
 import pytest  # noqa: E402
