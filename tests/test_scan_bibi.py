@@ -8,6 +8,8 @@ from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.scan_helpers import SEQ, rel as _rel  # noqa: E402
+
 triton = pytest.importorskip("triton")
 
 import dasslib.scans.triton_backend as tb  # noqa: E402
@@ -41,13 +43,6 @@ def _reference(c, d, G):
                              flip(f["C"][:, G:]), D=f["D"][hi], z=flip(part(f["z"], hi)),
                              delta_bias=f["delta_bias"][hi], **kw).flip(-1)
     return torch.cat([y_f, y_b], 1)
-
-
-def _rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
-
-
-SEQ = dict(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="rows", bwd_rows=1, bwd_warps=1)
 
 
 @needs_fresh

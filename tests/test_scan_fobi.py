@@ -2,11 +2,14 @@
 interpreter): both directions in one launch, the backward one scanning the same u, delta, z, B, C
 right to left, against the float64 reference of the flipped-copy formulation, forward and
 gradients, on the "rows" and "seq" forwards (one and two chunks) and the "rows" and "seq" backwards, odd
-lengths and both state regimes (unrolled N <= 4, looped N > 4); and bidirectional_selective_scan taking it."""
+lengths and both state regimes (unrolled N <= 4, looped N > 4); and bidirectional_selective_scan taking it.
+The Fo-Bi AuM on it: tests/test_scan_aum_variants.py."""
 from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_fresh_process  # noqa: I001
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from tests.scan_helpers import SEQ, rel as _rel  # noqa: E402
 
 triton = pytest.importorskip("triton")
 
@@ -36,13 +39,6 @@ def _reference(c):
     y_b = selective_scan_ref(flip(f["u"]), flip(f["delta"]), f["A_b"], flip(f["B"]), flip(f["C"]),
                              z=flip(f["z"]), **kw).flip(-1)
     return y_f, y_b
-
-
-def _rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
-
-
-SEQ = dict(fwd="seq", seq_warps=1, n_chunks=1, prefetch=1, bwd="rows", bwd_rows=1, bwd_warps=1)
 
 
 @needs_fresh
@@ -145,33 +141,3 @@ def test_fobi_custom_op_passes_opcheck_and_compiles_without_graph_break():
     torch.compile(f, backend="aot_eager", fullgraph=True)(**got).backward()
     for k in ref:
         assert _rel(got[k].grad, ref[k].grad) < 1e-6, k
-
-
-@needs_fresh
-@pytest.mark.parametrize("scan_pad", ["never", "always"])
-def test_aum_fo_bi_model_on_the_triton_scan_matches_the_torch_scan(scan_pad):
-    """A small AuM (Fo-Bi; N = 5 to keep the interpreter quick, the state-loop regime of N = 16) on the
-    Triton scan (the fobi layout) against the same weights on the torch scan (flipped copies): logits
-    and every gradient; "always": the Triton model scans 9 -> 16 steps (zeros past the end)."""
-    from dasslib.models import create
-    from dasslib.models.mamba_mixer import MambaMixer
-
-    torch.manual_seed(0)
-    kw = dict(depth=1, embed_dim=16, num_classes=5, d_state=5)
-    tri = create("aum_tiny", scan_backend="triton", **kw)
-    ref = create("aum_tiny", scan_backend="torch", **kw)
-    ref.load_state_dict(tri.state_dict())
-    mixers = [mod for mod in tri.modules() if isinstance(mod, MambaMixer)]
-    assert mixers
-    for mod in mixers:
-        mod.scan_pad = scan_pad
-    x = torch.randn(1, 64, 32)
-    for m in (tri, ref):
-        m.train()
-        for mod in m.modules():
-            if hasattr(mod, "drop_prob"):
-                mod.drop_prob = 0.0
-    ref(x).square().mean().backward()
-    tri(x).square().mean().backward()
-    worst = max(_rel(a.grad, b.grad) for a, b in zip(tri.parameters(), ref.parameters()) if b.grad is not None)
-    assert worst < 1e-4, worst

@@ -8,6 +8,8 @@ from tests.interpreter_env import needs_fresh, only_in_a_shared_process, run_in_
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.scan_helpers import rel as _rel  # noqa: E402
+
 triton = pytest.importorskip("triton")
 
 import dasslib.scans.triton_backend as tb  # noqa: E402
@@ -27,10 +29,6 @@ def _case(b, d, L, N, G, z=True, h0=False, seed=0):
     return dict(u=r(b, d, L), delta=r(b, d, L) - 1.0, A=-torch.exp(r(d, N)), B=r(b, G, N, L),
                 C=r(b, G, N, L), D=r(d), z=r(b, d, L) if z else None, delta_bias=0.5 * r(d),
                 initial_state=r(b, d, N) if h0 else None)
-
-
-def _rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ OTHER_CASES = [
      dict(b=1, d=8, L=45, N=3, G=2, z=True, h0=True)),
     # B / C offsets per program, two rows per thread (64 channels per group: one program each)
     (dict(fwd="seq", n_chunks=1, prefetch=1, seq_uniform=True, seq_thread_rows=2, seq_widen=True),
-     dict(b=2, d=128, L=21, N=5, G=2, z=True, h0=True)),
+     dict(b=1, d=128, L=13, N=5, G=2, z=True, h0=True)),
     (dict(fwd="scan", block_l=16), dict(b=1, d=4, L=45, N=2, G=2, tinv=True)),
     (dict(fwd="scan", block_l=16, chained=True), dict(b=1, d=4, L=50, N=3, G=1, z=True, h0=True)),
 ]

@@ -827,15 +827,21 @@ def fobi_scan_triton(u, delta, A, A_b, B, C, D=None, z=None, delta_bias=None, de
     A2 = torch.cat([A, A_b])
     D2 = None if D is None else torch.cat([D, D])
     dtb2 = None if delta_bias is None else torch.cat([delta_bias, delta_bias])
-    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                                for t in (u, delta, A, A_b, B, C, D, z, delta_bias))
-    cfg = pick_config(s.batch * 2 * s.dim, s.L, s.N, u.device)
-    if not _layout_runs("fobi", cfg, need_grad):
-        raise ValueError(f"fobi_scan_triton runs on the 'rows' / 'seq' forward and the 'rows' backward; "
-                         f"N={s.N} at {2 * s.batch * s.dim} rows picks forward {cfg.fwd!r}, "
-                         f"backward {cfg.bwd!r}")
-    y, _ = _scan_op(u, delta, A2, B, C, D2, z, dtb2, None, bool(delta_softplus), need_grad, "",
-                    _y_fp32(u, out_dtype), "fobi")
+    return _direction_layout_scan("fobi", 2 * s.batch * s.dim, s, (u, delta, A2, B, C, D2, z, dtb2),
+                                  (A_b, D, delta_bias), delta_softplus, out_dtype)
+
+
+def _direction_layout_scan(layout, rows, s, inputs, more, softplus, out_dtype):
+    """y of the direction layout ``layout`` ("fobi" / "bibi") over ``inputs`` (u, delta, A, B, C, D, z,
+    delta_bias as the kernels take them; ``more``: other tensors that may need gradients), ``rows`` scanned
+    rows; a ValueError where the default config for those rows has no such layout."""
+    u = inputs[0]
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*inputs, *more))
+    cfg = pick_config(rows, s.L, s.N, u.device)
+    if not _layout_runs(layout, cfg, need_grad):
+        raise ValueError(f"{layout}_scan_triton runs on the 'rows' / 'seq' forward and the 'rows' / 'seq' "
+                         f"backward; N={s.N} at {rows} rows picks forward {cfg.fwd!r}, backward {cfg.bwd!r}")
+    y, _ = _scan_op(*inputs, None, bool(softplus), need_grad, "", _y_fp32(u, out_dtype), layout)
     return y
 
 
@@ -859,16 +865,8 @@ def bibi_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_s
         raise ValueError("bibi_scan_triton needs an even number of channels and time-varying B and C "
                          f"(batch, 2 G, N, L), got dim {s.dim}, B {tuple(B.shape)}, C {tuple(C.shape)}")
     _device_check("bibi_scan_triton", u)
-    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                                for t in (u, delta, A, B, C, D, z, delta_bias))
-    cfg = pick_config(s.batch * s.dim, s.L, s.N, u.device)
-    if not _layout_runs("bibi", cfg, need_grad):
-        raise ValueError(f"bibi_scan_triton runs on the 'rows' / 'seq' forward and the 'rows' / 'seq' "
-                         f"backward; N={s.N} at {s.batch * s.dim} rows picks forward {cfg.fwd!r}, "
-                         f"backward {cfg.bwd!r}")
-    y, _ = _scan_op(u, delta, A, B, C, D, z, delta_bias, None, bool(delta_softplus), need_grad, "",
-                    _y_fp32(u, out_dtype), "bibi")
-    return y
+    return _direction_layout_scan("bibi", s.batch * s.dim, s, (u, delta, A, B, C, D, z, delta_bias), (),
+                                  delta_softplus, out_dtype)
 
 
 def bibi_scan_supported(N, rows, device, backward=False):
