@@ -125,17 +125,15 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
     if u_b.shape != u.shape or delta_b.shape != delta.shape or A_b.shape != A.shape:
         raise ValueError("backward tensors u_b, delta_b, A_b must match u, delta, A in shape")
     dim = u.shape[1]
-    if (in_place and fo_bi and B.dim() == 4 and C.dim() == 4
+    if (in_place and all(t.dim() == 4 for t in (B, C, B_b, C_b))
             and resolve_backend(backend, u.device) == "triton"):
         # the backward direction by index arithmetic in the kernels (no flipped copies)
-        y = _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, delta_softplus)
-        if y is not None:
-            out = y[:, :dim] + y[:, dim:]
-            return out / 2 if divide_out else out
-    if (in_place and not fo_bi and B.dim() == 4 and C.dim() == 4 and B_b.dim() == 4 and C_b.dim() == 4
-            and resolve_backend(backend, u.device) == "triton"):
-        out = _bibi_in_place(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                             u_b, delta_b, A_b, B_b, C_b, D_b, delta_bias_b)
+        if fo_bi:
+            y = _fobi_in_place(u, delta, A, A_b, B, C, D, z, delta_bias, delta_softplus)
+            out = None if y is None else y[:, :dim] + y[:, dim:]
+        else:
+            out = _bibi_in_place(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 u_b, delta_b, A_b, B_b, C_b, D_b, delta_bias_b)
         if out is not None:
             return out / 2 if divide_out else out
 

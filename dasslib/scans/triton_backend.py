@@ -292,7 +292,7 @@ class _Launch:
 
     def _seq_bwd_runs(self, cfg, layout):
         """Whether the "seq" backward takes this call: after the "seq" forward, time-varying B / C, the
-        plain or "fobi" layout, and whole warps of rows of one batch and B / C group."""
+        plain, "fobi" or "bibi" layout, and whole warps of rows of one batch and B / C group."""
         return (cfg.fwd == "seq" and self.B_var and self.C_var and layout in ("", "fobi", "bibi")
                 and all((self.dim // g) % SEQ_BWD_ROWS == 0 for g in (1, self.G_B, self.G_C)))
 
@@ -403,10 +403,9 @@ def _backward(lc, u, delta, A32, B, C, D32, z, dtb32, h032, states, dy, dlast, s
                          f"{lc.bwd!r}")
     shape = (lc.batch, lc.dim, lc.L)
     # the rows backward stores du / ddelta / dz in their final dtype; the scan one in fp32;
-    # du of rows that share a source (ss2d, fobi: summed below) in fp32
+    # du of rows that share a source (ss2d, fobi: u_src > 0, summed below) in fp32
     # ("fobi": delta and z are shared sources too, their rows summed the same way)
-    summed = lc.u_src > 0 or lc.shared    # ss2d / fobi: rows that share a source
-    du = torch.empty(shape, dtype=ut if rows_bwd and not summed else torch.float32, device=dev)
+    du = torch.empty(shape, dtype=ut if rows_bwd and not lc.u_src else torch.float32, device=dev)
     ddt = torch.empty(shape, dtype=dtt if rows_bwd and not lc.shared else torch.float32, device=dev)
     dz = (torch.empty(shape, dtype=z.dtype if rows_bwd and not lc.shared else torch.float32, device=dev)
           if z is not None else du)
