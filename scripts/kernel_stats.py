@@ -61,7 +61,8 @@ def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int, L: int = 8192
 
 
 def stats(kernel) -> dict:
-    """Registers and spill-store bytes (ptxas -v), SASS instruction count and the most frequent opcodes."""
+    """Registers and spill-store bytes (ptxas -v), SASS instruction count, the largest loop bodies'
+    instruction counts (:func:`_loop_sizes`) and the most frequent opcodes."""
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         ptx.write_text(kernel.asm["ptx"])
@@ -82,11 +83,26 @@ def stats(kernel) -> dict:
         m = re.search(r"\b((?:LDG|STG)\.E(?:\.\w+)*)", ln)
         if m:
             widths[m.group(1)] = widths.get(m.group(1), 0) + 1
+    loops = _loop_sizes(sass.splitlines())
     regs = re.findall(r"Used (\d+) registers", text)
     spills = re.findall(r"(\d+) bytes spill stores", text)
     return dict(registers=int(regs[0]) if regs else None, spill_store_bytes=int(spills[0]) if spills else None,
-                instructions=len(lines), global_memory=dict(sorted(widths.items())),
+                instructions=len(lines), loops=loops, global_memory=dict(sorted(widths.items())),
                 top_ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12]))
+
+
+def _loop_sizes(sass_lines, most=3):
+    """Instruction counts of the SASS loop bodies (from a label to a branch back to it, nested loops
+    counted inside their outer one), the largest ``most`` first: the per-iteration cost of a kernel's
+    tile loop and, for the backwards, of their state loop."""
+    labels = {ln.strip().rstrip(":"): i for i, ln in enumerate(sass_lines) if ln.strip().startswith(".L")}
+    sizes = []
+    for i, ln in enumerate(sass_lines):
+        m = re.search(r"BRA `\((\.L_x_\d+)\)", ln)
+        if m and labels.get(m.group(1), i) < i:
+            body = sass_lines[labels[m.group(1)]:i + 1]
+            sizes.append(sum(1 for x in body if re.match(r"\s+/\*[0-9a-f]{4,}\*/", x)))
+    return sorted(sizes, reverse=True)[:most]
 
 
 def kernel_config(name: str, N=16, dtype="fp32", BD=None, warps=None, block=128, prefetch=1, z=1, L=8192, bc=0,

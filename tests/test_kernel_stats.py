@@ -75,5 +75,6 @@ def test_seq_kernels_compile_for_sm90(name, N, dtype, extra):
     fn, consts, warps = ks.kernel_config(name, N=N, dtype=dtype, L=528)
     s = ks.stats(ks.compile_sm90(fn, {**consts, **extra}, dtype, warps, 528))
     assert s["registers"] <= 255 and s["instructions"] > 0
+    assert 0 < s["loops"][0] < s["instructions"]        # the tile loop's body, inside the whole kernel
     if name == "seq_bwd":
         assert s["spill_store_bytes"] == 0
