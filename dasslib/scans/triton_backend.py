@@ -68,9 +68,9 @@ class TritonConfig:
     computed (Nsight Compute put the output pass's stalls on those loads; offline, N = 16 bf16,
     it takes 255 registers: 8 one-warp programs per SM instead of 12).
     seq_widen: the "seq" forward widens bf16 B / C to fp32 by a shift of their bits (one integer op per
-    value) instead of Triton's conversion (about 1.5; offline, sm_90, N = 16 bf16 L = 528: 665 instructions
-    per 4-step tile against 743, 182 registers against 168, i.e. 11 one-warp programs per SM instead of 12;
-    28 bytes of spills under ``seq_maxnreg=168``). Same values.
+    value) instead of Triton's conversion (about 1.5; offline, sm_90, N = 16 bf16 L = 528: 734 instructions
+    per 4-step tile against 794 (scripts.kernel_stats, loops), 182 registers against 168, i.e. 11 one-warp
+    programs per SM instead of 12; 28 bytes of spills under ``seq_maxnreg=168``). Same values.
     seq_uniform: the "seq" forward takes each program's B / C group offsets and direction from its first
     row where all its rows share them (channels per B / C group a multiple of its rows), so a thread loads
     the B / C tiles once for the rows it holds; seq_thread_rows: rows per thread of the "seq" forward
