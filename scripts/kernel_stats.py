@@ -14,7 +14,8 @@ Each kernel is compiled with time-varying B/C, D, delta_bias, softplus and (unle
 the models call it; keywords: N, dtype (fp32, bf16), BD (rows per program), warps, block (tile steps),
 prefetch, L (sequence length: alignment only; 8192 as DASS's, 513 as AuM's unaligned rows), bc (the
 sequential kernel's B / C prefetch, 0 or 1), widen (its bf16 B / C widened by a bit shift, 0 or 1), uniform
-(its B / C offsets per program, 0 or 1; with BD=64 two rows per thread).
+(its B / C offsets per program, 0 or 1; with BD=64 two rows per thread), maxnreg (a register cap, as
+``TritonConfig.seq_maxnreg`` / ``bwd_maxnreg`` give a launch).
 Counts differ between Triton versions (the GPU machine's may not be this one's).
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ COMMON = dict(B_VARYING=True, C_VARYING=True, HAS_D=True, HAS_DTB=True, SOFTPLUS
               FAST_LOG=True)
 
 
-def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int, L: int = 8192):
+def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int, L: int = 8192, maxnreg: int = 0):
     """``fn`` compiled for sm_90: pointers of the inputs/outputs in ``dtype``, the rest fp32, ints i32.
 
     Specialized as a launch specializes it: pointers (torch allocations) and the ints that are not
@@ -57,7 +58,8 @@ def compile_sm90(fn, constexprs: dict, dtype: str, num_warps: int, L: int = 8192
     attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(fn.params)
              if not p.is_constexpr and (p.name.endswith("_ptr") or p.name in aligned)}
     src = ASTSource(fn, sig, constexprs=constexprs, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+    options = dict(num_warps=num_warps, **({"maxnreg": maxnreg} if maxnreg else {}))   # a launch's register cap
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
 
 def stats(kernel) -> dict:
@@ -149,8 +151,8 @@ def main(argv=None):
             current = (item, {})
             jobs.append(current)
     for name, kw in jobs:
-        fn, consts, warps = kernel_config(name, **kw)
-        kernel = compile_sm90(fn, consts, kw.get("dtype", "fp32"), warps, kw.get("L", 8192))
+        fn, consts, warps = kernel_config(name, **{k: v for k, v in kw.items() if k != "maxnreg"})
+        kernel = compile_sm90(fn, consts, kw.get("dtype", "fp32"), warps, kw.get("L", 8192), kw.get("maxnreg", 0))
         print(name, json.dumps(kw), json.dumps(stats(kernel)),
               flush=True)
 
