@@ -256,6 +256,23 @@ def test_tap_conv_compiled_matches_eager(autocast):
         torch.testing.assert_close(out.float(), ref.float(), rtol=tol, atol=tol)
 
 
+def test_reversed_causal_conv_is_the_flipped_form_without_flips():
+    """TapConv1d.reversed_causal (Bi-Bi's backward stream) equals the causal convolution of the flipped
+    sequence flipped back, eager (cuDNN / F.conv1d) and compiled (the tap form), in float64; it refuses a
+    convolution that is not Mamba's causal one."""
+    from dasslib.models.layers import TapConv1d
+    torch.manual_seed(0)
+    conv = TapConv1d(6, 6, 4, padding=3, groups=6).double()
+    x = torch.randn(2, 6, 13, dtype=torch.float64)
+    ref = conv(x.flip(-1))[..., :13].flip(-1)
+    assert (conv.reversed_causal(x) - ref).abs().max() < 1e-12
+    torch._dynamo.reset()
+    compiled = torch.compile(conv.reversed_causal, backend="aot_eager", fullgraph=True)
+    assert (compiled(x) - ref).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="padding"):
+        TapConv1d(6, 6, 4, padding=1, groups=6).reversed_causal(x.float())
+
+
 def test_tap_form_can_be_switched_off(monkeypatch):
     """``tap_form = False`` keeps the convolution in the compiled form too (benchmark comparisons)."""
     from dasslib.models import layers
