@@ -37,7 +37,7 @@ def _run(job):
     folder = run_dir(job["out"], job["model"], job["lr"], job["warmup"])
     train = dict(TRAIN, **job["train"], lr=job["lr"], warmup_steps=job["warmup"])
     train_classifier(folder, dict(name=job["model"], **job["overrides"]), paths, norm_stats(paths), train,
-                     dict(batch_size=job["batch"], num_workers=job["workers"]))
+                     dict(batch_size=job["batch"], num_workers=job["workers"]), audio=job.get("audio") or None)
     return folder
 
 
@@ -70,6 +70,8 @@ def main(argv=None):
     ap.add_argument("--lrs", nargs="+", type=float, default=[1e-4, 3e-4, 1e-3])
     ap.add_argument("--warmups", nargs="+", type=int, default=[100], help="warm-up steps")
     ap.add_argument("--train", default="{}", help="JSON TrainConfig fields over the sweep's defaults")
+    ap.add_argument("--audio", default="{}",
+                    help='JSON AudioConf fields for both splits, e.g. \'{"target_length": 256}\' (shorter inputs)')
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--parallel", type=int, default=3, help="runs at a time (one process each)")
@@ -90,8 +92,9 @@ def main(argv=None):
     from dasslib.experiments.common import norm_stats, prepare_data
 
     norm_stats(prepare_data(a.data_root, a.size, seed=0))  # data and stats once, before the runs start
+    audio = {} if a.smoke else json.loads(a.audio)
     jobs = [dict(model=a.model, lr=lr, warmup=wu, train=train, batch=a.batch, workers=a.workers, size=a.size,
-                 data_root=a.data_root, out=a.out, overrides=overrides)
+                 audio=audio, data_root=a.data_root, out=a.out, overrides=overrides)
             for lr, wu in itertools.product(a.lrs, a.warmups)]
     if a.parallel <= 1:
         for job in jobs:

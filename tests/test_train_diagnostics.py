@@ -27,7 +27,7 @@ def test_diagnostics_are_observations_only(tmp_path):
     m1, r1 = _run(tmp_path / "on", diagnostics_every=1)
     assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m1.state_dict().values()))
     extra = [c for c in r1.history.columns if c not in r0.history.columns]
-    assert {"grad_norm", "grad_norm_max", "grad_norm/net", "act_rms/net", "logit_std"} == set(extra)
+    assert {"grad_norm", "grad_norm_max", "grad_norm/net", "act_rms/net", "act_shared/net", "logit_std"} == set(extra)
     pd.testing.assert_frame_equal(r0.history.drop(columns="time_s"),
                                   r1.history.drop(columns=["time_s", *extra]))
     h = r1.history
@@ -67,6 +67,25 @@ def test_activation_stats_see_a_collapse_and_restore_the_mode():
         head.bias.fill_(0.3)
     dead = activation_stats(model, x, lambda: torch.autocast("cpu", enabled=False))
     assert dead["logit_std"] == 0.0
+
+
+def test_act_shared_is_the_clip_mean_share_and_sees_a_drowning_constant():
+    """act_shared = mean square of the clip mean / mean square: by hand on a known stage output, and
+    near 1 once a large clip-independent vector is added to a stage's output (what LayerNorm then divides
+    away), near 0 for independent clips."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Identity())
+    x = torch.randn(64, 10)
+    got = activation_stats(net, x, lambda: torch.autocast("cpu", enabled=False))["act_shared/0"]
+    assert math.isclose(got, float(x.mean(0).pow(2).mean() / x.pow(2).mean()), rel_tol=1e-6)
+    assert got < 0.05
+    offset = torch.full((10,), 30.0)
+    shared = activation_stats(net, x + offset, lambda: torch.autocast("cpu", enabled=False))["act_shared/0"]
+    assert shared > 0.99
+    model = create("dass_small", **TINY_DASS)
+    model.layers[3].register_forward_hook(lambda m, i, out: out + 100.0)
+    stats = activation_stats(model, torch.randn(4, 64, 32), lambda: torch.autocast("cpu", enabled=False))
+    assert stats["act_shared/layers.3"] > 0.99 > stats["act_shared/layers.2"]
 
 
 def test_epoch_accumulator():

@@ -5,7 +5,10 @@
 - ``grad_norm`` and ``grad_norm/<stage>``: the L2 norm of the gradients (of the whole model, of each
   stage's parameters), measured after the backward of every k-th step (before clipping, unscaled)
   and averaged over the epoch's measured steps; ``grad_norm_max``: the largest whole-model norm;
-- ``act_rms/<stage>``: the root mean square of each stage's output, and ``logit_std``: the standard
+- ``act_rms/<stage>``: the root mean square of each stage's output; ``act_shared/<stage>``: the share
+  of its mean square that is the same for every clip of the batch (the clip mean's mean square over the
+  mean square: near 1 when a large clip-independent component drowns what tells the clips apart, which a
+  following LayerNorm then divides away, gradients included); and ``logit_std``: the standard
   deviation of the logits across clips (averaged over classes; near 0 when the model has collapsed
   to constant outputs), from one eager forward of a fixed evaluation batch at the epoch's end.
 
@@ -50,7 +53,8 @@ def grad_norms(model: nn.Module, scale: float = 1.0) -> dict[str, float]:
 
 
 def activation_stats(model: nn.Module, x: torch.Tensor, autocast_ctx) -> dict[str, float]:
-    """``{"act_rms/<stage>": ..., "logit_std": ...}`` of one eager forward of ``x`` in eval mode
+    """``{"act_rms/<stage>": ..., "act_shared/<stage>": ..., "logit_std": ...}`` of one eager forward of
+    ``x`` in eval mode
     (no gradients; the model's mode is restored). Stage outputs that are tuples count their first
     tensor; ``logit_std`` needs the model's output to be (clips, classes) logits."""
     found = {}
@@ -60,7 +64,11 @@ def activation_stats(model: nn.Module, x: torch.Tensor, autocast_ctx) -> dict[st
         def record(_module, _inputs, output):
             t = output[0] if isinstance(output, (tuple, list)) else output
             if torch.is_tensor(t) and t.is_floating_point():
-                found[f"act_rms/{name}"] = float(t.detach().float().pow(2).mean().sqrt())
+                t = t.detach().float()
+                ms = t.pow(2).mean()
+                found[f"act_rms/{name}"] = float(ms.sqrt())
+                if t.shape[0] > 1:      # (clips, ...): the clip-independent part's share
+                    found[f"act_shared/{name}"] = float(t.mean(0).pow(2).mean() / ms.clamp_min(1e-30))
         return record
 
     for name, module in stages(model).items():
