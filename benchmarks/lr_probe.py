@@ -37,7 +37,7 @@ def _run(job):
     folder = run_dir(job["out"], job["model"], job["lr"], job["warmup"])
     train = dict(TRAIN, **job["train"], lr=job["lr"], warmup_steps=job["warmup"])
     train_classifier(folder, dict(name=job["model"], **job["overrides"]), paths, norm_stats(paths), train,
-                     dict(batch_size=job["batch"], num_workers=job["workers"]), audio=job.get("audio") or None)
+                     dict(batch_size=job["batch"], num_workers=job["workers"]), audio=job["audio"] or None)
     return folder
 
 

@@ -67,7 +67,7 @@ def activation_stats(model: nn.Module, x: torch.Tensor, autocast_ctx) -> dict[st
                 t = t.detach().float()
                 ms = t.pow(2).mean()
                 found[f"act_rms/{name}"] = float(ms.sqrt())
-                if t.shape[0] > 1:      # (clips, ...): the clip-independent part's share
+                if t.dim() and t.shape[0] > 1:      # (clips, ...): the clip-independent part's share
                     found[f"act_shared/{name}"] = float(t.mean(0).pow(2).mean() / ms.clamp_min(1e-30))
         return record
 
